@@ -1,0 +1,223 @@
+//! AES-256-GCM on dedicated threads: the shape of a PCIe or DPU crypto accelerator.
+//!
+//! Work is submitted as *batches* of owned jobs into a bounded queue (its depth is the
+//! number of batches in flight) and completes asynchronously: [`Pending`] is a future,
+//! and can also be waited on from a blocking thread. The request threads only copy
+//! descriptors; the sealing itself runs on the pool's threads, which is what moving
+//! the work to a device would look like. The pool wraps any other [`AeadEngine`].
+
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures_channel::oneshot;
+
+use crate::aead::{AeadEngine, AeadKey, DataKey, EngineError, Nonce, SealError, Tag};
+use crate::buf::AlignedBuf;
+
+/// What to do with a job's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AeadOp {
+    /// Encrypt in place and produce a tag.
+    Seal,
+    /// Check the tag, then decrypt in place.
+    Open(Tag),
+}
+
+/// One AEAD operation on an owned buffer.
+pub struct AeadJob {
+    /// The key to use.
+    pub key: Arc<dyn AeadKey>,
+    /// Seal or open.
+    pub op: AeadOp,
+    /// The nonce.
+    pub nonce: Nonce,
+    /// Associated data.
+    pub aad: Vec<u8>,
+    /// The buffer; only `range` is processed.
+    pub buf: AlignedBuf,
+    /// The bytes of `buf` to seal or open.
+    pub range: Range<usize>,
+}
+
+impl fmt::Debug for AeadJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AeadJob").field("op", &self.op).field("range", &self.range).finish_non_exhaustive()
+    }
+}
+
+/// A finished job: the buffer comes back, with the tag for a seal.
+#[derive(Debug)]
+pub struct AeadDone {
+    /// The job, its buffer now sealed or opened.
+    pub job: AeadJob,
+    /// `Some(tag)` after a seal, `None` after a successful open.
+    pub result: Result<Option<Tag>, SealError>,
+}
+
+struct Batch {
+    jobs: Vec<AeadJob>,
+    reply: oneshot::Sender<Vec<AeadDone>>,
+}
+
+/// Completion of a submitted batch, in submission order.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Vec<AeadDone>>);
+
+impl Pending {
+    /// Blocks the current thread until the batch is done.
+    pub fn wait(self) -> Result<Vec<AeadDone>, EngineError> {
+        futures_executor::block_on(self)
+    }
+}
+
+impl Future for Pending {
+    type Output = Result<Vec<AeadDone>, EngineError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| r.map_err(|_| EngineError::Stopped { engine: "pool" }))
+    }
+}
+
+/// The queue was full; the batch is handed back.
+#[derive(Debug)]
+pub struct QueueFull(pub Vec<AeadJob>);
+
+/// A pool of sealing threads in front of another engine.
+pub struct AeadPool {
+    inner: Arc<dyn AeadEngine>,
+    queue: Sender<Batch>,
+    threads: usize,
+    depth: usize,
+}
+
+impl fmt::Debug for AeadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AeadPool")
+            .field("inner", &self.inner.name())
+            .field("threads", &self.threads)
+            .field("queue_depth", &self.depth)
+            .finish()
+    }
+}
+
+impl AeadPool {
+    /// Starts `threads` workers (at least one) serving a queue of `depth` batches (at
+    /// least one) with `inner`.
+    pub fn new(inner: Arc<dyn AeadEngine>, threads: usize, depth: usize) -> Self {
+        let (threads, depth) = (threads.max(1), depth.max(1));
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(depth);
+        for i in 0..threads {
+            let rx: Receiver<Batch> = rx.clone();
+            // Workers end when every sender (the pool and its keys) is gone.
+            let spawned = thread::Builder::new().name(format!("aead-pool-{i}")).spawn(move || {
+                for batch in rx {
+                    let done = batch.jobs.into_iter().map(run).collect();
+                    // The submitter may have given up waiting; that is its business.
+                    let _ = batch.reply.send(done);
+                }
+            });
+            // A thread that cannot start only lowers the pool's width; with none at
+            // all, submissions fail with `Stopped` once the receiver is dropped.
+            drop(spawned);
+        }
+        Self { inner, queue: tx, threads, depth }
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Batches that may wait in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Queues a batch, blocking while the queue is full.
+    pub fn submit(&self, jobs: Vec<AeadJob>) -> Result<Pending, EngineError> {
+        submit(&self.queue, jobs)
+    }
+
+    /// Queues a batch if there is room, else hands it back.
+    pub fn try_submit(&self, jobs: Vec<AeadJob>) -> Result<Pending, QueueFull> {
+        let (reply, rx) = oneshot::channel();
+        match self.queue.try_send(Batch { jobs, reply }) {
+            Ok(()) => Ok(Pending(rx)),
+            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => Err(QueueFull(b.jobs)),
+        }
+    }
+}
+
+fn submit(queue: &Sender<Batch>, jobs: Vec<AeadJob>) -> Result<Pending, EngineError> {
+    let (reply, rx) = oneshot::channel();
+    queue.send(Batch { jobs, reply }).map_err(|_| EngineError::Stopped { engine: "pool" })?;
+    Ok(Pending(rx))
+}
+
+fn run(mut job: AeadJob) -> AeadDone {
+    let result = match job.buf.get_mut(job.range.clone()) {
+        None => Err(SealError),
+        Some(data) => match job.op {
+            AeadOp::Seal => job.key.seal(&job.nonce, &job.aad, data).map(Some),
+            AeadOp::Open(tag) => job.key.open(&job.nonce, &job.aad, data, &tag).map(|()| None),
+        },
+    };
+    AeadDone { job, result }
+}
+
+impl AeadEngine for AeadPool {
+    fn name(&self) -> &'static str {
+        "pool"
+    }
+
+    fn key(&self, key: &DataKey) -> Result<Arc<dyn AeadKey>, EngineError> {
+        Ok(Arc::new(PoolKey { inner: self.inner.key(key)?, queue: self.queue.clone() }))
+    }
+}
+
+/// A key whose synchronous calls go through the pool. The synchronous interface
+/// borrows the caller's buffer, which cannot cross threads without `unsafe`, so it
+/// copies in and out; callers that want the pool's speed submit owned
+/// [`AeadJob`]s instead.
+struct PoolKey {
+    inner: Arc<dyn AeadKey>,
+    queue: Sender<Batch>,
+}
+
+impl PoolKey {
+    fn roundtrip(&self, op: AeadOp, nonce: &Nonce, aad: &[u8], buf: &mut [u8]) -> Result<Option<Tag>, SealError> {
+        let job = AeadJob {
+            key: self.inner.clone(),
+            op,
+            nonce: *nonce,
+            aad: aad.to_vec(),
+            buf: AlignedBuf::from_slice(buf),
+            range: 0..buf.len(),
+        };
+        let mut done = submit(&self.queue, vec![job]).and_then(Pending::wait).map_err(|_| SealError)?;
+        let done = done.pop().ok_or(SealError)?;
+        if done.result.is_ok() {
+            buf.copy_from_slice(&done.job.buf);
+        }
+        done.result
+    }
+}
+
+impl AeadKey for PoolKey {
+    fn seal(&self, nonce: &Nonce, aad: &[u8], buf: &mut [u8]) -> Result<Tag, SealError> {
+        self.roundtrip(AeadOp::Seal, nonce, aad, buf)?.ok_or(SealError)
+    }
+
+    fn open(&self, nonce: &Nonce, aad: &[u8], buf: &mut [u8], tag: &Tag) -> Result<(), SealError> {
+        self.roundtrip(AeadOp::Open(*tag), nonce, aad, buf).map(|_| ())
+    }
+
+    fn confidentiality_limit(&self) -> u64 {
+        self.inner.confidentiality_limit()
+    }
+}

@@ -1,0 +1,429 @@
+//! Choosing engines: `auto` takes the first candidate the machine supports, in an
+//! order set by measurement, and records why it passed over the others; a pinned
+//! engine the machine lacks is an error, never a silent fallback.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::aead::AeadEngine;
+use crate::compress::{Algorithm, Compressor};
+use crate::crc::Crc32c;
+use crate::engine::compress::{Lz4, Zstd};
+use crate::engine::crc::{CrcFast, PortableCrc, Sse42Crc};
+use crate::engine::gf_avx2::Avx2Kernel;
+use crate::engine::gf_portable::PortableKernel;
+use crate::engine::isal::{IsalCrc, IsalKernel};
+use crate::engine::pool::AeadPool;
+use crate::engine::ring::RingAead;
+use crate::engine::rustcrypto::{RustCryptoAead, RustCryptoXts};
+use crate::gf::GfKernel;
+use crate::meter::{MeteredAead, MeteredCompressor, MeteredCrc, MeteredGf, MeteredXts, Meters};
+use crate::probe::Capabilities;
+use crate::random::{SecureRandom, SystemRandom};
+use crate::xts::XtsEngine;
+
+/// `auto`, or one engine by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum EngineChoice {
+    /// The best engine this machine supports.
+    #[default]
+    Auto,
+    /// Exactly this engine; start-up fails if it is unavailable.
+    Named(String),
+}
+
+impl From<String> for EngineChoice {
+    fn from(s: String) -> Self {
+        if s == "auto" { Self::Auto } else { Self::Named(s) }
+    }
+}
+
+impl From<EngineChoice> for String {
+    fn from(c: EngineChoice) -> Self {
+        match c {
+            EngineChoice::Auto => "auto".into(),
+            EngineChoice::Named(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Named(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Which engines to use; every field defaults to `auto` or a measured default.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OffloadConfig {
+    /// AES-256-GCM: `auto`, `ring`, `rustcrypto`, `pool` (dedicated threads in front
+    /// of `aead_pool_inner`), or `aws-lc` when built with that feature.
+    pub aead: EngineChoice,
+    /// The engine the `pool` engine runs on its threads.
+    pub aead_pool_inner: EngineChoice,
+    /// Threads of the `pool` engine; 0 means one per CPU.
+    pub aead_pool_threads: usize,
+    /// Batches that may wait in the `pool` engine's queue.
+    pub aead_pool_queue_depth: usize,
+    /// GF(2^8) kernel: `auto`, `avx2`, `isal`, `portable`.
+    pub gf: EngineChoice,
+    /// CRC32C: `auto`, `sse42`, `crc-fast`, `isal`, `portable`.
+    pub crc32c: EngineChoice,
+    /// AES-256-XTS: `auto`, `rustcrypto`.
+    pub xts: EngineChoice,
+    /// zstd level for compressing segments (1 = fast).
+    pub zstd_level: i32,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        Self {
+            aead: EngineChoice::Auto,
+            aead_pool_inner: EngineChoice::Auto,
+            aead_pool_threads: 0,
+            aead_pool_queue_depth: 8,
+            gf: EngineChoice::Auto,
+            crc32c: EngineChoice::Auto,
+            xts: EngineChoice::Auto,
+            zstd_level: 1,
+        }
+    }
+}
+
+/// The engines in use, each metered. Fields are public so that a test or an operator
+/// can replace one part: `Offload { gf: Arc::new(PortableKernel), ..probed }`.
+#[derive(Debug, Clone)]
+pub struct Offload {
+    /// AES-256-GCM.
+    pub aead: Arc<dyn AeadEngine>,
+    /// GF(2^8) multiply-accumulate.
+    pub gf: Arc<dyn GfKernel>,
+    /// CRC32C.
+    pub crc32c: Arc<dyn Crc32c>,
+    /// AES-256-XTS.
+    pub xts: Arc<dyn XtsEngine>,
+    /// Zstandard.
+    pub zstd: Arc<dyn Compressor>,
+    /// LZ4.
+    pub lz4: Arc<dyn Compressor>,
+    /// Randomness for keys and coefficients.
+    pub random: Arc<dyn SecureRandom>,
+    /// Usage counters of the engines above.
+    pub meters: Arc<Meters>,
+}
+
+impl Offload {
+    /// Picks every engine for a machine with `caps` as `config` says.
+    pub fn select(config: &OffloadConfig, caps: &Capabilities) -> Result<(Self, Selection), SelectError> {
+        let meters = Arc::new(Meters::default());
+        let mut selection = Selection::default();
+
+        let aead = select_aead(config, caps, &meters, &mut selection)?;
+        let gf: Arc<dyn GfKernel> = {
+            let k = pick("gf", &config.gf, gf_candidates(), caps, &mut selection)?;
+            let name = k.name();
+            Arc::new(MeteredGf::new(k, meters.register("gf", name)))
+        };
+        let crc32c: Arc<dyn Crc32c> = {
+            let c = pick("crc32c", &config.crc32c, crc_candidates(), caps, &mut selection)?;
+            let name = c.name();
+            Arc::new(MeteredCrc::new(c, meters.register("crc32c", name)))
+        };
+        let xts: Arc<dyn XtsEngine> = {
+            let x = pick("xts", &config.xts, xts_candidates(), caps, &mut selection)?;
+            let name = x.name();
+            Arc::new(MeteredXts::new(x, meters.register("xts", name)))
+        };
+        let zstd: Arc<dyn Compressor> =
+            Arc::new(MeteredCompressor::new(Arc::new(Zstd::new(config.zstd_level)), meters.register("zstd", "zstd")));
+        let lz4: Arc<dyn Compressor> = Arc::new(MeteredCompressor::new(Arc::new(Lz4), meters.register("lz4", "lz4")));
+        let random: Arc<dyn SecureRandom> = Arc::new(SystemRandom::new());
+        selection.push("compression", "zstd+lz4".into(), false, Vec::new());
+        selection.push("random", random.name().into(), false, Vec::new());
+        Ok((Self { aead, gf, crc32c, xts, zstd, lz4, random, meters }, selection))
+    }
+
+    /// The compressor for `algorithm`.
+    pub fn compressor(&self, algorithm: Algorithm) -> &Arc<dyn Compressor> {
+        match algorithm {
+            Algorithm::Zstd => &self.zstd,
+            Algorithm::Lz4 => &self.lz4,
+        }
+    }
+}
+
+fn select_aead(
+    config: &OffloadConfig,
+    caps: &Capabilities,
+    meters: &Arc<Meters>,
+    selection: &mut Selection,
+) -> Result<Arc<dyn AeadEngine>, SelectError> {
+    if config.aead == EngineChoice::Named("pool".into()) {
+        let inner = pick("aead", &config.aead_pool_inner, aead_candidates(), caps, selection)?;
+        let threads = if config.aead_pool_threads == 0 { caps.cpus } else { config.aead_pool_threads };
+        let name = format!("pool({}, {threads} threads, depth {})", inner.name(), config.aead_pool_queue_depth);
+        // Meter the inner engine: its keys run on the pool's threads, which is where
+        // the cycles are spent. Metering the pool itself would count waiting.
+        let metered: Arc<dyn AeadEngine> = Arc::new(MeteredAead::new(inner, meters.register("aead", name.clone())));
+        let pool = AeadPool::new(metered, threads, config.aead_pool_queue_depth);
+        if let Some(last) = selection.choices.last_mut() {
+            last.chosen = name.clone();
+            last.pinned = true;
+        }
+        return Ok(Arc::new(pool));
+    }
+    let engine = pick("aead", &config.aead, aead_candidates(), caps, selection)?;
+    let name = engine.name();
+    Ok(Arc::new(MeteredAead::new(engine, meters.register("aead", name))))
+}
+
+/// What [`Offload::select`] decided, for the start-up log and the health endpoint.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Selection {
+    /// One entry per job.
+    pub choices: Vec<Choice>,
+}
+
+impl Selection {
+    fn push(&mut self, job: &'static str, chosen: String, pinned: bool, rejected: Vec<Rejected>) {
+        self.choices.push(Choice { job, chosen, pinned, rejected });
+    }
+}
+
+/// The engine chosen for one job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Choice {
+    /// The job.
+    pub job: &'static str,
+    /// The engine doing it.
+    pub chosen: String,
+    /// Whether configuration named it (rather than `auto`).
+    pub pinned: bool,
+    /// Better-ranked engines passed over, and why.
+    pub rejected: Vec<Rejected>,
+}
+
+/// An engine `auto` did not take.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejected {
+    /// The engine.
+    pub engine: &'static str,
+    /// Why this machine cannot run it.
+    pub reason: String,
+}
+
+/// The configuration asks for an engine that cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectError {
+    /// The engine exists but this machine lacks what it needs.
+    #[error("{job} engine {engine:?} is not available on this machine: {reason}")]
+    Unavailable {
+        /// The job.
+        job: &'static str,
+        /// The engine asked for.
+        engine: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// No engine has that name.
+    #[error("unknown {job} engine {engine:?} (known: auto, {known})")]
+    Unknown {
+        /// The job.
+        job: &'static str,
+        /// The name asked for.
+        engine: String,
+        /// The names that exist.
+        known: String,
+    },
+}
+
+type Build<T> = fn(&Capabilities) -> Result<Arc<T>, String>;
+
+/// A candidate engine: its name, whether `auto` may take it, and how to build it.
+struct Candidate<T: ?Sized> {
+    name: &'static str,
+    auto: bool,
+    build: Build<T>,
+}
+
+fn pick<T: ?Sized>(
+    job: &'static str,
+    choice: &EngineChoice,
+    candidates: Vec<Candidate<T>>,
+    caps: &Capabilities,
+    selection: &mut Selection,
+) -> Result<Arc<T>, SelectError> {
+    match choice {
+        EngineChoice::Named(name) => {
+            let Some(c) = candidates.iter().find(|c| c.name == name) else {
+                let known = candidates.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+                return Err(SelectError::Unknown { job, engine: name.clone(), known });
+            };
+            let engine =
+                (c.build)(caps).map_err(|reason| SelectError::Unavailable { job, engine: name.clone(), reason })?;
+            selection.push(job, c.name.into(), true, Vec::new());
+            Ok(engine)
+        }
+        EngineChoice::Auto => {
+            let mut rejected = Vec::new();
+            for c in candidates.iter().filter(|c| c.auto) {
+                match (c.build)(caps) {
+                    Ok(engine) => {
+                        selection.push(job, c.name.into(), false, rejected);
+                        return Ok(engine);
+                    }
+                    Err(reason) => rejected.push(Rejected { engine: c.name, reason }),
+                }
+            }
+            let reason = rejected.iter().map(|r| format!("{}: {}", r.engine, r.reason)).collect::<Vec<_>>().join("; ");
+            Err(SelectError::Unavailable { job, engine: "auto".into(), reason })
+        }
+    }
+}
+
+fn require(present: bool, what: &str) -> Result<(), String> {
+    if present { Ok(()) } else { Err(format!("the CPU lacks {what}")) }
+}
+
+/// ISA-L engines need the library the probe found.
+fn require_isal(caps: &Capabilities) -> Result<(), String> {
+    match (&caps.isal, &caps.isal_error) {
+        (Some(_), _) => Ok(()),
+        (None, Some(e)) => Err(format!("ISA-L not loadable: {e}")),
+        (None, None) => Err("ISA-L not loadable".into()),
+    }
+}
+
+/// AEAD engines, best first. ring is the fastest AES-256-GCM measured on the target
+/// machines (2× aws-lc-rs, 3× RustCrypto); RustCrypto is the portable fallback.
+fn aead_candidates() -> Vec<Candidate<dyn AeadEngine>> {
+    let mut v: Vec<Candidate<dyn AeadEngine>> = vec![
+        Candidate { name: "ring", auto: true, build: |_| Ok(Arc::new(RingAead)) },
+        Candidate { name: "rustcrypto", auto: true, build: |_| Ok(Arc::new(RustCryptoAead)) },
+    ];
+    #[cfg(feature = "aws-lc")]
+    v.push(Candidate { name: "aws-lc", auto: false, build: |_| Ok(Arc::new(crate::engine::aws_lc::AwsLcAead)) });
+    v.push(Candidate { name: "pool", auto: false, build: |_| Err("`pool` wraps another engine".into()) });
+    v
+}
+
+/// GF kernels, best first: the AVX2 kernel beats ISA-L's AVX2 code by 5–30%
+/// (`skyshard bench codec`, `examples/gf_tune.rs`).
+fn gf_candidates() -> Vec<Candidate<dyn GfKernel>> {
+    vec![
+        Candidate {
+            name: "avx2",
+            auto: true,
+            build: |caps| {
+                require(caps.avx2, "AVX2")?;
+                Avx2Kernel::new().map(|k| Arc::new(k) as Arc<dyn GfKernel>).ok_or_else(|| "the CPU lacks AVX2".into())
+            },
+        },
+        Candidate {
+            name: "isal",
+            auto: true,
+            build: |caps| {
+                require_isal(caps)?;
+                IsalKernel::new().map(|k| Arc::new(k) as Arc<dyn GfKernel>).map_err(str::to_string)
+            },
+        },
+        Candidate { name: "portable", auto: true, build: |_| Ok(Arc::new(PortableKernel)) },
+    ]
+}
+
+/// CRC32C engines, best first. Measured on the target machines (`skyshard bench
+/// codec`): ISA-L's `crc32_iscsi` 18–22 GB/s at 4 KiB and 1 MiB, the `crc32c` crate's
+/// 3-way `crc32` instruction loop 12–17 at 4 KiB and 14–20 at 1 MiB, `crc-fast`
+/// (whose fast paths need AVX-512) 9–13.
+fn crc_candidates() -> Vec<Candidate<dyn Crc32c>> {
+    vec![
+        Candidate {
+            name: "isal",
+            auto: true,
+            build: |caps| {
+                require_isal(caps)?;
+                IsalCrc::new().map(|c| Arc::new(c) as Arc<dyn Crc32c>).map_err(str::to_string)
+            },
+        },
+        Candidate {
+            name: "sse42",
+            auto: true,
+            build: |caps| {
+                require(caps.sse42, "SSE4.2")?;
+                Ok(Arc::new(Sse42Crc))
+            },
+        },
+        Candidate { name: "crc-fast", auto: true, build: |_| Ok(Arc::new(CrcFast)) },
+        Candidate { name: "portable", auto: true, build: |_| Ok(Arc::new(PortableCrc)) },
+    ]
+}
+
+/// XTS engines.
+fn xts_candidates() -> Vec<Candidate<dyn XtsEngine>> {
+    vec![Candidate { name: "rustcrypto", auto: true, build: |_| Ok(Arc::new(RustCryptoXts)) }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::probe;
+
+    fn bare_caps() -> Capabilities {
+        Capabilities { avx2: false, sse42: false, isal: None, isal_error: Some("not installed".into()), ..probe() }
+    }
+
+    #[test]
+    fn auto_falls_back_and_says_why() {
+        let (offload, selection) = Offload::select(&OffloadConfig::default(), &bare_caps()).expect("select");
+        assert_ne!(offload.gf.name(), "avx2");
+        let gf = selection.choices.iter().find(|c| c.job == "gf").expect("gf choice");
+        assert_eq!(gf.rejected[0].engine, "avx2");
+        assert!(gf.rejected[0].reason.contains("AVX2"), "{:?}", gf.rejected);
+        let crc = selection.choices.iter().find(|c| c.job == "crc32c").expect("crc choice");
+        assert_eq!(crc.chosen, "crc-fast");
+    }
+
+    #[test]
+    fn pinned_engine_the_machine_lacks_is_an_error() {
+        let config = OffloadConfig { gf: EngineChoice::Named("avx2".into()), ..Default::default() };
+        let err = Offload::select(&config, &bare_caps()).expect_err("must refuse");
+        assert!(matches!(err, SelectError::Unavailable { job: "gf", .. }), "{err}");
+    }
+
+    #[test]
+    fn unknown_engine_lists_the_known_ones() {
+        let config = OffloadConfig { crc32c: EngineChoice::Named("crc-slow".into()), ..Default::default() };
+        let err = Offload::select(&config, &probe()).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains("crc-slow") && msg.contains("sse42") && msg.contains("portable"), "{msg}");
+    }
+
+    #[test]
+    fn pool_wraps_the_inner_engine() {
+        let config = OffloadConfig {
+            aead: EngineChoice::Named("pool".into()),
+            aead_pool_inner: EngineChoice::Named("rustcrypto".into()),
+            aead_pool_threads: 2,
+            ..Default::default()
+        };
+        let (offload, selection) = Offload::select(&config, &probe()).expect("select");
+        assert_eq!(offload.aead.name(), "pool");
+        let aead = selection.choices.iter().find(|c| c.job == "aead").expect("aead choice");
+        assert!(aead.chosen.starts_with("pool(rustcrypto"), "{}", aead.chosen);
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys() {
+        let err = serde_json::from_str::<OffloadConfig>(r#"{"aead":"ring","gpu":"yes"}"#).expect_err("unknown key");
+        assert!(err.to_string().contains("gpu"), "{err}");
+        let ok: OffloadConfig = serde_json::from_str(r#"{"aead":"ring"}"#).expect("parse");
+        assert_eq!(ok.aead, EngineChoice::Named("ring".into()));
+        assert_eq!(ok.gf, EngineChoice::Auto);
+    }
+}
