@@ -221,3 +221,87 @@ impl AeadKey for PoolKey {
         self.inner.confidentiality_limit()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::ring::RingAead;
+
+    #[test]
+    fn batches_complete_in_order_and_match_the_inner_engine() {
+        let pool = AeadPool::new(Arc::new(RingAead), 2, 2);
+        let key = DataKey::from_bytes([5; 32]);
+        let pooled = RingAead.key(&key).expect("key");
+        let jobs: Vec<AeadJob> = (0..16u8)
+            .map(|i| AeadJob {
+                key: pooled.clone(),
+                op: AeadOp::Seal,
+                nonce: Nonce([i; 12]),
+                aad: vec![i],
+                buf: AlignedBuf::from_slice(&vec![i; 1000 + usize::from(i)]),
+                range: 0..1000 + usize::from(i),
+            })
+            .collect();
+        // Two batches in flight at once, awaited as futures.
+        let first = pool.submit(jobs[..8].iter().map(clone_job).collect()).expect("submit");
+        let second = pool.submit(jobs[8..].iter().map(clone_job).collect()).expect("submit");
+        let done: Vec<AeadDone> = futures_executor::block_on(async {
+            let mut a = first.await.expect("first batch");
+            a.extend(second.await.expect("second batch"));
+            a
+        });
+        assert_eq!(done.len(), 16);
+        let reference = RingAead.key(&key).expect("key");
+        for (i, d) in done.iter().enumerate() {
+            let mut expect = vec![i as u8; 1000 + i];
+            let tag = reference.seal(&Nonce([i as u8; 12]), &[i as u8], &mut expect).expect("seal");
+            assert_eq!(&d.job.buf[..], &expect[..], "job {i}");
+            assert_eq!(d.result, Ok(Some(tag)));
+        }
+        // And back: open every sealed buffer through the pool.
+        let opens: Vec<AeadJob> = done
+            .into_iter()
+            .map(|d| {
+                let tag = d.result.expect("sealed").expect("tag");
+                AeadJob { op: AeadOp::Open(tag), ..d.job }
+            })
+            .collect();
+        for (i, d) in pool.submit(opens).expect("submit").wait().expect("opened").into_iter().enumerate() {
+            assert_eq!(d.result, Ok(None));
+            assert!(d.job.buf.iter().all(|&b| b == i as u8));
+        }
+    }
+
+    #[test]
+    fn a_bad_tag_or_range_fails_only_its_job() {
+        let pool = AeadPool::new(Arc::new(RingAead), 1, 1);
+        let key = RingAead.key(&DataKey::from_bytes([6; 32])).expect("key");
+        let job = |op, range| AeadJob {
+            key: key.clone(),
+            op,
+            nonce: Nonce([0; 12]),
+            aad: Vec::new(),
+            buf: AlignedBuf::zeroed(64),
+            range,
+        };
+        let done = pool
+            .submit(vec![job(AeadOp::Open(Tag([0; 16])), 0..64), job(AeadOp::Seal, 0..65), job(AeadOp::Seal, 0..64)])
+            .expect("submit")
+            .wait()
+            .expect("done");
+        assert_eq!(done[0].result, Err(SealError));
+        assert_eq!(done[1].result, Err(SealError));
+        assert!(matches!(done[2].result, Ok(Some(_))));
+    }
+
+    fn clone_job(j: &AeadJob) -> AeadJob {
+        AeadJob {
+            key: j.key.clone(),
+            op: j.op,
+            nonce: j.nonce,
+            aad: j.aad.clone(),
+            buf: j.buf.clone(),
+            range: j.range.clone(),
+        }
+    }
+}
