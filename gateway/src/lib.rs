@@ -8,4 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod config;
+pub mod meta;
 pub mod units;
