@@ -111,6 +111,10 @@ impl SegmentFlags {
 const SEGMENT_AAD_DOMAIN: &[u8; 8] = b"SKYSEG01";
 /// Domain separation for wrapped data keys. DO NOT CHANGE THIS VALUE.
 const WRAP_AAD_DOMAIN: &[u8; 8] = b"SKYWRAP1";
+/// Domain separation for other secrets sealed under the master key. DO NOT CHANGE.
+const SECRET_AAD_DOMAIN: &[u8; 8] = b"SKYSECR1";
+/// Format byte of a sealed secret. DO NOT CHANGE: stored in the metadata database.
+const SECRET_FORMAT_V1: u8 = 1;
 
 /// Bytes of segment associated data.
 pub const SEGMENT_AAD_LEN: usize = 8 + VERSION_ID_LEN + 8 + 1;
@@ -288,6 +292,55 @@ impl MasterKey {
     }
 }
 
+impl MasterKey {
+    /// Seals a secret (an access key's secret, a location credential) under the master
+    /// key, bound to `context` (for example the access key id): format byte, master
+    /// key version, random nonce, ciphertext, tag.
+    pub fn seal_secret(&self, secret: &[u8], context: &[u8], random: &dyn SecureRandom) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(1 + 4 + NONCE_LEN + secret.len() + TAG_LEN);
+        out.push(SECRET_FORMAT_V1);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        let mut nonce = [0u8; NONCE_LEN];
+        random.fill(&mut nonce)?;
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(secret);
+        let aad = Self::secret_aad(self.version, context);
+        let tag = self.key.seal(&Nonce(nonce), &aad, &mut out[start..]).map_err(|_| CodecError::Seal { index: 0 })?;
+        out.extend_from_slice(&tag.0);
+        Ok(out)
+    }
+
+    /// Opens a secret sealed by [`Self::seal_secret`] with the same `context`.
+    pub fn open_secret(&self, sealed: &[u8], context: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
+        if sealed.len() < 1 + 4 + NONCE_LEN + TAG_LEN || sealed[0] != SECRET_FORMAT_V1 {
+            return Err(CodecError::WrappedKeyFormat);
+        }
+        let kek_version = u32::from_le_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
+        if kek_version != self.version {
+            return Err(CodecError::Unwrap { kek_version });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&sealed[5..5 + NONCE_LEN]);
+        let body = &sealed[5 + NONCE_LEN..sealed.len() - TAG_LEN];
+        let mut tag = [0u8; TAG_LEN];
+        tag.copy_from_slice(&sealed[sealed.len() - TAG_LEN..]);
+        let mut plain = zeroize::Zeroizing::new(body.to_vec());
+        self.key
+            .open(&Nonce(nonce), &Self::secret_aad(kek_version, context), &mut plain, &Tag(tag))
+            .map_err(|_| CodecError::Unwrap { kek_version })?;
+        Ok(plain)
+    }
+
+    fn secret_aad(kek_version: u32, context: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(12 + context.len());
+        aad.extend_from_slice(SECRET_AAD_DOMAIN);
+        aad.extend_from_slice(&kek_version.to_le_bytes());
+        aad.extend_from_slice(context);
+        aad
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use offload::engine::ring::RingAead;
@@ -353,6 +406,20 @@ mod tests {
         assert!(WrappedKey::from_bytes(&w.0[1..]).is_err());
         assert_eq!(WrappedKey::from_bytes(&w.0).expect("parse"), w);
         assert!(!format!("{w:?} {kek:?} {dk:?}").contains("09"), "no key material in Debug");
+    }
+
+    #[test]
+    fn secrets_round_trip_bound_to_their_context() {
+        let rng = SystemRandom::new();
+        let kek = MasterKey::new(&RingAead, &DataKey::from_bytes([4; 32]), 1).expect("kek");
+        let sealed = kek.seal_secret(b"wJalrXUtnFEMI/K7MDENG", b"AKIDEXAMPLE", &rng).expect("seal");
+        assert!(!sealed.windows(5).any(|w| w == b"wJalr"), "sealed, not stored in clear");
+        assert_eq!(&kek.open_secret(&sealed, b"AKIDEXAMPLE").expect("open")[..], b"wJalrXUtnFEMI/K7MDENG");
+        assert!(kek.open_secret(&sealed, b"AKIDOTHER").is_err(), "bound to the access key id");
+        let mut bad = sealed.clone();
+        bad[20] ^= 1;
+        assert!(kek.open_secret(&bad, b"AKIDEXAMPLE").is_err());
+        assert!(kek.open_secret(&sealed[..10], b"AKIDEXAMPLE").is_err());
     }
 
     #[test]

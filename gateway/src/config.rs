@@ -383,6 +383,22 @@ pub struct Config {
     /// Data-path tuning.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// Edge stores this process runs itself, each serving the edge location of the
+    /// same name (the embedded default uses six).
+    #[serde(default)]
+    pub run_edges: Vec<RunEdge>,
+}
+
+/// An edge store run inside the gateway process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunEdge {
+    /// The edge location it serves.
+    pub name: String,
+    /// Address it listens on.
+    pub listen: SocketAddr,
+    /// Directory holding its fragments.
+    pub data_dir: PathBuf,
 }
 
 impl Config {
@@ -514,6 +530,8 @@ pub struct Settings {
     pub bucket_policies: BTreeMap<String, String>,
     /// Pipeline tuning.
     pub pipeline: PipelineConfig,
+    /// Edge stores to run in this process.
+    pub run_edges: Vec<RunEdge>,
 }
 
 impl Settings {
@@ -581,6 +599,12 @@ impl Settings {
                 return Err(invalid(format!("bucket {bucket:?} names unknown policy {policy:?}")));
             }
         }
+        for e in &config.run_edges {
+            match locations.get(&e.name) {
+                Some(l) if l.kind == LocationKind::Edge => {}
+                _ => return Err(invalid(format!("run_edges: {:?} is not an edge location", e.name))),
+            }
+        }
         let p = &config.pipeline;
         if p.depth == 0 || p.max_transfers == 0 {
             return Err(invalid("pipeline.depth and pipeline.max_transfers must be at least 1"));
@@ -604,6 +628,7 @@ impl Settings {
             default_policy: "default".into(),
             bucket_policies: config.bucket_policies,
             pipeline: config.pipeline,
+            run_edges: config.run_edges,
         })
     }
 

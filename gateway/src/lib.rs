@@ -7,7 +7,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod edge;
+pub mod keys;
 pub mod meta;
+pub mod pipeline;
+pub mod placement;
+pub mod s3;
+pub mod server;
+pub mod state;
 pub mod units;

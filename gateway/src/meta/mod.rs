@@ -347,6 +347,17 @@ impl MetaStore {
         Ok(Self { pool, backend })
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`): a transaction that reads first and upgrades later
+    /// fails with "database is locked" instead of waiting when another wrote
+    /// meanwhile.
+    async fn begin_write(&self) -> MetaResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -446,7 +457,7 @@ impl MetaStore {
     /// Deletes an empty bucket. `Ok(None)` if it does not exist, `Ok(Some(false))` if
     /// it holds objects or uploads.
     pub async fn delete_bucket(&self, name: &str) -> MetaResult<Option<bool>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists =
             sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
@@ -470,7 +481,7 @@ impl MetaStore {
 
     /// Records a write about to start: its seal and planned fragments, `pending`.
     pub async fn insert_pending_seal(&self, seal: &SealRow, fragments: &[FragmentRow]) -> MetaResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
@@ -512,7 +523,7 @@ impl MetaStore {
         missing: &[i64],
         sealed_lens: Option<&[u8]>,
     ) -> MetaResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for &(idx, size) in stored {
             sqlx::query("UPDATE fragments SET state = $1, size = $2 WHERE seal_id = $3 AND idx = $4")
                 .bind(FragmentState::Stored.as_str())
@@ -616,7 +627,7 @@ impl MetaStore {
     /// Forgets a collected seal (its fragments were deleted). Refuses, returning
     /// `false`, if anything still references it or it is no longer collectable.
     pub async fn forget_seal(&self, seal_id: &str) -> MetaResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let referenced = sqlx::query(
             "SELECT 1 FROM version_parts WHERE seal_id = $1 UNION ALL SELECT 1 FROM upload_parts WHERE seal_id = $1 LIMIT 1",
         )
@@ -649,7 +660,7 @@ impl MetaStore {
         upload_id: Option<&str>,
     ) -> MetaResult<Replaced> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for p in parts {
             sqlx::query("UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3")
                 .bind(SealState::Stored.as_str())
@@ -706,8 +717,21 @@ impl MetaStore {
         .bind(&version.id)
         .execute(&mut *tx)
         .await?;
-        if let Some(prev) = &previous {
-            retire_version(&mut tx, prev, now).await?;
+        // Every other version of the key is retired. Asked after the upsert, which
+        // waits for a concurrent commit of the same key: its version is seen here
+        // and retired, so that concurrent overwrites never leak a version.
+        let others: Vec<String> =
+            sqlx::query("SELECT id FROM versions WHERE bucket = $1 AND object_key = $2 AND id <> $3")
+                .bind(&version.bucket)
+                .bind(&version.key)
+                .bind(&version.id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        for old in &others {
+            retire_version(&mut tx, old, now).await?;
         }
         if let Some(upload) = upload_id {
             // Parts uploaded but not used in the object are garbage now.
@@ -757,20 +781,15 @@ impl MetaStore {
     /// Removes the visible version of a key (its seals become garbage). Returns the
     /// removed version's id, if there was one.
     pub async fn delete_object(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current: Option<String> =
-            sqlx::query("SELECT version_id FROM objects WHERE bucket = $1 AND object_key = $2")
+            sqlx::query("DELETE FROM objects WHERE bucket = $1 AND object_key = $2 RETURNING version_id")
                 .bind(bucket)
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?
                 .map(|r| r.get(0));
         if let Some(v) = &current {
-            sqlx::query("DELETE FROM objects WHERE bucket = $1 AND object_key = $2")
-                .bind(bucket)
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
             retire_version(&mut tx, v, now_ms()).await?;
         }
         tx.commit().await?;
@@ -835,7 +854,7 @@ impl MetaStore {
     /// same number. `false` if the upload no longer exists (its seal is discarded).
     pub async fn put_upload_part(&self, upload_id: &str, p: &UploadPartRow) -> MetaResult<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists =
             sqlx::query("SELECT id FROM uploads WHERE id = $1").bind(upload_id).fetch_optional(&mut *tx).await?;
         if exists.is_none() {
@@ -915,7 +934,7 @@ impl MetaStore {
 
     /// Aborts an upload: its parts' seals become garbage. `false` if unknown.
     pub async fn abort_upload(&self, upload_id: &str) -> MetaResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE seals SET state = $1, updated_at = $2 WHERE id IN (SELECT seal_id FROM upload_parts WHERE upload_id = $3)",
         )

@@ -1,0 +1,150 @@
+//! Access keys: stored in the metadata database with their secrets sealed under the
+//! master key, served to s3s's SigV4 verifier (which compares signatures in constant
+//! time) through [`CredentialStore`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use codec::MasterKey;
+use offload::random::SecureRandom;
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{S3Result, s3_error};
+use zeroize::Zeroizing;
+
+use crate::keys::{KEY_ID_ALPHABET, SECRET_ALPHABET, random_token};
+use crate::meta::{AccessKeyRow, MetaStore, now_ms};
+
+/// Why a credential operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The metadata store failed.
+    #[error(transparent)]
+    Meta(#[from] crate::meta::MetaError),
+    /// Sealing or opening a secret failed (wrong master key, or tampering).
+    #[error("access key secret cannot be sealed or opened: {0}")]
+    Crypto(#[from] codec::CodecError),
+    /// The random source failed.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// The key id exists already.
+    #[error("access key {0} exists")]
+    Exists(String),
+}
+
+/// Access keys, backed by the metadata store, with decrypted secrets cached.
+pub struct CredentialStore {
+    meta: MetaStore,
+    master: Arc<MasterKey>,
+    random: Arc<dyn SecureRandom>,
+    cache: RwLock<HashMap<String, Zeroizing<String>>>,
+}
+
+impl std::fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialStore").finish_non_exhaustive()
+    }
+}
+
+impl CredentialStore {
+    /// A store over `meta`, sealing secrets with `master`.
+    pub fn new(meta: MetaStore, master: Arc<MasterKey>, random: Arc<dyn SecureRandom>) -> Self {
+        Self { meta, master, random, cache: RwLock::new(HashMap::new()) }
+    }
+
+    /// Creates an access key; generates the id and secret when not given. Returns them.
+    pub async fn create(&self, id: Option<&str>, secret: Option<&str>) -> Result<(String, Zeroizing<String>), CredentialError> {
+        let id = match id {
+            Some(i) => i.to_string(),
+            None => format!("SKY{}", random_token(self.random.as_ref(), 17, KEY_ID_ALPHABET)?),
+        };
+        let secret = match secret {
+            Some(s) => Zeroizing::new(s.to_string()),
+            None => Zeroizing::new(random_token(self.random.as_ref(), 40, SECRET_ALPHABET)?),
+        };
+        let sealed = self.master.seal_secret(secret.as_bytes(), id.as_bytes(), self.random.as_ref())?;
+        let row = AccessKeyRow {
+            id: id.clone(),
+            secret_sealed: sealed,
+            kek_version: i64::from(self.master.version()),
+            enabled: true,
+            created_at: now_ms(),
+        };
+        if !self.meta.insert_access_key(&row).await? {
+            return Err(CredentialError::Exists(id));
+        }
+        Ok((id, secret))
+    }
+
+    /// The first access key: created from `id`/`secret` (or generated) when the store
+    /// has none; otherwise the configured one if it exists, or the first stored one.
+    /// Returns the id, the secret and whether it was created now.
+    pub async fn ensure_initial(
+        &self,
+        id: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<(String, Zeroizing<String>, bool), CredentialError> {
+        if let Some(id) = id {
+            if let Some(existing) = self.secret_of(id).await? {
+                return Ok((id.to_string(), existing, false));
+            }
+            if let Some(secret) = secret {
+                if self.meta.access_keys().await?.is_empty() {
+                    let (i, s) = self.create(Some(id), Some(secret)).await?;
+                    return Ok((i, s, true));
+                }
+            }
+        }
+        match self.meta.access_keys().await?.into_iter().find(|k| k.enabled) {
+            Some(k) => {
+                let s = self.open(&k)?;
+                Ok((k.id, s, false))
+            }
+            None => {
+                let (i, s) = self.create(id, secret).await?;
+                Ok((i, s, true))
+            }
+        }
+    }
+
+    fn open(&self, row: &AccessKeyRow) -> Result<Zeroizing<String>, CredentialError> {
+        let plain = self.master.open_secret(&row.secret_sealed, row.id.as_bytes())?;
+        Ok(Zeroizing::new(String::from_utf8_lossy(&plain).into_owned()))
+    }
+
+    /// The secret of an enabled key, or `None`.
+    pub async fn secret_of(&self, id: &str) -> Result<Option<Zeroizing<String>>, CredentialError> {
+        if let Some(s) = self.cache.read().ok().and_then(|c| c.get(id).cloned()) {
+            return Ok(Some(s));
+        }
+        let Some(row) = self.meta.access_key(id).await? else { return Ok(None) };
+        if !row.enabled {
+            return Ok(None);
+        }
+        let secret = self.open(&row)?;
+        if let Ok(mut c) = self.cache.write() {
+            c.insert(id.to_string(), secret.clone());
+        }
+        Ok(Some(secret))
+    }
+
+    /// Drops cached secrets (after keys were disabled or deleted).
+    pub fn forget_cached(&self) {
+        if let Ok(mut c) = self.cache.write() {
+            c.clear();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for CredentialStore {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.secret_of(access_key).await {
+            Ok(Some(secret)) => Ok(SecretKey::from(secret.as_str())),
+            Ok(None) => Err(s3_error!(InvalidAccessKeyId, "The AWS access key Id you provided does not exist in our records.")),
+            Err(e) => {
+                tracing::error!(error = %e, "credential lookup failed");
+                Err(s3_error!(InternalError))
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! `skyshard edge`: a small fragment store for an edge device.
+//!
+//! It serves `PUT`, `GET` (with a byte range), `HEAD` and `DELETE` on `/f/<path>`, and
+//! accepts only URLs presigned for it: an HMAC-SHA256 over method, expiry and path
+//! under the secret it shares with the gateway's presigner (see
+//! [`crate::backend::verify_edge`]). Writes are durable before they are acknowledged:
+//! the body goes to a temporary file that is synced, renamed into place, and the
+//! directory synced. It never sees plaintext or object names: only fragments under
+//! random names.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+use zeroize::Zeroizing;
+
+use crate::backend::verify_edge;
+
+/// An edge store.
+pub struct EdgeState {
+    root: PathBuf,
+    secret: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for EdgeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeState").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+impl EdgeState {
+    /// A store keeping fragments under `root`, verifying URLs with `secret`.
+    pub fn new(root: PathBuf, secret: &[u8]) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(root.join("objects"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        // Temporary files of writes a crash interrupted are garbage.
+        for e in std::fs::read_dir(root.join("tmp"))?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        Ok(Arc::new(Self { root, secret: Zeroizing::new(secret.to_vec()) }))
+    }
+}
+
+/// The edge store's HTTP routes.
+pub fn router(state: Arc<EdgeState>) -> Router {
+    Router::new().route("/health", axum::routing::get(|| async { "ok" })).fallback(handle).with_state(state)
+}
+
+/// Serves the edge store on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<EdgeState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+fn plain(status: StatusCode, msg: &'static str) -> Response {
+    (status, msg).into_response()
+}
+
+/// Maps `/f/<path>` to a file under `objects/`, refusing anything that could escape.
+fn object_path(root: &Path, url_path: &str) -> Option<PathBuf> {
+    let rel = url_path.strip_prefix("/f/")?;
+    if rel.len() > 512 {
+        return None;
+    }
+    let mut p = root.join("objects");
+    let mut n = 0;
+    for seg in rel.split('/') {
+        let ok = !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !ok {
+            return None;
+        }
+        p.push(seg);
+        n += 1;
+    }
+    (n <= 16).then_some(p)
+}
+
+async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let signed_as = if method == Method::HEAD { "GET" } else { method.as_str() };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Err(why) = verify_edge(&state.secret, signed_as, &path, &query, now) {
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
+    let Some(file) = object_path(&state.root, &path) else {
+        return plain(StatusCode::BAD_REQUEST, "bad object path");
+    };
+    let result = match method {
+        Method::PUT => put(&state, &file, req).await,
+        Method::GET | Method::HEAD => get(&file, req.headers(), method == Method::HEAD).await,
+        Method::DELETE => delete(&file).await,
+        _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "edge request failed");
+        plain(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
+    })
+}
+
+async fn put(state: &EdgeState, file: &Path, req: Request) -> std::io::Result<Response> {
+    let Some(expected) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return Ok(plain(StatusCode::LENGTH_REQUIRED, "Content-Length required"));
+    };
+    let mut name = [0u8; 12];
+    offload::random::SecureRandom::fill(&offload::random::SystemRandom::new(), &mut name)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    let tmp = state.root.join("tmp").join(name.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let mut out = tokio::fs::File::create(&tmp).await?;
+    let mut body = req.into_body().into_data_stream();
+    let mut written = 0u64;
+    let outcome: std::io::Result<Option<Response>> = async {
+        while let Some(chunk) = body.try_next().await.map_err(std::io::Error::other)? {
+            written += chunk.len() as u64;
+            if written > expected {
+                return Ok(Some(plain(StatusCode::BAD_REQUEST, "body longer than Content-Length")));
+            }
+            out.write_all(&chunk).await?;
+        }
+        if written != expected {
+            return Ok(Some(plain(StatusCode::BAD_REQUEST, "body shorter than Content-Length")));
+        }
+        out.sync_all().await?;
+        Ok(None)
+    }
+    .await;
+    drop(out);
+    match outcome {
+        Ok(None) => {}
+        Ok(Some(refusal)) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Ok(refusal);
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    }
+    let parent = file.parent().unwrap_or(&state.root).to_path_buf();
+    tokio::fs::create_dir_all(&parent).await?;
+    tokio::fs::rename(&tmp, file).await?;
+    // The rename is durable once the directory is.
+    tokio::fs::File::open(&parent).await?.sync_all().await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Parses a single `bytes=` range against an object of `size` bytes.
+fn parse_range(v: &str, size: u64) -> Result<(u64, u64), ()> {
+    let spec = v.strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size - 1) };
+        (start, end)
+    };
+    if size == 0 || start > end || start >= size { Err(()) } else { Ok((start, end)) }
+}
+
+async fn get(file: &Path, headers: &HeaderMap, head: bool) -> std::io::Result<Response> {
+    let mut f = match tokio::fs::File::open(file).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(plain(StatusCode::NOT_FOUND, "no such object")),
+        Err(e) => return Err(e),
+    };
+    let size = f.metadata().await?.len();
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, len) = match range.map(|r| parse_range(r, size)) {
+        None => (StatusCode::OK, 0, size),
+        Some(Ok((s, e))) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
+        Some(Err(())) => {
+            let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let mut builder = Response::builder().status(status).header(header::CONTENT_LENGTH, len).header(header::ACCEPT_RANGES, "bytes");
+    if status == StatusCode::PARTIAL_CONTENT {
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", start + len - 1));
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        f.seek(SeekFrom::Start(start)).await?;
+        Body::from_stream(ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(f, len), 256 << 10))
+    };
+    builder.body(body).map_err(std::io::Error::other)
+}
+
+async fn delete(file: &Path) -> std::io::Result<Response> {
+    match tokio::fs::remove_file(file).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape() {
+        let root = Path::new("/srv/edge");
+        assert_eq!(object_path(root, "/f/sky/abc/3"), Some(PathBuf::from("/srv/edge/objects/sky/abc/3")));
+        for bad in ["/f/../x", "/f/a//b", "/f/a/./b", "/x/a", "/f/a%2F..", "/f/", "/f/a b"] {
+            assert_eq!(object_path(root, bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=95-200", 100), Ok((95, 99)));
+        for bad in ["bytes=100-", "bytes=5-1", "bytes=0-1,3-4", "items=0-1", "bytes=-0"] {
+            assert!(parse_range(bad, 100).is_err(), "{bad}");
+        }
+        assert!(parse_range("bytes=0-0", 0).is_err());
+    }
+}

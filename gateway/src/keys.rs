@@ -1,0 +1,147 @@
+//! The master key: from configuration (`master_key`, `master_key_file`,
+//! `SKYSHARD_MASTER_KEY`) or from `<data_dir>/master.key`, created on first start
+//! with mode 0600. A key file readable by others is refused.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use offload::aead::DataKey;
+use offload::random::SecureRandom;
+use zeroize::Zeroizing;
+
+/// Name of the generated key file inside the data directory.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Why the master key could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or creating the key file failed.
+    #[error("master key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key is not 64 hexadecimal digits.
+    #[error("the master key must be 64 hexadecimal digits (256 bits)")]
+    Format,
+    /// The file may be read by other users.
+    #[error("master key file {0} is readable by group or others; run: chmod 600 {0}")]
+    Permissions(String),
+    /// The random source failed.
+    #[error("no randomness for a new master key")]
+    Random,
+}
+
+/// Parses 64 hex digits.
+pub fn parse_hex_key(text: &str) -> Result<DataKey, KeyError> {
+    let t = text.trim();
+    if t.len() != 64 || !t.is_ascii() {
+        return Err(KeyError::Format);
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).map_err(|_| KeyError::Format)?;
+    }
+    Ok(DataKey::from_bytes(*bytes))
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io { path: path.display().to_string(), source }
+}
+
+/// Writes a secret to a new file readable by its owner only; fails if it exists.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), KeyError> {
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))?;
+    f.write_all(contents).map_err(io(path))?;
+    f.sync_all().map_err(io(path))?;
+    Ok(())
+}
+
+/// Reads a secret file, refusing one that others may read.
+pub fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(KeyError::Permissions(path.display().to_string()));
+    }
+    Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?))
+}
+
+/// The configured master key, or the data directory's key file (created if absent).
+/// Returns the key and whether it was just created.
+pub fn master_key(configured: Option<&str>, data_dir: &Path, random: &dyn SecureRandom) -> Result<(DataKey, bool), KeyError> {
+    if let Some(text) = configured {
+        return Ok((parse_hex_key(text)?, false));
+    }
+    let path = data_dir.join(MASTER_KEY_FILE);
+    if path.exists() {
+        return Ok((parse_hex_key(&read_private_file(&path)?)?, false));
+    }
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    random.fill(&mut bytes[..]).map_err(|_| KeyError::Random)?;
+    let hex = Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    write_private_file(&path, format!("{}\n", hex.as_str()).as_bytes())?;
+    Ok((DataKey::from_bytes(*bytes), true))
+}
+
+/// A random printable secret of `len` characters from `alphabet`.
+pub fn random_token(random: &dyn SecureRandom, len: usize, alphabet: &[u8]) -> Result<String, KeyError> {
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let mut b = [0u8; 1];
+        random.fill(&mut b).map_err(|_| KeyError::Random)?;
+        // Rejection sampling keeps the choice uniform.
+        let limit = 256 - 256 % alphabet.len();
+        if usize::from(b[0]) < limit {
+            out.push(char::from(alphabet[usize::from(b[0]) % alphabet.len()]));
+        }
+    }
+    Ok(out)
+}
+
+/// Characters of generated access key ids.
+pub const KEY_ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+/// Characters of generated secrets.
+pub const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+#[cfg(test)]
+mod tests {
+    use offload::random::SystemRandom;
+
+    use super::*;
+
+    #[test]
+    fn key_file_is_created_private_and_reused() {
+        let dir = std::env::temp_dir().join(format!("skyshard-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let rng = SystemRandom::new();
+        let (k1, created) = master_key(None, &dir, &rng).expect("create");
+        assert!(created);
+        let mode = std::fs::metadata(dir.join(MASTER_KEY_FILE)).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (k2, created) = master_key(None, &dir, &rng).expect("reuse");
+        assert!(!created);
+        assert_eq!(k1, k2);
+        std::fs::set_permissions(dir.join(MASTER_KEY_FILE), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(matches!(master_key(None, &dir, &rng), Err(KeyError::Permissions(_))));
+    }
+
+    #[test]
+    fn configured_keys_are_hex() {
+        let rng = SystemRandom::new();
+        let dir = std::env::temp_dir();
+        assert!(master_key(Some(&"ab".repeat(32)), &dir, &rng).is_ok());
+        assert!(matches!(master_key(Some("abcd"), &dir, &rng), Err(KeyError::Format)));
+        assert!(matches!(master_key(Some(&"zz".repeat(32)), &dir, &rng), Err(KeyError::Format)));
+    }
+
+    #[test]
+    fn tokens_use_their_alphabet() {
+        let t = random_token(&SystemRandom::new(), 40, SECRET_ALPHABET).expect("token");
+        assert_eq!(t.len(), 40);
+        assert!(t.bytes().all(|b| SECRET_ALPHABET.contains(&b)));
+    }
+}

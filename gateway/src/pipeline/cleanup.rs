@@ -1,0 +1,64 @@
+//! Garbage collection: deleting the fragments of seals nothing references — retired
+//! versions, aborted or replaced parts, and writes that died (pending for longer than
+//! `pipeline.pending_grace`, or, on a single-node SQLite store, pending from before
+//! this process started).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+
+use crate::backend::Method;
+use crate::meta::{MetaError, now_ms};
+use crate::state::Gateway;
+
+/// Collects up to `batch` seals once. Returns how many were forgotten.
+pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Result<usize, MetaError> {
+    let ttl = gw.settings.pipeline.presign_ttl.0;
+    let mut forgotten = 0;
+    for (seal, frags) in gw.meta.collectable_seals(pending_before, batch).await? {
+        let mut all_gone = true;
+        for f in &frags {
+            let url = match gw.presigner.presign(&f.location, Method::Delete, &f.object_name, ttl) {
+                Ok(u) => u,
+                Err(e) => {
+                    warn!(seal = %seal.id, location = %f.location, error = %e, "cannot delete a fragment: location not configured");
+                    all_gone = false;
+                    continue;
+                }
+            };
+            if let Err(e) = gw.transfer.delete(url).await {
+                debug!(seal = %seal.id, location = %f.location, error = %e, "fragment delete failed; will retry");
+                gw.health.failed(&f.location);
+                all_gone = false;
+            }
+        }
+        if all_gone && gw.meta.forget_seal(&seal.id).await? {
+            forgotten += 1;
+        }
+    }
+    Ok(forgotten)
+}
+
+/// Runs the collector every `pipeline.gc_interval` until the process ends.
+/// `started_ms` is when this process started; `single_node` says whether pending
+/// seals from before it are certainly dead (an embedded SQLite store has no other
+/// writer).
+pub fn spawn_collector(gw: Arc<Gateway>, started_ms: i64, single_node: bool) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let interval = gw.settings.pipeline.gc_interval.0;
+        let grace = gw.settings.pipeline.pending_grace.0.as_millis() as i64;
+        loop {
+            let mut cutoff = now_ms() - grace;
+            if single_node {
+                cutoff = cutoff.max(started_ms);
+            }
+            match collect_once(&gw, cutoff, 256).await {
+                Ok(0) => {}
+                Ok(n) => info!(seals = n, "garbage collected"),
+                Err(e) => warn!(error = %e, "garbage collection failed"),
+            }
+            tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
+        }
+    })
+}

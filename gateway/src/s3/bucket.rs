@@ -1,0 +1,45 @@
+//! Bucket operations.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::{S3Front, error, timestamp};
+use crate::meta::{BucketRow, now_ms};
+
+impl S3Front {
+    pub(super) async fn op_list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let buckets = self.gw.meta.buckets().await.map_err(error::meta)?;
+        let buckets = buckets
+            .into_iter()
+            .map(|b| Bucket { name: Some(b.name), creation_date: Some(timestamp(b.created_at)), ..Default::default() })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner { display_name: Some("skyshard".into()), id: Some("skyshard".into()) }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let name = req.input.bucket;
+        // s3s has refused invalid names already; this is a second line.
+        if !s3s::path::check_bucket_name(&name) {
+            return Err(s3_error!(InvalidBucketName));
+        }
+        let policy = self.gw.settings.policy_for_new_bucket(&name).to_string();
+        let row = BucketRow { name: name.clone(), policy, created_at: now_ms() };
+        if !self.gw.meta.create_bucket(&row).await.map_err(error::meta)? {
+            return Err(s3_error!(BucketAlreadyOwnedByYou));
+        }
+        tracing::info!(bucket = %name, policy = %row.policy, "bucket created");
+        Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
+    }
+
+    pub(super) async fn op_delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        match self.gw.meta.delete_bucket(&req.input.bucket).await.map_err(error::meta)? {
+            None => Err(s3_error!(NoSuchBucket)),
+            Some(false) => Err(s3_error!(BucketNotEmpty)),
+            Some(true) => Ok(S3Response::new(DeleteBucketOutput::default())),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! ListObjectsV2 and ListObjects: keys in byte order, common prefixes under a
+//! delimiter, pagination that skips whole prefixes instead of walking them.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::{S3Front, error, quoted, timestamp};
+use crate::meta::ListedObject;
+
+/// Where a listing resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resume {
+    /// Strictly after this key.
+    After(Vec<u8>),
+    /// At or after this bound (just past a common prefix).
+    From(Vec<u8>),
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+struct Page {
+    objects: Vec<ListedObject>,
+    prefixes: Vec<Vec<u8>>,
+    truncated: bool,
+    /// The last key or prefix returned.
+    last: Option<Vec<u8>>,
+    /// Where the next page starts.
+    resume: Option<Resume>,
+}
+
+/// The smallest byte string greater than every string starting with `p`, if any.
+fn upper_bound(p: &[u8]) -> Option<Vec<u8>> {
+    let mut v = p.to_vec();
+    while let Some(last) = v.pop() {
+        if last < 0xFF {
+            v.push(last + 1);
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Percent-encodes everything but unreserved characters and `/`, as S3 does for
+/// `encoding-type=url` (clients decode with `unquote_plus`, so `+` must be escaped).
+fn url_encode(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn encoder(encoding: Option<&EncodingType>) -> impl Fn(&[u8]) -> String + use<> {
+    let url = encoding.is_some_and(|e| e.as_str() == EncodingType::URL);
+    move |b: &[u8]| if url { url_encode(b) } else { String::from_utf8_lossy(b).into_owned() }
+}
+
+fn max_keys(v: Option<i32>) -> S3Result<usize> {
+    match v {
+        None => Ok(1000),
+        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) => Ok((n as usize).min(1000)),
+    }
+}
+
+impl S3Front {
+    async fn list_page(&self, bucket: &str, prefix: &[u8], delimiter: Option<&[u8]>, resume: Option<Resume>, max: usize) -> S3Result<Page> {
+        let mut page = Page::default();
+        let (mut cursor, mut exclusive) = match resume {
+            Some(Resume::After(k)) if k.as_slice() >= prefix => (k, true),
+            Some(Resume::From(k)) if k.as_slice() >= prefix => (k, false),
+            _ => (prefix.to_vec(), false),
+        };
+        if max == 0 {
+            return Ok(page);
+        }
+        'outer: loop {
+            let batch = self.gw.meta.list_objects(bucket, &cursor, exclusive, 1000).await.map_err(error::meta)?;
+            if batch.is_empty() {
+                break;
+            }
+            let last_key = batch.last().map(|o| o.key.clone()).unwrap_or_default();
+            for o in batch {
+                if !o.key.starts_with(prefix) {
+                    break 'outer; // past the block of keys under the prefix
+                }
+                let rest = &o.key[prefix.len()..];
+                let cp = delimiter.and_then(|d| find(rest, d).map(|pos| o.key[..prefix.len() + pos + d.len()].to_vec()));
+                if page.objects.len() + page.prefixes.len() == max {
+                    page.truncated = true;
+                    break 'outer;
+                }
+                match cp {
+                    Some(cp) => {
+                        let next = upper_bound(&cp);
+                        page.prefixes.push(cp.clone());
+                        page.last = Some(cp);
+                        match next {
+                            Some(u) => {
+                                page.resume = Some(Resume::From(u.clone()));
+                                cursor = u;
+                                exclusive = false;
+                                continue 'outer;
+                            }
+                            None => break 'outer,
+                        }
+                    }
+                    None => {
+                        page.resume = Some(Resume::After(o.key.clone()));
+                        page.last = Some(o.key.clone());
+                        page.objects.push(o);
+                    }
+                }
+            }
+            cursor = last_key;
+            exclusive = true;
+        }
+        if !page.truncated {
+            page.resume = None;
+        }
+        Ok(page)
+    }
+
+    pub(super) async fn op_list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let max = max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
+        let resume = match &i.continuation_token {
+            Some(t) => Some(decode_token(t)?),
+            None => i.start_after.as_ref().map(|s| Resume::After(s.as_bytes().to_vec())),
+        };
+        let page = self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let enc = encoder(i.encoding_type.as_ref());
+        let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(i.bucket),
+            prefix: Some(enc(prefix.as_bytes())),
+            delimiter: delimiter.map(|d| enc(d.as_bytes())),
+            max_keys: Some(max as i32),
+            key_count: Some(key_count),
+            is_truncated: Some(page.truncated),
+            continuation_token: i.continuation_token,
+            next_continuation_token: page.resume.as_ref().map(encode_token),
+            start_after: i.start_after.map(|s| enc(s.as_bytes())),
+            encoding_type: i.encoding_type,
+            contents: Some(page.objects.iter().map(|o| object(o, &enc)).collect()),
+            common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let max = max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
+        // A marker that is a common prefix resumes past everything under it.
+        let resume = i.marker.as_ref().filter(|m| !m.is_empty()).map(|m| {
+            let b = m.as_bytes().to_vec();
+            match &delimiter {
+                Some(d) if m.starts_with(&prefix) && m.ends_with(d.as_str()) => match upper_bound(&b) {
+                    Some(u) => Resume::From(u),
+                    None => Resume::After(b),
+                },
+                _ => Resume::After(b),
+            }
+        });
+        let page = self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let enc = encoder(i.encoding_type.as_ref());
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(i.bucket),
+            prefix: Some(enc(prefix.as_bytes())),
+            delimiter: delimiter.map(|d| enc(d.as_bytes())),
+            marker: Some(i.marker.map(|m| enc(m.as_bytes())).unwrap_or_default()),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_marker: page.truncated.then(|| page.last.as_deref().map(&enc)).flatten(),
+            encoding_type: i.encoding_type,
+            contents: Some(page.objects.iter().map(|o| object(o, &enc)).collect()),
+            common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
+            ..Default::default()
+        }))
+    }
+}
+
+fn object(o: &ListedObject, enc: &impl Fn(&[u8]) -> String) -> Object {
+    Object {
+        key: Some(enc(&o.key)),
+        size: Some(o.size),
+        e_tag: Some(quoted(&o.etag)),
+        last_modified: Some(timestamp(o.last_modified)),
+        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        ..Default::default()
+    }
+}
+
+fn encode_token(r: &Resume) -> String {
+    let (flag, key) = match r {
+        Resume::After(k) => (0u8, k),
+        Resume::From(k) => (1u8, k),
+    };
+    let mut v = vec![flag];
+    v.extend_from_slice(key);
+    B64URL.encode(v)
+}
+
+fn decode_token(t: &str) -> S3Result<Resume> {
+    let bad = || s3_error!(InvalidArgument, "The continuation token provided is incorrect");
+    let v = B64URL.decode(t).map_err(|_| bad())?;
+    match v.split_first() {
+        Some((0, k)) => Ok(Resume::After(k.to_vec())),
+        Some((1, k)) => Ok(Resume::From(k.to_vec())),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_and_encoding() {
+        assert_eq!(upper_bound(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(upper_bound(&[b'a', 0xFF]), Some(b"b".to_vec()));
+        assert_eq!(upper_bound(&[0xFF, 0xFF]), None);
+        assert_eq!(url_encode("a b+c/é".as_bytes()), "a%20b%2Bc/%C3%A9");
+        for r in [Resume::After(b"k/x".to_vec()), Resume::From(vec![0, 255, 7])] {
+            assert_eq!(decode_token(&encode_token(&r)).expect("round trip"), r);
+        }
+        assert!(decode_token("!!").is_err());
+        assert!(decode_token(&B64URL.encode([9u8])).is_err());
+        assert_eq!(find(b"a/b/c", b"/"), Some(1));
+        assert_eq!(find(b"abc", b""), None);
+    }
+}

@@ -1,0 +1,243 @@
+//! The S3 front end, on s3s: s3s parses requests, verifies SigV4 (headers,
+//! presigned query strings, aws-chunked bodies) and serialises responses; this module
+//! maps each operation onto the metadata store and the pipeline.
+//!
+//! | file | operations |
+//! |---|---|
+//! | `bucket.rs` | ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation |
+//! | `object.rs` | PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects |
+//! | `list.rs` | ListObjectsV2, ListObjects |
+//! | `multipart.rs` | Create/UploadPart/Complete/Abort, ListParts, ListMultipartUploads |
+
+mod bucket;
+pub mod error;
+mod list;
+mod multipart;
+mod object;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+use crate::config::Policy;
+use crate::meta::{BucketRow, ObjectAttrs};
+use crate::pipeline::checksum::ChecksumAlgorithm;
+use crate::state::Gateway;
+
+/// The S3 service.
+#[derive(Debug, Clone)]
+pub struct S3Front {
+    gw: Arc<Gateway>,
+}
+
+impl S3Front {
+    /// The S3 operations over `gw`.
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        Self { gw }
+    }
+
+    async fn bucket(&self, name: &str) -> S3Result<BucketRow> {
+        self.gw.meta.bucket(name).await.map_err(error::meta)?.ok_or_else(|| s3_error!(NoSuchBucket))
+    }
+
+    fn policy(&self, bucket: &BucketRow) -> S3Result<&Policy> {
+        self.gw.settings.policies.get(&bucket.policy).ok_or_else(|| {
+            error::internal(format!("bucket {} uses policy {} which is not configured", bucket.name, bucket.policy))
+        })
+    }
+}
+
+/// Milliseconds since the epoch as an S3 timestamp.
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
+}
+
+/// Seconds since the epoch of an S3 timestamp.
+fn unix_secs(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// A quoted ETag.
+fn quoted(etag: &str) -> ETag {
+    ETag::Strong(etag.to_string())
+}
+
+/// The standard headers kept with an object, by name.
+const KEPT_HEADERS: [&str; 5] = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+
+/// Collects descriptive fields from a PUT or CreateMultipartUpload.
+#[allow(clippy::too_many_arguments)]
+fn attrs(
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<&Timestamp>,
+    metadata: Option<BTreeMap<String, String>>,
+    checksum: Option<ChecksumAlgorithm>,
+) -> ObjectAttrs {
+    let mut headers = BTreeMap::new();
+    for (k, v) in KEPT_HEADERS.iter().zip([cache_control, content_disposition, content_encoding, content_language]) {
+        if let Some(v) = v {
+            headers.insert((*k).to_string(), v);
+        }
+    }
+    if let Some(e) = expires {
+        let mut buf = Vec::new();
+        if e.format(TimestampFormat::HttpDate, &mut buf).is_ok() {
+            headers.insert("expires".into(), String::from_utf8_lossy(&buf).into_owned());
+        }
+    }
+    ObjectAttrs {
+        content_type,
+        headers,
+        user_metadata: metadata.unwrap_or_default(),
+        checksum_algorithm: checksum.map(|c| c.name().to_string()),
+    }
+}
+
+/// The checksum algorithm a request asks for: named in `x-amz-sdk-checksum-algorithm`
+/// / `x-amz-checksum-algorithm`, implied by an `x-amz-checksum-*` header, or
+/// announced as a trailer.
+fn requested_checksum(headers: &http::HeaderMap, declared: Option<&ChecksumAlgorithmName>) -> Option<ChecksumAlgorithm> {
+    if let Some(d) = declared.and_then(|d| ChecksumAlgorithm::from_name(d.as_str())) {
+        return Some(d);
+    }
+    for a in ChecksumAlgorithm::ALL {
+        if headers.contains_key(a.header()) {
+            return Some(a);
+        }
+    }
+    let trailer = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok())?;
+    trailer.split(',').find_map(ChecksumAlgorithm::from_header)
+}
+
+type ChecksumAlgorithmName = s3s::dto::ChecksumAlgorithm;
+
+/// The value a client gave for `alg`, in a header or a trailer.
+fn given_checksum<T>(req: &S3Request<T>, alg: ChecksumAlgorithm) -> Option<String> {
+    if let Some(v) = req.headers.get(alg.header()).and_then(|v| v.to_str().ok()) {
+        return Some(v.trim().to_string());
+    }
+    req.trailing_headers
+        .as_ref()
+        .and_then(|t| t.read(|h| h.get(alg.header()).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())))
+        .flatten()
+}
+
+/// The request body as a stream of bytes with string errors.
+fn body_stream(body: StreamingBlob) -> impl Stream<Item = Result<Bytes, String>> + Send + Unpin {
+    body.map(|r| r.map_err(|e| e.to_string()))
+}
+
+/// Checks a declared length.
+fn content_length(len: Option<i64>) -> S3Result<u64> {
+    const MAX_OBJECT: u64 = 5 << 40; // 5 TiB, as S3
+    let len = len.ok_or_else(|| s3_error!(MissingContentLength))?;
+    let len = u64::try_from(len).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))?;
+    if len > MAX_OBJECT {
+        return Err(s3_error!(EntityTooLarge));
+    }
+    Ok(len)
+}
+
+#[async_trait::async_trait]
+impl S3 for S3Front {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.op_list_buckets(req).await
+    }
+
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.op_create_bucket(req).await
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.op_delete_bucket(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        let region = &self.gw.settings.region;
+        let location_constraint =
+            (region != "us-east-1").then(|| BucketLocationConstraint::from(region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))
+    }
+
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        self.op_put_object(req).await
+    }
+
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        self.op_get_object(req).await
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        self.op_head_object(req).await
+    }
+
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.op_delete_object(req).await
+    }
+
+    async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        self.op_delete_objects(req).await
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.op_list_objects_v2(req).await
+    }
+
+    async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.op_list_objects(req).await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.op_create_multipart_upload(req).await
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        self.op_upload_part(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.op_complete_multipart_upload(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.op_abort_multipart_upload(req).await
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        self.op_list_parts(req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.op_list_multipart_uploads(req).await
+    }
+}

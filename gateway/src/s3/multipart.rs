@@ -1,0 +1,266 @@
+//! Multipart uploads. Each part is a seal of its own (own data key, own fragments);
+//! completing an upload makes a version whose parts are those seals, in one
+//! transaction. Parts uploaded but left out, replaced parts and aborted uploads
+//! become garbage for the collector.
+
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::object::{set_checksum, verify_digests};
+use super::{S3Front, attrs, body_stream, content_length, error, quoted, requested_checksum, timestamp};
+use crate::meta::{PartRow, UploadPartRow, UploadRow, VersionRow, now_ms};
+use crate::pipeline::checksum::{ChecksumAlgorithm, etag_digest, multipart_etag};
+use crate::pipeline::put::put_seal;
+
+/// Smallest part but the last, as S3 requires.
+const MIN_PART: i64 = 5 << 20;
+/// Highest part number.
+const MAX_PART_NUMBER: i32 = 10_000;
+
+impl S3Front {
+    async fn upload_of(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<UploadRow> {
+        self.bucket(bucket).await?;
+        match self.gw.meta.upload(upload_id).await.map_err(error::meta)? {
+            Some(u) if u.bucket == bucket && u.key == key.as_bytes() => Ok(u),
+            _ => Err(s3_error!(NoSuchUpload)),
+        }
+    }
+
+    pub(super) async fn op_create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
+        let id = codec::VersionId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?.to_hex();
+        let row = UploadRow {
+            id: id.clone(),
+            bucket: i.bucket.clone(),
+            key: i.key.as_bytes().to_vec(),
+            created_at: now_ms(),
+            attrs: attrs(
+                i.content_type,
+                i.cache_control,
+                i.content_disposition,
+                i.content_encoding,
+                i.content_language,
+                i.expires.as_ref(),
+                i.metadata.map(|m| m.into_iter().collect()),
+                checksum,
+            ),
+        };
+        self.gw.meta.create_upload(&row).await.map_err(error::meta)?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(id),
+            checksum_algorithm: i.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        let upload = self.upload_of(&req.input.bucket, &req.input.key, &req.input.upload_id).await?;
+        let n = req.input.part_number;
+        if !(1..=MAX_PART_NUMBER).contains(&n) {
+            return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
+        }
+        let bucket = self.bucket(&upload.bucket).await?;
+        let policy = self.policy(&bucket)?.clone();
+        let len = content_length(req.input.content_length)?;
+        if len > 5 << 30 {
+            return Err(s3_error!(EntityTooLarge, "A part is at most 5 GiB."));
+        }
+        let checksum = requested_checksum(&req.headers, req.input.checksum_algorithm.as_ref());
+        let mut req = req;
+        let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+        let stored = put_seal(&self.gw, &policy, len, checksum, body_stream(body)).await.map_err(error::pipeline)?;
+        verify_digests(self, &req, req.input.content_md5.as_deref(), &stored).await?;
+        let part = UploadPartRow {
+            part_number: i64::from(n),
+            seal_id: stored.seal_id.clone(),
+            size: len as i64,
+            etag: stored.hashes.etag.clone(),
+            checksum_value: stored.hashes.checksum.as_ref().map(|c| c.1.clone()),
+            last_modified: now_ms(),
+        };
+        if !self.gw.meta.put_upload_part(&upload.id, &part).await.map_err(error::meta)? {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        let mut out = UploadPartOutput { e_tag: Some(quoted(&part.etag)), ..Default::default() };
+        if let Some((alg, value)) = stored.hashes.checksum {
+            set_checksum!(out, alg, value);
+        }
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn op_complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
+        let wanted = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
+        if wanted.is_empty() {
+            return Err(s3_error!(MalformedXML, "You must specify at least one part."));
+        }
+        let stored = self.gw.meta.upload_parts(&upload.id, 0, i64::from(MAX_PART_NUMBER)).await.map_err(error::meta)?;
+        let mut parts = Vec::with_capacity(wanted.len());
+        let mut digests = Vec::with_capacity(wanted.len());
+        let mut offset = 0i64;
+        let mut previous = 0i32;
+        for (pos, w) in wanted.iter().enumerate() {
+            let number = w.part_number.ok_or_else(|| s3_error!(MalformedXML, "A part lacks its PartNumber."))?;
+            if number <= previous {
+                return Err(s3_error!(InvalidPartOrder, "The list of parts was not in ascending order."));
+            }
+            previous = number;
+            let have = stored.iter().find(|p| p.part_number == i64::from(number)).ok_or_else(|| {
+                s3_error!(InvalidPart, "One or more of the specified parts could not be found.")
+            })?;
+            let given = w.e_tag.as_ref().map(|t| t.value().to_string()).unwrap_or_default();
+            if given.trim_matches('"') != have.etag {
+                return Err(s3_error!(InvalidPart, "The ETag of part {number} does not match."));
+            }
+            if pos + 1 < wanted.len() && have.size < MIN_PART {
+                return Err(s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed size."));
+            }
+            digests.push(etag_digest(&have.etag).ok_or_else(|| error::internal("stored part ETag is not hex"))?);
+            parts.push(PartRow { part_number: i64::from(number), seal_id: have.seal_id.clone(), offset, size: have.size });
+            offset += have.size;
+        }
+        let etag = multipart_etag(self.gw.settings.etag, &digests);
+        let version = VersionRow {
+            id: codec::VersionId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?.to_hex(),
+            bucket: upload.bucket.clone(),
+            key: upload.key.clone(),
+            size: offset,
+            etag: etag.clone(),
+            last_modified: now_ms(),
+            attrs: upload.attrs.clone(),
+            checksum_value: None,
+            checksum_type: None,
+            part_count: parts.len() as i64,
+        };
+        self.gw.meta.commit_version(&version, &parts, Some(&upload.id)).await.map_err(error::meta)?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(i.key.clone()),
+            e_tag: Some(quoted(&etag)),
+            location: Some(format!("/{}/{}", i.bucket, i.key)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let i = req.input;
+        let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
+        if !self.gw.meta.abort_upload(&upload.id).await.map_err(error::meta)? {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        Ok(S3Response::with_status(AbortMultipartUploadOutput::default(), http::StatusCode::NO_CONTENT))
+    }
+
+    pub(super) async fn op_list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        let i = req.input;
+        let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
+        let max = i.max_parts.unwrap_or(1000).clamp(0, 1000);
+        let after = i.part_number_marker.unwrap_or(0).max(0);
+        let mut parts = self.gw.meta.upload_parts(&upload.id, i64::from(after), i64::from(max) + 1).await.map_err(error::meta)?;
+        let truncated = parts.len() > max as usize;
+        parts.truncate(max as usize);
+        let alg = upload.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name);
+        let listed: Vec<Part> = parts
+            .iter()
+            .map(|p| {
+                let mut part = Part {
+                    part_number: Some(p.part_number as i32),
+                    e_tag: Some(quoted(&p.etag)),
+                    size: Some(p.size),
+                    last_modified: Some(timestamp(p.last_modified)),
+                    ..Default::default()
+                };
+                if let (Some(a), Some(v)) = (alg, p.checksum_value.clone()) {
+                    set_checksum!(part, a, v);
+                }
+                part
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(upload.id),
+            max_parts: Some(max),
+            part_number_marker: Some(after),
+            is_truncated: Some(truncated),
+            next_part_number_marker: if truncated { parts.last().map(|p| p.part_number as i32) } else { None },
+            parts: Some(listed),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn op_list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let i = req.input;
+        self.bucket(&i.bucket).await?;
+        let max = i.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let mut key_marker = i.key_marker.clone().unwrap_or_default().into_bytes();
+        let mut id_marker = i.upload_id_marker.clone().unwrap_or_default();
+        if i.upload_id_marker.is_none() && !key_marker.is_empty() {
+            // Without an upload id marker, listing resumes after every upload of the key.
+            id_marker = "\u{10FFFF}".into();
+        }
+        let mut uploads = Vec::new();
+        let mut truncated = false;
+        'scan: loop {
+            let batch = self.gw.meta.list_uploads(&i.bucket, &key_marker, &id_marker, 1000).await.map_err(error::meta)?;
+            if batch.is_empty() {
+                break;
+            }
+            for u in batch {
+                key_marker = u.key.clone();
+                id_marker = u.id.clone();
+                if !u.key.starts_with(prefix.as_bytes()) {
+                    if u.key.as_slice() > prefix.as_bytes() && !u.key.starts_with(prefix.as_bytes()) && !uploads.is_empty() {
+                        break 'scan;
+                    }
+                    continue;
+                }
+                if uploads.len() == max {
+                    truncated = true;
+                    break 'scan;
+                }
+                uploads.push(u);
+            }
+        }
+        let last = uploads.last().cloned();
+        let listed: Vec<MultipartUpload> = uploads
+            .into_iter()
+            .map(|u| MultipartUpload {
+                key: Some(String::from_utf8_lossy(&u.key).into_owned()),
+                upload_id: Some(u.id),
+                initiated: Some(timestamp(u.created_at)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: i.prefix,
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: truncated.then(|| last.as_ref().map(|u| String::from_utf8_lossy(&u.key).into_owned())).flatten(),
+            next_upload_id_marker: truncated.then(|| last.as_ref().map(|u| u.id.clone())).flatten(),
+            uploads: Some(listed),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,303 @@
+//! Object operations.
+
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::{S3Front, attrs, body_stream, content_length, error, given_checksum, quoted, requested_checksum, timestamp, unix_secs};
+use crate::meta::{PartRow, VersionRow, now_ms};
+use crate::pipeline::checksum::ChecksumAlgorithm;
+use crate::pipeline::get::ReadPlan;
+use crate::pipeline::put::{StoredSeal, put_seal};
+
+/// Sets the checksum field of an output struct for `alg`.
+macro_rules! set_checksum {
+    ($out:expr, $alg:expr, $value:expr) => {
+        match $alg {
+            ChecksumAlgorithm::Crc32 => $out.checksum_crc32 = Some($value),
+            ChecksumAlgorithm::Crc32c => $out.checksum_crc32c = Some($value),
+            ChecksumAlgorithm::Crc64Nvme => $out.checksum_crc64nvme = Some($value),
+            ChecksumAlgorithm::Sha1 => $out.checksum_sha1 = Some($value),
+            ChecksumAlgorithm::Sha256 => $out.checksum_sha256 = Some($value),
+        }
+    };
+}
+pub(super) use set_checksum;
+
+/// Checks Content-MD5 and any `x-amz-checksum-*` value the client sent (in a header or
+/// a trailer) against what was computed; on a mismatch the seal is discarded.
+pub(super) async fn verify_digests<T>(
+    front: &S3Front,
+    req: &S3Request<T>,
+    content_md5: Option<&str>,
+    stored: &StoredSeal,
+) -> S3Result<()> {
+    let mut bad: Option<S3Error> = None;
+    if let Some(md5) = content_md5 {
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(md5.trim()) {
+            Ok(d) if d.len() == 16 => {
+                if front.gw.settings.etag == crate::config::EtagAlgorithm::Md5 && d[..] != stored.hashes.etag_digest[..] {
+                    bad = Some(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
+                }
+            }
+            _ => bad = Some(s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")),
+        }
+    }
+    if let Some((alg, computed)) = &stored.hashes.checksum {
+        if let Some(given) = given_checksum(req, *alg) {
+            if &given != computed {
+                bad = Some(s3_error!(BadDigest, "The {} you specified did not match the calculated checksum.", alg.header()));
+            }
+        }
+    }
+    match bad {
+        None => Ok(()),
+        Some(e) => {
+            front.gw.meta.discard_seal(&stored.seal_id).await.map_err(error::meta)?;
+            Err(e)
+        }
+    }
+}
+
+fn random_id(front: &S3Front) -> S3Result<String> {
+    codec::VersionId::generate(front.gw.offload.random.as_ref()).map(|v| v.to_hex()).map_err(error::internal)
+}
+
+/// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since
+/// (RFC 9110 order). `head_or_get`: a failed If-None-Match means 304 rather than 412.
+fn check_conditions(
+    v: &VersionRow,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let matches = |c: &ETagCondition| match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(t) => t.value() == v.etag,
+    };
+    let modified_secs = v.last_modified / 1000;
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(s3_error!(PreconditionFailed));
+        }
+    } else if let Some(t) = if_unmodified_since {
+        if modified_secs > unix_secs(t) {
+            return Err(s3_error!(PreconditionFailed));
+        }
+    }
+    if let Some(c) = if_none_match {
+        if matches(c) {
+            return Err(not_modified());
+        }
+    } else if let Some(t) = if_modified_since {
+        if modified_secs <= unix_secs(t) {
+            return Err(not_modified());
+        }
+    }
+    Ok(())
+}
+
+fn not_modified() -> S3Error {
+    let mut e = S3Error::new(S3ErrorCode::NotModified);
+    e.set_status_code(http::StatusCode::NOT_MODIFIED);
+    e
+}
+
+fn header(v: &VersionRow, name: &str) -> Option<String> {
+    v.attrs.headers.get(name).cloned()
+}
+
+fn expires(v: &VersionRow) -> Option<Timestamp> {
+    v.attrs.headers.get("expires").and_then(|s| Timestamp::parse(TimestampFormat::HttpDate, s).ok())
+}
+
+impl S3Front {
+    pub(super) async fn op_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let bucket = self.bucket(&req.input.bucket).await?;
+        let policy = self.policy(&bucket)?.clone();
+        let len = content_length(req.input.content_length)?;
+        let checksum = requested_checksum(&req.headers, req.input.checksum_algorithm.as_ref());
+        let mut req = req;
+        let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
+        let stored = put_seal(&self.gw, &policy, len, checksum, body_stream(body)).await.map_err(error::pipeline)?;
+        verify_digests(self, &req, req.input.content_md5.as_deref(), &stored).await?;
+        let i = &req.input;
+        let version = VersionRow {
+            id: random_id(self)?,
+            bucket: i.bucket.clone(),
+            key: i.key.as_bytes().to_vec(),
+            size: len as i64,
+            etag: stored.hashes.etag.clone(),
+            last_modified: now_ms(),
+            attrs: attrs(
+                i.content_type.clone(),
+                i.cache_control.clone(),
+                i.content_disposition.clone(),
+                i.content_encoding.clone(),
+                i.content_language.clone(),
+                i.expires.as_ref(),
+                i.metadata.clone().map(|m| m.into_iter().collect()),
+                checksum,
+            ),
+            checksum_value: stored.hashes.checksum.as_ref().map(|c| c.1.clone()),
+            checksum_type: stored.hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
+            part_count: 1,
+        };
+        let part = PartRow { part_number: 1, seal_id: stored.seal_id.clone(), offset: 0, size: len as i64 };
+        self.gw.meta.commit_version(&version, &[part], None).await.map_err(error::meta)?;
+        let mut out = PutObjectOutput { e_tag: Some(quoted(&version.etag)), ..Default::default() };
+        if let Some((alg, value)) = stored.hashes.checksum {
+            set_checksum!(out, alg, value);
+            out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        }
+        Ok(S3Response::new(out))
+    }
+
+    async fn version(&self, bucket: &str, key: &str) -> S3Result<(VersionRow, Vec<PartRow>)> {
+        self.bucket(bucket).await?;
+        self.gw.meta.current_version(bucket, key.as_bytes()).await.map_err(error::meta)?.ok_or_else(|| s3_error!(NoSuchKey))
+    }
+
+    /// The byte range to serve: the requested `Range`, or a part (`partNumber`).
+    fn range(v: &VersionRow, parts: &[PartRow], range: Option<&Range>, part_number: Option<i32>) -> S3Result<Option<std::ops::Range<u64>>> {
+        let size = v.size as u64;
+        if let Some(n) = part_number {
+            if range.is_some() {
+                return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."));
+            }
+            let p = parts.iter().find(|p| p.part_number == i64::from(n)).ok_or_else(|| s3_error!(InvalidPart))?;
+            return Ok(Some(p.offset as u64..(p.offset + p.size) as u64));
+        }
+        match range {
+            None => Ok(None),
+            Some(r) => r.check(size).map(Some).map_err(|_| {
+                s3_error!(InvalidRange, "The requested range is not satisfiable")
+            }),
+        }
+    }
+
+    pub(super) async fn op_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let i = &req.input;
+        let (v, parts) = self.version(&i.bucket, &i.key).await?;
+        check_conditions(&v, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref())?;
+        let range = Self::range(&v, &parts, i.range.as_ref(), i.part_number)?;
+        let size = v.size as u64;
+        let span = range.clone().unwrap_or(0..size);
+        let plan = ReadPlan::new(&self.gw, &parts, span.clone()).await.map_err(error::pipeline)?;
+        let body = plan.start(self.gw.clone()).await.map_err(error::pipeline)?;
+        let mut out = GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some((span.end - span.start) as i64),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(quoted(&v.etag)),
+            last_modified: Some(timestamp(v.last_modified)),
+            content_type: i.response_content_type.clone().or(v.attrs.content_type.clone()),
+            cache_control: i.response_cache_control.clone().or_else(|| header(&v, "cache-control")),
+            content_disposition: i.response_content_disposition.clone().or_else(|| header(&v, "content-disposition")),
+            content_encoding: i.response_content_encoding.clone().or_else(|| header(&v, "content-encoding")),
+            content_language: i.response_content_language.clone().or_else(|| header(&v, "content-language")),
+            expires: i.response_expires.clone().or_else(|| expires(&v)),
+            metadata: (!v.attrs.user_metadata.is_empty()).then(|| v.attrs.user_metadata.clone().into_iter().collect()),
+            parts_count: (v.part_count > 1).then_some(v.part_count as i32),
+            ..Default::default()
+        };
+        if let Some(r) = &range {
+            out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
+        }
+        // The whole object's checksum describes the whole object only: never send it
+        // with a range (clients would check it against the part they got).
+        let wants = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        if wants && range.is_none() {
+            if let (Some(alg), Some(value)) =
+                (v.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name), v.checksum_value.clone())
+            {
+                set_checksum!(out, alg, value);
+                out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
+            }
+        }
+        let mut resp = S3Response::new(out);
+        if range.is_some() {
+            resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+        }
+        Ok(resp)
+    }
+
+    pub(super) async fn op_head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let i = &req.input;
+        let (v, parts) = self.version(&i.bucket, &i.key).await?;
+        check_conditions(&v, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref())?;
+        let range = Self::range(&v, &parts, i.range.as_ref(), i.part_number)?;
+        let size = v.size as u64;
+        let span = range.clone().unwrap_or(0..size);
+        let mut out = HeadObjectOutput {
+            content_length: Some((span.end - span.start) as i64),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(quoted(&v.etag)),
+            last_modified: Some(timestamp(v.last_modified)),
+            content_type: v.attrs.content_type.clone(),
+            cache_control: header(&v, "cache-control"),
+            content_disposition: header(&v, "content-disposition"),
+            content_encoding: header(&v, "content-encoding"),
+            content_language: header(&v, "content-language"),
+            expires: expires(&v),
+            metadata: (!v.attrs.user_metadata.is_empty()).then(|| v.attrs.user_metadata.clone().into_iter().collect()),
+            parts_count: (v.part_count > 1).then_some(v.part_count as i32),
+            ..Default::default()
+        };
+        if let Some(r) = &range {
+            out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
+        }
+        let wants = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        if wants && range.is_none() {
+            if let (Some(alg), Some(value)) =
+                (v.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name), v.checksum_value.clone())
+            {
+                set_checksum!(out, alg, value);
+                out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
+            }
+        }
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn op_delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        self.gw.meta.delete_object(&req.input.bucket, req.input.key.as_bytes()).await.map_err(error::meta)?;
+        Ok(S3Response::with_status(DeleteObjectOutput::default(), http::StatusCode::NO_CONTENT))
+    }
+
+    pub(super) async fn op_delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        const MAX_KEYS: usize = 1000;
+        self.bucket(&req.input.bucket).await?;
+        let d = &req.input.delete;
+        if d.objects.len() > MAX_KEYS {
+            return Err(s3_error!(MalformedXML, "A DeleteObjects request names at most 1000 keys."));
+        }
+        let quiet = d.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for o in &d.objects {
+            match self.gw.meta.delete_object(&req.input.bucket, o.key.as_bytes()).await {
+                Ok(_) => {
+                    if !quiet {
+                        deleted.push(DeletedObject { key: Some(o.key.clone()), ..Default::default() });
+                    }
+                }
+                Err(e) => {
+                    let _ = error::meta(e);
+                    errors.push(Error {
+                        key: Some(o.key.clone()),
+                        code: Some("InternalError".into()),
+                        message: Some("We encountered an internal error. Please try again.".into()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!deleted.is_empty()).then_some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,359 @@
+//! `skyshard serve`: wiring the pieces together, and the embedded default.
+//!
+//! Without a configuration file, `serve` runs Skyshard on a laptop: it creates the
+//! data directory, a master key file (0600), an SQLite database and a configuration
+//! (`skyshard.toml`, 0600: it holds the edge secrets) describing a 4-of-6 policy over
+//! six edge stores it runs itself on loopback, then prints the endpoint, the
+//! credentials and an aws-cli command. A second start on the same directory reuses
+//! all of it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use codec::MasterKey;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use offload::{Offload, probe};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::auth::CredentialStore;
+use crate::backend::LocationSigner;
+use crate::backend::transfer::Transfer;
+use crate::config::{Config, ConfigError, LocationConfig, LocationKind, PolicyConfig, RunEdge, Settings, Tier};
+use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
+use crate::meta::{Backend, MetaStore, now_ms};
+use crate::placement::Spread;
+use crate::s3::S3Front;
+use crate::state::{BufferPool, Gateway, Health, MatrixCache};
+
+/// Name of the configuration file the embedded default writes.
+pub const EMBEDDED_CONFIG: &str = "skyshard.toml";
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An engine pinned in the configuration is missing.
+    #[error(transparent)]
+    Offload(#[from] offload::SelectError),
+    /// The metadata store failed.
+    #[error(transparent)]
+    Meta(#[from] crate::meta::MetaError),
+    /// The master key could not be had.
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    /// Credentials could not be set up.
+    #[error(transparent)]
+    Credentials(#[from] crate::auth::CredentialError),
+    /// The master key could not be used.
+    #[error("master key: {0}")]
+    Codec(#[from] codec::CodecError),
+    /// A listener or directory failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The transfer client could not be built.
+    #[error("transfer client: {0}")]
+    Transfer(String),
+    /// A virtual-host domain is invalid.
+    #[error("domain: {0}")]
+    Domain(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
+    let what = what.into();
+    move |source| ServeError::Io { what, source }
+}
+
+/// Command-line choices for `serve`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Configuration file; `None` runs the embedded default.
+    pub config: Option<PathBuf>,
+    /// Data directory override.
+    pub data_dir: Option<PathBuf>,
+    /// Listen address override.
+    pub listen: Option<SocketAddr>,
+    /// Database URL override.
+    pub database_url: Option<String>,
+}
+
+/// Creates (on first start) or loads the embedded default configuration.
+pub fn embedded_config(data_dir: &Path, random: &dyn offload::random::SecureRandom) -> Result<(Config, bool), ServeError> {
+    let path = data_dir.join(EMBEDDED_CONFIG);
+    if path.exists() {
+        return Ok((Config::load(&path)?, false));
+    }
+    let mut locations = Vec::new();
+    let mut run_edges = Vec::new();
+    for i in 1..=6 {
+        let name = format!("edge-{i}");
+        // Ports are chosen now and kept; a taken port is replaced at start.
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("choosing a port"))?;
+        let addr = probe.local_addr().map_err(io("choosing a port"))?;
+        drop(probe);
+        let secret = random_token(random, 48, SECRET_ALPHABET)?;
+        locations.push(LocationConfig {
+            name: name.clone(),
+            kind: LocationKind::Edge,
+            endpoint: format!("http://{addr}"),
+            tier: Some(Tier::Edge),
+            region: Some("local".into()),
+            weight: 1,
+            prefix: "skyshard".into(),
+            bucket: None,
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            signing_region: None,
+            container: None,
+            temp_url_key: None,
+            temp_url_key_file: None,
+            secret: Some(secret),
+            secret_file: None,
+        });
+        run_edges.push(RunEdge { name, listen: addr, data_dir: data_dir.join("edges").join(format!("edge-{i}")) });
+    }
+    let config = Config {
+        data_dir: Some(data_dir.to_path_buf()),
+        locations,
+        policies: BTreeMap::from([("default".to_string(), PolicyConfig::default())]),
+        run_edges,
+        ..Config::default()
+    };
+    save_config(&path, &config)?;
+    Ok((config, true))
+}
+
+fn save_config(path: &Path, config: &Config) -> Result<(), ServeError> {
+    let text = format!(
+        "# Written by `skyshard serve` (embedded default). It holds the edge stores' secrets: keep it private.\n{}",
+        toml::to_string_pretty(config).map_err(|e| ServeError::Io { what: "writing config".into(), source: std::io::Error::other(e) })?
+    );
+    let tmp = path.with_extension("toml.new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private_file(&tmp, text.as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))?;
+    Ok(())
+}
+
+/// Binds each in-process edge store, moving it to a new port if its own is taken
+/// (and rewriting `config` if so). Returns the listeners.
+async fn bind_edges(config: &mut Config) -> Result<(Vec<TcpListener>, bool), ServeError> {
+    let mut listeners = Vec::new();
+    let mut moved = false;
+    for e in &mut config.run_edges {
+        let l = match TcpListener::bind(e.listen).await {
+            Ok(l) => l,
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                let l = TcpListener::bind(SocketAddr::new(e.listen.ip(), 0)).await.map_err(io("binding an edge store"))?;
+                let addr = l.local_addr().map_err(io("binding an edge store"))?;
+                warn!(edge = %e.name, old = %e.listen, new = %addr, "edge port taken; moved");
+                e.listen = addr;
+                if let Some(loc) = config.locations.iter_mut().find(|l| l.name == e.name) {
+                    loc.endpoint = format!("http://{addr}");
+                }
+                moved = true;
+                l
+            }
+            Err(err) => return Err(io(format!("binding edge store {} on {}", e.name, e.listen))(err)),
+        };
+        listeners.push(l);
+    }
+    Ok((listeners, moved))
+}
+
+/// A rustls client configuration on ring, for https locations.
+pub fn tls_client_config() -> Result<rustls::ClientConfig, ServeError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = rustls::RootCertStore::empty();
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Transfer(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Starts everything and serves until interrupted.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    let random = offload::random::SystemRandom::new();
+    let embedded = opts.config.is_none();
+    let (mut config, data_dir) = match &opts.config {
+        Some(path) => {
+            let c = Config::load(path)?;
+            let d = opts.data_dir.clone().or(c.data_dir.clone()).unwrap_or_else(|| PathBuf::from("skyshard-data"));
+            (c, d)
+        }
+        None => {
+            let d = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from("skyshard-data"));
+            std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
+            let (c, created) = embedded_config(&d, &random)?;
+            if created {
+                info!(dir = %d.display(), "embedded default created");
+            }
+            (c, d)
+        }
+    };
+    std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+    let (edge_listeners, moved) = bind_edges(&mut config).await?;
+    if moved && embedded {
+        save_config(&data_dir.join(EMBEDDED_CONFIG), &config)?;
+    }
+    let settings = Arc::new(Settings::from_config(config, opts.listen, Some(data_dir.clone()), opts.database_url.clone())?);
+
+    let caps = probe();
+    let (offload, selection) = Offload::select(&settings.offload, &caps)?;
+    for c in &selection.choices {
+        info!(job = c.job, engine = %c.chosen, pinned = c.pinned, "offload engine");
+        for r in &c.rejected {
+            info!(job = c.job, engine = r.engine, reason = %r.reason, "offload engine passed over");
+        }
+    }
+
+    for (e, listener) in settings.run_edges.iter().zip(edge_listeners) {
+        let loc = &settings.locations[&e.name];
+        let state = crate::edge::EdgeState::new(e.data_dir.clone(), loc.secret.as_bytes())
+            .map_err(io(format!("opening edge store {}", e.data_dir.display())))?;
+        info!(edge = %e.name, listen = %e.listen, "edge store running");
+        tokio::spawn(async move {
+            if let Err(err) = crate::edge::serve(listener, state).await {
+                warn!(error = %err, "edge store stopped");
+            }
+        });
+    }
+
+    let meta = MetaStore::connect(&settings.database_url).await?;
+    let (material, created_key) = crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random)?;
+    if created_key {
+        info!(file = %data_dir.join(crate::keys::MASTER_KEY_FILE).display(), "master key created");
+    }
+    let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &material, 1)?);
+    drop(material);
+    let credentials = CredentialStore::new(meta.clone(), master.clone(), offload.random.clone());
+    let (access_key, secret, created) = credentials
+        .ensure_initial(settings.access_key_id.as_deref(), settings.secret_access_key.as_deref().map(|s| s.as_str()))
+        .await?;
+
+    let transfer = Transfer::new(
+        settings.pipeline.connect_timeout.0,
+        settings.pipeline.stall_timeout.0,
+        tls_client_config()?,
+    )
+    .map_err(|e| ServeError::Transfer(e.to_string()))?;
+    let gw = Arc::new(Gateway {
+        settings: settings.clone(),
+        offload,
+        meta: meta.clone(),
+        master,
+        presigner: Arc::new(LocationSigner::new(settings.locations.clone())),
+        transfer,
+        placement: Arc::new(Spread),
+        matrices: MatrixCache::default(),
+        health: Health::default(),
+        transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
+        buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
+    });
+    crate::pipeline::cleanup::spawn_collector(gw.clone(), now_ms(), meta.backend() == Backend::Sqlite);
+
+    let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
+    builder.set_auth(credentials);
+    if !settings.domains.is_empty() {
+        let domains: Vec<&str> = settings.domains.iter().map(String::as_str).collect();
+        builder.set_host(s3s::host::MultiDomain::new(domains).map_err(|e| ServeError::Domain(e.to_string()))?);
+    }
+    let service = builder.build();
+
+    let listener = TcpListener::bind(settings.listen).await.map_err(io(format!("binding {}", settings.listen)))?;
+    let addr = listener.local_addr().map_err(io("reading the listen address"))?;
+    announce(&settings, addr, &access_key, &secret, embedded || created, embedded);
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = service.clone();
+                tokio::spawn(async move {
+                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => {
+                info!("shutting down");
+                break;
+            }
+        }
+    }
+    meta.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Prints how to reach the gateway. Credentials go to standard output, never to the
+/// log; the secret only when it was just created or for the embedded default.
+fn announce(settings: &Settings, addr: SocketAddr, access_key: &str, secret: &Zeroizing<String>, show_secret: bool, embedded: bool) {
+    let endpoint = format!("http://{addr}");
+    let mut out = String::new();
+    out.push_str(&format!("Skyshard {} — S3 endpoint: {endpoint}\n", env!("CARGO_PKG_VERSION")));
+    out.push_str(&format!("  data directory: {}\n", settings.data_dir.display()));
+    let policy = &settings.policies[&settings.default_policy];
+    out.push_str(&format!(
+        "  default policy: {}-of-{} over {} locations{}\n",
+        policy.params.k(),
+        policy.params.n(),
+        policy.locations.len(),
+        if embedded { " (edge stores run by this process)" } else { "" }
+    ));
+    out.push_str(&format!("  access key id:  {access_key}\n"));
+    if show_secret {
+        out.push_str(&format!("  secret key:     {}\n", secret.as_str()));
+        out.push_str(&format!(
+            "Try:\n  AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls\n",
+            secret.as_str()
+        ));
+    } else {
+        out.push_str(&format!("Try:\n  aws --endpoint-url {endpoint} s3 ls\n"));
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
