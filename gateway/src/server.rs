@@ -88,7 +88,10 @@ pub struct ServeOptions {
 }
 
 /// Creates (on first start) or loads the embedded default configuration.
-pub fn embedded_config(data_dir: &Path, random: &dyn offload::random::SecureRandom) -> Result<(Config, bool), ServeError> {
+pub fn embedded_config(
+    data_dir: &Path,
+    random: &dyn offload::random::SecureRandom,
+) -> Result<(Config, bool), ServeError> {
     let path = data_dir.join(EMBEDDED_CONFIG);
     if path.exists() {
         return Ok((Config::load(&path)?, false));
@@ -137,7 +140,8 @@ pub fn embedded_config(data_dir: &Path, random: &dyn offload::random::SecureRand
 fn save_config(path: &Path, config: &Config) -> Result<(), ServeError> {
     let text = format!(
         "# Written by `skyshard serve` (embedded default). It holds the edge stores' secrets: keep it private.\n{}",
-        toml::to_string_pretty(config).map_err(|e| ServeError::Io { what: "writing config".into(), source: std::io::Error::other(e) })?
+        toml::to_string_pretty(config)
+            .map_err(|e| ServeError::Io { what: "writing config".into(), source: std::io::Error::other(e) })?
     );
     let tmp = path.with_extension("toml.new");
     let _ = std::fs::remove_file(&tmp);
@@ -155,7 +159,8 @@ async fn bind_edges(config: &mut Config) -> Result<(Vec<TcpListener>, bool), Ser
         let l = match TcpListener::bind(e.listen).await {
             Ok(l) => l,
             Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
-                let l = TcpListener::bind(SocketAddr::new(e.listen.ip(), 0)).await.map_err(io("binding an edge store"))?;
+                let l =
+                    TcpListener::bind(SocketAddr::new(e.listen.ip(), 0)).await.map_err(io("binding an edge store"))?;
                 let addr = l.local_addr().map_err(io("binding an edge store"))?;
                 warn!(edge = %e.name, old = %e.listen, new = %addr, "edge port taken; moved");
                 e.listen = addr;
@@ -208,7 +213,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     if moved && embedded {
         save_config(&data_dir.join(EMBEDDED_CONFIG), &config)?;
     }
-    let settings = Arc::new(Settings::from_config(config, opts.listen, Some(data_dir.clone()), opts.database_url.clone())?);
+    let settings =
+        Arc::new(Settings::from_config(config, opts.listen, Some(data_dir.clone()), opts.database_url.clone())?);
 
     let caps = probe();
     let (offload, selection) = Offload::select(&settings.offload, &caps)?;
@@ -232,7 +238,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
 
     let meta = MetaStore::connect(&settings.database_url).await?;
-    let (material, created_key) = crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random)?;
+    let (material, created_key) =
+        crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random)?;
     if created_key {
         info!(file = %data_dir.join(crate::keys::MASTER_KEY_FILE).display(), "master key created");
     }
@@ -243,12 +250,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .ensure_initial(settings.access_key_id.as_deref(), settings.secret_access_key.as_deref().map(|s| s.as_str()))
         .await?;
 
-    let transfer = Transfer::new(
-        settings.pipeline.connect_timeout.0,
-        settings.pipeline.stall_timeout.0,
-        tls_client_config()?,
-    )
-    .map_err(|e| ServeError::Transfer(e.to_string()))?;
+    let transfer =
+        Transfer::new(settings.pipeline.connect_timeout.0, settings.pipeline.stall_timeout.0, tls_client_config()?)
+            .map_err(|e| ServeError::Transfer(e.to_string()))?;
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
         offload,
@@ -270,7 +274,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let domains: Vec<&str> = settings.domains.iter().map(String::as_str).collect();
         builder.set_host(s3s::host::MultiDomain::new(domains).map_err(|e| ServeError::Domain(e.to_string()))?);
     }
-    let service = builder.build();
+    let mut s3_config = s3s::config::S3Config::default();
+    s3_config.xml_max_body_size = crate::s3::limits::MAX_XML_BODY as usize;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
+    let service = crate::s3::limits::Guarded::new(builder.build());
 
     let listener = TcpListener::bind(settings.listen).await.map_err(io(format!("binding {}", settings.listen)))?;
     let addr = listener.local_addr().map_err(io("reading the listen address"))?;
@@ -329,7 +336,14 @@ async fn shutdown_signal() {
 
 /// Prints how to reach the gateway. Credentials go to standard output, never to the
 /// log; the secret only when it was just created or for the embedded default.
-fn announce(settings: &Settings, addr: SocketAddr, access_key: &str, secret: &Zeroizing<String>, show_secret: bool, embedded: bool) {
+fn announce(
+    settings: &Settings,
+    addr: SocketAddr,
+    access_key: &str,
+    secret: &Zeroizing<String>,
+    show_secret: bool,
+    embedded: bool,
+) {
     let endpoint = format!("http://{addr}");
     let mut out = String::new();
     out.push_str(&format!("Skyshard {} — S3 endpoint: {endpoint}\n", env!("CARGO_PKG_VERSION")));

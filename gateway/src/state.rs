@@ -131,11 +131,21 @@ impl BufferPool {
         give(&self.inner, self.max, buf);
     }
 
+    /// Shares `range` of `buf` as [`Bytes`]; the buffer returns to the pool when the
+    /// bytes are dropped.
+    pub fn share_one(&self, buf: AlignedBuf, range: Range<usize>) -> Bytes {
+        self.whole(buf).slice(range)
+    }
+
     /// Shares `buf` as [`Bytes`] (one slice per range); it returns to the pool when
     /// the last slice is dropped.
     pub fn share(&self, buf: AlignedBuf, ranges: &[Range<usize>]) -> Vec<Bytes> {
-        let whole = Bytes::from_owner(Pooled { buf, pool: Arc::downgrade(&self.inner), max: self.max });
+        let whole = self.whole(buf);
         ranges.iter().map(|r| whole.slice(r.clone())).collect()
+    }
+
+    fn whole(&self, buf: AlignedBuf) -> Bytes {
+        Bytes::from_owner(Pooled { buf, pool: Arc::downgrade(&self.inner), max: self.max })
     }
 }
 

@@ -52,7 +52,11 @@ impl CredentialStore {
     }
 
     /// Creates an access key; generates the id and secret when not given. Returns them.
-    pub async fn create(&self, id: Option<&str>, secret: Option<&str>) -> Result<(String, Zeroizing<String>), CredentialError> {
+    pub async fn create(
+        &self,
+        id: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<(String, Zeroizing<String>), CredentialError> {
         let id = match id {
             Some(i) => i.to_string(),
             None => format!("SKY{}", random_token(self.random.as_ref(), 17, KEY_ID_ALPHABET)?),
@@ -140,7 +144,9 @@ impl S3Auth for CredentialStore {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.secret_of(access_key).await {
             Ok(Some(secret)) => Ok(SecretKey::from(secret.as_str())),
-            Ok(None) => Err(s3_error!(InvalidAccessKeyId, "The AWS access key Id you provided does not exist in our records.")),
+            Ok(None) => {
+                Err(s3_error!(InvalidAccessKeyId, "The AWS access key Id you provided does not exist in our records."))
+            }
             Err(e) => {
                 tracing::error!(error = %e, "credential lookup failed");
                 Err(s3_error!(InternalError))

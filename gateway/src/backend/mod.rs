@@ -137,7 +137,9 @@ impl Presigner for LocationSigner {
                 let expires = unix_now() + ttl.as_secs();
                 let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload(method.as_str(), expires, url.path()));
                 let mut url = url;
-                url.query_pairs_mut().append_pair("temp_url_sig", &sig).append_pair("temp_url_expires", &expires.to_string());
+                url.query_pairs_mut()
+                    .append_pair("temp_url_sig", &sig)
+                    .append_pair("temp_url_expires", &expires.to_string());
                 Ok(url)
             }
             LocationKind::S3 => presign_s3(loc, method, object, ttl).map_err(err),
@@ -149,8 +151,8 @@ impl Presigner for LocationSigner {
 /// header but `host` — the transfer sends no `x-amz-*` header at all.
 fn presign_s3(loc: &Location, method: Method, object: &str, ttl: Duration) -> Result<url::Url, String> {
     use aws_sigv4::http_request::{
-        PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings, UriPathNormalizationMode,
-        sign,
+        PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+        UriPathNormalizationMode, sign,
     };
     use aws_sigv4::sign::v4;
 

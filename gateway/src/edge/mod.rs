@@ -110,11 +110,8 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
 }
 
 async fn put(state: &EdgeState, file: &Path, req: Request) -> std::io::Result<Response> {
-    let Some(expected) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    let Some(expected) =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     else {
         return Ok(plain(StatusCode::LENGTH_REQUIRED, "Content-Length required"));
     };
@@ -175,7 +172,8 @@ fn parse_range(v: &str, size: u64) -> Result<(u64, u64), ()> {
         (size.saturating_sub(n), size - 1)
     } else {
         let start: u64 = a.parse().map_err(|_| ())?;
-        let end: u64 = if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size - 1) };
+        let end: u64 =
+            if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size - 1) };
         (start, end)
     };
     if size == 0 || start > end || start >= size { Err(()) } else { Ok((start, end)) }
@@ -184,7 +182,9 @@ fn parse_range(v: &str, size: u64) -> Result<(u64, u64), ()> {
 async fn get(file: &Path, headers: &HeaderMap, head: bool) -> std::io::Result<Response> {
     let mut f = match tokio::fs::File::open(file).await {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(plain(StatusCode::NOT_FOUND, "no such object")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(plain(StatusCode::NOT_FOUND, "no such object"));
+        }
         Err(e) => return Err(e),
     };
     let size = f.metadata().await?.len();
@@ -200,7 +200,8 @@ async fn get(file: &Path, headers: &HeaderMap, head: bool) -> std::io::Result<Re
             return Ok(r);
         }
     };
-    let mut builder = Response::builder().status(status).header(header::CONTENT_LENGTH, len).header(header::ACCEPT_RANGES, "bytes");
+    let mut builder =
+        Response::builder().status(status).header(header::CONTENT_LENGTH, len).header(header::ACCEPT_RANGES, "bytes");
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{}/{size}", start + len - 1));
     }

@@ -102,7 +102,9 @@ impl Hashes {
                 ChecksumAlgorithm::Crc32 => State::Crc32(crc32fast::Hasher::new()),
                 ChecksumAlgorithm::Crc32c => State::Crc32c(crc32c.clone(), 0),
                 ChecksumAlgorithm::Crc64Nvme => State::Crc64(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme)),
-                ChecksumAlgorithm::Sha1 => State::Sha(ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY)),
+                ChecksumAlgorithm::Sha1 => {
+                    State::Sha(ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY))
+                }
                 ChecksumAlgorithm::Sha256 => State::Sha(ring::digest::Context::new(&ring::digest::SHA256)),
             };
             (a, s)

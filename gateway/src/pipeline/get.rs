@@ -35,7 +35,11 @@ fn compression(seal: &SealRow) -> Result<bool, PipelineError> {
 }
 
 /// The byte layout of a seal's fragments.
-fn fragment_layout(seal: &SealRow, params: &CodingParams, segs: &SegmentLayout) -> Result<FragmentLayout, PipelineError> {
+fn fragment_layout(
+    seal: &SealRow,
+    params: &CodingParams,
+    segs: &SegmentLayout,
+) -> Result<FragmentLayout, PipelineError> {
     if !compression(seal)? {
         return Ok(FragmentLayout::uncompressed(params, segs));
     }
@@ -86,7 +90,10 @@ struct PartReader {
 impl PartReader {
     async fn open(gw: Arc<Gateway>, part: &PartRow, first: u64, last: u64) -> Result<Self, PipelineError> {
         let (seal, frags) = gw.meta.seal(&part.seal_id).await?.ok_or_else(|| {
-            PipelineError::Meta(crate::meta::MetaError::Corrupt(format!("version refers to missing seal {}", part.seal_id)))
+            PipelineError::Meta(crate::meta::MetaError::Corrupt(format!(
+                "version refers to missing seal {}",
+                part.seal_id
+            )))
         })?;
         let k = u8::try_from(seal.k).map_err(|_| PipelineError::Task("k out of range".into()))?;
         let n = u8::try_from(seal.n).map_err(|_| PipelineError::Task("n out of range".into()))?;
@@ -122,7 +129,12 @@ impl PartReader {
             let Some(frag) = self.unused.pop() else { break };
             let f = &self.frags[frag];
             let range = self.layout.records_range(self.next, self.last);
-            let url = self.gw.presigner.presign(&f.location, Method::Get, &f.object_name, self.gw.settings.pipeline.presign_ttl.0)?;
+            let url = self.gw.presigner.presign(
+                &f.location,
+                Method::Get,
+                &f.object_name,
+                self.gw.settings.pipeline.presign_ttl.0,
+            )?;
             match self.gw.transfer.get(url, Some(range)).await {
                 Ok(stream) => self.readers.push(FragReader { frag, stream, buf: BytesMut::new() }),
                 Err(e) => self.fragment_failed(frag, &e).await,
@@ -145,7 +157,8 @@ impl PartReader {
         let mut got: BTreeMap<usize, Bytes> = BTreeMap::new();
         loop {
             self.fill().await?;
-            let want: Vec<usize> = (0..self.readers.len()).filter(|&i| !got.contains_key(&self.readers[i].frag)).collect();
+            let want: Vec<usize> =
+                (0..self.readers.len()).filter(|&i| !got.contains_key(&self.readers[i].frag)).collect();
             let reads = futures::future::join_all(
                 self.readers.iter_mut().enumerate().filter(|(i, _)| want.contains(i)).map(|(_, r)| {
                     let frag = r.frag;
@@ -203,7 +216,11 @@ impl PartReader {
                         }
                     }
                     if self.unused.is_empty() && self.readers.len() < self.k {
-                        return Err(PipelineError::ReadQuorum { segment: s, usable: self.readers.len(), needed: self.k });
+                        return Err(PipelineError::ReadQuorum {
+                            segment: s,
+                            usable: self.readers.len(),
+                            needed: self.k,
+                        });
                     }
                 }
                 Err(CodecError::Authentication { .. }) => {
@@ -304,7 +321,7 @@ impl ReadPlan {
                     let hi = (lo as u64 + left).min(seg.len() as u64) as usize;
                     skip = 0;
                     left -= (hi - lo) as u64;
-                    let bytes = gw.buffers.share(seg, &[lo..hi]).pop().unwrap_or_default();
+                    let bytes = gw.buffers.share_one(seg, lo..hi);
                     if !bytes.is_empty() && tx.send(Ok(bytes)).await.is_err() {
                         return; // the client went away
                     }

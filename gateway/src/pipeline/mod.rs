@@ -107,10 +107,7 @@ impl<T> ReceiverStream<T> {
 
 impl<T> futures::Stream for ReceiverStream<T> {
     type Item = T;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<T>> {
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
 }

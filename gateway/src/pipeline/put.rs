@@ -13,8 +13,8 @@ use offload::aead::DataKey;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{PipelineError, ReceiverStream};
 use super::checksum::{ChecksumAlgorithm, HashResult, Hashes, spawn_hasher};
+use super::{PipelineError, ReceiverStream};
 use crate::backend::Method;
 use crate::config::Policy;
 use crate::meta::{FragmentRow, FragmentState, MetaStore, SealRow, SealState, now_ms};
@@ -183,7 +183,8 @@ where
         let (per_fragment, lens) = coded?;
         let layout = FragmentLayout::from_sealed_lens(params.k(), lens.iter().copied());
         let flen = layout.fragment_len();
-        let mut sinks = Sinks::start(gw, &places, &names, vec![flen; n], headers, per_fragment.first().map_or(1, Vec::len) + 1)?;
+        let mut sinks =
+            Sinks::start(gw, &places, &names, vec![flen; n], headers, per_fragment.first().map_or(1, Vec::len) + 1)?;
         let segments = per_fragment.first().map_or(0, Vec::len);
         let mut per_fragment: Vec<std::vec::IntoIter<Bytes>> = per_fragment.into_iter().map(Vec::into_iter).collect();
         for _ in 0..segments {
@@ -195,7 +196,8 @@ where
     };
     let hashes = hash_job.await?;
 
-    let stored: Vec<(i64, i64)> = results.iter().enumerate().filter_map(|(i, r)| r.map(|len| (i as i64, len as i64))).collect();
+    let stored: Vec<(i64, i64)> =
+        results.iter().enumerate().filter_map(|(i, r)| r.map(|len| (i as i64, len as i64))).collect();
     let missing: Vec<i64> = results.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i as i64).collect();
     for (i, r) in results.iter().enumerate() {
         match r {
@@ -213,7 +215,11 @@ where
     Ok(StoredSeal { seal_id: seal_hex, size: len, hashes, stored: stored.len() })
 }
 
-fn encode(encoder: &mut ObjectEncoder, plaintext: AlignedBuf, out: AlignedBuf) -> Result<EncodedSegment, codec::CodecError> {
+fn encode(
+    encoder: &mut ObjectEncoder,
+    plaintext: AlignedBuf,
+    out: AlignedBuf,
+) -> Result<EncodedSegment, codec::CodecError> {
     let mut job = encoder.prepare(plaintext)?;
     let tag = encoder.seal(&mut job)?;
     encoder.finish(job, tag, out)
@@ -295,7 +301,10 @@ impl Sinks {
             uploads.push(tokio::spawn(async move {
                 let body = ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>);
                 match transfer.put(url, len, body).await {
-                    Ok(()) => Some(len),
+                    Ok(()) => {
+                        debug!(location = %location, bytes = len, "fragment stored");
+                        Some(len)
+                    }
                     Err(e) => {
                         warn!(location = %location, error = %e, "fragment upload failed");
                         None
@@ -307,8 +316,11 @@ impl Sinks {
         Ok(Self { senders, uploads })
     }
 
+    /// Uploads not given up on. (A channel may be closed because its upload already
+    /// finished with the last record: that is not a failure, so closure is not
+    /// counted here; a failed upload shows when a send to it fails.)
     fn alive(&self) -> usize {
-        self.senders.iter().filter(|s| s.as_ref().is_some_and(|t| !t.is_closed())).count()
+        self.senders.iter().filter(|s| s.is_some()).count()
     }
 
     /// Sends fragment `i` its slice; a location that cannot take it within `stall`
@@ -324,8 +336,9 @@ impl Sinks {
             }
         });
         let ok = futures::future::join_all(sends).await;
-        for (s, ok) in self.senders.iter_mut().zip(ok) {
-            if !ok {
+        for (i, (s, ok)) in self.senders.iter_mut().zip(ok).enumerate() {
+            if !ok && s.is_some() {
+                warn!(fragment = i, "fragment upload gave up: its location stopped taking data");
                 *s = None;
             }
         }

@@ -56,8 +56,12 @@ impl Placement for Spread {
         let tier = |l: &str| locations.get(l).map(|x| x.tier);
         let mut chosen: Vec<String> = Vec::with_capacity(n);
         for (t, min) in [(Tier::Cloud, policy.min_cloud), (Tier::Edge, policy.min_edge)] {
-            let picked: Vec<&String> =
-                order.iter().copied().filter(|l| tier(l) == Some(t) && !chosen.contains(l)).take(usize::from(min)).collect();
+            let picked: Vec<&String> = order
+                .iter()
+                .copied()
+                .filter(|l| tier(l) == Some(t) && !chosen.contains(l))
+                .take(usize::from(min))
+                .collect();
             if picked.len() < usize::from(min) {
                 return Err(err(format!("policy {} needs {min} {t} locations", policy.name)));
             }
@@ -120,7 +124,16 @@ mod tests {
 
     #[test]
     fn distinct_locations_meeting_tier_minimums() {
-        let locs = locations(&[Tier::Edge, Tier::Edge, Tier::Edge, Tier::Cloud, Tier::Cloud, Tier::Edge, Tier::Edge, Tier::Cloud]);
+        let locs = locations(&[
+            Tier::Edge,
+            Tier::Edge,
+            Tier::Edge,
+            Tier::Cloud,
+            Tier::Cloud,
+            Tier::Edge,
+            Tier::Edge,
+            Tier::Cloud,
+        ]);
         let p = policy(4, 6, &locs, 3, 2);
         for seed in 0u8..50 {
             let placed = Spread.place(&p, &[seed], &locs, &Health::default()).expect("place");

@@ -7,7 +7,10 @@ use super::{S3Front, error, timestamp};
 use crate::meta::{BucketRow, now_ms};
 
 impl S3Front {
-    pub(super) async fn op_list_buckets(&self, _req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    pub(super) async fn op_list_buckets(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         let buckets = self.gw.meta.buckets().await.map_err(error::meta)?;
         let buckets = buckets
             .into_iter()
@@ -20,7 +23,10 @@ impl S3Front {
         }))
     }
 
-    pub(super) async fn op_create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    pub(super) async fn op_create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         let name = req.input.bucket;
         // s3s has refused invalid names already; this is a second line.
         if !s3s::path::check_bucket_name(&name) {
@@ -35,7 +41,10 @@ impl S3Front {
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 
-    pub(super) async fn op_delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    pub(super) async fn op_delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         match self.gw.meta.delete_bucket(&req.input.bucket).await.map_err(error::meta)? {
             None => Err(s3_error!(NoSuchBucket)),
             Some(false) => Err(s3_error!(BucketNotEmpty)),

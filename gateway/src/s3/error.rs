@@ -14,7 +14,9 @@ pub fn pipeline(e: PipelineError) -> S3Error {
             warn!(needed, landed, "write failed: not enough locations");
             let mut err = S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
-                format!("Only {landed} of the {needed} required storage locations accepted the data; nothing was stored."),
+                format!(
+                    "Only {landed} of the {needed} required storage locations accepted the data; nothing was stored."
+                ),
             );
             err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
             err

@@ -77,7 +77,14 @@ fn max_keys(v: Option<i32>) -> S3Result<usize> {
 }
 
 impl S3Front {
-    async fn list_page(&self, bucket: &str, prefix: &[u8], delimiter: Option<&[u8]>, resume: Option<Resume>, max: usize) -> S3Result<Page> {
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &[u8],
+        delimiter: Option<&[u8]>,
+        resume: Option<Resume>,
+        max: usize,
+    ) -> S3Result<Page> {
         let mut page = Page::default();
         let (mut cursor, mut exclusive) = match resume {
             Some(Resume::After(k)) if k.as_slice() >= prefix => (k, true),
@@ -98,7 +105,8 @@ impl S3Front {
                     break 'outer; // past the block of keys under the prefix
                 }
                 let rest = &o.key[prefix.len()..];
-                let cp = delimiter.and_then(|d| find(rest, d).map(|pos| o.key[..prefix.len() + pos + d.len()].to_vec()));
+                let cp =
+                    delimiter.and_then(|d| find(rest, d).map(|pos| o.key[..prefix.len() + pos + d.len()].to_vec()));
                 if page.objects.len() + page.prefixes.len() == max {
                     page.truncated = true;
                     break 'outer;
@@ -134,7 +142,10 @@ impl S3Front {
         Ok(page)
     }
 
-    pub(super) async fn op_list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    pub(super) async fn op_list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
         self.bucket(&i.bucket).await?;
         let max = max_keys(i.max_keys)?;
@@ -144,7 +155,8 @@ impl S3Front {
             Some(t) => Some(decode_token(t)?),
             None => i.start_after.as_ref().map(|s| Resume::After(s.as_bytes().to_vec())),
         };
-        let page = self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let page =
+            self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
         let enc = encoder(i.encoding_type.as_ref());
         let key_count = (page.objects.len() + page.prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
@@ -164,7 +176,10 @@ impl S3Front {
         }))
     }
 
-    pub(super) async fn op_list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+    pub(super) async fn op_list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
         self.bucket(&i.bucket).await?;
         let max = max_keys(i.max_keys)?;
@@ -181,7 +196,8 @@ impl S3Front {
                 _ => Resume::After(b),
             }
         });
-        let page = self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let page =
+            self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
         let enc = encoder(i.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),

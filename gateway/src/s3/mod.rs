@@ -11,6 +11,7 @@
 
 mod bucket;
 pub mod error;
+pub mod limits;
 mod list;
 mod multipart;
 mod object;
@@ -68,7 +69,8 @@ fn quoted(etag: &str) -> ETag {
 }
 
 /// The standard headers kept with an object, by name.
-const KEPT_HEADERS: [&str; 5] = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
+const KEPT_HEADERS: [&str; 5] =
+    ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
 
 /// Collects descriptive fields from a PUT or CreateMultipartUpload.
 #[allow(clippy::too_many_arguments)]
@@ -105,7 +107,10 @@ fn attrs(
 /// The checksum algorithm a request asks for: named in `x-amz-sdk-checksum-algorithm`
 /// / `x-amz-checksum-algorithm`, implied by an `x-amz-checksum-*` header, or
 /// announced as a trailer.
-fn requested_checksum(headers: &http::HeaderMap, declared: Option<&ChecksumAlgorithmName>) -> Option<ChecksumAlgorithm> {
+fn requested_checksum(
+    headers: &http::HeaderMap,
+    declared: Option<&ChecksumAlgorithmName>,
+) -> Option<ChecksumAlgorithm> {
     if let Some(d) = declared.and_then(|d| ChecksumAlgorithm::from_name(d.as_str())) {
         return Some(d);
     }
@@ -172,8 +177,7 @@ impl S3 for S3Front {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.bucket(&req.input.bucket).await?;
         let region = &self.gw.settings.region;
-        let location_constraint =
-            (region != "us-east-1").then(|| BucketLocationConstraint::from(region.clone()));
+        let location_constraint = (region != "us-east-1").then(|| BucketLocationConstraint::from(region.clone()));
         Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))
     }
 

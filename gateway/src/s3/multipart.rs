@@ -60,7 +60,10 @@ impl S3Front {
         }))
     }
 
-    pub(super) async fn op_upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    pub(super) async fn op_upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
         let upload = self.upload_of(&req.input.bucket, &req.input.key, &req.input.upload_id).await?;
         let n = req.input.part_number;
         if !(1..=MAX_PART_NUMBER).contains(&n) {
@@ -109,25 +112,38 @@ impl S3Front {
         let mut parts = Vec::with_capacity(wanted.len());
         let mut digests = Vec::with_capacity(wanted.len());
         let mut offset = 0i64;
+        // Order first, as S3 does: a misordered list is InvalidPartOrder whatever else.
         let mut previous = 0i32;
-        for (pos, w) in wanted.iter().enumerate() {
+        for w in &wanted {
             let number = w.part_number.ok_or_else(|| s3_error!(MalformedXML, "A part lacks its PartNumber."))?;
             if number <= previous {
                 return Err(s3_error!(InvalidPartOrder, "The list of parts was not in ascending order."));
             }
             previous = number;
-            let have = stored.iter().find(|p| p.part_number == i64::from(number)).ok_or_else(|| {
-                s3_error!(InvalidPart, "One or more of the specified parts could not be found.")
-            })?;
+        }
+        for (pos, w) in wanted.iter().enumerate() {
+            let number = w.part_number.unwrap_or_default();
+            let have = stored
+                .iter()
+                .find(|p| p.part_number == i64::from(number))
+                .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
             let given = w.e_tag.as_ref().map(|t| t.value().to_string()).unwrap_or_default();
             if given.trim_matches('"') != have.etag {
                 return Err(s3_error!(InvalidPart, "The ETag of part {number} does not match."));
             }
             if pos + 1 < wanted.len() && have.size < MIN_PART {
-                return Err(s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed size."));
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "Your proposed upload is smaller than the minimum allowed size."
+                ));
             }
             digests.push(etag_digest(&have.etag).ok_or_else(|| error::internal("stored part ETag is not hex"))?);
-            parts.push(PartRow { part_number: i64::from(number), seal_id: have.seal_id.clone(), offset, size: have.size });
+            parts.push(PartRow {
+                part_number: i64::from(number),
+                seal_id: have.seal_id.clone(),
+                offset,
+                size: have.size,
+            });
             offset += have.size;
         }
         let etag = multipart_etag(self.gw.settings.etag, &digests);
@@ -170,7 +186,8 @@ impl S3Front {
         let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
         let max = i.max_parts.unwrap_or(1000).clamp(0, 1000);
         let after = i.part_number_marker.unwrap_or(0).max(0);
-        let mut parts = self.gw.meta.upload_parts(&upload.id, i64::from(after), i64::from(max) + 1).await.map_err(error::meta)?;
+        let mut parts =
+            self.gw.meta.upload_parts(&upload.id, i64::from(after), i64::from(max) + 1).await.map_err(error::meta)?;
         let truncated = parts.len() > max as usize;
         parts.truncate(max as usize);
         let alg = upload.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name);
@@ -220,7 +237,8 @@ impl S3Front {
         let mut uploads = Vec::new();
         let mut truncated = false;
         'scan: loop {
-            let batch = self.gw.meta.list_uploads(&i.bucket, &key_marker, &id_marker, 1000).await.map_err(error::meta)?;
+            let batch =
+                self.gw.meta.list_uploads(&i.bucket, &key_marker, &id_marker, 1000).await.map_err(error::meta)?;
             if batch.is_empty() {
                 break;
             }
@@ -228,7 +246,10 @@ impl S3Front {
                 key_marker = u.key.clone();
                 id_marker = u.id.clone();
                 if !u.key.starts_with(prefix.as_bytes()) {
-                    if u.key.as_slice() > prefix.as_bytes() && !u.key.starts_with(prefix.as_bytes()) && !uploads.is_empty() {
+                    if u.key.as_slice() > prefix.as_bytes()
+                        && !u.key.starts_with(prefix.as_bytes())
+                        && !uploads.is_empty()
+                    {
                         break 'scan;
                     }
                     continue;
@@ -257,7 +278,9 @@ impl S3Front {
             upload_id_marker: i.upload_id_marker,
             max_uploads: Some(max as i32),
             is_truncated: Some(truncated),
-            next_key_marker: truncated.then(|| last.as_ref().map(|u| String::from_utf8_lossy(&u.key).into_owned())).flatten(),
+            next_key_marker: truncated
+                .then(|| last.as_ref().map(|u| String::from_utf8_lossy(&u.key).into_owned()))
+                .flatten(),
             next_upload_id_marker: truncated.then(|| last.as_ref().map(|u| u.id.clone())).flatten(),
             uploads: Some(listed),
             ..Default::default()

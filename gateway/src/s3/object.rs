@@ -3,7 +3,10 @@
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{S3Front, attrs, body_stream, content_length, error, given_checksum, quoted, requested_checksum, timestamp, unix_secs};
+use super::{
+    S3Front, attrs, body_stream, content_length, error, given_checksum, quoted, requested_checksum, timestamp,
+    unix_secs,
+};
 use crate::meta::{PartRow, VersionRow, now_ms};
 use crate::pipeline::checksum::ChecksumAlgorithm;
 use crate::pipeline::get::ReadPlan;
@@ -36,7 +39,8 @@ pub(super) async fn verify_digests<T>(
         use base64::Engine as _;
         match base64::engine::general_purpose::STANDARD.decode(md5.trim()) {
             Ok(d) if d.len() == 16 => {
-                if front.gw.settings.etag == crate::config::EtagAlgorithm::Md5 && d[..] != stored.hashes.etag_digest[..] {
+                if front.gw.settings.etag == crate::config::EtagAlgorithm::Md5 && d[..] != stored.hashes.etag_digest[..]
+                {
                     bad = Some(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
                 }
             }
@@ -46,7 +50,11 @@ pub(super) async fn verify_digests<T>(
     if let Some((alg, computed)) = &stored.hashes.checksum {
         if let Some(given) = given_checksum(req, *alg) {
             if &given != computed {
-                bad = Some(s3_error!(BadDigest, "The {} you specified did not match the calculated checksum.", alg.header()));
+                bad = Some(s3_error!(
+                    BadDigest,
+                    "The {} you specified did not match the calculated checksum.",
+                    alg.header()
+                ));
             }
         }
     }
@@ -156,31 +164,50 @@ impl S3Front {
 
     async fn version(&self, bucket: &str, key: &str) -> S3Result<(VersionRow, Vec<PartRow>)> {
         self.bucket(bucket).await?;
-        self.gw.meta.current_version(bucket, key.as_bytes()).await.map_err(error::meta)?.ok_or_else(|| s3_error!(NoSuchKey))
+        self.gw
+            .meta
+            .current_version(bucket, key.as_bytes())
+            .await
+            .map_err(error::meta)?
+            .ok_or_else(|| s3_error!(NoSuchKey))
     }
 
     /// The byte range to serve: the requested `Range`, or a part (`partNumber`).
-    fn range(v: &VersionRow, parts: &[PartRow], range: Option<&Range>, part_number: Option<i32>) -> S3Result<Option<std::ops::Range<u64>>> {
+    fn range(
+        v: &VersionRow,
+        parts: &[PartRow],
+        range: Option<&Range>,
+        part_number: Option<i32>,
+    ) -> S3Result<Option<std::ops::Range<u64>>> {
         let size = v.size as u64;
         if let Some(n) = part_number {
             if range.is_some() {
-                return Err(s3_error!(InvalidRequest, "Cannot specify both Range header and partNumber query parameter."));
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Cannot specify both Range header and partNumber query parameter."
+                ));
             }
             let p = parts.iter().find(|p| p.part_number == i64::from(n)).ok_or_else(|| s3_error!(InvalidPart))?;
             return Ok(Some(p.offset as u64..(p.offset + p.size) as u64));
         }
         match range {
             None => Ok(None),
-            Some(r) => r.check(size).map(Some).map_err(|_| {
-                s3_error!(InvalidRange, "The requested range is not satisfiable")
-            }),
+            Some(r) => {
+                r.check(size).map(Some).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))
+            }
         }
     }
 
     pub(super) async fn op_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
         let (v, parts) = self.version(&i.bucket, &i.key).await?;
-        check_conditions(&v, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref())?;
+        check_conditions(
+            &v,
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        )?;
         let range = Self::range(&v, &parts, i.range.as_ref(), i.part_number)?;
         let size = v.size as u64;
         let span = range.clone().unwrap_or(0..size);
@@ -223,10 +250,19 @@ impl S3Front {
         Ok(resp)
     }
 
-    pub(super) async fn op_head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    pub(super) async fn op_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
         let (v, parts) = self.version(&i.bucket, &i.key).await?;
-        check_conditions(&v, i.if_match.as_ref(), i.if_none_match.as_ref(), i.if_modified_since.as_ref(), i.if_unmodified_since.as_ref())?;
+        check_conditions(
+            &v,
+            i.if_match.as_ref(),
+            i.if_none_match.as_ref(),
+            i.if_modified_since.as_ref(),
+            i.if_unmodified_since.as_ref(),
+        )?;
         let range = Self::range(&v, &parts, i.range.as_ref(), i.part_number)?;
         let size = v.size as u64;
         let span = range.clone().unwrap_or(0..size);
@@ -260,13 +296,19 @@ impl S3Front {
         Ok(S3Response::new(out))
     }
 
-    pub(super) async fn op_delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    pub(super) async fn op_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.bucket(&req.input.bucket).await?;
         self.gw.meta.delete_object(&req.input.bucket, req.input.key.as_bytes()).await.map_err(error::meta)?;
         Ok(S3Response::with_status(DeleteObjectOutput::default(), http::StatusCode::NO_CONTENT))
     }
 
-    pub(super) async fn op_delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    pub(super) async fn op_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         const MAX_KEYS: usize = 1000;
         self.bucket(&req.input.bucket).await?;
         let d = &req.input.delete;

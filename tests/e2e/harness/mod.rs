@@ -1,0 +1,628 @@
+//! The end-to-end harness: real processes, real clients, real locations.
+//!
+//! It starts the `skyshard` release binary (built by `./test`), `rclone serve s3`
+//! instances from the Python environment `./test` prepares, and `skyshard edge`
+//! stores; it drives Debian's aws-cli (`/usr/bin/aws`) and boto3 (through
+//! `tests/py/s3ops.py`). PostgreSQL and Swift are started by `./test`, which passes
+//! their addresses in `SKYSHARD_TEST_POSTGRES_URL` and `SKYSHARD_TEST_SWIFT`.
+//!
+//! Every server listens on 127.0.0.1. Processes are killed when their handles drop.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Access key every test gateway starts with.
+pub const ACCESS_KEY: &str = "SKYTESTACCESSKEY0001";
+/// Its secret.
+pub const SECRET_KEY: &str = "skytestsecretkey0000000000000000000000001";
+/// Marker written into test files; it must never appear at a location.
+pub const MARKER: &str = "SKYSHARD-PLAINTEXT-MARKER-7f3a";
+
+/// Where the tools are.
+#[derive(Debug)]
+pub struct Env {
+    /// Repository root.
+    pub root: PathBuf,
+    /// The `skyshard` binary.
+    pub skyshard: PathBuf,
+    /// Python with boto3.
+    pub python: PathBuf,
+    /// rclone.
+    pub rclone: PathBuf,
+    /// aws-cli v2.
+    pub aws: PathBuf,
+}
+
+/// The tools, found once; a missing one is a setup error with the fix in its message.
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default();
+        let venv = std::env::var_os("SKYSHARD_VENV").map(PathBuf::from).unwrap_or_else(|| root.join(".venv"));
+        let e = Env {
+            skyshard: std::env::var_os("SKYSHARD_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target/release/skyshard")),
+            python: venv.join("bin/python"),
+            rclone: venv.join("bin/rclone"),
+            aws: PathBuf::from("/usr/bin/aws"),
+            root,
+        };
+        for (what, p) in [("skyshard", &e.skyshard), ("python", &e.python), ("rclone", &e.rclone), ("aws-cli", &e.aws)]
+        {
+            assert!(
+                p.exists(),
+                "{what} not found at {}: run ./test, which installs and builds everything",
+                p.display()
+            );
+        }
+        e
+    })
+}
+
+/// A directory removed when dropped (kept when `SKYSHARD_KEEP_TEST_DIRS` is set).
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after `name`.
+    pub fn new(name: &str) -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::var_os("SKYSHARD_TEST_TMP").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let p = base.join(format!("skyshard-e2e-{}-{}-{name}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        Self(p)
+    }
+
+    /// A path inside.
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("SKYSHARD_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// An `rclone serve s3` location: its own directory, port and key pair; it checks
+/// presigned signatures for real.
+#[derive(Debug)]
+pub struct Rclone {
+    /// Port.
+    pub port: u16,
+    /// Directory served (top-level directories are buckets).
+    pub dir: PathBuf,
+    /// The bucket fragments go to.
+    pub bucket: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    child: Option<Child>,
+}
+
+impl Rclone {
+    /// Starts one serving `dir`, with bucket `bucket` created.
+    pub fn start(dir: PathBuf, bucket: &str, n: usize) -> Self {
+        std::fs::create_dir_all(dir.join(bucket)).expect("bucket dir");
+        let mut r = Rclone {
+            port: 0,
+            dir,
+            bucket: bucket.into(),
+            access_key: format!("RCLONEKEY{n:04}"),
+            secret_key: format!("rclone-secret-{n:04}-abcdefgh"),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// Starts (again) on a new port if it is not running.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        for _ in 0..5 {
+            let port = if self.port == 0 { free_port() } else { self.port };
+            let child = Command::new(&env().rclone)
+                .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
+                .args(["--auth-key", &format!("{},{}", self.access_key, self.secret_key)])
+                .arg(&self.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn rclone");
+            self.child = Some(child);
+            if wait_port(port, Duration::from_secs(10)) {
+                self.port = port;
+                return;
+            }
+            self.stop();
+            self.port = 0;
+        }
+        panic!("rclone serve s3 did not start");
+    }
+
+    /// Kills it (a location lost).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    /// Every file it stores.
+    pub fn files(&self) -> Vec<PathBuf> {
+        walk(&self.dir)
+    }
+}
+
+impl Drop for Rclone {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A standalone `skyshard edge` process.
+#[derive(Debug)]
+pub struct Edge {
+    /// Port.
+    pub port: u16,
+    /// Data directory.
+    pub dir: PathBuf,
+    /// Signing secret.
+    pub secret: String,
+    child: Option<Child>,
+}
+
+impl Edge {
+    /// Starts one on a free port.
+    pub fn start(dir: PathBuf, n: usize) -> Self {
+        let port = free_port();
+        let secret = format!("edge-secret-{n:04}-0123456789abcdef");
+        let child = Command::new(&env().skyshard)
+            .args(["edge", "--data"])
+            .arg(&dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("SKYSHARD_EDGE_SECRET", &secret)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn skyshard edge");
+        assert!(wait_port(port, Duration::from_secs(10)), "skyshard edge did not start");
+        Edge { port, dir, secret, child: Some(child) }
+    }
+
+    /// Kills it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Which metadata database a gateway uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A fresh database on the test PostgreSQL server.
+    Postgres,
+}
+
+/// A new, empty PostgreSQL database on the server `./test` started.
+pub fn postgres_database() -> String {
+    let admin = std::env::var("SKYSHARD_TEST_POSTGRES_URL")
+        .expect("SKYSHARD_TEST_POSTGRES_URL is not set: ./test starts PostgreSQL and sets it");
+    static N: AtomicU64 = AtomicU64::new(0);
+    let name = format!("e2e_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let out = Command::new("psql")
+        .arg(&admin)
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_string();
+    format!("{base}/{name}")
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret.
+    pub secret_key: String,
+    /// Data directory.
+    pub data: PathBuf,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    /// Starts `skyshard serve` with a configuration file (or the embedded default
+    /// when `config` is `None`) on a free port.
+    pub fn start(data: &Path, config: Option<&str>, db: Db) -> Self {
+        std::fs::create_dir_all(data).expect("data dir");
+        let mut args = vec!["serve".to_string(), "--data".into(), data.display().to_string()];
+        if let Some(text) = config {
+            let path = data.join("test-config.toml");
+            std::fs::write(&path, text).expect("write config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        if db == Db::Postgres {
+            args.push("--database-url".into());
+            args.push(postgres_database());
+        }
+        let port = free_port();
+        args.push("--listen".into());
+        args.push(format!("127.0.0.1:{port}"));
+        let envs = vec![
+            ("SKYSHARD_ACCESS_KEY_ID".to_string(), ACCESS_KEY.to_string()),
+            ("SKYSHARD_SECRET_ACCESS_KEY".to_string(), SECRET_KEY.to_string()),
+            ("SKYSHARD_LOG".to_string(), "info,sqlx=warn".to_string()),
+        ];
+        let mut g = Gateway {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+            data: data.to_path_buf(),
+            args,
+            envs,
+            log: data.join("gateway.log"),
+            child: None,
+        };
+        g.launch();
+        g
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let mut child = Command::new(&env().skyshard)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn skyshard serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    banner.push_str(&l);
+                    banner.push('\n');
+                    if l.starts_with("Try:") {
+                        break;
+                    }
+                }
+                _ => {
+                    let status = child.wait().ok();
+                    panic!("gateway exited ({status:?}) before it was ready:\n{banner}\n{}", self.log_text());
+                }
+            }
+            assert!(Instant::now() < deadline, "gateway did not start");
+        }
+        // Keep draining stdout so the process never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        assert!(banner.contains(&self.endpoint), "banner names another endpoint:\n{banner}");
+        self.child = Some(child);
+    }
+
+    /// The gateway's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("running")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    /// Starts it again with the same arguments (same port, data and database).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// Peak resident memory so far, in bytes (`VmHWM`).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// TOML for one S3 location served by an rclone instance.
+pub fn rclone_location(name: &str, r: &Rclone) -> String {
+    format!(
+        "[[locations]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        r.port, r.bucket, r.access_key, r.secret_key
+    )
+}
+
+/// TOML for a standalone edge store.
+pub fn edge_location(name: &str, e: &Edge) -> String {
+    format!(
+        "[[locations]]\nname = \"{name}\"\nkind = \"edge\"\nendpoint = \"http://127.0.0.1:{}\"\nsecret = \"{}\"\n",
+        e.port, e.secret
+    )
+}
+
+/// A gateway over six rclone locations with a `k`-of-6 default policy.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The gateway.
+    pub gw: Gateway,
+    /// The locations.
+    pub locations: Vec<Rclone>,
+    /// Scratch space for the test.
+    pub dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts six rclone locations and a gateway on `db` with `policy` TOML
+    /// (`[policies.default]` body) and `extra` top-level TOML.
+    pub fn start(name: &str, db: Db, policy: &str, extra: &str) -> Self {
+        let dir = TempDir::new(name);
+        let locations: Vec<Rclone> =
+            (0..6).map(|i| Rclone::start(dir.join(&format!("loc{i}")), &format!("frags-{i}"), i)).collect();
+        let mut config = String::from(extra);
+        config.push('\n');
+        for (i, r) in locations.iter().enumerate() {
+            config.push_str(&rclone_location(&format!("rc{i}"), r));
+        }
+        config.push_str("[policies.default]\n");
+        config.push_str(policy);
+        config.push_str("\n[pipeline]\ngc_interval = \"500ms\"\n");
+        let gw = Gateway::start(&dir.join("gw"), Some(&config), db);
+        Cluster { gw, locations, dir }
+    }
+
+    /// A 4-of-6 cluster with 1 MiB segments (so that test objects span several).
+    pub fn standard(name: &str, db: Db) -> Self {
+        Self::start(name, db, "k = 4\nn = 6\nsegment_size = \"1M\"", "")
+    }
+}
+
+/// Output of a client command.
+#[derive(Debug)]
+pub struct Out {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Out {
+    /// Panics with the command's output unless it succeeded.
+    pub fn ok(self) -> Self {
+        assert!(self.status.success(), "command failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Panics unless it failed mentioning `what` (an S3 error code).
+    pub fn fails_with(self, what: &str) -> Self {
+        assert!(!self.status.success(), "expected failure with {what}, but it succeeded:\n{}", self.stdout);
+        assert!(
+            self.stderr.contains(what) || self.stdout.contains(what),
+            "expected {what}:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+fn run(cmd: &mut Command) -> Out {
+    let o = cmd.output().expect("run client");
+    Out {
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+/// Client credentials and endpoint.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Access key.
+    pub access_key: String,
+    /// Secret.
+    pub secret_key: String,
+}
+
+impl From<&Gateway> for Client {
+    fn from(g: &Gateway) -> Self {
+        Client { endpoint: g.endpoint.clone(), access_key: g.access_key.clone(), secret_key: g.secret_key.clone() }
+    }
+}
+
+impl Client {
+    /// Runs aws-cli v2 against the gateway.
+    pub fn aws(&self, args: &[&str]) -> Out {
+        run(Command::new(&env().aws)
+            .args(["--endpoint-url", &self.endpoint])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_PAGER", ""))
+    }
+
+    /// Runs one boto3 operation (`tests/py/s3ops.py`): `params` is the operation's
+    /// JSON; a streaming body goes to or comes from `file`. Returns the JSON result:
+    /// `{"ok": …}` or `{"error": {"code", "status", "message"}}`.
+    pub fn boto(&self, op: &str, params: serde_json::Value, file: Option<&Path>) -> serde_json::Value {
+        let mut cmd = Command::new(&env().python);
+        cmd.arg(env().root.join("tests/py/s3ops.py"))
+            .args([&self.endpoint, &self.access_key, &self.secret_key, op])
+            .arg(params.to_string());
+        if let Some(f) = file {
+            cmd.arg(f);
+        }
+        let out = run(&mut cmd);
+        assert!(out.status.success(), "s3ops.py crashed:\n{}\n{}", out.stdout, out.stderr);
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("s3ops.py printed {:?}: {e}", out.stdout))
+    }
+
+    /// The error code of a failed boto3 call (panics if it succeeded).
+    pub fn boto_error(&self, op: &str, params: serde_json::Value) -> (String, u64) {
+        let r = self.boto(op, params, None);
+        let e = r.get("error").unwrap_or_else(|| panic!("{op} succeeded, an error was expected: {r}"));
+        (e["code"].as_str().unwrap_or_default().to_string(), e["status"].as_u64().unwrap_or(0))
+    }
+}
+
+/// A file of `len` deterministic pseudo-random bytes, with [`MARKER`] written every
+/// 64 KiB so that a plaintext leak would show.
+pub fn data_file(path: &Path, len: usize, seed: u64) -> PathBuf {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    let mut off = 0;
+    while off + MARKER.len() <= len {
+        v[off..off + MARKER.len()].copy_from_slice(MARKER.as_bytes());
+        off += 64 << 10;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).expect("dir");
+    }
+    std::fs::write(path, &v).expect("write data file");
+    path.to_path_buf()
+}
+
+/// Whether two files have the same bytes.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Every regular file under `dir`.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that no file under `dirs` contains any of `needles`, in its path or its
+/// bytes.
+pub fn assert_no_leak(dirs: &[&Path], needles: &[&str]) {
+    let mut checked = 0;
+    for d in dirs {
+        for f in walk(d) {
+            let rel = f.strip_prefix(d).unwrap_or(&f).display().to_string();
+            let mut bytes = Vec::new();
+            if let Ok(mut h) = std::fs::File::open(&f) {
+                let _ = h.read_to_end(&mut bytes);
+            }
+            for n in needles {
+                assert!(!rel.contains(n), "{n:?} appears in the name of {}", f.display());
+                assert!(!bytes.windows(n.len()).any(|w| w == n.as_bytes()), "{n:?} appears inside {}", f.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no location file was checked");
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    f()
+}

@@ -1,0 +1,146 @@
+//! Bad input gets the right S3 error, never a panic or a partial object.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use e2e::{Client, Cluster, Db, data_file};
+
+use crate::on_both_databases;
+
+/// A SigV4-signed request made by curl (`--aws-sigv4`), for bodies clients refuse
+/// to send. Returns (HTTP status, body).
+fn curl_signed(cl: &Client, method: &str, path: &str, body: &std::path::Path) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
+        .args(["-H", "Content-Type: application/xml", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("{}{path}", cl.endpoint))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn bad_input(db: Db) {
+    let c = Cluster::standard("errors", db);
+    let cl = Client::from(&c.gw);
+    let d = &c.dir;
+    cl.aws(&["s3", "mb", "s3://errs"]).ok();
+    let small = data_file(&d.join("small"), 10, 1);
+    cl.aws(&["s3", "cp", "--no-progress", &small.display().to_string(), "s3://errs/small"]).ok();
+
+    // Credentials.
+    let wrong = Client { secret_key: "not-the-right-secret-at-all".into(), ..cl.clone() };
+    wrong.aws(&["s3", "ls", "s3://errs"]).fails_with("SignatureDoesNotMatch");
+    let unknown = Client { access_key: "SKYNOSUCHKEY00000000".into(), ..cl.clone() };
+    unknown.aws(&["s3", "ls", "s3://errs"]).fails_with("InvalidAccessKeyId");
+
+    // An expired presigned URL.
+    let url = cl.aws(&["s3", "presign", "s3://errs/small", "--expires-in", "1"]).ok().stdout;
+    std::thread::sleep(Duration::from_secs(2));
+    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).arg(url.trim()).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("403"), "expired URL answered: {text}");
+    assert!(text.contains("AccessDenied") && text.to_lowercase().contains("expired"), "{text}");
+    // A tampered presigned URL.
+    let url = cl
+        .aws(&["s3", "presign", "s3://errs/small", "--expires-in", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .replace("small", "smalx");
+    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).arg(&url).output().expect("curl");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SignatureDoesNotMatch"));
+
+    // Missing things.
+    cl.aws(&["s3api", "list-objects-v2", "--bucket", "no-such-bucket"]).fails_with("NoSuchBucket");
+    let sink = d.join("sink").display().to_string();
+    cl.aws(&["s3api", "get-object", "--bucket", "errs", "--key", "nope", &sink]).fails_with("NoSuchKey");
+    cl.aws(&["s3api", "get-object", "--bucket", "no-such-bucket", "--key", "k", &sink]).fails_with("NoSuchBucket");
+
+    // Ranges.
+    cl.aws(&["s3api", "get-object", "--bucket", "errs", "--key", "small", "--range", "bytes=100-200", &sink])
+        .fails_with("InvalidRange");
+
+    // Bucket names.
+    for bad in ["Bad_Bucket", "ab", "a..b", "-leading", "192.168.1.1"] {
+        let (code, status) = cl.boto_error("CreateBucket", json!({"Bucket": bad}));
+        assert_eq!((code.as_str(), status), ("InvalidBucketName", 400), "{bad}");
+    }
+    cl.aws(&["s3", "mb", "s3://errs"]).fails_with("BucketAlreadyOwnedByYou");
+    cl.aws(&["s3", "rb", "s3://errs"]).fails_with("BucketNotEmpty");
+
+    // XML: malformed, and oversized.
+    let up = cl.boto("CreateMultipartUpload", json!({"Bucket": "errs", "Key": "mp"}), None);
+    let id = up["ok"]["UploadId"].as_str().expect("upload id").to_string();
+    let bad_xml = d.join("bad.xml");
+    std::fs::write(&bad_xml, "<CompleteMultipartUpload><Part><PartNumber>1</Part>").expect("write");
+    let (status, body) = curl_signed(&cl, "POST", &format!("/errs/mp?uploadId={id}"), &bad_xml);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("MalformedXML"), "{body}");
+    let huge = d.join("huge.xml");
+    let mut text = String::from("<CompleteMultipartUpload>");
+    while text.len() < 25 << 20 {
+        text.push_str("<Part><PartNumber>1</PartNumber><ETag>\"0123456789abcdef0123456789abcdef\"</ETag></Part>");
+    }
+    text.push_str("</CompleteMultipartUpload>");
+    std::fs::write(&huge, text).expect("write");
+    let (status, body) = curl_signed(&cl, "POST", &format!("/errs/mp?uploadId={id}"), &huge);
+    assert!((400..500).contains(&status), "an oversized body is refused, got {status}: {body}");
+    let keys: Vec<serde_json::Value> = (0..1001).map(|i| json!({"Key": format!("k{i}")})).collect();
+    let (code, _) = cl.boto_error("DeleteObjects", json!({"Bucket": "errs", "Delete": {"Objects": keys}}));
+    assert_eq!(code, "MalformedXML");
+
+    // Multipart: a part too small, a wrong ETag, parts out of order, unknown upload.
+    let one_mib = data_file(&d.join("1m"), 1 << 20, 2);
+    let mut etags = Vec::new();
+    for n in 1..=2 {
+        let r = cl.boto(
+            "UploadPart",
+            json!({"Bucket": "errs", "Key": "mp", "UploadId": id, "PartNumber": n}),
+            Some(&one_mib),
+        );
+        etags.push(r["ok"]["ETag"].as_str().expect("etag").to_string());
+    }
+    let complete = |parts: serde_json::Value| json!({"Bucket": "errs", "Key": "mp", "UploadId": id, "MultipartUpload": {"Parts": parts}});
+    let (code, _) = cl.boto_error(
+        "CompleteMultipartUpload",
+        complete(json!([{"PartNumber": 1, "ETag": etags[0]}, {"PartNumber": 2, "ETag": etags[1]}])),
+    );
+    assert_eq!(code, "EntityTooSmall");
+    let (code, _) = cl.boto_error(
+        "CompleteMultipartUpload",
+        complete(json!([{"PartNumber": 1, "ETag": "\"00000000000000000000000000000000\""}])),
+    );
+    assert_eq!(code, "InvalidPart");
+    let (code, _) = cl.boto_error(
+        "CompleteMultipartUpload",
+        complete(json!([{"PartNumber": 2, "ETag": etags[1]}, {"PartNumber": 1, "ETag": etags[0]}])),
+    );
+    assert_eq!(code, "InvalidPartOrder");
+    let (code, _) = cl.boto_error("CompleteMultipartUpload", complete(json!([{"PartNumber": 7, "ETag": etags[0]}])));
+    assert_eq!(code, "InvalidPart");
+    let (code, status) = cl.boto_error(
+        "UploadPart",
+        json!({"Bucket": "errs", "Key": "mp", "UploadId": "0123", "PartNumber": 1, "Body": "x"}),
+    );
+    assert_eq!((code.as_str(), status), ("NoSuchUpload", 404));
+    let (code, _) = cl.boto_error(
+        "UploadPart",
+        json!({"Bucket": "errs", "Key": "mp", "UploadId": id, "PartNumber": 10001, "Body": "x"}),
+    );
+    assert_eq!(code, "InvalidArgument");
+    // Nothing half-made is visible after all that.
+    cl.boto_error("HeadObject", json!({"Bucket": "errs", "Key": "mp"}));
+    // And a single part completes fine.
+    let ok = cl.boto("CompleteMultipartUpload", complete(json!([{"PartNumber": 1, "ETag": etags[0]}])), None);
+    assert!(ok.get("ok").is_some(), "{ok}");
+    assert!(c.gw.log_text().contains("INFO"), "the gateway logs");
+    assert!(!c.gw.log_text().contains(e2e::SECRET_KEY), "secrets never reach the log");
+}
+
+on_both_databases!(bad_input);

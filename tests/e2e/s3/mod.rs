@@ -1,0 +1,5 @@
+//! The S3 API through real clients.
+
+mod awscli;
+mod boto;
+mod errors;
