@@ -64,9 +64,6 @@ pub enum ServeError {
     /// The transfer client could not be built.
     #[error("transfer client: {0}")]
     Transfer(String),
-    /// A virtual-host domain is invalid.
-    #[error("domain: {0}")]
-    Domain(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -271,8 +268,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
     builder.set_auth(credentials);
     if !settings.domains.is_empty() {
-        let domains: Vec<&str> = settings.domains.iter().map(String::as_str).collect();
-        builder.set_host(s3s::host::MultiDomain::new(domains).map_err(|e| ServeError::Domain(e.to_string()))?);
+        builder.set_host(crate::s3::host::Domains::new(&settings.domains));
     }
     let mut s3_config = s3s::config::S3Config::default();
     s3_config.xml_max_body_size = crate::s3::limits::MAX_XML_BODY as usize;

@@ -11,6 +11,7 @@
 
 mod bucket;
 pub mod error;
+pub mod host;
 pub mod limits;
 mod list;
 mod multipart;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use e2e::{Client, Cluster, Db, data_file};
+use e2e::{Client, Cluster, Db, data_file, same_file};
 
 use crate::on_both_databases;
 
@@ -144,3 +144,38 @@ fn bad_input(db: Db) {
 }
 
 on_both_databases!(bad_input);
+
+/// Virtual-host-style addressing: `bucket.<domain>` in the Host header, signed by curl.
+fn virtual_host_style(db: Db) {
+    let c = Cluster::start("vhost", db, "k = 2\nn = 3", "domains = [\"s3.skyshard.test\"]");
+    let cl = Client::from(&c.gw);
+    cl.aws(&["s3", "mb", "s3://vbucket"]).ok();
+    let port = cl.endpoint.rsplit(':').next().expect("port").to_string();
+    let host = format!("vbucket.s3.skyshard.test:{port}");
+    let f = data_file(&c.dir.join("v.bin"), 70_000, 4);
+    let curl = |extra: &[&str], path: &str| {
+        Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3"])
+            .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
+            .args(["--resolve", &format!("{host}:127.0.0.1")])
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            .args(extra)
+            .arg(format!("http://{host}{path}"))
+            .output()
+            .expect("curl")
+    };
+    let put = curl(&["-T", &f.display().to_string()], "/dir/v.bin");
+    assert!(String::from_utf8_lossy(&put.stdout).ends_with("200"), "{}", String::from_utf8_lossy(&put.stdout));
+    // Path style sees the object the virtual host wrote, and the other way round.
+    let back = c.dir.join("v.back");
+    cl.aws(&["s3", "cp", "--no-progress", "s3://vbucket/dir/v.bin", &back.display().to_string()]).ok();
+    assert!(same_file(&f, &back));
+    let out = c.dir.join("v.curl");
+    let get = curl(&["-o", &out.display().to_string()], "/dir/v.bin");
+    assert!(String::from_utf8_lossy(&get.stdout).ends_with("200"));
+    assert!(same_file(&f, &out));
+    let list = curl(&[], "/?list-type=2");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("<Key>dir/v.bin</Key>"));
+}
+
+on_both_databases!(virtual_host_style);
