@@ -833,6 +833,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../deploy/examples/skyshard.toml");
+        let c = parse(text).expect("deploy/examples/skyshard.toml must stay valid");
+        assert_eq!(c.locations.len(), 6);
+        assert_eq!(c.policies["default"].min_edge, 2);
+        assert_eq!(c.bucket_policies["logs"], "archive");
+    }
+
+    #[test]
     fn secrets_from_files() {
         let dir = std::env::temp_dir().join(format!("skyshard-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");

@@ -24,8 +24,10 @@ impl Domains {
         };
         self.0.iter().find_map(|d| {
             let bucket = name.len().checked_sub(d.len() + 1).map(|n| &name[..n])?;
-            (name[bucket.len()..].starts_with('.') && name[bucket.len() + 1..].eq_ignore_ascii_case(d) && !bucket.is_empty())
-                .then_some(bucket)
+            (name[bucket.len()..].starts_with('.')
+                && name[bucket.len() + 1..].eq_ignore_ascii_case(d)
+                && !bucket.is_empty())
+            .then_some(bucket)
         })
     }
 }
