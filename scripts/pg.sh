@@ -21,7 +21,7 @@ start)
   if [ ! -f "$dir/PG_VERSION" ]; then
     as_pg "$bin/initdb" -D "$dir" -A trust -U postgres --no-sync >"$dir.initdb.log" 2>&1
   fi
-  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir.log" -w -t 60 \
+  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='' -c fsync=off -c max_connections=200" start >/dev/null
   echo "postgres://postgres@127.0.0.1:$port/postgres"
   ;;
