@@ -13,7 +13,8 @@ work="$(mktemp -d /tmp/skyshard-bench.XXXXXX)"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
+  pkill -f -- "$work" 2>/dev/null || true # gateways started in subshells
+  [ -n "${SKYSHARD_BENCH_KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -21,7 +22,7 @@ port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 # Six locations.
-config="$work/skyshard.toml"
+config="$work/locations.toml"
 : >"$config"
 for i in 0 1 2 3 4 5; do
   p="$(port)"
@@ -42,7 +43,6 @@ start_gateway() { # NAME ETAG
   { printf 'etag = "%s"\n' "$2"; cat "$config"; } >"$work/$1.toml"
   SKYSHARD_ACCESS_KEY_ID=BENCHACCESSKEY SKYSHARD_SECRET_ACCESS_KEY=benchsecretkey0123456789 SKYSHARD_LOG=warn \
     ./target/release/skyshard serve --config "$work/$1.toml" --data "$work/$1" --listen "127.0.0.1:$p" >/dev/null 2>"$work/$1.log" &
-  pids+=($!)
   wait_port "$p"
   echo "$1=http://127.0.0.1:$p,BENCHACCESSKEY,benchsecretkey0123456789,$!"
 }
