@@ -137,6 +137,66 @@ fn killed_mid_upload(db: Db) {
 
 on_both_databases!(locations_lost, killed_mid_upload);
 
+/// The file of fragment `idx` (files are named by their index), with one object
+/// stored.
+fn fragment_file(c: &Cluster, idx: usize) -> std::path::PathBuf {
+    let files: Vec<_> = c
+        .locations
+        .iter()
+        .flat_map(|l| l.files())
+        .filter(|f| f.file_name().and_then(|n| n.to_str()) == Some(&idx.to_string()))
+        .collect();
+    assert_eq!(files.len(), 1, "fragment {idx}: {files:?}");
+    files.into_iter().next().expect("one")
+}
+
+/// Locations that return wrong bytes: a flipped bit, another fragment of the same
+/// object in place of their own, a truncated fragment. Reads return the object
+/// intact while `k` fragments are sound and fail with 503 once they are not; wrong
+/// bytes are never returned.
+#[test]
+fn locations_tampered() {
+    let c = Cluster::standard("tampered", Db::Sqlite);
+    let cl = Client::from(&c.gw);
+    let d = c.dir.join("files");
+    cl.aws(&["s3", "mb", "s3://tamper"]).ok();
+    let f = data_file(&d.join("obj"), 3_500_000, 11);
+    cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), "s3://tamper/obj"]).ok();
+    let read_back = |name: &str| {
+        let back = d.join(name);
+        let _ = std::fs::remove_file(&back);
+        let out = cl.aws(&["s3", "cp", "--no-progress", "s3://tamper/obj", &back.display().to_string()]);
+        (out, back)
+    };
+
+    // Fragments 0 and 1 are the first a read asks for. A flipped bit in fragment
+    // 0's first record (past the 64-byte header and the record's prefix, inside
+    // its coded symbol).
+    let frag0 = fragment_file(&c, 0);
+    let mut bytes = std::fs::read(&frag0).expect("read fragment");
+    bytes[64 + 1000] ^= 0x10;
+    std::fs::write(&frag0, &bytes).expect("write fragment");
+    // Fragment 1's location holds fragment 2 instead (sound, but the wrong index).
+    std::fs::copy(fragment_file(&c, 2), fragment_file(&c, 1)).expect("copy fragment");
+    for round in 0..3 {
+        let (out, back) = read_back(&format!("back{round}"));
+        out.ok();
+        assert!(same_file(&f, &back), "round {round}: the object came back different");
+    }
+    let log = c.gw.log_text();
+    assert!(log.contains("fragment header names another object or index"), "misplaced fragment unnoticed:\n{log}");
+    assert!(log.contains("fragment record rejected"), "flipped bit unnoticed:\n{log}");
+
+    // Fragment 3 truncated inside its first record: three sound fragments are not
+    // enough, and the read fails before any byte is sent.
+    let frag3 = fragment_file(&c, 3);
+    let file = std::fs::OpenOptions::new().write(true).open(&frag3).expect("open fragment");
+    file.set_len(100).expect("truncate");
+    drop(file);
+    let (code, status) = cl.boto_error("GetObject", json!({"Bucket": "tamper", "Key": "obj"}));
+    assert_eq!((code.as_str(), status), ("ServiceUnavailable", 503));
+}
+
 /// A 256 MiB single PUT: memory stays bounded by the pipeline, not the object.
 #[test]
 fn put_of_256_mib_stays_under_300_mib_rss() {
