@@ -120,13 +120,8 @@ struct PartReader {
 }
 
 impl PartReader {
-    async fn open(gw: Arc<Gateway>, part: &PartRow, first: u64, last: u64) -> Result<Self, PipelineError> {
-        let (seal, frags) = gw.meta.seal(&part.seal_id).await?.ok_or_else(|| {
-            PipelineError::Meta(crate::meta::MetaError::Corrupt(format!(
-                "version refers to missing seal {}",
-                part.seal_id
-            )))
-        })?;
+    fn open(gw: Arc<Gateway>, step: Step) -> Result<Self, PipelineError> {
+        let Step { seal, frags, first, last, .. } = step;
         let k = u8::try_from(seal.k).map_err(|_| PipelineError::Task("k out of range".into()))?;
         let n = u8::try_from(seal.n).map_err(|_| PipelineError::Task("n out of range".into()))?;
         let segment_size = u32::try_from(seal.segment_size).map_err(|_| PipelineError::Task("segment size".into()))?;
@@ -298,12 +293,22 @@ async fn fragment_failed(gw: &Gateway, seal_id: &str, f: &FragmentRow, e: &Trans
     }
 }
 
+/// The reading of one part: its seal and fragments, its first and last segment,
+/// and the bytes of those segments to keep (offset into the first, total count).
+#[derive(Debug, Clone)]
+struct Step {
+    seal: SealRow,
+    frags: Vec<FragmentRow>,
+    first: u64,
+    last: u64,
+    skip: usize,
+    take: u64,
+}
+
 /// A plan for reading bytes `range` of an object made of `parts`.
 #[derive(Debug, Clone)]
 pub struct ReadPlan {
-    /// Per part: the part, its first and last segment, and the bytes of those
-    /// segments to keep (offset into the first segment, total count).
-    steps: Vec<(PartRow, u64, u64, usize, u64)>,
+    steps: Vec<Step>,
 }
 
 impl ReadPlan {
@@ -317,14 +322,17 @@ impl ReadPlan {
             if a >= b {
                 continue;
             }
-            let seal = gw.meta.seal(&p.seal_id).await?.ok_or_else(|| {
-                PipelineError::Meta(crate::meta::MetaError::Corrupt(format!("missing seal {}", p.seal_id)))
+            let (seal, frags) = gw.meta.seal(&p.seal_id).await?.ok_or_else(|| {
+                PipelineError::Meta(crate::meta::MetaError::Corrupt(format!(
+                    "version refers to missing seal {}",
+                    p.seal_id
+                )))
             })?;
-            let segs = SegmentLayout::new(p.size as u64, seal.0.segment_size as u32);
+            let segs = SegmentLayout::new(p.size as u64, seal.segment_size as u32);
             let (la, lb) = (a - start, b - start);
             let span = segs.segments_for(la, lb - 1);
             let skip = (la - segs.offset(*span.start())) as usize;
-            steps.push((p.clone(), *span.start(), *span.end(), skip, lb - la));
+            steps.push(Step { seal, frags, first: *span.start(), last: *span.end(), skip, take: lb - la });
         }
         Ok(Self { steps })
     }
@@ -335,12 +343,13 @@ impl ReadPlan {
     /// truncated body, never wrong bytes.
     pub async fn start(self, gw: Arc<Gateway>) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
         let mut steps = self.steps.into_iter();
-        let Some((part, first, last, skip, take)) = steps.next() else {
+        let Some(step) = steps.next() else {
             let (_, rx) = mpsc::channel(1);
             return Ok(ReceiverStream::new(rx));
         };
         let permit = gw.transfers.clone().acquire_owned().await.map_err(|e| PipelineError::Task(e.to_string()))?;
-        let mut reader = PartReader::open(gw.clone(), &part, first, last).await?;
+        let (skip, take) = (step.skip, step.take);
+        let mut reader = PartReader::open(gw.clone(), step)?;
         let head = reader.next_segment().await?;
         let depth = gw.settings.pipeline.depth;
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(depth);
@@ -374,8 +383,9 @@ impl ReadPlan {
                         break;
                     }
                 }
-                if let Some((part, first, last, skip, take)) = steps.next() {
-                    match PartReader::open(gw.clone(), &part, first, last).await {
+                if let Some(step) = steps.next() {
+                    let (skip, take) = (step.skip, step.take);
+                    match PartReader::open(gw.clone(), step) {
                         Ok(r) => current = Some((r, None, skip, take)),
                         Err(e) => {
                             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
