@@ -9,8 +9,11 @@ set -euo pipefail
 #   postgresql       the metadata suite runs on a throwaway cluster (scripts/pg.sh)
 #   swift…, memcached an OpenStack Swift node as a location (scripts/swift.sh)
 #   curl             presigned URLs and raw requests in the end-to-end tests
+#   qemu-system-x86, busybox-static, cpio
+#                    kernel TLS is tested in a QEMU guest (scripts/ktls-vm.sh): these
+#                    machines' kernels have none
 APT_PACKAGES=(libisal-dev awscli postgresql swift swift-proxy swift-object swift-container swift-account
-  memcached python3-swiftclient curl)
+  memcached python3-swiftclient curl qemu-system-x86 busybox-static cpio)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

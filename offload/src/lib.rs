@@ -47,6 +47,7 @@ pub mod meter;
 pub mod probe;
 pub mod random;
 pub mod select;
+pub mod tls;
 pub mod xts;
 
 pub use buf::AlignedBuf;

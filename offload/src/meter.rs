@@ -68,6 +68,17 @@ impl Meter {
         out
     }
 
+    /// Charges `bytes` and `ticks` measured by the caller (for work that is not one
+    /// synchronous call, such as polling a stream).
+    #[inline]
+    pub fn charge(&self, bytes: usize, ticks: u64) {
+        if bytes > 0 {
+            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.ops.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ticks.fetch_add(ticks, Ordering::Relaxed);
+    }
+
     /// Current totals.
     pub fn read(&self) -> (u64, u64, u64) {
         (self.bytes.load(Ordering::Relaxed), self.ops.load(Ordering::Relaxed), self.ticks.load(Ordering::Relaxed))

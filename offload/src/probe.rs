@@ -32,8 +32,11 @@ pub struct Capabilities {
     pub isal: Option<String>,
     /// Why ISA-L could not be loaded, if it could not.
     pub isal_error: Option<String>,
-    /// Whether the kernel offers the `tls` upper-layer protocol (kernel TLS).
+    /// Whether the kernel offers the `tls` upper-layer protocol (kernel TLS), tried
+    /// on a loopback socket.
     pub ktls: bool,
+    /// Why kernel TLS is not available, if it is not.
+    pub ktls_error: Option<String>,
 }
 
 /// Looks at this machine.
@@ -42,9 +45,11 @@ pub fn probe() -> Capabilities {
         Ok(path) => (Some(path.to_string()), None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let ktls = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
-        .map(|s| s.split_whitespace().any(|ulp| ulp == "tls"))
-        .unwrap_or(false);
+    #[cfg(target_os = "linux")]
+    let ktls_error = crate::tls::ktls::trial().err();
+    #[cfg(not(target_os = "linux"))]
+    let ktls_error = Some("kernel TLS needs Linux".to_string());
+    let ktls = ktls_error.is_none();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     #[cfg(target_arch = "x86_64")]
     {
@@ -64,6 +69,7 @@ pub fn probe() -> Capabilities {
             isal,
             isal_error,
             ktls,
+            ktls_error,
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -83,6 +89,7 @@ pub fn probe() -> Capabilities {
             isal,
             isal_error,
             ktls,
+            ktls_error,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::gf::GfKernel;
 use crate::meter::{MeteredAead, MeteredCompressor, MeteredCrc, MeteredGf, MeteredXts, Meters};
 use crate::probe::Capabilities;
 use crate::random::{SecureRandom, SystemRandom};
+use crate::tls::{TlsEngine, TlsKind};
 use crate::xts::XtsEngine;
 
 /// `auto`, or one engine by name.
@@ -78,6 +79,9 @@ pub struct OffloadConfig {
     pub xts: EngineChoice,
     /// zstd level for compressing segments (1 = fast).
     pub zstd_level: i32,
+    /// TLS record layer: `auto` (kernel TLS where the kernel has it, else rustls),
+    /// `rustls`, `ktls`.
+    pub tls: EngineChoice,
 }
 
 impl Default for OffloadConfig {
@@ -91,6 +95,7 @@ impl Default for OffloadConfig {
             crc32c: EngineChoice::Auto,
             xts: EngineChoice::Auto,
             zstd_level: 1,
+            tls: EngineChoice::Auto,
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct Offload {
     pub lz4: Arc<dyn Compressor>,
     /// Randomness for keys and coefficients.
     pub random: Arc<dyn SecureRandom>,
+    /// TLS for every connection.
+    pub tls: TlsEngine,
     /// Usage counters of the engines above.
     pub meters: Arc<Meters>,
 }
@@ -145,7 +152,8 @@ impl Offload {
         let random: Arc<dyn SecureRandom> = Arc::new(SystemRandom::new());
         selection.push("compression", "zstd+lz4".into(), false, Vec::new());
         selection.push("random", random.name().into(), false, Vec::new());
-        Ok((Self { aead, gf, crc32c, xts, zstd, lz4, random, meters }, selection))
+        let tls = TlsEngine::new(*pick("tls", &config.tls, tls_candidates(), caps, &mut selection)?, &meters);
+        Ok((Self { aead, gf, crc32c, xts, zstd, lz4, random, tls, meters }, selection))
     }
 
     /// The compressor for `algorithm`.
@@ -364,6 +372,23 @@ fn crc_candidates() -> Vec<Candidate<dyn Crc32c>> {
     ]
 }
 
+/// TLS engines, best first: kernel TLS moves record crypto out of the process (and
+/// onto the NIC where it offloads TLS); rustls runs everywhere.
+fn tls_candidates() -> Vec<Candidate<TlsKind>> {
+    vec![
+        Candidate {
+            name: "ktls",
+            auto: true,
+            build: |caps| match &caps.ktls_error {
+                None if caps.ktls => Ok(Arc::new(TlsKind::Ktls)),
+                None => Err("the kernel has no \"tls\" upper-layer protocol".into()),
+                Some(e) => Err(e.clone()),
+            },
+        },
+        Candidate { name: "rustls", auto: true, build: |_| Ok(Arc::new(TlsKind::Rustls)) },
+    ]
+}
+
 /// XTS engines.
 fn xts_candidates() -> Vec<Candidate<dyn XtsEngine>> {
     vec![Candidate { name: "rustcrypto", auto: true, build: |_| Ok(Arc::new(RustCryptoXts)) }]
@@ -375,7 +400,27 @@ mod tests {
     use crate::probe::probe;
 
     fn bare_caps() -> Capabilities {
-        Capabilities { avx2: false, sse42: false, isal: None, isal_error: Some("not installed".into()), ..probe() }
+        Capabilities {
+            avx2: false,
+            sse42: false,
+            isal: None,
+            isal_error: Some("not installed".into()),
+            ktls: false,
+            ktls_error: Some("no tls ULP in this test".into()),
+            ..probe()
+        }
+    }
+
+    #[test]
+    fn tls_falls_back_to_rustls_and_pinned_ktls_without_the_kernel_is_an_error() {
+        let (offload, selection) = Offload::select(&OffloadConfig::default(), &bare_caps()).expect("select");
+        assert_eq!(offload.tls.kind(), TlsKind::Rustls);
+        let tls = selection.choices.iter().find(|c| c.job == "tls").expect("tls choice");
+        assert_eq!((tls.chosen.as_str(), tls.rejected[0].engine), ("rustls", "ktls"));
+        assert!(tls.rejected[0].reason.contains("no tls ULP"), "{:?}", tls.rejected);
+        let config = OffloadConfig { tls: EngineChoice::Named("ktls".into()), ..Default::default() };
+        let err = Offload::select(&config, &bare_caps()).expect_err("must refuse");
+        assert!(matches!(err, SelectError::Unavailable { job: "tls", .. }), "{err}");
     }
 
     #[test]
