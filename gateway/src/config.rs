@@ -193,6 +193,30 @@ pub struct LocationConfig {
     pub secret: Option<String>,
     /// Edge: file holding the signing secret.
     pub secret_file: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for this location's `https` endpoint, in
+    /// addition to the system's roots. Verification cannot be turned off.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// TLS of the S3 endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve plain HTTP. Only for a trusted network or behind a proxy that
+    /// terminates TLS.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Certificate chain (PEM, the server's first). Without one, a CA and a server
+    /// certificate are generated under `<data_dir>/tls/` (the CA is kept; the server
+    /// certificate is reissued at each start for the names in use).
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the generated certificate (`localhost`,
+    /// `127.0.0.1`, `::1`, the listen address and the virtual-host domains are
+    /// always in it).
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -368,6 +392,9 @@ pub struct Config {
     pub secret_access_key: Option<String>,
     /// File holding the first secret access key.
     pub secret_access_key_file: Option<PathBuf>,
+    /// TLS of the S3 endpoint.
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Offload engines.
     #[serde(default)]
     pub offload: OffloadConfig,
@@ -465,6 +492,8 @@ pub struct Location {
     pub secret: Zeroizing<String>,
     /// SigV4 region (S3).
     pub signing_region: String,
+    /// Extra CA certificates for its `https` endpoint.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Location {
@@ -518,6 +547,8 @@ pub struct Settings {
     pub access_key_id: Option<String>,
     /// First secret, if configured.
     pub secret_access_key: Option<Zeroizing<String>>,
+    /// TLS of the S3 endpoint.
+    pub tls: TlsConfig,
     /// Offload engine choices.
     pub offload: OffloadConfig,
     /// Locations by name.
@@ -605,6 +636,12 @@ impl Settings {
                 _ => return Err(invalid(format!("run_edges: {:?} is not an edge location", e.name))),
             }
         }
+        if config.tls.cert_file.is_some() != config.tls.key_file.is_some() {
+            return Err(invalid("tls.cert_file and tls.key_file go together"));
+        }
+        if config.tls.plain_http && config.tls.cert_file.is_some() {
+            return Err(invalid("tls.plain_http and tls.cert_file contradict each other"));
+        }
         let p = &config.pipeline;
         if p.depth == 0 || p.max_transfers == 0 {
             return Err(invalid("pipeline.depth and pipeline.max_transfers must be at least 1"));
@@ -622,6 +659,7 @@ impl Settings {
             master_key,
             access_key_id,
             secret_access_key,
+            tls: config.tls,
             offload: config.offload,
             locations,
             policies,
@@ -706,6 +744,7 @@ fn check_location(l: LocationConfig) -> Result<Location, ConfigError> {
         access_key_id,
         secret,
         signing_region,
+        ca_file: l.ca_file,
     })
 }
 

@@ -47,11 +47,49 @@ enum Command {
         /// created if missing.
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// Certificate chain (PEM) to serve HTTPS with (`skyshard tls issue` makes
+        /// one from the gateway's CA).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// Private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP instead (a trusted network only).
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        plain_http: bool,
+        /// TLS engine: auto, rustls or ktls.
+        #[arg(long, default_value = "auto")]
+        tls_engine: String,
+    },
+    /// Certificates.
+    Tls {
+        #[command(subcommand)]
+        what: TlsCommand,
     },
     /// Measure Skyshard's stages against baselines run on the same machine.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Issue a server certificate (for an edge store, say) from a Skyshard CA
+    /// directory: the gateway's is `<data>/tls`; one is created if DIR has none.
+    Issue {
+        /// Directory holding `ca.pem` and `ca.key`.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// DNS name or IP address the certificate is for (repeatable).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write the certificate chain (PEM).
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where to write the private key (PEM, mode 0600).
+        #[arg(long)]
+        key_out: PathBuf,
     },
 }
 
@@ -63,8 +101,9 @@ enum BenchCommand {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKYSHARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKYSHARD_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,hyper_util=warn,rustls=warn")
+    });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
@@ -72,7 +111,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-fn edge(data: PathBuf, listen: SocketAddr, secret_file: Option<PathBuf>) -> anyhow::Result<()> {
+/// How `skyshard edge` was asked to speak.
+struct EdgeTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    plain_http: bool,
+    engine: String,
+}
+
+fn edge(data: PathBuf, listen: SocketAddr, secret_file: Option<PathBuf>, tls: EdgeTls) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
     let secret = match (std::env::var("SKYSHARD_EDGE_SECRET").ok().filter(|s| !s.is_empty()), secret_file) {
         (Some(s), _) => s,
@@ -89,13 +136,44 @@ fn edge(data: PathBuf, listen: SocketAddr, secret_file: Option<PathBuf>) -> anyh
         }
     };
     anyhow::ensure!(secret.len() >= 16, "the edge secret must be at least 16 characters");
+    let transport = match (tls.cert, tls.key) {
+        (Some(cert), Some(key)) => {
+            let config = offload::OffloadConfig { tls: offload::EngineChoice::from(tls.engine), ..Default::default() };
+            let caps = offload::probe();
+            let (offload, selection) = offload::Offload::select(&config, &caps)?;
+            for r in selection.choices.iter().filter(|c| c.job == "tls").flat_map(|c| &c.rejected) {
+                tracing::info!(engine = r.engine, reason = %r.reason, "TLS engine passed over");
+            }
+            let identity = gateway::tls::load_identity(&cert, &key)?;
+            let config = gateway::tls::server_config(identity, &offload.tls)?;
+            gateway::net::Transport::Tls { engine: offload.tls, config }
+        }
+        _ if tls.plain_http => gateway::net::Transport::Plain,
+        _ => anyhow::bail!(
+            "the edge store serves HTTPS: give --tls-cert and --tls-key (`skyshard tls issue` makes them), \
+             or --plain-http on a trusted network"
+        ),
+    };
     runtime()?.block_on(async move {
         let state = gateway::edge::EdgeState::new(data.clone(), secret.as_bytes())?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-        println!("skyshard edge: serving {} on http://{}", data.display(), listener.local_addr()?);
-        gateway::edge::serve(listener, state).await?;
+        println!("skyshard edge: serving {} on {}://{}", data.display(), transport.scheme(), listener.local_addr()?);
+        gateway::edge::serve(listener, transport, state).await;
         Ok(())
     })
+}
+
+fn tls_issue(ca: PathBuf, names: Vec<String>, cert_out: PathBuf, key_out: PathBuf) -> anyhow::Result<()> {
+    let (ca, created) = gateway::tls::LocalCa::open_or_create(&ca)?;
+    if created {
+        eprintln!("skyshard tls: created a CA in {}", ca.cert_path().display());
+    }
+    let issued = ca.issue(&names)?;
+    std::fs::write(&cert_out, &issued.chain_pem).with_context(|| format!("writing {}", cert_out.display()))?;
+    let _ = std::fs::remove_file(&key_out);
+    gateway::keys::write_private_file(&key_out, issued.key_pem.as_bytes())?;
+    println!("{} (chain) and {} (key) issued for {}", cert_out.display(), key_out.display(), names.join(", "));
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -106,9 +184,12 @@ fn main() -> ExitCode {
             let opts = gateway::server::ServeOptions { config, data_dir: data, listen, database_url };
             runtime().and_then(|rt| rt.block_on(gateway::server::serve(opts)).map_err(Into::into))
         }
-        Command::Edge { data, listen, secret_file } => {
+        Command::Edge { data, listen, secret_file, tls_cert, tls_key, plain_http, tls_engine } => {
             init_tracing();
-            edge(data, listen, secret_file)
+            edge(data, listen, secret_file, EdgeTls { cert: tls_cert, key: tls_key, plain_http, engine: tls_engine })
+        }
+        Command::Tls { what: TlsCommand::Issue { ca, names, cert_out, key_out } } => {
+            tls_issue(ca, names, cert_out, key_out)
         }
         Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
     };

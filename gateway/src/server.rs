@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use codec::MasterKey;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use offload::{Offload, probe};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -25,6 +24,7 @@ use crate::backend::transfer::Transfer;
 use crate::config::{Config, ConfigError, LocationConfig, LocationKind, PolicyConfig, RunEdge, Settings, Tier};
 use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
 use crate::meta::{Backend, MetaStore, now_ms};
+use crate::net::Transport;
 use crate::placement::Spread;
 use crate::s3::S3Front;
 use crate::state::{BufferPool, Gateway, Health, MatrixCache};
@@ -61,9 +61,9 @@ pub enum ServeError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// The transfer client could not be built.
-    #[error("transfer client: {0}")]
-    Transfer(String),
+    /// Certificates or TLS configuration.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -105,7 +105,7 @@ pub fn embedded_config(
         locations.push(LocationConfig {
             name: name.clone(),
             kind: LocationKind::Edge,
-            endpoint: format!("http://{addr}"),
+            endpoint: format!("https://{addr}"),
             tier: Some(Tier::Edge),
             region: Some("local".into()),
             weight: 1,
@@ -120,6 +120,8 @@ pub fn embedded_config(
             temp_url_key_file: None,
             secret: Some(secret),
             secret_file: None,
+            // The in-process edge stores' certificates come from the local CA.
+            ca_file: Some(data_dir.join(crate::tls::TLS_DIR).join(crate::tls::CA_CERT_FILE)),
         });
         run_edges.push(RunEdge { name, listen: addr, data_dir: data_dir.join("edges").join(format!("edge-{i}")) });
     }
@@ -162,7 +164,8 @@ async fn bind_edges(config: &mut Config) -> Result<(Vec<TcpListener>, bool), Ser
                 warn!(edge = %e.name, old = %e.listen, new = %addr, "edge port taken; moved");
                 e.listen = addr;
                 if let Some(loc) = config.locations.iter_mut().find(|l| l.name == e.name) {
-                    loc.endpoint = format!("http://{addr}");
+                    let scheme = if loc.endpoint.starts_with("https:") { "https" } else { "http" };
+                    loc.endpoint = format!("{scheme}://{addr}");
                 }
                 moved = true;
                 l
@@ -174,15 +177,81 @@ async fn bind_edges(config: &mut Config) -> Result<(Vec<TcpListener>, bool), Ser
     Ok((listeners, moved))
 }
 
-/// A rustls client configuration on ring, for https locations.
-pub fn tls_client_config() -> Result<rustls::ClientConfig, ServeError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore::empty();
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Transfer(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+/// The transfer client: one TLS client configuration per location (system roots
+/// plus its `ca_file`).
+fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Result<Transfer, ServeError> {
+    let mut configs = std::collections::HashMap::new();
+    for (name, loc) in &settings.locations {
+        let extra = match &loc.ca_file {
+            Some(f) => crate::tls::load_ca_bundle(f)?,
+            None => Vec::new(),
+        };
+        if loc.endpoint.scheme() == "http" {
+            warn!(location = %name, "location over plain HTTP: fragments are ciphertext, but the transport is not authenticated");
+        }
+        configs.insert(name.clone(), crate::tls::client_config(&extra, engine)?);
+    }
+    Ok(Transfer::new(
+        engine,
+        configs,
+        crate::tls::client_config(&[], engine)?,
+        settings.pipeline.connect_timeout.0,
+        settings.pipeline.stall_timeout.0,
+    ))
+}
+
+/// The local CA, created on first use.
+fn local_ca(data_dir: &Path) -> Result<crate::tls::LocalCa, ServeError> {
+    let (ca, created) = crate::tls::LocalCa::open_or_create(&data_dir.join(crate::tls::TLS_DIR))?;
+    if created {
+        info!(file = %ca.cert_path().display(), "local certificate authority created");
+    }
+    Ok(ca)
+}
+
+/// How the S3 endpoint on `addr` speaks: plain HTTP when configured so, else TLS
+/// with the configured certificate or one issued by the local CA. Returns the CA
+/// file clients should trust when the certificate is the local CA's.
+fn s3_transport(
+    settings: &Settings,
+    addr: SocketAddr,
+    engine: &offload::tls::TlsEngine,
+) -> Result<(Transport, Option<PathBuf>), ServeError> {
+    let tls = &settings.tls;
+    if tls.plain_http {
+        warn!(
+            "the S3 endpoint serves plain HTTP (tls.plain_http): credentials' signatures and data travel in the clear"
+        );
+        return Ok((Transport::Plain, None));
+    }
+    let (identity, ca_file) = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => (crate::tls::load_identity(cert, key)?, None),
+        _ => {
+            let ca = local_ca(&settings.data_dir)?;
+            let names = crate::tls::endpoint_names(addr.ip(), &settings.domains, &tls.names);
+            (ca.issue(&names)?.identity, Some(ca.cert_path().to_path_buf()))
+        }
+    };
+    let config = crate::tls::server_config(identity, engine)?;
+    Ok((Transport::Tls { engine: engine.clone(), config }, ca_file))
+}
+
+/// Checks at start-up that each location can be reached (and, for `https`, that
+/// its certificate verifies), logging those that cannot; a failed location is
+/// marked unhealthy so that writes prefer the others.
+fn check_locations(gw: &Arc<Gateway>) {
+    for (name, loc) in gw.settings.locations.iter() {
+        let (gw, name, endpoint) = (gw.clone(), name.clone(), loc.endpoint.clone());
+        tokio::spawn(async move {
+            match gw.transfer.probe(&name, &endpoint).await {
+                Ok(()) => tracing::debug!(location = %name, "location reachable"),
+                Err(e) => {
+                    gw.health.failed(&name);
+                    warn!(location = %name, error = %e, "location check failed");
+                }
+            }
+        });
+    }
 }
 
 /// Starts everything and serves until interrupted.
@@ -226,12 +295,15 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         let loc = &settings.locations[&e.name];
         let state = crate::edge::EdgeState::new(e.data_dir.clone(), loc.secret.as_bytes())
             .map_err(io(format!("opening edge store {}", e.data_dir.display())))?;
-        info!(edge = %e.name, listen = %e.listen, "edge store running");
-        tokio::spawn(async move {
-            if let Err(err) = crate::edge::serve(listener, state).await {
-                warn!(error = %err, "edge store stopped");
-            }
-        });
+        let transport = if loc.endpoint.scheme() == "https" {
+            let names = crate::tls::endpoint_names(e.listen.ip(), &[], &[]);
+            let identity = local_ca(&data_dir)?.issue(&names)?.identity;
+            Transport::Tls { engine: offload.tls.clone(), config: crate::tls::server_config(identity, &offload.tls)? }
+        } else {
+            Transport::Plain
+        };
+        info!(edge = %e.name, listen = %e.listen, scheme = transport.scheme(), "edge store running");
+        tokio::spawn(crate::edge::serve(listener, transport, state));
     }
 
     let meta = MetaStore::connect(&settings.database_url).await?;
@@ -247,9 +319,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .ensure_initial(settings.access_key_id.as_deref(), settings.secret_access_key.as_deref().map(|s| s.as_str()))
         .await?;
 
-    let transfer =
-        Transfer::new(settings.pipeline.connect_timeout.0, settings.pipeline.stall_timeout.0, tls_client_config()?)
-            .map_err(|e| ServeError::Transfer(e.to_string()))?;
+    let transfer = build_transfer(&settings, &offload.tls)?;
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
         offload,
@@ -264,6 +334,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
     });
     crate::pipeline::cleanup::spawn_collector(gw.clone(), now_ms(), meta.backend() == Backend::Sqlite);
+    check_locations(&gw);
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
     builder.set_auth(credentials);
@@ -277,35 +348,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let listener = TcpListener::bind(settings.listen).await.map_err(io(format!("binding {}", settings.listen)))?;
     let addr = listener.local_addr().map_err(io("reading the listen address"))?;
-    announce(&settings, addr, &access_key, &secret, embedded || created, embedded);
-
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let svc = service.clone();
-                tokio::spawn(async move {
-                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    if let Err(e) = conn.serve_connection(TokioIo::new(stream), svc).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => {
-                info!("shutting down");
-                break;
-            }
-        }
-    }
+    let (transport, ca_file) = s3_transport(&settings, addr, &gw.offload.tls)?;
+    let endpoint = format!("{}://{addr}", transport.scheme());
+    announce(&settings, &endpoint, ca_file.as_deref(), &access_key, &secret, embedded || created, embedded);
+    crate::net::serve(listener, transport, service, shutdown_signal()).await;
     meta.close().await;
     Ok(())
 }
@@ -334,13 +380,13 @@ async fn shutdown_signal() {
 /// log; the secret only when it was just created or for the embedded default.
 fn announce(
     settings: &Settings,
-    addr: SocketAddr,
+    endpoint: &str,
+    ca_file: Option<&Path>,
     access_key: &str,
     secret: &Zeroizing<String>,
     show_secret: bool,
     embedded: bool,
 ) {
-    let endpoint = format!("http://{addr}");
     let mut out = String::new();
     out.push_str(&format!("Skyshard {} — S3 endpoint: {endpoint}\n", env!("CARGO_PKG_VERSION")));
     out.push_str(&format!("  data directory: {}\n", settings.data_dir.display()));
@@ -355,13 +401,23 @@ fn announce(
     out.push_str(&format!("  access key id:  {access_key}\n"));
     if show_secret {
         out.push_str(&format!("  secret key:     {}\n", secret.as_str()));
-        out.push_str(&format!(
-            "Try:\n  AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url {endpoint} s3 ls\n",
-            secret.as_str()
-        ));
-    } else {
-        out.push_str(&format!("Try:\n  aws --endpoint-url {endpoint} s3 ls\n"));
     }
+    let ca_arg = match ca_file {
+        Some(ca) => {
+            out.push_str(&format!(
+                "  TLS: certificate issued by this gateway's CA; trust {} (aws-cli: --ca-bundle; boto3: verify=)\n",
+                ca.display()
+            ));
+            format!(" --ca-bundle {}", ca.display())
+        }
+        None => String::new(),
+    };
+    let creds = if show_secret {
+        format!("AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={} ", secret.as_str())
+    } else {
+        String::new()
+    };
+    out.push_str(&format!("Try:\n  {creds}aws --endpoint-url {endpoint}{ca_arg} s3 ls\n"));
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());

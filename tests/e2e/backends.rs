@@ -48,9 +48,11 @@ fn embedded_default_runs_everything_and_restarts_on_the_same_directory() {
 fn edge_store_accepts_only_urls_signed_for_it() {
     let dir = TempDir::new("edge");
     let edge = Edge::start(dir.join("edge"), 1);
-    let base = format!("http://127.0.0.1:{}", edge.port);
+    let base = format!("https://127.0.0.1:{}", edge.port);
     let status = |args: &[&str]| -> String {
         let out = Command::new("curl")
+            .arg("--cacert")
+            .arg(&e2e::locations_pki().ca)
             .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
             .args(args)
             .output()
@@ -62,6 +64,8 @@ fn edge_store_accepts_only_urls_signed_for_it() {
     let forged = format!("{base}/f/skyshard/aa/0?X-Sky-Expires=9999999999&X-Sky-Signature={}", "0".repeat(64));
     assert_eq!(status(&["-X", "PUT", "--data-binary", "x", &forged]), "403", "forged");
     assert_eq!(status(&[&forged]), "403", "forged GET");
+    // It speaks only TLS.
+    assert_eq!(status(&[&base.replace("https:", "http:")]), "000", "plain HTTP to the TLS port");
 }
 
 fn mixed_locations(db: Db) {

@@ -84,6 +84,7 @@ fn killed_mid_upload(db: Db) {
     let files: Vec<_> =
         (0..40).map(|i| data_file(&d.join(format!("obj{i:02}")), 2_500_000 + i * 1000, i as u64)).collect();
     let mut child = Command::new(&env().python)
+        .env("AWS_CA_BUNDLE", c.gw.ca.as_ref().expect("the gateway's CA"))
         .arg(env().root.join("tests/py/put_many.py"))
         .args([&c.gw.endpoint, &c.gw.access_key, &c.gw.secret_key, "crash"])
         .args(&files)

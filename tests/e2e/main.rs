@@ -5,6 +5,7 @@
 mod backends;
 mod failures;
 mod s3;
+mod tls;
 
 /// Runs a scenario `fn(Db)` as two tests, on SQLite and on PostgreSQL.
 macro_rules! on_both_databases {

@@ -9,7 +9,9 @@ writes the body to it. Special operations:
   upload_file / download_file  boto3's managed transfers (multipart above the
                                threshold in JSON_PARAMS["Threshold"], default 8 MiB)
   presign                      generate_presigned_url(Method, Params, ExpiresIn)
-Prints {"ok": result} or {"error": {"code", "status", "message"}}.
+Prints {"ok": result} or {"error": {"code", "status", "message"}}; a connection that
+fails (an untrusted certificate, say) is an error with status 0 and the exception's
+name as its code.
 """
 import json
 import re
@@ -94,6 +96,9 @@ def main():
                 }
             )
         )
+    except (botocore.exceptions.SSLError, botocore.exceptions.EndpointConnectionError) as e:
+        # The connection itself failed (an untrusted certificate, nothing listening).
+        print(json.dumps({"error": {"code": type(e).__name__, "status": 0, "message": str(e)}}))
 
 
 if __name__ == "__main__":

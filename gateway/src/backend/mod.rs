@@ -231,6 +231,7 @@ mod tests {
             access_key_id: "AKIDEXAMPLE".into(),
             secret: Zeroizing::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
             signing_region: "us-east-1".into(),
+            ca_file: None,
         }
     }
 

@@ -3,14 +3,36 @@
 //! Requests carry no credentials and no `x-amz-*` header: whatever the URL's
 //! signature covers is all there is, so S3-compatible servers that reject unsigned
 //! `x-amz-*` headers accept them.
+//!
+//! The client is hyper's, over connections made by the offload layer's TLS engine
+//! (rustls or kernel TLS), one client per location so that each trusts the system's
+//! roots plus that location's own CA bundle. A location whose certificate does not
+//! verify gets no byte of a fragment: the handshake fails before the request.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
 use std::ops::Range;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
-use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyDataStream, BodyExt, Empty, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use offload::tls::{TlsEngine, TlsStream};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
 
 /// A transfer failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,14 +51,31 @@ pub enum TransferError {
     /// The location is unreachable, failing (5xx) or too slow.
     #[error("location unavailable: {0}")]
     Unavailable(String),
+    /// The location's TLS certificate did not verify (or the handshake failed):
+    /// nothing was sent to it.
+    #[error("TLS with the location failed: {0}")]
+    Tls(String),
     /// The location answered something that does not fit the request.
     #[error("unexpected answer from the location: {0}")]
     Protocol(String),
 }
 
 impl TransferError {
-    fn from_reqwest(e: &reqwest::Error) -> Self {
-        TransferError::Unavailable(redact(&e.to_string()))
+    fn from_client(e: &hyper_util::client::legacy::Error) -> Self {
+        let mut chain = Vec::new();
+        let mut tls = false;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            tls |= s.downcast_ref::<rustls::Error>().is_some();
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                tls |= io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+            }
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        chain.dedup();
+        let msg = redact(&chain.join(": "));
+        if tls { TransferError::Tls(msg) } else { TransferError::Unavailable(msg) }
     }
 }
 
@@ -61,63 +100,253 @@ pub fn redact(msg: &str) -> String {
     out
 }
 
-/// The HTTP client for locations.
-#[derive(Debug, Clone)]
+type Body = BoxBody<Bytes, io::Error>;
+/// A location's connector (for start-up probes) and client.
+type LocationClient = (Connector, Client<Connector, Body>);
+
+/// A connection to a location: plain TCP for `http`, the offload TLS engine for
+/// `https`.
+enum Conn {
+    Plain(TokioIo<TcpStream>),
+    Tls(TokioIo<TlsStream>),
+}
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl hyper::rt::Write for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Opens connections: TCP, then for `https` a handshake through the TLS engine.
+#[derive(Clone)]
+struct Connector {
+    tls: TlsEngine,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = Conn;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Conn>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let https = match uri.scheme_str() {
+                Some("https") => true,
+                Some("http") => false,
+                other => return Err(io::Error::other(format!("unsupported scheme {other:?}"))),
+            };
+            let host = uri.host().ok_or_else(|| io::Error::other("URL without a host"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let connect = async {
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                let _ = tcp.set_nodelay(true);
+                if !https {
+                    return Ok(Conn::Plain(TokioIo::new(tcp)));
+                }
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|e| io::Error::other(format!("{host:?} is not a valid TLS server name: {e}")))?;
+                Ok(Conn::Tls(TokioIo::new(this.tls.connect(tcp, name, this.config.clone()).await?)))
+            };
+            tokio::time::timeout(this.connect_timeout, connect).await.map_err(|_| {
+                io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {host}:{port} timed out"))
+            })?
+        })
+    }
+}
+
+/// The HTTP clients for locations.
+#[derive(Clone)]
 pub struct Transfer {
-    client: reqwest::Client,
+    clients: Arc<HashMap<String, LocationClient>>,
+    fallback: LocationClient,
+    stall: Duration,
+}
+
+impl std::fmt::Debug for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfer").field("locations", &self.clients.len()).finish_non_exhaustive()
+    }
+}
+
+fn client(connector: Connector) -> LocationClient {
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(16)
+        .build(connector.clone());
+    (connector, client)
+}
+
+/// A request future raced against a watchdog: it fails once `progress` (the
+/// milliseconds since `epoch` at which the request last moved) is older than
+/// `stall`.
+async fn watched<T>(
+    fut: impl Future<Output = T>,
+    epoch: Instant,
+    progress: &AtomicU64,
+    stall: Duration,
+) -> Result<T, TransferError> {
+    tokio::pin!(fut);
+    let tick = (stall / 4).max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            () = tokio::time::sleep(tick) => {
+                let idle = epoch.elapsed().saturating_sub(Duration::from_millis(progress.load(Ordering::Relaxed)));
+                if idle > stall {
+                    return Err(TransferError::Unavailable(format!("no progress for {} s", idle.as_secs())));
+                }
+            }
+        }
+    }
 }
 
 impl Transfer {
-    /// A client with the given connect timeout and per-read stall timeout, using
-    /// `tls` for https locations (rustls, ring provider; from the offload layer).
+    /// Clients over `tls`: per location (name → client configuration), and a
+    /// fallback trusting `fallback` for URLs of unknown locations. `stall_timeout`
+    /// bounds how long a request may make no progress.
     pub fn new(
+        tls: &TlsEngine,
+        locations: HashMap<String, Arc<ClientConfig>>,
+        fallback: Arc<ClientConfig>,
         connect_timeout: Duration,
         stall_timeout: Duration,
-        tls: rustls::ClientConfig,
-    ) -> Result<Self, TransferError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(stall_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(16)
-            .no_proxy()
-            .http1_only()
-            .tls_backend_preconfigured(tls)
-            .build()
-            .map_err(|e| TransferError::Protocol(e.to_string()))?;
-        Ok(Self { client })
+    ) -> Self {
+        let connector = |config| Connector { tls: tls.clone(), config, connect_timeout };
+        let clients = locations.into_iter().map(|(name, config)| (name, client(connector(config)))).collect();
+        Self { clients: Arc::new(clients), fallback: client(connector(fallback)), stall: stall_timeout }
     }
 
-    /// Uploads exactly `len` bytes from `body`.
-    pub async fn put<S>(&self, url: url::Url, len: u64, body: S) -> Result<(), TransferError>
+    fn client(&self, location: &str) -> &Client<Connector, Body> {
+        &self.clients.get(location).unwrap_or(&self.fallback).1
+    }
+
+    fn request(method: Method, url: &url::Url, body: Body) -> Result<Request<Body>, TransferError> {
+        let uri: Uri =
+            url.as_str().parse().map_err(|_| TransferError::Protocol("presigned URL is not a URI".into()))?;
+        Request::builder().method(method).uri(uri).body(body).map_err(|e| TransferError::Protocol(e.to_string()))
+    }
+
+    /// Sends a bodiless request and waits (at most the stall timeout) for the
+    /// answer's head.
+    async fn send_empty(
+        &self,
+        location: &str,
+        method: Method,
+        url: &url::Url,
+        range: Option<&Range<u64>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, TransferError> {
+        let mut req = Self::request(method, url, Empty::new().map_err(|never| match never {}).boxed())?;
+        if let Some(r) = range {
+            let value = format!("bytes={}-{}", r.start, r.end - 1);
+            req.headers_mut().insert(RANGE, value.parse().map_err(|_| TransferError::Protocol("range".into()))?);
+        }
+        match tokio::time::timeout(self.stall, self.client(location).request(req)).await {
+            Ok(r) => r.map_err(|e| TransferError::from_client(&e)),
+            Err(_) => Err(TransferError::Unavailable(format!("no answer within {} s", self.stall.as_secs()))),
+        }
+    }
+
+    /// Uploads exactly `len` bytes from `body` to `location`.
+    pub async fn put<S>(&self, location: &str, url: url::Url, len: u64, body: S) -> Result<(), TransferError>
     where
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Sync + 'static,
     {
-        let resp = self
-            .client
-            .put(url)
-            .header(CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(body))
-            .send()
-            .await
-            .map_err(|e| TransferError::from_reqwest(&e))?;
+        // Progress is hyper asking for more of the body (it could write the last
+        // piece): a location that stops reading stalls it. After the body, the
+        // answer must come within the stall timeout.
+        let epoch = Instant::now();
+        let progress = Arc::new(AtomicU64::new(0));
+        let mark = progress.clone();
+        let body = futures::stream::poll_fn({
+            let mut body = Box::pin(body);
+            move |cx| {
+                mark.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+                body.as_mut().poll_next(cx)
+            }
+        })
+        .map_ok(Frame::data);
+        let mut req = Self::request(Method::PUT, &url, BodyExt::boxed(StreamBody::new(body)))?;
+        req.headers_mut().insert(CONTENT_LENGTH, len.into());
+        let resp = watched(self.client(location).request(req), epoch, &progress, self.stall)
+            .await?
+            .map_err(|e| TransferError::from_client(&e))?;
         check(resp).await.map(|_| ())
     }
 
-    /// Reads the object, or `range` of it, as a stream of bytes.
+    /// Reads the object at `location`, or `range` of it, as a stream of bytes; each
+    /// piece must arrive within the stall timeout.
     pub async fn get(
         &self,
+        location: &str,
         url: url::Url,
         range: Option<Range<u64>>,
     ) -> Result<BoxStream<'static, Result<Bytes, TransferError>>, TransferError> {
-        let mut req = self.client.get(url);
-        if let Some(r) = &range {
-            if r.is_empty() {
-                return Ok(futures::stream::empty().boxed());
-            }
-            req = req.header(RANGE, format!("bytes={}-{}", r.start, r.end - 1));
+        if range.as_ref().is_some_and(Range::is_empty) {
+            return Ok(futures::stream::empty().boxed());
         }
-        let resp = check(req.send().await.map_err(|e| TransferError::from_reqwest(&e))?).await?;
+        let resp = check(self.send_empty(location, Method::GET, &url, range.as_ref()).await?).await?;
         let expected = range.as_ref().map(|r| r.end - r.start);
         if let Some(r) = &range {
             // The Content-Range must name exactly the bytes asked for: a server that
@@ -128,29 +357,69 @@ impl Transfer {
                 return Err(TransferError::Protocol(format!("asked for bytes {r:?}, got Content-Range {cr:?}")));
             }
         }
-        let stream = resp.bytes_stream().map_err(|e| TransferError::from_reqwest(&e));
+        let stall = self.stall;
+        let mut data = BodyDataStream::new(resp.into_body());
+        let stream = futures::stream::poll_fn(move |cx| data.poll_next_unpin(cx));
+        let stream = tokio_stream_timeout(stream, stall);
         Ok(match expected {
             Some(n) => exact_length(stream, n).boxed(),
             None => stream.boxed(),
         })
     }
 
-    /// Deletes the object; a missing object counts as deleted.
-    pub async fn delete(&self, url: url::Url) -> Result<(), TransferError> {
-        let resp = self.client.delete(url).send().await.map_err(|e| TransferError::from_reqwest(&e))?;
+    /// Deletes the object at `location`; a missing object counts as deleted.
+    pub async fn delete(&self, location: &str, url: url::Url) -> Result<(), TransferError> {
+        let resp = self.send_empty(location, Method::DELETE, &url, None).await?;
         match check(resp).await {
             Ok(_) | Err(TransferError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
+
+    /// Opens a connection to `url`'s host (and for `https`, completes the TLS
+    /// handshake) without sending a request: a start-up check of a location.
+    pub async fn probe(&self, location: &str, url: &url::Url) -> Result<(), TransferError> {
+        let uri: Uri = url.as_str().parse().map_err(|_| TransferError::Protocol("endpoint is not a URI".into()))?;
+        let mut connector = self.clients.get(location).unwrap_or(&self.fallback).0.clone();
+        tower::Service::call(&mut connector, uri).await.map(|_| ()).map_err(|e| {
+            let tls = e.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+            if tls { TransferError::Tls(e.to_string()) } else { TransferError::Unavailable(e.to_string()) }
+        })
+    }
 }
 
-async fn check(resp: reqwest::Response) -> Result<reqwest::Response, TransferError> {
+/// Maps body errors and bounds the wait for each piece.
+fn tokio_stream_timeout(
+    inner: impl Stream<Item = Result<Bytes, hyper::Error>> + Send + 'static,
+    stall: Duration,
+) -> impl Stream<Item = Result<Bytes, TransferError>> + Send + 'static {
+    futures::stream::unfold(Box::pin(inner), move |mut s| async move {
+        match tokio::time::timeout(stall, s.next()).await {
+            Ok(Some(Ok(b))) => Some((Ok(b), s)),
+            Ok(Some(Err(e))) => Some((Err(TransferError::Unavailable(redact(&e.to_string()))), s)),
+            Ok(None) => None,
+            Err(_) => Some((Err(TransferError::Unavailable(format!("no data for {} s", stall.as_secs()))), s)),
+        }
+    })
+}
+
+async fn check(
+    resp: http::Response<hyper::body::Incoming>,
+) -> Result<http::Response<hyper::body::Incoming>, TransferError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
     }
-    let detail: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+    // The first bytes of an error body, for the log (bounded: a body is not trusted).
+    let mut detail = Vec::new();
+    let mut body = BodyDataStream::new(resp.into_body());
+    while let Ok(Some(Ok(b))) = tokio::time::timeout(Duration::from_secs(5), body.next()).await {
+        detail.extend_from_slice(&b[..b.len().min(512 - detail.len().min(512))]);
+        if detail.len() >= 512 {
+            break;
+        }
+    }
+    let detail: String = String::from_utf8_lossy(&detail).chars().take(200).collect();
     Err(match status {
         StatusCode::NOT_FOUND => TransferError::NotFound,
         s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {

@@ -55,8 +55,9 @@ pub fn router(state: Arc<EdgeState>) -> Router {
 }
 
 /// Serves the edge store on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<EdgeState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+pub async fn serve(listener: tokio::net::TcpListener, transport: crate::net::Transport, state: Arc<EdgeState>) {
+    let service = hyper_util::service::TowerToHyperService::new(router(state));
+    crate::net::serve(listener, transport, service, std::future::pending()).await;
 }
 
 fn plain(status: StatusCode, msg: &'static str) -> Response {

@@ -27,7 +27,7 @@ pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Resu
                     continue;
                 }
             };
-            if let Err(e) = gw.transfer.delete(url).await {
+            if let Err(e) = gw.transfer.delete(&f.location, url).await {
                 debug!(seal = %seal.id, location = %f.location, error = %e, "fragment delete failed; will retry");
                 gw.health.failed(&f.location);
                 all_gone = false;

@@ -80,6 +80,7 @@ impl FragReader {
 async fn open_fragment(
     gw: &Gateway,
     frag: usize,
+    location: &str,
     url: url::Url,
     range: Range<u64>,
     (version, index, params): (VersionId, u8, CodingParams),
@@ -87,7 +88,7 @@ async fn open_fragment(
     let with_header = range.start == HEADER_LEN as u64;
     let ask = if with_header { 0..range.end } else { range };
     let r = async {
-        let stream = gw.transfer.get(url, Some(ask)).await?;
+        let stream = gw.transfer.get(location, url, Some(ask)).await?;
         let mut reader = FragReader { frag, stream, buf: BytesMut::new() };
         if with_header {
             let bytes = reader.next_record(HEADER_LEN).await?;
@@ -172,7 +173,7 @@ impl PartReader {
                     self.gw.settings.pipeline.presign_ttl.0,
                 )?;
                 let expect = (self.version, u8::try_from(f.idx).unwrap_or(u8::MAX), self.params);
-                opens.push(open_fragment(&self.gw, frag, url, range.clone(), expect));
+                opens.push(open_fragment(&self.gw, frag, &f.location, url, range.clone(), expect));
             }
             for (frag, r) in futures::future::join_all(opens).await {
                 match r {

@@ -300,7 +300,7 @@ impl Sinks {
             let location = places[i].clone();
             uploads.push(tokio::spawn(async move {
                 let body = ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>);
-                match transfer.put(url, len, body).await {
+                match transfer.put(&location, url, len, body).await {
                     Ok(()) => {
                         debug!(location = %location, bytes = len, "fragment stored");
                         Some(len)

@@ -104,6 +104,7 @@ mod tests {
                     access_key_id: String::new(),
                     secret: Zeroizing::new("secretsecret".into()),
                     signing_region: String::new(),
+                    ca_file: None,
                 };
                 (name, loc)
             })

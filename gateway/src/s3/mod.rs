@@ -142,9 +142,21 @@ fn body_stream(body: StreamingBlob) -> impl Stream<Item = Result<Bytes, String>>
     body.map(|r| r.map_err(|e| e.to_string()))
 }
 
-/// Checks a declared length.
-fn content_length(len: Option<i64>) -> S3Result<u64> {
+/// The length of a request's payload: `Content-Length`, or for an `aws-chunked`
+/// body sent with `Transfer-Encoding: chunked` (boto3 over HTTPS does this) the
+/// signed `x-amz-decoded-content-length` (s3s checks the decoded body against it).
+fn content_length(len: Option<i64>, headers: &http::HeaderMap) -> S3Result<u64> {
     const MAX_OBJECT: u64 = 5 << 40; // 5 TiB, as S3
+    let streaming =
+        headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("STREAMING-"));
+    let decoded = || {
+        headers.get("x-amz-decoded-content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok())
+    };
+    let len = match len {
+        Some(l) => Some(l),
+        None if streaming => decoded(),
+        None => None,
+    };
     let len = len.ok_or_else(|| s3_error!(MissingContentLength))?;
     let len = u64::try_from(len).map_err(|_| s3_error!(InvalidArgument, "negative Content-Length"))?;
     if len > MAX_OBJECT {

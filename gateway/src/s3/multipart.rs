@@ -71,7 +71,7 @@ impl S3Front {
         }
         let bucket = self.bucket(&upload.bucket).await?;
         let policy = self.policy(&bucket)?.clone();
-        let len = content_length(req.input.content_length)?;
+        let len = content_length(req.input.content_length, &req.headers)?;
         if len > 5 << 30 {
             return Err(s3_error!(EntityTooLarge, "A part is at most 5 GiB."));
         }

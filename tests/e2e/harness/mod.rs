@@ -111,6 +111,45 @@ pub fn wait_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// A certificate and key for `127.0.0.1`/`localhost` issued by a test CA, made with
+/// `skyshard tls issue`.
+#[derive(Debug, Clone)]
+pub struct Pki {
+    /// The CA certificate (what a client trusts).
+    pub ca: PathBuf,
+    /// The server certificate chain.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+impl Pki {
+    /// Issues a certificate from the CA in `dir` (created if missing).
+    pub fn issue(dir: &Path, names: &[&str]) -> Pki {
+        std::fs::create_dir_all(dir).expect("pki dir");
+        let (ca_dir, cert, key) = (dir.join("ca"), dir.join("server.pem"), dir.join("server.key"));
+        let mut cmd = Command::new(&env().skyshard);
+        cmd.args(["tls", "issue", "--ca"]).arg(&ca_dir);
+        for n in names {
+            cmd.args(["--name", n]);
+        }
+        let out = cmd.arg("--cert-out").arg(&cert).arg("--key-out").arg(&key).output().expect("skyshard tls issue");
+        assert!(out.status.success(), "skyshard tls issue: {}", String::from_utf8_lossy(&out.stderr));
+        Pki { ca: ca_dir.join("ca.pem"), cert, key }
+    }
+}
+
+/// The certificate every test location serves (one CA per test process, apart
+/// from the gateways' own).
+pub fn locations_pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let dir = env().root.join(format!("target/e2e-pki/{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Pki::issue(&dir, &["127.0.0.1", "localhost"])
+    })
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -130,12 +169,19 @@ pub struct Rclone {
     pub access_key: String,
     /// Secret key.
     pub secret_key: String,
+    /// The certificate it serves HTTPS with.
+    pub pki: Pki,
     child: Option<Child>,
 }
 
 impl Rclone {
-    /// Starts one serving `dir`, with bucket `bucket` created.
+    /// Starts one serving `dir` over HTTPS, with bucket `bucket` created.
     pub fn start(dir: PathBuf, bucket: &str, n: usize) -> Self {
+        Self::start_with(dir, bucket, n, locations_pki().clone())
+    }
+
+    /// Starts one serving HTTPS with `pki`'s certificate.
+    pub fn start_with(dir: PathBuf, bucket: &str, n: usize, pki: Pki) -> Self {
         std::fs::create_dir_all(dir.join(bucket)).expect("bucket dir");
         let mut r = Rclone {
             port: 0,
@@ -143,6 +189,7 @@ impl Rclone {
             bucket: bucket.into(),
             access_key: format!("RCLONEKEY{n:04}"),
             secret_key: format!("rclone-secret-{n:04}-abcdefgh"),
+            pki,
             child: None,
         };
         r.restart();
@@ -159,6 +206,10 @@ impl Rclone {
             let child = Command::new(&env().rclone)
                 .args(["serve", "s3", "--addr", &format!("127.0.0.1:{port}")])
                 .args(["--auth-key", &format!("{},{}", self.access_key, self.secret_key)])
+                .arg("--cert")
+                .arg(&self.pki.cert)
+                .arg("--key")
+                .arg(&self.pki.key)
                 .arg(&self.dir)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -207,14 +258,19 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Starts one on a free port.
+    /// Starts one on a free port, serving HTTPS with the locations' certificate.
     pub fn start(dir: PathBuf, n: usize) -> Self {
         let port = free_port();
         let secret = format!("edge-secret-{n:04}-0123456789abcdef");
+        let pki = locations_pki();
         let child = Command::new(&env().skyshard)
             .args(["edge", "--data"])
             .arg(&dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--tls-cert")
+            .arg(&pki.cert)
+            .arg("--tls-key")
+            .arg(&pki.key)
             .env("SKYSHARD_EDGE_SECRET", &secret)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -266,8 +322,11 @@ pub fn postgres_database() -> String {
 /// A running gateway.
 #[derive(Debug)]
 pub struct Gateway {
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT` (or `http://` when configured so), as its banner
+    /// announces it.
     pub endpoint: String,
+    /// The CA certificate its banner says to trust, if it issued its own.
+    pub ca: Option<PathBuf>,
     /// Access key id.
     pub access_key: String,
     /// Secret.
@@ -305,7 +364,8 @@ impl Gateway {
             ("SKYSHARD_LOG".to_string(), "info,sqlx=warn".to_string()),
         ];
         let mut g = Gateway {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: String::new(),
+            ca: None,
             access_key: ACCESS_KEY.into(),
             secret_key: SECRET_KEY.into(),
             data: data.to_path_buf(),
@@ -349,7 +409,15 @@ impl Gateway {
         }
         // Keep draining stdout so the process never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        assert!(banner.contains(&self.endpoint), "banner names another endpoint:\n{banner}");
+        let endpoint = banner
+            .lines()
+            .find_map(|l| l.split_once("S3 endpoint: ").map(|(_, e)| e.trim().to_string()))
+            .unwrap_or_else(|| panic!("no endpoint in the banner:\n{banner}"));
+        assert!(self.endpoint.is_empty() || self.endpoint == endpoint, "the endpoint moved:\n{banner}");
+        self.endpoint = endpoint;
+        self.ca = banner.lines().find_map(|l| {
+            l.split_once("; trust ").map(|(_, rest)| PathBuf::from(rest.split(' ').next().unwrap_or("")))
+        });
         self.child = Some(child);
     }
 
@@ -394,20 +462,28 @@ impl Drop for Gateway {
     }
 }
 
-/// TOML for one S3 location served by an rclone instance.
+/// TOML for one S3 location served by an rclone instance (HTTPS; the gateway
+/// trusts the locations' test CA for it).
 pub fn rclone_location(name: &str, r: &Rclone) -> String {
     format!(
-        "[[locations]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:{}\"\nbucket = \"{}\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-        r.port, r.bucket, r.access_key, r.secret_key
+        "[[locations]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"https://127.0.0.1:{}\"\nbucket = \"{}\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nca_file = \"{}\"\n",
+        r.port,
+        r.bucket,
+        r.access_key,
+        r.secret_key,
+        locations_pki().ca.display()
     )
 }
 
-/// TOML for a standalone edge store.
+/// TOML for a standalone edge store (HTTPS).
 pub fn edge_location(name: &str, e: &Edge) -> String {
     format!(
-        "[[locations]]\nname = \"{name}\"\nkind = \"edge\"\nendpoint = \"http://127.0.0.1:{}\"\nsecret = \"{}\"\n",
-        e.port, e.secret
+        "[[locations]]\nname = \"{name}\"\nkind = \"edge\"\nendpoint = \"https://127.0.0.1:{}\"\nsecret = \"{}\"\n\
+         ca_file = \"{}\"\n",
+        e.port,
+        e.secret,
+        locations_pki().ca.display()
     )
 }
 
@@ -496,18 +572,44 @@ pub struct Client {
     pub access_key: String,
     /// Secret.
     pub secret_key: String,
+    /// CA certificate to trust (`AWS_CA_BUNDLE` for aws-cli and boto3, `--cacert`
+    /// for curl).
+    pub ca: Option<PathBuf>,
 }
 
 impl From<&Gateway> for Client {
     fn from(g: &Gateway) -> Self {
-        Client { endpoint: g.endpoint.clone(), access_key: g.access_key.clone(), secret_key: g.secret_key.clone() }
+        Client {
+            endpoint: g.endpoint.clone(),
+            access_key: g.access_key.clone(),
+            secret_key: g.secret_key.clone(),
+            ca: g.ca.clone(),
+        }
     }
 }
 
 impl Client {
+    fn ca_env(&self, cmd: &mut Command) {
+        match &self.ca {
+            Some(ca) => cmd.env("AWS_CA_BUNDLE", ca),
+            None => cmd.env_remove("AWS_CA_BUNDLE"),
+        };
+    }
+
+    /// curl, trusting the gateway's CA.
+    pub fn curl(&self) -> Command {
+        let mut cmd = Command::new("curl");
+        if let Some(ca) = &self.ca {
+            cmd.arg("--cacert").arg(ca);
+        }
+        cmd
+    }
+
     /// Runs aws-cli v2 against the gateway.
     pub fn aws(&self, args: &[&str]) -> Out {
-        run(Command::new(&env().aws)
+        let mut cmd = Command::new(&env().aws);
+        self.ca_env(&mut cmd);
+        run(cmd
             .args(["--endpoint-url", &self.endpoint])
             .args(args)
             .env("AWS_ACCESS_KEY_ID", &self.access_key)
@@ -525,6 +627,7 @@ impl Client {
     /// `{"ok": …}` or `{"error": {"code", "status", "message"}}`.
     pub fn boto(&self, op: &str, params: serde_json::Value, file: Option<&Path>) -> serde_json::Value {
         let mut cmd = Command::new(&env().python);
+        self.ca_env(&mut cmd);
         cmd.arg(env().root.join("tests/py/s3ops.py"))
             .args([&self.endpoint, &self.access_key, &self.secret_key, op])
             .arg(params.to_string());

@@ -76,7 +76,7 @@ fn awscli_workflow(db: Db) {
     // A presigned GET used by curl.
     let url = cl.aws(&["s3", "presign", "s3://photo-archive/dir/five.bin", "--expires-in", "300"]).ok().stdout;
     let out = d.join("presigned.bin");
-    let status = Command::new("curl").args(["-sf", "-o"]).arg(&out).arg(url.trim()).status().expect("curl");
+    let status = cl.curl().args(["-sf", "-o"]).arg(&out).arg(url.trim()).status().expect("curl");
     assert!(status.success(), "curl of a presigned URL failed");
     assert!(same_file(&files[1].0, &out));
 

@@ -1,6 +1,5 @@
 //! Bad input gets the right S3 error, never a panic or a partial object.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -12,7 +11,8 @@ use crate::on_both_databases;
 /// A SigV4-signed request made by curl (`--aws-sigv4`), for bodies clients refuse
 /// to send. Returns (HTTP status, body).
 fn curl_signed(cl: &Client, method: &str, path: &str, body: &std::path::Path) -> (u16, String) {
-    let out = Command::new("curl")
+    let out = cl
+        .curl()
         .args(["-s", "-w", "\n%{http_code}", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3"])
         .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
         .args(["-H", "Content-Type: application/xml", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary"])
@@ -42,7 +42,7 @@ fn bad_input(db: Db) {
     // An expired presigned URL.
     let url = cl.aws(&["s3", "presign", "s3://errs/small", "--expires-in", "1"]).ok().stdout;
     std::thread::sleep(Duration::from_secs(2));
-    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).arg(url.trim()).output().expect("curl");
+    let out = cl.curl().args(["-s", "-w", "\n%{http_code}"]).arg(url.trim()).output().expect("curl");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("403"), "expired URL answered: {text}");
     assert!(text.contains("AccessDenied") && text.to_lowercase().contains("expired"), "{text}");
@@ -53,7 +53,7 @@ fn bad_input(db: Db) {
         .stdout
         .trim()
         .replace("small", "smalx");
-    let out = Command::new("curl").args(["-s", "-w", "\n%{http_code}"]).arg(&url).output().expect("curl");
+    let out = cl.curl().args(["-s", "-w", "\n%{http_code}"]).arg(&url).output().expect("curl");
     assert!(String::from_utf8_lossy(&out.stdout).contains("SignatureDoesNotMatch"));
 
     // Missing things.
@@ -154,13 +154,13 @@ fn virtual_host_style(db: Db) {
     let host = format!("vbucket.s3.skyshard.test:{port}");
     let f = data_file(&c.dir.join("v.bin"), 70_000, 4);
     let curl = |extra: &[&str], path: &str| {
-        Command::new("curl")
+        cl.curl()
             .args(["-s", "-w", "\n%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3"])
             .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
             .args(["--resolve", &format!("{host}:127.0.0.1")])
             .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
             .args(extra)
-            .arg(format!("http://{host}{path}"))
+            .arg(format!("https://{host}{path}"))
             .output()
             .expect("curl")
     };

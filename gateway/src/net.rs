@@ -1,0 +1,107 @@
+//! Serving HTTP/1.1 on a listener, in plain TCP or through the offload layer's TLS
+//! engine: the S3 endpoint and the edge store share this accept loop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use offload::tls::TlsEngine;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+/// How long a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Plain TCP or TLS.
+#[derive(Clone)]
+pub enum Transport {
+    /// Plain HTTP (only when configured so).
+    Plain,
+    /// HTTPS through `engine`, with `config` (prepared for that engine).
+    Tls {
+        /// The TLS engine (rustls or kernel TLS).
+        engine: TlsEngine,
+        /// The server configuration.
+        config: Arc<ServerConfig>,
+    },
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain => f.write_str("Plain"),
+            Self::Tls { engine, .. } => write!(f, "Tls({})", engine.kind().name()),
+        }
+    }
+}
+
+impl Transport {
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Self::Plain => "http",
+            Self::Tls { .. } => "https",
+        }
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` completes.
+pub async fn serve<S, B>(listener: TcpListener, transport: Transport, service: S, shutdown: impl Future<Output = ()>)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        // Out of descriptors, typically: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let (svc, transport) = (service.clone(), transport.clone());
+                tokio::spawn(async move {
+                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let result = match transport {
+                        Transport::Plain => conn.serve_connection(TokioIo::new(tcp), svc).await,
+                        Transport::Tls { engine, config } => {
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, engine.accept(tcp, config)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    debug!(peer = %peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    debug!(peer = %peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            conn.serve_connection(TokioIo::new(stream), svc).await
+                        }
+                    };
+                    if let Err(e) = result {
+                        debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => {
+                info!("shutting down");
+                return;
+            }
+        }
+    }
+}
