@@ -365,6 +365,9 @@ impl Default for PipelineConfig {
 pub struct Config {
     /// Address of the S3 endpoint (default `127.0.0.1:9000`).
     pub listen: Option<SocketAddr>,
+    /// Address of the admin endpoint: metrics, health, the offload report (default:
+    /// the S3 address with the next port; port 0 when the S3 port is 0).
+    pub admin_listen: Option<SocketAddr>,
     /// Directory for local state (default `./skyshard-data`).
     pub data_dir: Option<PathBuf>,
     /// Metadata database: `sqlite://PATH` (default `<data_dir>/meta.db`) or
@@ -531,6 +534,8 @@ pub struct Policy {
 pub struct Settings {
     /// S3 endpoint address.
     pub listen: SocketAddr,
+    /// Admin endpoint address.
+    pub admin_listen: SocketAddr,
     /// State directory.
     pub data_dir: PathBuf,
     /// Metadata database URL.
@@ -576,6 +581,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let data_dir = data_dir.or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("skyshard-data"));
         let listen = listen.or(config.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)));
+        let admin_listen = config.admin_listen.unwrap_or_else(|| default_admin_listen(listen));
         let database_url = match database_url {
             Some(u) => Zeroizing::new(u),
             None => match resolve_secret(
@@ -649,8 +655,12 @@ impl Settings {
         if p.presign_ttl.0 < Duration::from_secs(10) || p.presign_ttl.0 > Duration::from_secs(7 * 24 * 3600) {
             return Err(invalid("pipeline.presign_ttl must be between 10s and 7 days"));
         }
+        if admin_listen == listen && listen.port() != 0 {
+            return Err(invalid("admin_listen must differ from listen"));
+        }
         Ok(Self {
             listen,
+            admin_listen,
             data_dir,
             database_url,
             region: config.region.unwrap_or_else(|| "us-east-1".into()),
@@ -674,6 +684,16 @@ impl Settings {
     pub fn policy_for_new_bucket(&self, bucket: &str) -> &str {
         self.bucket_policies.get(bucket).map_or(self.default_policy.as_str(), String::as_str)
     }
+}
+
+/// The admin endpoint's default address: the S3 endpoint's, next port (port 0 when
+/// the S3 endpoint's is 0, so that tests and benches get free ports for both).
+pub fn default_admin_listen(listen: SocketAddr) -> SocketAddr {
+    let port = match listen.port() {
+        0 | u16::MAX => 0,
+        p => p + 1,
+    };
+    SocketAddr::new(listen.ip(), port)
 }
 
 /// Access key ids are 3–128 characters of `[A-Za-z0-9_-]`; secrets 8–128 printable.

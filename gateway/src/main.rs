@@ -30,6 +30,10 @@ enum Command {
         /// Address of the S3 endpoint (port 0 picks a free one).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the admin endpoint: /metrics, /health, /v1/offload (default:
+        /// the S3 address, next port).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
         /// Metadata database (sqlite://PATH or postgres://…).
         #[arg(long, env = "SKYSHARD_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
@@ -179,9 +183,9 @@ fn tls_issue(ca: PathBuf, names: Vec<String>, cert_out: PathBuf, key_out: PathBu
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Serve { config, data, listen, database_url } => {
+        Command::Serve { config, data, listen, admin_listen, database_url } => {
             init_tracing();
-            let opts = gateway::server::ServeOptions { config, data_dir: data, listen, database_url };
+            let opts = gateway::server::ServeOptions { config, data_dir: data, listen, admin_listen, database_url };
             runtime().and_then(|rt| rt.block_on(gateway::server::serve(opts)).map_err(Into::into))
         }
         Command::Edge { data, listen, secret_file, tls_cert, tls_key, plain_http, tls_engine } => {

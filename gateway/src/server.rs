@@ -25,6 +25,7 @@ use crate::config::{Config, ConfigError, LocationConfig, LocationKind, PolicyCon
 use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
 use crate::meta::{Backend, MetaStore, now_ms};
 use crate::net::Transport;
+use crate::pipeline::checksum::HashMeters;
 use crate::placement::Spread;
 use crate::s3::S3Front;
 use crate::state::{BufferPool, Gateway, Health, MatrixCache};
@@ -80,6 +81,8 @@ pub struct ServeOptions {
     pub data_dir: Option<PathBuf>,
     /// Listen address override.
     pub listen: Option<SocketAddr>,
+    /// Admin endpoint address override.
+    pub admin_listen: Option<SocketAddr>,
     /// Database URL override.
     pub database_url: Option<String>,
 }
@@ -279,8 +282,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     if moved && embedded {
         save_config(&data_dir.join(EMBEDDED_CONFIG), &config)?;
     }
-    let settings =
-        Arc::new(Settings::from_config(config, opts.listen, Some(data_dir.clone()), opts.database_url.clone())?);
+    let mut settings = Settings::from_config(config, opts.listen, Some(data_dir.clone()), opts.database_url.clone())?;
+    if let Some(admin) = opts.admin_listen {
+        settings.admin_listen = admin;
+    } else if opts.listen.is_some() {
+        // A listen address given on the command line moves the default admin address.
+        settings.admin_listen = crate::config::default_admin_listen(settings.listen);
+    }
+    let settings = Arc::new(settings);
 
     let caps = probe();
     let (offload, selection) = Offload::select(&settings.offload, &caps)?;
@@ -320,6 +329,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .await?;
 
     let transfer = build_transfer(&settings, &offload.tls)?;
+    let hashes = HashMeters::register(&offload.meters);
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
         offload,
@@ -332,6 +342,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         health: Health::default(),
         transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
         buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
+        hashes,
     });
     crate::pipeline::cleanup::spawn_collector(gw.clone(), now_ms(), meta.backend() == Backend::Sqlite);
     check_locations(&gw);
@@ -350,7 +361,23 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(io("reading the listen address"))?;
     let (transport, ca_file) = s3_transport(&settings, addr, &gw.offload.tls)?;
     let endpoint = format!("{}://{addr}", transport.scheme());
-    announce(&settings, &endpoint, ca_file.as_deref(), &access_key, &secret, embedded || created, embedded);
+
+    let admin_listener =
+        TcpListener::bind(settings.admin_listen).await.map_err(io(format!("binding {}", settings.admin_listen)))?;
+    let admin_addr = admin_listener.local_addr().map_err(io("reading the admin address"))?;
+    let admin_transport = match &transport {
+        Transport::Tls { .. } if admin_addr.ip() != addr.ip() => {
+            s3_transport(&settings, admin_addr, &gw.offload.tls)?.0
+        }
+        t => t.clone(),
+    };
+    let admin_endpoint = format!("{}://{admin_addr}", admin_transport.scheme());
+    let admin = crate::admin::Admin::new(gw.clone(), caps, selection).router();
+    let admin = hyper_util::service::TowerToHyperService::new(admin);
+    tokio::spawn(crate::net::serve(admin_listener, admin_transport, admin, std::future::pending()));
+
+    let urls = Endpoints { s3: &endpoint, admin: &admin_endpoint, ca_file: ca_file.as_deref() };
+    announce(&settings, &urls, &access_key, &secret, embedded || created, embedded);
     crate::net::serve(listener, transport, service, shutdown_signal()).await;
     meta.close().await;
     Ok(())
@@ -376,19 +403,27 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Where the gateway answers.
+struct Endpoints<'a> {
+    s3: &'a str,
+    admin: &'a str,
+    ca_file: Option<&'a Path>,
+}
+
 /// Prints how to reach the gateway. Credentials go to standard output, never to the
 /// log; the secret only when it was just created or for the embedded default.
 fn announce(
     settings: &Settings,
-    endpoint: &str,
-    ca_file: Option<&Path>,
+    urls: &Endpoints<'_>,
     access_key: &str,
     secret: &Zeroizing<String>,
     show_secret: bool,
     embedded: bool,
 ) {
     let mut out = String::new();
+    let (endpoint, ca_file) = (urls.s3, urls.ca_file);
     out.push_str(&format!("Skyshard {} — S3 endpoint: {endpoint}\n", env!("CARGO_PKG_VERSION")));
+    out.push_str(&format!("  admin endpoint: {} (/metrics, /health, /v1/offload)\n", urls.admin));
     out.push_str(&format!("  data directory: {}\n", settings.data_dir.display()));
     let policy = &settings.policies[&settings.default_policy];
     out.push_str(&format!(

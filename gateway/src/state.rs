@@ -15,6 +15,7 @@ use crate::backend::Presigner;
 use crate::backend::transfer::Transfer;
 use crate::config::Settings;
 use crate::meta::MetaStore;
+use crate::pipeline::checksum::HashMeters;
 use crate::placement::Placement;
 
 /// Everything a request needs.
@@ -41,6 +42,8 @@ pub struct Gateway {
     pub transfers: Arc<Semaphore>,
     /// Recycled segment and record buffers.
     pub buffers: BufferPool,
+    /// Meters of the ETag and checksum functions.
+    pub hashes: HashMeters,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -2,6 +2,7 @@
 //! databases. One test binary; every scenario that touches metadata runs on SQLite
 //! and on PostgreSQL.
 
+mod admin;
 mod backends;
 mod failures;
 mod s3;

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use md5::Digest as _;
 use offload::crc::Crc32c;
+use offload::meter::{Meter, Meters};
 use tokio::sync::mpsc;
 
 use crate::config::EtagAlgorithm;
@@ -65,6 +66,50 @@ impl ChecksumAlgorithm {
     }
 }
 
+/// Meters of the hash functions the gateway runs itself (job `hash`; CRC32C is the
+/// offload layer's `crc32c` engine and is metered there).
+#[derive(Debug, Clone)]
+pub struct HashMeters {
+    md5: Arc<Meter>,
+    blake3: Arc<Meter>,
+    crc32: Arc<Meter>,
+    crc64: Arc<Meter>,
+    sha1: Arc<Meter>,
+    sha256: Arc<Meter>,
+}
+
+impl HashMeters {
+    /// Registers one meter per hash function with `meters`.
+    pub fn register(meters: &Meters) -> Self {
+        Self {
+            md5: meters.register("hash", "md5"),
+            blake3: meters.register("hash", "blake3"),
+            crc32: meters.register("hash", "crc32"),
+            crc64: meters.register("hash", "crc64nvme"),
+            sha1: meters.register("hash", "sha1"),
+            sha256: meters.register("hash", "sha256"),
+        }
+    }
+
+    fn etag(&self, etag: EtagAlgorithm) -> Arc<Meter> {
+        match etag {
+            EtagAlgorithm::Md5 => self.md5.clone(),
+            EtagAlgorithm::Blake3 => self.blake3.clone(),
+        }
+    }
+
+    /// The meter of `alg`; `None` for CRC32C, which its engine meters.
+    fn checksum(&self, alg: ChecksumAlgorithm) -> Option<Arc<Meter>> {
+        match alg {
+            ChecksumAlgorithm::Crc32 => Some(self.crc32.clone()),
+            ChecksumAlgorithm::Crc32c => None,
+            ChecksumAlgorithm::Crc64Nvme => Some(self.crc64.clone()),
+            ChecksumAlgorithm::Sha1 => Some(self.sha1.clone()),
+            ChecksumAlgorithm::Sha256 => Some(self.sha256.clone()),
+        }
+    }
+}
+
 enum State {
     Crc32(crc32fast::Hasher),
     Crc32c(Arc<dyn Crc32c>, u32),
@@ -79,6 +124,8 @@ pub struct Hashes {
     blake3: blake3::Hasher,
     checksum: Option<(ChecksumAlgorithm, State)>,
     len: u64,
+    etag_meter: Arc<Meter>,
+    checksum_meter: Option<Arc<Meter>>,
 }
 
 /// What [`Hashes`] computed.
@@ -95,8 +142,14 @@ pub struct HashResult {
 }
 
 impl Hashes {
-    /// Starts hashing with `etag`, and `checksum` if given.
-    pub fn new(etag: EtagAlgorithm, checksum: Option<ChecksumAlgorithm>, crc32c: Arc<dyn Crc32c>) -> Self {
+    /// Starts hashing with `etag`, and `checksum` if given, charging `meters`.
+    pub fn new(
+        etag: EtagAlgorithm,
+        checksum: Option<ChecksumAlgorithm>,
+        crc32c: Arc<dyn Crc32c>,
+        meters: &HashMeters,
+    ) -> Self {
+        let checksum_meter = checksum.and_then(|a| meters.checksum(a));
         let checksum = checksum.map(|a| {
             let s = match a {
                 ChecksumAlgorithm::Crc32 => State::Crc32(crc32fast::Hasher::new()),
@@ -109,24 +162,37 @@ impl Hashes {
             };
             (a, s)
         });
-        Self { etag, md5: md5::Md5::new(), blake3: blake3::Hasher::new(), checksum, len: 0 }
+        Self {
+            etag,
+            md5: md5::Md5::new(),
+            blake3: blake3::Hasher::new(),
+            checksum,
+            len: 0,
+            etag_meter: meters.etag(etag),
+            checksum_meter,
+        }
     }
 
     /// Adds bytes.
     pub fn update(&mut self, data: &[u8]) {
         self.len += data.len() as u64;
-        match self.etag {
-            EtagAlgorithm::Md5 => self.md5.update(data),
+        let (md5, blake3) = (&mut self.md5, &mut self.blake3);
+        self.etag_meter.time(data.len(), || match self.etag {
+            EtagAlgorithm::Md5 => md5.update(data),
             EtagAlgorithm::Blake3 => {
-                self.blake3.update(data);
+                blake3.update(data);
             }
-        }
-        match &mut self.checksum {
-            None => {}
-            Some((_, State::Crc32(h))) => h.update(data),
-            Some((_, State::Crc32c(e, c))) => *c = e.append(*c, data),
-            Some((_, State::Crc64(d))) => d.update(data),
-            Some((_, State::Sha(c))) => c.update(data),
+        });
+        let update = |state: &mut State| match state {
+            State::Crc32(h) => h.update(data),
+            State::Crc32c(e, c) => *c = e.append(*c, data),
+            State::Crc64(d) => d.update(data),
+            State::Sha(c) => c.update(data),
+        };
+        match (&mut self.checksum, &self.checksum_meter) {
+            (None, _) => {}
+            (Some((_, state)), Some(meter)) => meter.time(data.len(), || update(state)),
+            (Some((_, state)), None) => update(state),
         }
     }
 
@@ -206,11 +272,28 @@ mod tests {
     use super::*;
 
     fn compute(etag: EtagAlgorithm, alg: ChecksumAlgorithm, data: &[u8]) -> HashResult {
-        let mut h = Hashes::new(etag, Some(alg), Arc::new(PortableCrc));
+        let mut h = Hashes::new(etag, Some(alg), Arc::new(PortableCrc), &HashMeters::register(&Meters::default()));
         for chunk in data.chunks(7) {
             h.update(chunk);
         }
         h.finish()
+    }
+
+    #[test]
+    fn hashing_is_metered_per_function() {
+        let meters = Meters::default();
+        let mut h = Hashes::new(
+            EtagAlgorithm::Md5,
+            Some(ChecksumAlgorithm::Sha256),
+            Arc::new(PortableCrc),
+            &HashMeters::register(&meters),
+        );
+        h.update(&[7u8; 1000]);
+        h.update(&[7u8; 24]);
+        h.finish();
+        let usage = meters.snapshot();
+        let bytes = |engine: &str| usage.iter().find(|u| u.job == "hash" && u.engine == engine).map(|u| u.bytes);
+        assert_eq!((bytes("md5"), bytes("sha256"), bytes("blake3")), (Some(1024), Some(1024), Some(0)));
     }
 
     #[test]

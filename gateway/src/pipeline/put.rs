@@ -111,7 +111,7 @@ where
     gw.meta.insert_pending_seal(&row, &fragments).await?;
     let guard = DiscardOnDrop { meta: Some(gw.meta.clone()), seal_id: seal_hex.clone() };
 
-    let hashes = Hashes::new(gw.settings.etag, checksum, gw.offload.crc32c.clone());
+    let hashes = Hashes::new(gw.settings.etag, checksum, gw.offload.crc32c.clone(), &gw.hashes);
     let (hash_tx, hash_job) = spawn_hasher(hashes);
     let headers: Vec<Bytes> = (0..n).map(|i| Bytes::copy_from_slice(&encoder.header(i as u8))).collect();
     let cap = segment_buffer_capacity(&params);

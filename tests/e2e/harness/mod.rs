@@ -325,6 +325,9 @@ pub struct Gateway {
     /// `https://127.0.0.1:PORT` (or `http://` when configured so), as its banner
     /// announces it.
     pub endpoint: String,
+    /// The admin endpoint (`/metrics`, `/health`, `/v1/offload`), as its banner
+    /// announces it.
+    pub admin: String,
     /// The CA certificate its banner says to trust, if it issued its own.
     pub ca: Option<PathBuf>,
     /// Access key id.
@@ -358,6 +361,7 @@ impl Gateway {
         let port = free_port();
         args.push("--listen".into());
         args.push(format!("127.0.0.1:{port}"));
+        args.extend(["--admin-listen".into(), "127.0.0.1:0".into()]);
         let envs = vec![
             ("SKYSHARD_ACCESS_KEY_ID".to_string(), ACCESS_KEY.to_string()),
             ("SKYSHARD_SECRET_ACCESS_KEY".to_string(), SECRET_KEY.to_string()),
@@ -365,6 +369,7 @@ impl Gateway {
         ];
         let mut g = Gateway {
             endpoint: String::new(),
+            admin: String::new(),
             ca: None,
             access_key: ACCESS_KEY.into(),
             secret_key: SECRET_KEY.into(),
@@ -415,6 +420,10 @@ impl Gateway {
             .unwrap_or_else(|| panic!("no endpoint in the banner:\n{banner}"));
         assert!(self.endpoint.is_empty() || self.endpoint == endpoint, "the endpoint moved:\n{banner}");
         self.endpoint = endpoint;
+        self.admin = banner
+            .lines()
+            .find_map(|l| l.split_once("admin endpoint: ").and_then(|(_, e)| e.split(' ').next()).map(str::to_string))
+            .unwrap_or_else(|| panic!("no admin endpoint in the banner:\n{banner}"));
         self.ca = banner.lines().find_map(|l| {
             l.split_once("; trust ").map(|(_, rest)| PathBuf::from(rest.split(' ').next().unwrap_or("")))
         });

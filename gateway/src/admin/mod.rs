@@ -1,0 +1,315 @@
+//! The admin endpoint: Prometheus metrics, health and the offload report, served on
+//! a listener of its own (default: the S3 address, next port) over the same TLS.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /metrics` | OpenMetrics text: per-engine bytes, operations and CPU time; chosen and rejected engines; process CPU and memory; location health |
+//! | `GET /health` | `ok` or `degraded`, with the locations that failed recently |
+//! | `GET /v1/offload` | the machine's capabilities, the engine selection and per-engine usage (JSON) |
+//!
+//! Nothing here reveals a secret or an object name.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use offload::meter::{EngineUsage, Meters};
+use offload::{Capabilities, Selection};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::state::Gateway;
+
+/// What the admin endpoint reports on.
+#[derive(Debug)]
+pub struct Admin {
+    gw: Arc<Gateway>,
+    caps: Capabilities,
+    selection: Selection,
+    registry: Registry,
+}
+
+impl Admin {
+    /// The admin service of `gw`, whose engines were chosen as `selection` on a
+    /// machine with `caps`.
+    pub fn new(gw: Arc<Gateway>, caps: Capabilities, selection: Selection) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("skyshard");
+        registry.register_collector(Box::new(OffloadCollector {
+            meters: gw.offload.meters.clone(),
+            selection: selection.clone(),
+        }));
+        registry.register_collector(Box::new(ProcessCollector { started: Instant::now() }));
+        registry.register_collector(Box::new(HealthCollector { gw: gw.clone() }));
+        Arc::new(Self { gw, caps, selection, registry })
+    }
+
+    /// The routes.
+    pub fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new()
+            .route("/metrics", get(metrics))
+            .route("/health", get(health))
+            .route("/v1/offload", get(offload_report))
+            .with_state(self)
+    }
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &admin.registry) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n").into_response(),
+    }
+}
+
+/// `GET /health`.
+#[derive(Debug, serde::Serialize)]
+struct HealthReport {
+    /// `ok`, or `degraded` when a location failed recently.
+    status: &'static str,
+    /// Locations and their recent consecutive failures.
+    locations: Vec<LocationHealth>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LocationHealth {
+    name: String,
+    failures: u32,
+}
+
+async fn health(State(admin): State<Arc<Admin>>) -> Json<HealthReport> {
+    let locations: Vec<LocationHealth> = admin
+        .gw
+        .settings
+        .locations
+        .keys()
+        .map(|name| LocationHealth { name: name.clone(), failures: admin.gw.health.failures(name) })
+        .collect();
+    let status = if locations.iter().any(|l| l.failures > 0) { "degraded" } else { "ok" };
+    Json(HealthReport { status, locations })
+}
+
+/// `GET /v1/offload`.
+#[derive(Debug, serde::Serialize)]
+pub struct OffloadReport {
+    /// What the machine offers.
+    pub capabilities: Capabilities,
+    /// The engines chosen, and those passed over with the reason.
+    pub selection: Selection,
+    /// Per-engine bytes and CPU time since start.
+    pub usage: Vec<EngineUsage>,
+}
+
+async fn offload_report(State(admin): State<Arc<Admin>>) -> Json<OffloadReport> {
+    Json(OffloadReport {
+        capabilities: admin.caps.clone(),
+        selection: admin.selection.clone(),
+        usage: admin.gw.offload.meters.snapshot(),
+    })
+}
+
+/// A label value in the text format: backslash, double quote and newline escaped.
+fn label(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Writes one metric family of constant values.
+fn family<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut samples = samples.into_iter().peekable();
+    let Some((_, first)) = samples.peek() else { return Ok(()) };
+    let mut metric = encoder.encode_descriptor(name, help, None, first.metric_type())?;
+    for (labels, value) in samples {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes one metric without labels.
+fn single<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: M,
+) -> Result<(), std::fmt::Error> {
+    value.encode(encoder.encode_descriptor(name, help, None, value.metric_type())?)
+}
+
+/// Per-engine usage from the offload meters, and the engine selection.
+#[derive(Debug)]
+struct OffloadCollector {
+    meters: Arc<Meters>,
+    selection: Selection,
+}
+
+impl Collector for OffloadCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let usage = self.meters.snapshot();
+        let labels = |u: &EngineUsage| vec![("job", label(u.job)), ("engine", label(&u.engine))];
+        family(
+            &mut encoder,
+            "offload_bytes",
+            "Bytes processed by an offload engine (plaintext bytes for TLS, input bytes for coding and hashing).",
+            usage.iter().map(|u| (labels(u), ConstCounter::new(u.bytes))),
+        )?;
+        family(
+            &mut encoder,
+            "offload_operations",
+            "Calls into an offload engine.",
+            usage.iter().map(|u| (labels(u), ConstCounter::new(u.ops))),
+        )?;
+        family(
+            &mut encoder,
+            "offload_busy_seconds",
+            "Time the calling threads spent inside an offload engine (CPU time unless preempted; for TLS, record crypto plus the socket call).",
+            usage.iter().map(|u| (labels(u), ConstCounter::new(u.busy_ns as f64 / 1e9))),
+        )?;
+        family(
+            &mut encoder,
+            "offload_ns_per_byte",
+            "Nanoseconds of engine time per byte since start.",
+            usage.iter().map(|u| (labels(u), ConstGauge::new(u.ns_per_byte))),
+        )?;
+        family(
+            &mut encoder,
+            "offload_engine_selected",
+            "1 for the engine chosen for each job (pinned = named in the configuration).",
+            self.selection.choices.iter().map(|c| {
+                let l = vec![("job", label(c.job)), ("engine", label(&c.chosen)), ("pinned", c.pinned.to_string())];
+                (l, ConstGauge::new(1i64))
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "offload_engine_rejected",
+            "1 for each better-ranked engine `auto` passed over, with the reason.",
+            self.selection.choices.iter().flat_map(|c| {
+                c.rejected.iter().map(|r| {
+                    let l = vec![("job", label(c.job)), ("engine", label(r.engine)), ("reason", label(&r.reason))];
+                    (l, ConstGauge::new(1i64))
+                })
+            }),
+        )
+    }
+}
+
+/// Process CPU time, resident memory and uptime.
+#[derive(Debug)]
+struct ProcessCollector {
+    started: Instant,
+}
+
+/// Resident set size in bytes, from `/proc/self/status`.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let cpu = cpu_time::ProcessTime::try_now().map(|t| t.as_duration().as_secs_f64()).unwrap_or(0.0);
+        single(
+            &mut encoder,
+            "process_cpu_seconds",
+            "CPU time (user and system) of the gateway process.",
+            ConstCounter::new(cpu),
+        )?;
+        if let Some(rss) = resident_bytes() {
+            let help = "Resident memory of the gateway process.";
+            single(&mut encoder, "process_resident_memory_bytes", help, ConstGauge::new(rss as i64))?;
+        }
+        let uptime = ConstGauge::new(self.started.elapsed().as_secs_f64());
+        single(&mut encoder, "uptime_seconds", "Seconds since the admin endpoint started.", uptime)
+    }
+}
+
+/// Recent failures per location.
+#[derive(Debug)]
+struct HealthCollector {
+    gw: Arc<Gateway>,
+}
+
+impl Collector for HealthCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        family(
+            &mut encoder,
+            "location_recent_failures",
+            "Consecutive failed operations at a location in the last 30 seconds (0 = healthy).",
+            self.gw.settings.locations.keys().map(|name| {
+                (vec![("location", label(name))], ConstGauge::new(i64::from(self.gw.health.failures(name))))
+            }),
+        )
+    }
+}
+
+/// A short text summary of engine usage, one engine per line (for logs and the CLI).
+pub fn usage_table(usage: &[EngineUsage]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<10} {:<34} {:>14} {:>12} {:>10}", "job", "engine", "bytes", "busy ms", "ns/byte");
+    for u in usage.iter().filter(|u| u.bytes > 0) {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<34} {:>14} {:>12.1} {:>10.3}",
+            u.job,
+            u.engine,
+            u.bytes,
+            u.busy_ns as f64 / 1e6,
+            u.ns_per_byte
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label(r#"no "tls" ULP\n"#), r#"no \"tls\" ULP\\n"#);
+        assert_eq!(label("a\nb"), "a\\nb");
+    }
+
+    #[test]
+    fn offload_metrics_name_every_engine_and_the_rejections() {
+        let caps = Capabilities { ktls: false, ktls_error: Some("no \"tls\" ULP".into()), ..offload::probe() };
+        let (offload, selection) = offload::Offload::select(&offload::OffloadConfig::default(), &caps).expect("select");
+        let crc = offload.crc32c.clone();
+        crc.checksum(&[1u8; 4096]);
+        let mut registry = Registry::with_prefix("skyshard");
+        registry.register_collector(Box::new(OffloadCollector { meters: offload.meters.clone(), selection }));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        let crc_line = format!(r#"skyshard_offload_bytes_total{{job="crc32c",engine="{}"}} 4096"#, crc.name());
+        assert!(text.contains(&crc_line), "{text}");
+        assert!(
+            text.contains(r#"skyshard_offload_engine_rejected{job="tls",engine="ktls",reason="no \"tls\" ULP"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"skyshard_offload_engine_selected{job="tls",engine="rustls",pinned="false"} 1"#));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
