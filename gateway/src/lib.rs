@@ -21,5 +21,6 @@ pub mod placement;
 pub mod s3;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod tls;
 pub mod units;

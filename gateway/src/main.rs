@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         what: TlsCommand,
     },
+    /// The offload layer on this machine.
+    Offload {
+        #[command(subcommand)]
+        what: OffloadCommand,
+    },
     /// Measure Skyshard's stages against baselines run on the same machine.
     Bench {
         #[command(subcommand)]
@@ -95,6 +100,13 @@ enum TlsCommand {
         #[arg(long)]
         key_out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum OffloadCommand {
+    /// The engines chosen for each job, those passed over and why, and ns/byte per
+    /// engine measured now.
+    Status(gateway::status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +207,7 @@ fn main() -> ExitCode {
         Command::Tls { what: TlsCommand::Issue { ca, names, cert_out, key_out } } => {
             tls_issue(ca, names, cert_out, key_out)
         }
+        Command::Offload { what: OffloadCommand::Status(args) } => gateway::status::run(&args),
         Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
     };
     match result {

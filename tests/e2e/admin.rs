@@ -84,3 +84,40 @@ fn metrics_account_for_the_bytes_each_engine_moved() {
     let usage = report["usage"].as_array().expect("usage");
     assert!(usage.iter().any(|u| u["job"] == "aead" && u["bytes"].as_f64() >= Some(2.0 * size)), "{report}");
 }
+
+#[test]
+fn offload_status_names_the_engines_and_why_others_were_passed_over() {
+    let out = std::process::Command::new(&e2e::env().skyshard)
+        .args(["offload", "status", "--calibrate", "4M"])
+        .output()
+        .expect("skyshard offload status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let engine = |job: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(job).filter(|r| r.starts_with(' ')).map(str::trim))
+            .unwrap_or_else(|| panic!("no {job} line:\n{text}"))
+            .to_string()
+    };
+    assert!(engine("aead").starts_with("ring (auto)"), "{text}");
+    let tls = engine("tls");
+    let ktls_available =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").is_ok_and(|u| u.contains("tls"));
+    if ktls_available {
+        assert!(tls.starts_with("ktls (auto)"), "{text}");
+    } else {
+        assert!(tls.starts_with("rustls (auto)"), "{text}");
+        let reason = text.lines().find(|l| l.contains("passed over ktls:")).unwrap_or_else(|| panic!("{text}"));
+        assert!(reason.contains("tls"), "the reason names what is missing: {reason}");
+    }
+    // Calibrated through the meters: a positive ns/byte for the chosen engines.
+    for job in ["aead", "gf", "crc32c", "tls-send", "tls-recv"] {
+        let row = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Calibration"))
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .unwrap_or_else(|| panic!("no calibration of {job}:\n{text}"));
+        let ns: f64 = row.split_whitespace().nth(2).and_then(|v| v.parse().ok()).expect("ns/byte");
+        assert!(ns > 0.0, "{row}");
+    }
+}
