@@ -12,8 +12,9 @@ set -euo pipefail
 #   qemu-system-x86, busybox-static, cpio
 #                    kernel TLS is tested in a QEMU guest (scripts/ktls-vm.sh): these
 #                    machines' kernels have none
+#   fonts-dejavu-core the font of `skyshard bench offload`'s chart
 APT_PACKAGES=(libisal-dev awscli postgresql swift swift-proxy swift-object swift-container swift-account
-  memcached python3-swiftclient curl qemu-system-x86 busybox-static cpio)
+  memcached python3-swiftclient curl qemu-system-x86 busybox-static cpio fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -114,6 +114,11 @@ enum BenchCommand {
     /// Seal, open, RLNC encode/decode/recode: GB/s per core against ring, ISA-L and
     /// reed-solomon-erasure.
     Codec(gateway::bench::codec::CodecBenchArgs),
+    /// PUT and GET of a large object through edge stores for every combination of
+    /// TLS (off, rustls, kernel TLS) and AEAD engine (ring, pool): throughput and the
+    /// gateway's CPU per byte by engine, plus a TLS record and write size sweep; a
+    /// table, JSON and a PNG chart.
+    Offload(gateway::bench::offload::OffloadBenchArgs),
 }
 
 fn init_tracing() {
@@ -209,6 +214,7 @@ fn main() -> ExitCode {
         }
         Command::Offload { what: OffloadCommand::Status(args) } => gateway::status::run(&args),
         Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
+        Command::Bench { what: BenchCommand::Offload(args) } => gateway::bench::offload::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -106,6 +106,8 @@ pub struct OffloadReport {
     pub selection: Selection,
     /// Per-engine bytes and CPU time since start.
     pub usage: Vec<EngineUsage>,
+    /// CPU time of the whole process since start (user and system), in seconds.
+    pub process_cpu_seconds: f64,
 }
 
 async fn offload_report(State(admin): State<Arc<Admin>>) -> Json<OffloadReport> {
@@ -113,6 +115,7 @@ async fn offload_report(State(admin): State<Arc<Admin>>) -> Json<OffloadReport> 
         capabilities: admin.caps.clone(),
         selection: admin.selection.clone(),
         usage: admin.gw.offload.meters.snapshot(),
+        process_cpu_seconds: process_cpu_seconds(),
     })
 }
 
@@ -220,6 +223,11 @@ struct ProcessCollector {
     started: Instant,
 }
 
+/// CPU time (user and system) of this process so far, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    cpu_time::ProcessTime::try_now().map(|t| t.as_duration().as_secs_f64()).unwrap_or(0.0)
+}
+
 /// Resident set size in bytes, from `/proc/self/status`.
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -230,7 +238,7 @@ pub fn resident_bytes() -> Option<u64> {
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let cpu = cpu_time::ProcessTime::try_now().map(|t| t.as_duration().as_secs_f64()).unwrap_or(0.0);
+        let cpu = process_cpu_seconds();
         single(
             &mut encoder,
             "process_cpu_seconds",

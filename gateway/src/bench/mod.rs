@@ -5,7 +5,9 @@
 //! thread's CPU time (not wall time) so that a neighbour's load costs us nothing.
 //! Results are reported as ratios to the baseline.
 
+pub mod chart;
 pub mod codec;
+pub mod offload;
 
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::meter::{Meter, Meters, ticks};
+use crate::meter::{Meter, Meters};
 
 #[cfg(target_os = "linux")]
 pub mod ktls;
@@ -196,13 +196,13 @@ impl AsyncRead for TlsStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let start = ticks();
+        let start = this.recv.start();
         let out = match &mut this.inner {
             Inner::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             #[cfg(target_os = "linux")]
             Inner::Ktls(s) => Pin::new(s).poll_read(cx, buf),
         };
-        this.recv.charge(buf.filled().len() - before, ticks().wrapping_sub(start));
+        this.recv.finish(start, buf.filled().len() - before);
         out
     }
 }
@@ -210,7 +210,7 @@ impl AsyncRead for TlsStream {
 impl AsyncWrite for TlsStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let start = ticks();
+        let start = this.send.start();
         let out = match &mut this.inner {
             Inner::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             #[cfg(target_os = "linux")]
@@ -220,7 +220,7 @@ impl AsyncWrite for TlsStream {
             Poll::Ready(Ok(n)) => *n,
             _ => 0,
         };
-        this.send.charge(n, ticks().wrapping_sub(start));
+        this.send.finish(start, n);
         out
     }
 
@@ -230,7 +230,7 @@ impl AsyncWrite for TlsStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let start = ticks();
+        let start = this.send.start();
         let out = match &mut this.inner {
             Inner::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
             #[cfg(target_os = "linux")]
@@ -240,7 +240,7 @@ impl AsyncWrite for TlsStream {
             Poll::Ready(Ok(n)) => *n,
             _ => 0,
         };
-        this.send.charge(n, ticks().wrapping_sub(start));
+        this.send.finish(start, n);
         out
     }
 
@@ -254,13 +254,13 @@ impl AsyncWrite for TlsStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let start = ticks();
+        let start = this.send.start();
         let out = match &mut this.inner {
             Inner::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             #[cfg(target_os = "linux")]
             Inner::Ktls(s) => Pin::new(s).poll_flush(cx),
         };
-        this.send.charge(0, ticks().wrapping_sub(start));
+        this.send.finish(start, 0);
         out
     }
 
