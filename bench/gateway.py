@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Skyshard gateway benchmark: the same boto3 client against two S3 endpoints.
 
-usage: gateway.py NAME=ENDPOINT,ACCESS_KEY,SECRET_KEY,PID [...] [--json FILE]
+usage: gateway.py NAME=ENDPOINT,ACCESS_KEY,SECRET_KEY,PID[,CA_FILE] [...] [--json FILE]
+
+CA_FILE is the certificate authority an https endpoint's certificate chains to.
 
 For each endpoint, in this order: PUT of one 256 MiB object (single request), GET of
 it, PUT of 1,000 objects of 4 KiB (8 client threads), GET of them. Reports wall-clock
@@ -38,14 +40,24 @@ def peak_rss(pid):
     return 0
 
 
-def client(endpoint, ak, sk):
+def client(endpoint, ak, sk, ca):
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
+        verify=ca if ca else None,
         aws_access_key_id=ak,
         aws_secret_access_key=sk,
         region_name="us-east-1",
-        config=Config(retries={"max_attempts": 1}, max_pool_connections=THREADS * 2, signature_version="s3v4"),
+        # Checksums only when required: otherwise boto3 sends aws-chunked bodies
+        # without Content-Length over HTTPS, which rclone serve s3 refuses
+        # (MissingContentLength). The same setting for every endpoint.
+        config=Config(
+            retries={"max_attempts": 1},
+            max_pool_connections=THREADS * 2,
+            signature_version="s3v4",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
     )
 
 
@@ -56,8 +68,8 @@ def measure(pid, nbytes, fn):
     return {"seconds": wall, "MiB_per_s": nbytes / wall / (1 << 20), "cpu_s_per_GiB": cpu / (nbytes / (1 << 30))}
 
 
-def run(name, endpoint, ak, sk, pid, big, smalls):
-    s3 = client(endpoint, ak, sk)
+def run(name, endpoint, ak, sk, pid, ca, big, smalls):
+    s3 = client(endpoint, ak, sk, ca)
     bucket = "bench-" + name
     s3.create_bucket(Bucket=bucket)
     out = {"name": name}
@@ -95,8 +107,8 @@ def main():
     results = []
     for t in targets:
         name, rest = t.split("=", 1)
-        endpoint, ak, sk, pid = rest.split(",")
-        results.append(run(name, endpoint, ak, sk, int(pid), big, smalls))
+        endpoint, ak, sk, pid, *ca = rest.split(",")
+        results.append(run(name, endpoint, ak, sk, int(pid), ca[0] if ca else None, big, smalls))
     print(f"{'':<14}{'PUT 256 MiB':>22}{'GET 256 MiB':>22}{'PUT 1000x4KiB':>24}{'GET 1000x4KiB':>24}{'peak RSS':>12}")
     for r in results:
         cells = []

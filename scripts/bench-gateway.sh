@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The gateway benchmark: Skyshard (4-of-6 over six `rclone serve s3` locations)
 # beside one `rclone serve s3` fronting an rclone crypt remote (encrypts, neither
-# codes nor spreads), driven by the same boto3 client in the same run. Not a test:
+# codes nor spreads), driven by the same boto3 client in the same run. Every
+# endpoint, the locations included, serves HTTPS with a certificate from one CA
+# made for the run (`skyshard tls issue`), so both sides pay for TLS. Not a test:
 # it prints figures (bench/gateway.py) and fails only if the 256 MiB PUT's peak
 # RSS reaches 300 MiB. Needs `./test` (or scripts/deps.sh and a release build) first.
 #   scripts/bench-gateway.sh [--json FILE]
@@ -21,17 +23,23 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
+# One certificate for every server of the run.
+ca="$work/ca/ca.pem"
+cert="$work/server.pem"
+key="$work/server.key"
+./target/release/skyshard tls issue --ca "$work/ca" --name 127.0.0.1 --cert-out "$cert" --key-out "$key" >/dev/null 2>&1
+
 # Six locations.
 config="$work/locations.toml"
-: >"$config"
+printf '[tls]\ncert_file = "%s"\nkey_file = "%s"\n\n' "$cert" "$key" >"$config"
 for i in 0 1 2 3 4 5; do
   p="$(port)"
   mkdir -p "$work/loc$i/frags"
-  "$rclone" serve s3 --addr "127.0.0.1:$p" --auth-key "BENCHKEY$i,benchsecret$i" "$work/loc$i" >/dev/null 2>&1 &
+  "$rclone" serve s3 --addr "127.0.0.1:$p" --cert "$cert" --key "$key" --auth-key "BENCHKEY$i,benchsecret$i" "$work/loc$i" >/dev/null 2>&1 &
   pids+=($!)
   wait_port "$p"
-  printf '[[locations]]\nname = "rc%s"\nkind = "s3"\nendpoint = "http://127.0.0.1:%s"\nbucket = "frags"\naccess_key_id = "BENCHKEY%s"\nsecret_access_key = "benchsecret%s"\n' \
-    "$i" "$p" "$i" "$i" >>"$config"
+  printf '[[locations]]\nname = "rc%s"\nkind = "s3"\nendpoint = "https://127.0.0.1:%s"\nbucket = "frags"\naccess_key_id = "BENCHKEY%s"\nsecret_access_key = "benchsecret%s"\nca_file = "%s"\n' \
+    "$i" "$p" "$i" "$i" "$ca" >>"$config"
 done
 printf '[policies.default]\nk = 4\nn = 6\n' >>"$config"
 
@@ -42,9 +50,10 @@ start_gateway() { # NAME ETAG
   p="$(port)"
   { printf 'etag = "%s"\n' "$2"; cat "$config"; } >"$work/$1.toml"
   SKYSHARD_ACCESS_KEY_ID=BENCHACCESSKEY SKYSHARD_SECRET_ACCESS_KEY=benchsecretkey0123456789 SKYSHARD_LOG=warn \
-    ./target/release/skyshard serve --config "$work/$1.toml" --data "$work/$1" --listen "127.0.0.1:$p" >/dev/null 2>"$work/$1.log" &
+    ./target/release/skyshard serve --config "$work/$1.toml" --data "$work/$1" --listen "127.0.0.1:$p" \
+    --admin-listen 127.0.0.1:0 >/dev/null 2>"$work/$1.log" &
   wait_port "$p"
-  echo "$1=http://127.0.0.1:$p,BENCHACCESSKEY,benchsecretkey0123456789,$!"
+  echo "$1=https://127.0.0.1:$p,BENCHACCESSKEY,benchsecretkey0123456789,$!,$ca"
 }
 gw_md5="$(start_gateway skyshard md5)"
 gw_blake3="$(start_gateway skyshard-blake3 blake3)"
@@ -61,14 +70,14 @@ remote = plain:$work/crypt-data
 password = $("$rclone" obscure "bench-password-1")
 password2 = $("$rclone" obscure "bench-password-2")
 CONF
-"$rclone" --config "$work/rclone.conf" serve s3 --addr "127.0.0.1:$crypt_port" --auth-key "CRYPTKEY,cryptsecret" secret: >/dev/null 2>&1 &
+"$rclone" --config "$work/rclone.conf" serve s3 --addr "127.0.0.1:$crypt_port" --cert "$cert" --key "$key" --auth-key "CRYPTKEY,cryptsecret" secret: >/dev/null 2>&1 &
 crypt_pid=$!
 pids+=($crypt_pid)
 wait_port "$crypt_port"
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs"
 "$venv/bin/python" bench/gateway.py "$gw_md5" "$gw_blake3" \
-  "rclone-crypt=http://127.0.0.1:$crypt_port,CRYPTKEY,cryptsecret,$crypt_pid" \
+  "rclone-crypt=https://127.0.0.1:$crypt_port,CRYPTKEY,cryptsecret,$crypt_pid,$ca" \
   --json "$work/result.json" | tee "$work/table.txt"
 if [ "${1:-}" = "--json" ] && [ -n "${2:-}" ]; then cp "$work/result.json" "$2"; fi
 python3 - "$work/result.json" <<'PY'
