@@ -16,6 +16,7 @@ use offload::engine::gf_portable::PortableKernel;
 use offload::engine::isal::{IsalCrc, IsalKernel};
 use offload::engine::ring::RingAead;
 use offload::engine::rustcrypto::{RustCryptoAead, RustCryptoXts};
+use offload::engine::xts_batched::BatchedXts;
 use offload::gf::GfKernel;
 use offload::xts::{XtsEngine, XtsKeyMaterial};
 
@@ -73,9 +74,12 @@ fn crc(c: &mut Criterion) {
 fn xts(c: &mut Criterion) {
     let mut g = c.benchmark_group("xts-4KiB");
     g.throughput(Throughput::Bytes(4096));
-    let key = RustCryptoXts.key(&XtsKeyMaterial::from_bytes([9; 64]));
+    let engines: [&dyn XtsEngine; 2] = [&BatchedXts, &RustCryptoXts];
     let mut buf = vec![0u8; 4096];
-    g.bench_function("rustcrypto", |b| b.iter(|| key.encrypt_sector(7, black_box(&mut buf))));
+    for e in engines {
+        let key = e.key(&XtsKeyMaterial::from_bytes([9; 64]));
+        g.bench_function(e.name(), |b| b.iter(|| key.encrypt_sector(7, black_box(&mut buf))));
+    }
 }
 
 criterion_group!(benches, aead, gf, crc, xts);

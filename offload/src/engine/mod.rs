@@ -11,3 +11,4 @@ pub mod isal;
 pub mod pool;
 pub mod ring;
 pub mod rustcrypto;
+pub mod xts_batched;
