@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod backend;
 pub mod bench;
+pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod keys;
