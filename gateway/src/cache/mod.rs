@@ -9,11 +9,15 @@
 //!   address as tweak, and a CRC32C guard binding payload, tenant, generation and
 //!   address, so that corrupt, torn, misdirected, foreign or stale blocks are misses;
 //! - [`evict`]: the eviction policies (LRU and S3-FIFO) and the skewed workload they
-//!   are compared on.
+//!   are compared on;
+//! - [`store`]: the cache itself — entries (one per fragment) in protected blocks,
+//!   a persistent index, eviction within capacity, per-tenant keys sealed under the
+//!   master key, and counters.
 //!
 //! The cache holds coded ciphertext fragments only — never plaintext, never names.
-//! (The persistent index and the read and write paths build on these pieces.)
+//! (The GET and PUT paths build on these pieces.)
 
 pub mod block;
 pub mod device;
 pub mod evict;
+pub mod store;
