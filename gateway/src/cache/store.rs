@@ -28,6 +28,7 @@ use offload::Offload;
 use offload::xts::XtsKeyMaterial;
 
 use super::block::{BlockCipher, BlockError, PAYLOAD};
+use super::device::BLOCK;
 use super::device::{BlockDevice, Blocks};
 use super::evict::Policy;
 
@@ -381,73 +382,57 @@ impl Cache {
     }
 
     /// Stores `data` as the entry `name` of `tenant`, evicting as needed.
-    pub fn insert(&self, tenant: u32, name: &str, data: &[u8]) -> Result<(), CacheError> {
+    pub fn insert(self: &Arc<Self>, tenant: u32, name: &str, data: &[u8]) -> Result<(), CacheError> {
+        let mut filler = self.begin(tenant, name, data.len() as u64)?;
+        filler.push(data)?;
+        filler.commit()
+    }
+
+    /// Starts the entry `name` of `tenant`, `len` bytes long: room is made now (by
+    /// eviction), the bytes come through [`Filler::push`], and the entry becomes
+    /// visible at [`Filler::commit`]. A filler dropped before then gives its blocks
+    /// back. An entry of the same name is replaced.
+    pub fn begin(self: &Arc<Self>, tenant: u32, name: &str, len: u64) -> Result<Filler, CacheError> {
         let cipher = self.cipher(tenant)?;
-        let need = (data.len() as u64).div_ceil(PAYLOAD as u64).max(1);
-        let (entry, evicted) = {
-            let mut index = self.lock();
-            if need > self.device.block_count() {
-                return Err(CacheError::TooLarge(data.len() as u64));
-            }
-            if let Some(old) = index.entries.remove(name) {
-                index.names.remove(&old.id);
-                index.policy.remove(old.id);
-                old.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
-            }
-            let id = index.next_id;
-            index.next_id += 1;
-            let evicted = index.policy.insert(id, need);
-            let mut gone = 0;
-            for victim in &evicted {
-                if let Some(n) = index.names.remove(victim) {
-                    if let Some(old) = index.entries.remove(&n) {
-                        old.runs.iter().for_each(|&(f, c)| free_run(&mut index.free, f, c));
-                        self.append(&mut index, &Record::Drop { name: n })?;
-                        gone += 1;
-                    }
-                }
-            }
-            let Some(runs) = allocate(&mut index.free, need) else {
-                index.policy.remove(id);
-                return Err(CacheError::TooLarge(data.len() as u64));
-            };
-            let generation = index.next_generation;
-            index.next_generation += 1;
-            (Entry { id, tenant, generation, len: data.len() as u64, runs }, gone)
-        };
-        self.stats.evictions.fetch_add(evicted, Ordering::Relaxed);
-        // Seal and write, run by run, a bounded number of blocks at a time.
-        const BATCH: u64 = 64;
-        let mut chunks = data.chunks(PAYLOAD);
-        for &(first, count) in &entry.runs {
-            let mut done = 0;
-            while done < count {
-                let n = (count - done).min(BATCH);
-                let mut buf = Blocks::zeroed(n as usize);
-                for i in 0..n {
-                    let lba = first + done + i;
-                    cipher.seal(lba, entry.generation, chunks.next().unwrap_or(&[]), buf.block_mut(i as usize));
-                }
-                if let Err(e) = self.device.write_blocks(first + done, &buf) {
-                    self.forget_entry(&entry);
-                    return Err(e.into());
-                }
-                done += n;
-            }
+        let need = len.div_ceil(PAYLOAD as u64).max(1);
+        if need > self.device.block_count() {
+            return Err(CacheError::TooLarge(len));
         }
         let mut index = self.lock();
-        let record = Record::Put {
-            name: name.to_string(),
-            tenant,
-            generation: entry.generation,
-            len: entry.len,
-            runs: entry.runs.clone(),
+        if let Some(old) = index.entries.remove(name) {
+            index.names.remove(&old.id);
+            index.policy.remove(old.id);
+            old.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
+        }
+        let id = index.next_id;
+        index.next_id += 1;
+        let evicted = index.policy.insert(id, need);
+        for victim in &evicted {
+            if let Some(n) = index.names.remove(victim) {
+                if let Some(old) = index.entries.remove(&n) {
+                    old.runs.iter().for_each(|&(f, c)| free_run(&mut index.free, f, c));
+                    self.append(&mut index, &Record::Drop { name: n })?;
+                    self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let Some(runs) = allocate(&mut index.free, need) else {
+            index.policy.remove(id);
+            return Err(CacheError::TooLarge(len));
         };
-        self.append(&mut index, &record)?;
-        index.names.insert(entry.id, name.to_string());
-        index.entries.insert(name.to_string(), entry);
-        self.stats.bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(())
+        let generation = index.next_generation;
+        index.next_generation += 1;
+        drop(index);
+        Ok(Filler {
+            cache: self.clone(),
+            cipher,
+            name: name.to_string(),
+            entry: Some(Entry { id, tenant, generation, len, runs }),
+            pending: Vec::with_capacity(PAYLOAD),
+            next_block: 0,
+            received: 0,
+            batch: Vec::new(),
+        })
     }
 
     /// Releases the blocks of an entry that never made it into the index.
@@ -539,6 +524,124 @@ impl Cache {
     }
 }
 
+/// An entry being written: see [`Cache::begin`].
+pub struct Filler {
+    cache: Arc<Cache>,
+    cipher: Arc<BlockCipher>,
+    name: String,
+    entry: Option<Entry>,
+    pending: Vec<u8>,
+    next_block: u64,
+    received: u64,
+    /// Sealed blocks not yet written: `(lba, block)`, written in runs of up to 64.
+    batch: Vec<(u64, Box<[u8; BLOCK]>)>,
+}
+
+impl std::fmt::Debug for Filler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filler").field("received", &self.received).finish_non_exhaustive()
+    }
+}
+
+impl Filler {
+    /// Appends bytes of the entry.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<(), CacheError> {
+        let Some(entry) = &self.entry else { return Ok(()) };
+        if self.received + data.len() as u64 > entry.len {
+            return Err(CacheError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "more bytes than announced",
+            )));
+        }
+        self.received += data.len() as u64;
+        while !data.is_empty() {
+            let take = (PAYLOAD - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending.len() == PAYLOAD {
+                self.seal_pending()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_pending(&mut self) -> Result<(), CacheError> {
+        let Some(entry) = &self.entry else { return Ok(()) };
+        let Some(lba) = entry.lba(self.next_block) else {
+            return Err(CacheError::Io(std::io::Error::other("entry overflows its blocks")));
+        };
+        let mut block = Box::new([0u8; BLOCK]);
+        self.cipher.seal(lba, entry.generation, &self.pending, &mut block);
+        self.pending.clear();
+        self.next_block += 1;
+        if self.batch.last().is_some_and(|(last, _)| last + 1 != lba) {
+            self.write_batch()?;
+        }
+        self.batch.push((lba, block));
+        if self.batch.len() == 64 {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> Result<(), CacheError> {
+        let Some(&(first, _)) = self.batch.first() else { return Ok(()) };
+        let mut buf = Blocks::zeroed(self.batch.len());
+        for (i, (_, b)) in self.batch.iter().enumerate() {
+            buf.block_mut(i).copy_from_slice(&b[..]);
+        }
+        self.batch.clear();
+        self.cache.device.write_blocks(first, &buf)?;
+        Ok(())
+    }
+
+    /// Writes what remains and makes the entry visible. Fails (and gives the blocks
+    /// back) if fewer bytes came than announced.
+    pub fn commit(mut self) -> Result<(), CacheError> {
+        let len = self.entry.as_ref().map_or(0, |e| e.len);
+        if self.received != len {
+            return Err(CacheError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "entry incomplete")));
+        }
+        if !self.pending.is_empty() || self.next_block == 0 {
+            self.seal_pending()?;
+        }
+        self.write_batch()?;
+        let Some(entry) = self.entry.take() else { return Ok(()) };
+        let cache = self.cache.clone();
+        let mut index = cache.lock();
+        let record = Record::Put {
+            name: self.name.clone(),
+            tenant: entry.tenant,
+            generation: entry.generation,
+            len: entry.len,
+            runs: entry.runs.clone(),
+        };
+        if let Err(e) = cache.append(&mut index, &record) {
+            drop(index);
+            cache.forget_entry(&entry);
+            return Err(e);
+        }
+        if let Some(old) = index.entries.remove(&self.name) {
+            // Another filler of the same name committed meanwhile: keep the newer.
+            index.names.remove(&old.id);
+            index.policy.remove(old.id);
+            old.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
+        }
+        index.names.insert(entry.id, self.name.clone());
+        index.entries.insert(self.name.clone(), entry);
+        cache.stats.bytes_written.fetch_add(len, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.cache.forget_entry(&entry);
+        }
+    }
+}
+
 /// Removes exactly `first..first+n` from the free runs (it must be inside one).
 fn take_exact(free: &mut BTreeMap<u64, u64>, first: u64, n: u64) {
     if let Some((&f, &c)) = free.range(..=first).next_back() {
@@ -558,7 +661,7 @@ fn take_exact(free: &mut BTreeMap<u64, u64>, first: u64, n: u64) {
 mod tests {
     use offload::aead::DataKey;
 
-    use super::super::device::{BLOCK, FileDevice};
+    use super::super::device::FileDevice;
     use super::super::evict::by_name;
     use super::*;
 
@@ -577,7 +680,7 @@ mod tests {
         Arc::new(MasterKey::new(offload().aead.as_ref(), &DataKey::from_bytes([byte; 32]), 1).expect("master"))
     }
 
-    fn open(dir: &Path, blocks: u64, master_byte: u8) -> Result<Cache, CacheError> {
+    fn open(dir: &Path, blocks: u64, master_byte: u8) -> Result<Arc<Cache>, CacheError> {
         let device = Arc::new(FileDevice::open(&dir.join("cache.img"), blocks * BLOCK as u64).expect("device"));
         Cache::open(
             device,
@@ -586,6 +689,7 @@ mod tests {
             offload(),
             master(master_byte),
         )
+        .map(Arc::new)
     }
 
     fn data(len: usize, seed: u8) -> Vec<u8> {
@@ -618,6 +722,32 @@ mod tests {
         drop(cache);
         let other = open(&dir, 64, 2).expect("reopen");
         assert!(matches!(other.read("frag-b", 0..4), Err(CacheError::Key(_))));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_filler_takes_any_chunking_and_gives_its_blocks_back_unless_committed() {
+        let dir = scratch("filler");
+        let cache = open(&dir, 16, 1).expect("open");
+        let a = data(5 * PAYLOAD + 11, 5);
+        let mut f = cache.begin(0, "frag-a", a.len() as u64).expect("begin");
+        for chunk in a.chunks(1000) {
+            f.push(chunk).expect("push");
+        }
+        assert!(!cache.contains("frag-a"), "invisible until committed");
+        f.commit().expect("commit");
+        assert_eq!(cache.read("frag-a", 0..a.len() as u64).expect("read"), Some(a.clone()));
+        let used = cache.used_blocks();
+        let mut g = cache.begin(0, "frag-b", 100).expect("begin");
+        g.push(&[1; 50]).expect("push");
+        assert!(g.push(&[1; 51]).is_err(), "more than announced");
+        drop(g);
+        assert_eq!(cache.used_blocks(), used, "a dropped filler gives its blocks back");
+        let mut h = cache.begin(0, "frag-c", 100).expect("begin");
+        h.push(&[1; 99]).expect("push");
+        assert!(h.commit().is_err(), "incomplete");
+        assert!(!cache.contains("frag-c"));
+        assert_eq!(cache.used_blocks(), used);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
