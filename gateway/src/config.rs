@@ -219,6 +219,54 @@ pub struct TlsConfig {
     pub names: Vec<String>,
 }
 
+/// The local fragment cache (off unless `path` is given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// A file (created and sized to `size`) or a block device (used whole: an NVMe
+    /// namespace, local or over NVMe/TCP; a loop device).
+    pub path: Option<PathBuf>,
+    /// Size of a cache file.
+    #[serde(default = "default_cache_size")]
+    pub size: Size,
+    /// The index log (default `<data_dir>/cache.index`).
+    pub index: Option<PathBuf>,
+    /// Eviction: `s3fifo` (default) or `lru`.
+    #[serde(default = "default_cache_policy")]
+    pub policy: String,
+    /// Cache fragments as a PUT uploads them.
+    #[serde(default = "yes")]
+    pub write_through: bool,
+    /// Cache fragments a GET reads whole from locations.
+    #[serde(default = "yes")]
+    pub fill_on_read: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            size: default_cache_size(),
+            index: None,
+            policy: default_cache_policy(),
+            write_through: true,
+            fill_on_read: true,
+        }
+    }
+}
+
+fn default_cache_size() -> Size {
+    Size(1 << 30)
+}
+
+fn default_cache_policy() -> String {
+    "s3fifo".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
 fn one() -> u32 {
     1
 }
@@ -413,6 +461,9 @@ pub struct Config {
     /// Data-path tuning.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The local fragment cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Edge stores this process runs itself, each serving the edge location of the
     /// same name (the embedded default uses six).
     #[serde(default)]
@@ -566,6 +617,8 @@ pub struct Settings {
     pub bucket_policies: BTreeMap<String, String>,
     /// Pipeline tuning.
     pub pipeline: PipelineConfig,
+    /// The fragment cache.
+    pub cache: CacheConfig,
     /// Edge stores to run in this process.
     pub run_edges: Vec<RunEdge>,
 }
@@ -648,6 +701,9 @@ impl Settings {
         if config.tls.plain_http && config.tls.cert_file.is_some() {
             return Err(invalid("tls.plain_http and tls.cert_file contradict each other"));
         }
+        if crate::cache::evict::by_name(&config.cache.policy, 1).is_none() {
+            return Err(invalid(format!("cache.policy {:?}: use s3fifo or lru", config.cache.policy)));
+        }
         let p = &config.pipeline;
         if p.depth == 0 || p.max_transfers == 0 {
             return Err(invalid("pipeline.depth and pipeline.max_transfers must be at least 1"));
@@ -676,6 +732,7 @@ impl Settings {
             default_policy: "default".into(),
             bucket_policies: config.bucket_policies,
             pipeline: config.pipeline,
+            cache: config.cache,
             run_edges: config.run_edges,
         })
     }

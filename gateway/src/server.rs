@@ -203,6 +203,38 @@ fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Resu
     ))
 }
 
+/// Opens the fragment cache when one is configured.
+fn open_cache(
+    settings: &Settings,
+    offload: &Offload,
+    master: &Arc<MasterKey>,
+) -> Result<Option<Arc<crate::cache::store::Cache>>, ServeError> {
+    let c = &settings.cache;
+    let Some(path) = &c.path else { return Ok(None) };
+    let device = crate::cache::device::FileDevice::open(path, c.size.0)
+        .map_err(io(format!("opening the cache device {}", path.display())))?;
+    let index = c.index.clone().unwrap_or_else(|| settings.data_dir.join("cache.index"));
+    let blocks = crate::cache::device::BlockDevice::block_count(&device);
+    let policy = crate::cache::evict::by_name(&c.policy, blocks)
+        .ok_or_else(|| ConfigError::Invalid(format!("cache.policy {:?}", c.policy)))?;
+    let (kind, direct) = (device.kind(), crate::cache::device::BlockDevice::direct(&device));
+    let cache = crate::cache::store::Cache::open(Arc::new(device), &index, policy, offload.clone(), master.clone())
+        .map_err(|e| ServeError::Io {
+            what: format!("opening the cache {}", path.display()),
+            source: std::io::Error::other(e),
+        })?;
+    info!(
+        path = %path.display(),
+        kind = ?kind,
+        o_direct = direct,
+        blocks,
+        entries = cache.len(),
+        policy = %c.policy,
+        "fragment cache open"
+    );
+    Ok(Some(Arc::new(cache)))
+}
+
 /// The local CA, created on first use.
 fn local_ca(data_dir: &Path) -> Result<crate::tls::LocalCa, ServeError> {
     let (ca, created) = crate::tls::LocalCa::open_or_create(&data_dir.join(crate::tls::TLS_DIR))?;
@@ -330,6 +362,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let transfer = build_transfer(&settings, &offload.tls)?;
     let hashes = HashMeters::register(&offload.meters);
+    let cache = open_cache(&settings, &offload, &master)?;
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
         offload,
@@ -343,6 +376,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
         buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
         hashes,
+        cache,
     });
     crate::pipeline::cleanup::spawn_collector(gw.clone(), now_ms(), meta.backend() == Backend::Sqlite);
     check_locations(&gw);

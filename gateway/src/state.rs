@@ -44,6 +44,8 @@ pub struct Gateway {
     pub buffers: BufferPool,
     /// Meters of the ETag and checksum functions.
     pub hashes: HashMeters,
+    /// The local fragment cache, when configured.
+    pub cache: Option<Arc<crate::cache::store::Cache>>,
 }
 
 impl std::fmt::Debug for Gateway {

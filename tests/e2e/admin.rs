@@ -5,22 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use e2e::{Client, Cluster, Db, data_file, same_file};
-
-/// `name{labels} value` lines of an OpenMetrics text, keyed by `name{labels}`.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
-        .collect()
-}
-
-fn get(cl: &Client, url: &str) -> String {
-    let out = cl.curl().args(["-sf", url]).output().expect("curl");
-    assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use e2e::{Client, Cluster, Db, data_file, http_get as get, same_file, samples};
 
 #[test]
 fn metrics_account_for_the_bytes_each_engine_moved() {

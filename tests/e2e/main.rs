@@ -4,6 +4,7 @@
 
 mod admin;
 mod backends;
+mod cache;
 mod failures;
 mod s3;
 mod tls;

@@ -48,6 +48,9 @@ impl Admin {
         }));
         registry.register_collector(Box::new(ProcessCollector { started: Instant::now() }));
         registry.register_collector(Box::new(HealthCollector { gw: gw.clone() }));
+        if let Some(cache) = &gw.cache {
+            registry.register_collector(Box::new(CacheCollector { cache: cache.clone() }));
+        }
         Arc::new(Self { gw, caps, selection, registry })
     }
 
@@ -270,6 +273,43 @@ impl Collector for HealthCollector {
                 (vec![("location", label(name))], ConstGauge::new(i64::from(self.gw.health.failures(name))))
             }),
         )
+    }
+}
+
+/// The fragment cache's counters (its CRC32C and XTS CPU is in the offload meters).
+#[derive(Debug)]
+struct CacheCollector {
+    cache: Arc<crate::cache::store::Cache>,
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.cache.stats;
+        let counters = [
+            ("cache_hits", "Fragment lookups the cache answered.", s.hits.load(Relaxed)),
+            ("cache_misses", "Fragment lookups the cache could not answer.", s.misses.load(Relaxed)),
+            ("cache_read_bytes", "Fragment bytes served from the cache.", s.bytes_read.load(Relaxed)),
+            (
+                "cache_location_read_bytes",
+                "Fragment bytes GETs read from locations.",
+                s.bytes_from_locations.load(Relaxed),
+            ),
+            ("cache_written_bytes", "Fragment bytes written into the cache.", s.bytes_written.load(Relaxed)),
+            ("cache_evictions", "Entries evicted to make room.", s.evictions.load(Relaxed)),
+            (
+                "cache_integrity_errors",
+                "Cache blocks that failed their check (each a miss).",
+                s.integrity_errors.load(Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            single(&mut encoder, name, help, ConstCounter::new(v))?;
+        }
+        let blocks = |n: u64| ConstGauge::new((n * crate::cache::device::BLOCK as u64) as i64);
+        single(&mut encoder, "cache_used_bytes", "Bytes of cache blocks in use.", blocks(self.cache.used_blocks()))?;
+        single(&mut encoder, "cache_capacity_bytes", "Bytes of cache blocks.", blocks(self.cache.capacity_blocks()))?;
+        single(&mut encoder, "cache_entries", "Fragments cached.", ConstGauge::new(self.cache.len() as i64))
     }
 }
 

@@ -196,6 +196,51 @@ mod tests {
         dir
     }
 
+    /// A real block device: a loop device over a file, where this machine lets the
+    /// test make one (root and `losetup`); otherwise it says why and does nothing.
+    #[test]
+    fn a_loop_device_is_used_whole_with_o_direct() {
+        let dir = scratch("loop");
+        let backing = dir.join("backing.img");
+        std::fs::write(&backing, vec![0u8; 8 << 20]).expect("backing file");
+        let attach = std::process::Command::new("losetup").args(["-f", "--show"]).arg(&backing).output();
+        let dev = match attach {
+            Ok(o) if o.status.success() => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED a_loop_device_is_used_whole_with_o_direct: losetup failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("SKIPPED a_loop_device_is_used_whole_with_o_direct: no losetup: {e}");
+                return;
+            }
+        };
+        let result = std::panic::catch_unwind(|| {
+            let d = FileDevice::open(&dev, 1).expect("open the loop device");
+            assert_eq!((d.kind(), d.block_count()), (DeviceKind::Raw, 2048), "the size is the device's");
+            assert!(d.direct(), "a block device takes O_DIRECT");
+            let mut w = Blocks::zeroed(4);
+            w.bytes_mut().iter_mut().enumerate().for_each(|(i, b)| *b = (i % 253) as u8);
+            d.write_blocks(2044, &w).expect("write the last blocks");
+            d.flush().expect("flush");
+            let mut r = Blocks::zeroed(4);
+            d.read_blocks(2044, &mut r).expect("read");
+            assert_eq!(r.bytes(), w.bytes());
+            assert!(d.read_blocks(2045, &mut r).is_err(), "past the end of the device");
+        });
+        let _ = std::process::Command::new("losetup").arg("-d").arg(&dev).status();
+        // What went to the device is in the backing file.
+        let backing_bytes = std::fs::read(&backing).expect("backing");
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(p) = result {
+            std::panic::resume_unwind(p);
+        }
+        assert_eq!(backing_bytes[2044 * BLOCK + 1], 1);
+    }
+
     #[test]
     fn blocks_are_page_aligned_for_o_direct() {
         let b = Blocks::zeroed(3);

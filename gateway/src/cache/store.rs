@@ -64,6 +64,8 @@ pub struct CacheStats {
     pub evictions: AtomicU64,
     /// Blocks that failed their check (corrupt, torn, stale, foreign).
     pub integrity_errors: AtomicU64,
+    /// Fragment bytes GETs read from locations instead.
+    pub bytes_from_locations: AtomicU64,
 }
 
 /// Block runs `(first, count)`.

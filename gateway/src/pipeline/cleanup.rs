@@ -19,6 +19,9 @@ pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Resu
     for (seal, frags) in gw.meta.collectable_seals(pending_before, batch).await? {
         let mut all_gone = true;
         for f in &frags {
+            if let Some(cache) = &gw.cache {
+                cache.remove(&f.object_name);
+            }
             let url = match gw.presigner.presign(&f.location, Method::Delete, &f.object_name, ttl) {
                 Ok(u) => u,
                 Err(e) => {

@@ -20,6 +20,7 @@ use tracing::warn;
 
 use super::PipelineError;
 pub use super::ReceiverStream;
+use super::cached;
 use crate::backend::Method;
 use crate::backend::transfer::TransferError;
 use crate::meta::{FragmentRow, FragmentState, PartRow, SealRow};
@@ -80,15 +81,15 @@ impl FragReader {
 async fn open_fragment(
     gw: &Gateway,
     frag: usize,
-    location: &str,
+    (location, name): (&str, &str),
     url: url::Url,
-    range: Range<u64>,
+    (range, whole): (Range<u64>, u64),
     (version, index, params): (VersionId, u8, CodingParams),
 ) -> (usize, Result<FragReader, TransferError>) {
     let with_header = range.start == HEADER_LEN as u64;
     let ask = if with_header { 0..range.end } else { range };
     let r = async {
-        let stream = gw.transfer.get(location, url, Some(ask)).await?;
+        let stream = fragment_stream(gw, location, name, url, ask, whole).await?;
         let mut reader = FragReader { frag, stream, buf: BytesMut::new() };
         if with_header {
             let bytes = reader.next_record(HEADER_LEN).await?;
@@ -101,6 +102,35 @@ async fn open_fragment(
         Ok(reader)
     };
     (frag, r.await)
+}
+
+/// Bytes `ask` of a fragment `whole` bytes long: from the cache when it holds the
+/// fragment (the location takes over if a cached block fails its check), else from
+/// the location — filling the cache when the read covers the whole fragment.
+async fn fragment_stream(
+    gw: &Gateway,
+    location: &str,
+    name: &str,
+    url: url::Url,
+    ask: Range<u64>,
+    whole: u64,
+) -> Result<cached::FragmentStream, TransferError> {
+    let Some(cache) = &gw.cache else { return gw.transfer.get(location, url, Some(ask)).await };
+    if cache.lookup(name).is_some_and(|len| len == whole) {
+        let (transfer, location) = (gw.transfer.clone(), location.to_string());
+        let c = cache.clone();
+        let fallback: cached::Fallback = Box::new(move |rest| {
+            Box::pin(async move { transfer.get(&location, url, Some(rest)).await.map(|s| cached::count_remote(&c, s)) })
+        });
+        return Ok(cached::read(cache.clone(), name.to_string(), ask, fallback));
+    }
+    let covers_whole = ask.start == 0 && ask.end == whole;
+    let stream = cached::count_remote(cache, gw.transfer.get(location, url, Some(ask)).await?);
+    Ok(if covers_whole && gw.settings.cache.fill_on_read {
+        cached::read_through(cache, name, whole, stream)
+    } else {
+        stream
+    })
 }
 
 /// Reads segments `first..=last` of one seal.
@@ -132,9 +162,10 @@ impl PartReader {
         let key = gw.master.unwrap_key(&WrappedKey::from_bytes(&seal.wrapped_key)?, &version)?;
         let decoder = ObjectDecoder::new(&gw.offload, params, version, &key, seal.size as u64)?;
         let layout = fragment_layout(&seal, &params, decoder.layout())?;
-        // Stored fragments first, healthiest locations first, then by index.
+        // Stored fragments only: cached first, then healthiest locations, then by index.
         let mut order: Vec<usize> = (0..frags.len()).filter(|&i| frags[i].state == FragmentState::Stored).collect();
-        order.sort_by_key(|&i| (gw.health.failures(&frags[i].location), frags[i].idx));
+        let cached = |i: usize| gw.cache.as_ref().is_some_and(|c| c.contains(&frags[i].object_name));
+        order.sort_by_key(|&i| (!cached(i), gw.health.failures(&frags[i].location), frags[i].idx));
         order.reverse(); // popped from the back
         Ok(Self {
             gw,
@@ -173,7 +204,9 @@ impl PartReader {
                     self.gw.settings.pipeline.presign_ttl.0,
                 )?;
                 let expect = (self.version, u8::try_from(f.idx).unwrap_or(u8::MAX), self.params);
-                opens.push(open_fragment(&self.gw, frag, &f.location, url, range.clone(), expect));
+                let whole = self.layout.fragment_len();
+                let at = (f.location.as_str(), f.object_name.as_str());
+                opens.push(open_fragment(&self.gw, frag, at, url, (range.clone(), whole), expect));
             }
             for (frag, r) in futures::future::join_all(opens).await {
                 match r {

@@ -12,6 +12,7 @@
 //! Memory per request is bounded by `pipeline.depth` segments in each channel, never
 //! by object size.
 
+pub mod cached;
 pub mod checksum;
 pub mod cleanup;
 pub mod get;

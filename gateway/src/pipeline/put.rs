@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::checksum::{ChecksumAlgorithm, HashResult, Hashes, spawn_hasher};
-use super::{PipelineError, ReceiverStream};
+use super::{PipelineError, ReceiverStream, cached};
 use crate::backend::Method;
 use crate::config::Policy;
 use crate::meta::{FragmentRow, FragmentState, MetaStore, SealRow, SealState, now_ms};
@@ -276,6 +276,8 @@ where
 struct Sinks {
     senders: Vec<Option<mpsc::Sender<Bytes>>>,
     uploads: Vec<tokio::task::JoinHandle<Option<u64>>>,
+    /// Cache fills (write-through), one per fragment; dropped if the cache stops.
+    fills: Vec<Option<mpsc::Sender<Bytes>>>,
 }
 
 impl Sinks {
@@ -290,19 +292,34 @@ impl Sinks {
         let ttl = gw.settings.pipeline.presign_ttl.0;
         let mut senders = Vec::with_capacity(places.len());
         let mut uploads = Vec::with_capacity(places.len());
+        let mut fills = Vec::with_capacity(places.len());
         for (i, header) in headers.into_iter().enumerate() {
             let url = gw.presigner.presign(&places[i], Method::Put, &names[i], ttl)?;
             let (tx, rx) = mpsc::channel::<Bytes>(depth.max(1) + 1);
             // The header always fits: the channel is fresh.
-            let _ = tx.try_send(header);
+            let _ = tx.try_send(header.clone());
             let transfer = gw.transfer.clone();
             let len = lens[i];
             let location = places[i].clone();
+            // Write-through: the fragment also goes into the cache (fed by
+            // `send_all`), kept only if the location stored it.
+            let (fill, commit) = match &gw.cache {
+                Some(cache) if gw.settings.cache.write_through => {
+                    let (fill, commit) = cached::fill(cache, &names[i], len).split();
+                    let _ = fill.try_send(header.clone());
+                    (Some(fill), Some(commit))
+                }
+                _ => (None, None),
+            };
+            fills.push(fill);
             uploads.push(tokio::spawn(async move {
                 let body = ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>);
                 match transfer.put(&location, url, len, body).await {
                     Ok(()) => {
                         debug!(location = %location, bytes = len, "fragment stored");
+                        if let Some(c) = commit {
+                            let _ = c.send(true);
+                        }
                         Some(len)
                     }
                     Err(e) => {
@@ -313,7 +330,7 @@ impl Sinks {
             }));
             senders.push(Some(tx));
         }
-        Ok(Self { senders, uploads })
+        Ok(Self { senders, uploads, fills })
     }
 
     /// Uploads not given up on. (A channel may be closed because its upload already
@@ -326,16 +343,27 @@ impl Sinks {
     /// Sends fragment `i` its slice; a location that cannot take it within `stall`
     /// is given up on (its upload then fails short of its length).
     async fn send_all(&mut self, slices: Vec<Bytes>, stall: Duration) {
-        let sends = self.senders.iter().zip(slices).map(|(tx, b)| {
-            let tx = tx.clone();
+        let sends = self.senders.iter().zip(&self.fills).zip(slices).map(|((tx, fill), b)| {
+            let (tx, fill) = (tx.clone(), fill.clone());
             async move {
-                match tx {
+                let cached = match &fill {
+                    Some(f) => f.send(b.clone()).await.is_ok(),
+                    None => false,
+                };
+                let sent = match tx {
                     Some(tx) => tokio::time::timeout(stall, tx.send(b)).await.is_ok_and(|r| r.is_ok()),
                     None => false,
-                }
+                };
+                (sent, cached)
             }
         });
-        let ok = futures::future::join_all(sends).await;
+        let results = futures::future::join_all(sends).await;
+        for (fill, (_, cached)) in self.fills.iter_mut().zip(&results) {
+            if !cached {
+                *fill = None;
+            }
+        }
+        let ok = results.into_iter().map(|(sent, _)| sent);
         for (i, (s, ok)) in self.senders.iter_mut().zip(ok).enumerate() {
             if !ok && s.is_some() {
                 warn!(fragment = i, "fragment upload gave up: its location stopped taking data");
@@ -347,7 +375,8 @@ impl Sinks {
     /// Closes every channel and waits for the uploads: the bytes each stored, or
     /// `None` for each that failed.
     async fn finish(self) -> Vec<Option<u64>> {
-        let Sinks { senders, uploads } = self;
+        let Sinks { senders, uploads, fills } = self;
+        drop(fills);
         let alive: Vec<bool> = senders.iter().map(Option::is_some).collect();
         drop(senders);
         let mut out = Vec::with_capacity(uploads.len());

@@ -532,6 +532,27 @@ impl Cluster {
     }
 }
 
+/// `GET url` with curl (trusting the client's CA); the body.
+pub fn http_get(cl: &Client, url: &str) -> String {
+    let out = cl.curl().args(["-sf", url]).output().expect("curl");
+    assert!(out.status.success(), "GET {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `name{labels} value` lines of an OpenMetrics text, keyed by `name{labels}`.
+pub fn samples(text: &str) -> std::collections::HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect()
+}
+
+/// The gateway's metrics, scraped from its admin endpoint.
+pub fn metrics(gw: &Gateway) -> std::collections::HashMap<String, f64> {
+    samples(&http_get(&Client::from(gw), &format!("{}/metrics", gw.admin)))
+}
+
 /// Output of a client command.
 #[derive(Debug)]
 pub struct Out {
