@@ -119,6 +119,9 @@ enum BenchCommand {
     /// gateway's CPU per byte by engine, plus a TLS record and write size sweep; a
     /// table, JSON and a PNG chart.
     Offload(gateway::bench::offload::OffloadBenchArgs),
+    /// The fragment cache: LRU against S3-FIFO on a Zipf workload, and GET throughput,
+    /// latency and hit ratio through the gateway with the cache off and on.
+    Cache(gateway::bench::cache::CacheBenchArgs),
 }
 
 fn init_tracing() {
@@ -215,6 +218,7 @@ fn main() -> ExitCode {
         Command::Offload { what: OffloadCommand::Status(args) } => gateway::status::run(&args),
         Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
         Command::Bench { what: BenchCommand::Offload(args) } => gateway::bench::offload::run(&args),
+        Command::Bench { what: BenchCommand::Cache(args) } => gateway::bench::cache::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,9 +5,11 @@
 //! thread's CPU time (not wall time) so that a neighbour's load costs us nothing.
 //! Results are reported as ratios to the baseline.
 
+pub mod cache;
 pub mod chart;
 pub mod codec;
 pub mod offload;
+pub mod rig;
 
 use std::time::Duration;
 

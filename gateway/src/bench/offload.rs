@@ -15,23 +15,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
-use futures::StreamExt as _;
 use offload::meter::{Meters, ticks_per_second};
 use offload::tls::loopback::Loopback;
 use offload::tls::{TlsEngine, TlsKind};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use super::MachineInfo;
-use crate::backend::transfer::Transfer;
-use crate::backend::{LocationSigner, Method, Presigner};
-use crate::config::{Location, LocationKind, Tier};
-use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
+use super::rig::{self, BenchClient, Rig, RigOptions};
 use crate::units::{format_size, parse_size};
 
 /// Arguments of `skyshard bench offload`.
@@ -245,264 +237,37 @@ struct Combo {
     aead: String,
 }
 
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
-/// Starts `skyshard ARGS`, logging stderr to `log`, and reads its standard output
-/// until `ready` has what it needs (or the process dies, or 30 s pass).
-async fn spawn<T>(
-    args: &[String],
-    envs: &[(&str, &str)],
-    log: &Path,
-    mut ready: impl FnMut(&str) -> Option<T>,
-) -> anyhow::Result<(Proc, T)> {
-    let exe = std::env::current_exe().context("finding the skyshard binary")?;
-    let stderr = std::fs::File::create(log)?;
-    let mut child = Command::new(exe)
-        .args(args)
-        .envs(envs.iter().copied())
-        .env("SKYSHARD_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting skyshard")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(t) = ready(&line) {
-                return Ok(Some(t));
-            }
-        }
-        anyhow::Ok(None)
-    })
-    .await;
-    let proc = Proc(child);
-    match found {
-        Ok(Ok(Some(t))) => {
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            Ok((proc, t))
-        }
-        _ => {
-            let log_text = std::fs::read_to_string(log).unwrap_or_default();
-            bail!("skyshard {} did not start:\n{log_text}", args.first().map_or("", String::as_str))
-        }
-    }
-}
-
-/// The benchmark's client: a location-like view of the gateway, so that this
-/// process presigns URLs for its own PUT and GET and moves them with the transfer
-/// client (rustls, metered apart from the gateway).
-struct BenchClient {
-    signer: LocationSigner,
-    transfer: Transfer,
-    admin: url::Url,
-}
-
-impl BenchClient {
-    fn new(endpoint: &str, admin: &str, ca: &Path, access: &str, secret: &str) -> anyhow::Result<Self> {
-        let engine = TlsEngine::new(TlsKind::Rustls, &Meters::default());
-        let extra = crate::tls::load_ca_bundle(ca)?;
-        let config = crate::tls::client_config(&extra, &engine)?;
-        // Objects live in the bucket `bench`: the bucket is the location's prefix.
-        let location = Location { prefix: "bench".into(), ..client_location(endpoint, access, secret)? };
-        let signer = LocationSigner::new(BTreeMap::from([("gateway".to_string(), location)]));
-        let transfer = Transfer::new(
-            &engine,
-            std::collections::HashMap::from([("gateway".to_string(), config.clone())]),
-            config,
-            Duration::from_secs(5),
-            Duration::from_secs(120),
-        );
-        Ok(Self { signer, transfer, admin: url::Url::parse(admin)?.join("/v1/offload")? })
-    }
-
-    fn url(&self, method: Method, object: &str) -> anyhow::Result<url::Url> {
-        Ok(self.signer.presign("gateway", method, object, Duration::from_secs(3600))?)
-    }
-
-    async fn report(&self) -> anyhow::Result<OffloadReport> {
-        let mut body = Vec::new();
-        let mut s = self.transfer.get("gateway", self.admin.clone(), None).await?;
-        while let Some(chunk) = s.next().await {
-            body.extend_from_slice(&chunk?);
-        }
-        Ok(serde_json::from_slice(&body)?)
-    }
-}
-
-/// The object's bytes: a random block repeated; chunk `i` starts at `i * CHUNK`.
-const CHUNK: usize = 1 << 20;
-const BLOCK: usize = 8 << 20;
-
 async fn run_combo(args: &OffloadBenchArgs, combo: &Combo, work: &Path) -> anyhow::Result<Vec<OpResult>> {
     let dir = work.join(format!("{}-{}", combo.tls, combo.aead));
-    std::fs::create_dir_all(&dir)?;
-    let random = offload::random::SystemRandom::new();
-    let tls = combo.tls != "off";
-    let scheme = if tls { "https" } else { "http" };
-
-    // Certificates for the edges and the gateway, from a CA of this run.
-    let (ca, _) = crate::tls::LocalCa::open_or_create(&work.join("ca"))?;
-    let issued = ca.issue(&["127.0.0.1".to_string()])?;
-    let (cert, key) = (work.join("server.pem"), work.join("server.key"));
-    std::fs::write(&cert, &issued.chain_pem)?;
-    let _ = std::fs::remove_file(&key);
-    write_private_file(&key, issued.key_pem.as_bytes())?;
-
-    let mut procs = Vec::new();
-    let mut config = String::new();
-    let mut names = Vec::new();
-    for i in 1..=args.n {
-        let secret = random_token(&random, 40, SECRET_ALPHABET)?;
-        let mut a = vec![
-            "edge".into(),
-            "--data".into(),
-            dir.join(format!("edge-{i}")).display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-        ];
-        if tls {
-            a.extend(["--tls-cert".into(), cert.display().to_string(), "--tls-key".into(), key.display().to_string()]);
-            a.extend(["--tls-engine".into(), combo.tls.clone()]);
-        } else {
-            a.push("--plain-http".into());
-        }
-        let log = dir.join(format!("edge-{i}.log"));
-        let (p, addr) = spawn(&a, &[("SKYSHARD_EDGE_SECRET", &secret)], &log, |l| {
-            l.rsplit_once("://").map(|(_, addr)| addr.trim().to_string())
-        })
-        .await?;
-        procs.push(p);
-        let name = format!("edge-{i}");
-        let _ = write!(
-            config,
-            "[[locations]]\nname = \"{name}\"\nkind = \"edge\"\nendpoint = \"{scheme}://{addr}\"\nsecret = \"{secret}\"\n\
-             ca_file = \"{}\"\n\n",
-            ca.cert_path().display()
-        );
-        names.push(format!("\"{name}\""));
-    }
-    let access = random_token(&random, 20, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")?;
-    let secret = random_token(&random, 40, SECRET_ALPHABET)?;
-    let master = random_token(&random, 64, b"0123456789abcdef")?;
-    let tls_section = if tls {
-        format!("[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n", cert.display(), key.display())
-    } else {
-        "[tls]\nplain_http = true\n\n".into()
-    };
-    let offload_section = match combo.aead.as_str() {
-        "pool" => "aead = \"pool\"\naead_pool_inner = \"ring\"".to_string(),
-        a => format!("aead = \"{a}\""),
-    };
-    let offload_tls = if tls { combo.tls.as_str() } else { "auto" };
-    let gateway_config = format!(
-        "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmaster_key = \"{master}\"\n\
-         access_key_id = \"{access}\"\nsecret_access_key = \"{secret}\"\n\n{tls_section}\
-         [offload]\n{offload_section}\ntls = \"{offload_tls}\"\n\n{config}\
-         [policies.default]\nk = {}\nn = {}\nlocations = [{}]\n",
-        dir.join("gw").display(),
-        args.k,
-        args.n,
-        names.join(", ")
-    );
-    let config_path = dir.join("skyshard.toml");
-    write_private_file(&config_path, gateway_config.as_bytes())?;
-    let (mut s3, mut admin) = (None, None);
-    let serve = vec!["serve".to_string(), "--config".into(), config_path.display().to_string()];
-    let (gateway, ()) = spawn(&serve, &[], &dir.join("gateway.log"), |l| {
-        if let Some((_, e)) = l.split_once("S3 endpoint: ") {
-            s3 = Some(e.trim().to_string());
-        }
-        if let Some((_, e)) = l.split_once("admin endpoint: ") {
-            admin = e.split(' ').next().map(str::to_string);
-        }
-        (s3.is_some() && admin.is_some()).then_some(())
-    })
-    .await?;
-    let (s3, admin) = (s3.unwrap_or_default(), admin.unwrap_or_default());
-    let client = BenchClient::new(&s3, &admin, ca.cert_path(), &access, &secret)?;
-
-    // The bucket: a presigned PUT of the bucket's own URL.
-    let bucket_url = client.url(Method::Put, "")?;
-    client.transfer.put("gateway", bucket_url, 0, futures::stream::empty()).await.context("creating the bucket")?;
-
-    let mut block = vec![0u8; BLOCK];
-    offload::random::SecureRandom::fill(&random, &mut block).map_err(|_| anyhow::anyhow!("random source"))?;
-    let block = Bytes::from(block);
+    let options =
+        RigOptions { tls: combo.tls.clone(), aead: combo.aead.clone(), k: args.k, n: args.n, extra: String::new() };
+    let rig = Rig::start(&dir, &work.join("ca"), &options).await?;
+    let client = &rig.client;
+    let pattern = rig::pattern()?;
     let size = args.size;
     let mut puts = Vec::new();
     let mut gets = Vec::new();
     for round in 0..args.rounds {
         let object = format!("object-{round}");
-        let before = client.report().await?;
+        let before = report(client).await?;
         let started = Instant::now();
-        let chunks = size.div_ceil(CHUNK as u64);
-        let body = futures::stream::iter((0..chunks).map({
-            let block = block.clone();
-            move |i| {
-                let at = (i as usize * CHUNK) % BLOCK;
-                let len = (size - i * CHUNK as u64).min(CHUNK as u64) as usize;
-                Ok::<_, std::io::Error>(block.slice(at..at + len))
-            }
-        }));
-        client.transfer.put("gateway", client.url(Method::Put, &object)?, size, body).await.context("PUT")?;
+        client.put(&object, size, &pattern).await?;
         let put_wall = started.elapsed();
-        let middle = client.report().await?;
+        let middle = report(client).await?;
         let started = Instant::now();
-        let mut stream = client.transfer.get("gateway", client.url(Method::Get, &object)?, None).await?;
-        let mut at = 0usize;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("GET")?;
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
-                let off = at % BLOCK;
-                let n = rest.len().min(BLOCK - off);
-                if rest[..n] != block[off..off + n] {
-                    bail!("GET returned different bytes at offset {at}");
-                }
-                rest = &rest[n..];
-                at += n;
-            }
-        }
+        client.get_verified(&object, size, &pattern).await?;
         let get_wall = started.elapsed();
-        if at as u64 != size {
-            bail!("GET returned {at} bytes, expected {size}");
-        }
-        let after = client.report().await?;
+        let after = report(client).await?;
         puts.push(op_result("PUT", combo, size, put_wall, &before, &middle));
         gets.push(op_result("GET", combo, size, get_wall, &middle, &after));
-        let delete = client.url(Method::Delete, &object)?;
-        client.transfer.delete("gateway", delete).await?;
+        client.delete(&object).await?;
     }
-    drop(gateway);
-    drop(procs);
     Ok(vec![median_op(puts), median_op(gets)])
 }
 
-/// The gateway as an S3 location with the benchmark's credentials.
-fn client_location(endpoint: &str, access: &str, secret: &str) -> anyhow::Result<Location> {
-    Ok(Location {
-        name: "gateway".into(),
-        kind: LocationKind::S3,
-        endpoint: url::Url::parse(endpoint).with_context(|| format!("endpoint {endpoint:?}"))?,
-        tier: Tier::Cloud,
-        region: None,
-        prefix: String::new(),
-        container: String::new(),
-        access_key_id: access.into(),
-        secret: zeroize::Zeroizing::new(secret.into()),
-        signing_region: "us-east-1".into(),
-        ca_file: None,
-    })
+/// The gateway's `/v1/offload`.
+async fn report(client: &BenchClient) -> anyhow::Result<OffloadReport> {
+    Ok(serde_json::from_slice(&client.admin("/v1/offload").await?)?)
 }
 
 fn op_result(
