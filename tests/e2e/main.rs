@@ -7,6 +7,7 @@ mod backends;
 mod cache;
 mod failures;
 mod s3;
+mod scaleout;
 mod tls;
 
 /// Runs a scenario `fn(Db)` as two tests, on SQLite and on PostgreSQL.
