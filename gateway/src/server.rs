@@ -383,13 +383,15 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
     builder.set_auth(credentials);
+    builder.set_access(crate::s3::telemetry::RecordOperation);
+    let s3_metrics = Arc::new(crate::s3::telemetry::S3Metrics::new(gw.offload.random.as_ref()));
     if !settings.domains.is_empty() {
         builder.set_host(crate::s3::host::Domains::new(&settings.domains));
     }
     let mut s3_config = s3s::config::S3Config::default();
     s3_config.xml_max_body_size = crate::s3::limits::MAX_XML_BODY as usize;
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
-    let service = crate::s3::limits::Guarded::new(builder.build());
+    let service = crate::s3::limits::Guarded::new(builder.build(), s3_metrics.clone());
 
     let listener = TcpListener::bind(settings.listen).await.map_err(io(format!("binding {}", settings.listen)))?;
     let addr = listener.local_addr().map_err(io("reading the listen address"))?;
@@ -406,7 +408,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         t => t.clone(),
     };
     let admin_endpoint = format!("{}://{admin_addr}", admin_transport.scheme());
-    let admin = crate::admin::Admin::new(gw.clone(), caps, selection).router();
+    let admin = crate::admin::Admin::new(gw.clone(), caps, selection, &s3_metrics).router();
     let admin = hyper_util::service::TowerToHyperService::new(admin);
     tokio::spawn(crate::net::serve(admin_listener, admin_transport, admin, std::future::pending()));
 

@@ -57,6 +57,23 @@ fn metrics_account_for_the_bytes_each_engine_moved() {
     assert!(text.contains(r#"skyshard_offload_engine_selected{job="aead",engine="ring",pinned="false"} 1"#), "{text}");
     assert!(!text.contains(c.gw.secret_key.as_str()) && !text.contains("metered"), "no secrets, no names");
 
+    // Per S3 operation: requests by status, latency, bytes.
+    assert!(
+        after.get(r#"skyshard_s3_requests_total{operation="PutObject",status="200"}"#).is_some_and(|&n| n >= 1.0),
+        "{text}"
+    );
+    assert!(
+        after.get(r#"skyshard_s3_requests_total{operation="GetObject",status="200"}"#).is_some_and(|&n| n >= 1.0),
+        "{text}"
+    );
+    assert!(after.contains_key(r#"skyshard_s3_request_duration_seconds_count{operation="PutObject"}"#), "{text}");
+    assert!(grew(r#"skyshard_s3_received_bytes_total{operation="PutObject"}"#) >= size, "{text}");
+    assert!(grew(r#"skyshard_s3_sent_bytes_total{operation="GetObject"}"#) >= size, "{text}");
+    // Every answer names its request, even a refused one.
+    let head = cl.curl().args(["-s", "-o", "/dev/null", "-D", "-"]).arg(format!("{}/metered", cl.endpoint)).output();
+    let head = String::from_utf8_lossy(&head.expect("curl").stdout).to_lowercase();
+    assert!(head.starts_with("http/1.1 403") && head.contains("x-amz-request-id: "), "{head}");
+
     let health: serde_json::Value = serde_json::from_str(&get(&cl, &format!("{admin}/health"))).expect("health JSON");
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["locations"].as_array().map(Vec::len), Some(6), "{health}");

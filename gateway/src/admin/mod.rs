@@ -40,8 +40,14 @@ pub struct Admin {
 impl Admin {
     /// The admin service of `gw`, whose engines were chosen as `selection` on a
     /// machine with `caps`.
-    pub fn new(gw: Arc<Gateway>, caps: Capabilities, selection: Selection) -> Arc<Self> {
+    pub fn new(
+        gw: Arc<Gateway>,
+        caps: Capabilities,
+        selection: Selection,
+        s3: &crate::s3::telemetry::S3Metrics,
+    ) -> Arc<Self> {
         let mut registry = Registry::with_prefix("skyshard");
+        s3.register(&mut registry);
         registry.register_collector(Box::new(OffloadCollector {
             meters: gw.offload.meters.clone(),
             selection: selection.clone(),

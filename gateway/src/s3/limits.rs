@@ -2,11 +2,19 @@
 //! must be held in memory (XML: CompleteMultipartUpload, DeleteObjects, …) are
 //! refused with `MaxMessageLengthExceeded` when they announce more than the limit,
 //! before a byte of the body is read. Object bodies (PUT) stream and are exempt.
+//! Every request gets an id (`x-amz-request-id`, and the `request_id` of its
+//! tracing span) and is counted in the per-operation metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use s3s::service::S3Service;
+use tracing::Instrument as _;
+
+use super::telemetry::{OpSlot, S3Metrics};
 
 /// Largest XML request body accepted. A CompleteMultipartUpload of 10,000 parts is
 /// about 1 MiB; S3 itself refuses larger ones.
@@ -16,6 +24,7 @@ pub const MAX_XML_BODY: u64 = 2 << 20;
 #[derive(Clone)]
 pub struct Guarded {
     inner: S3Service,
+    metrics: Arc<S3Metrics>,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -25,9 +34,9 @@ impl std::fmt::Debug for Guarded {
 }
 
 impl Guarded {
-    /// Puts `inner` behind the limits.
-    pub fn new(inner: S3Service) -> Self {
-        Self { inner }
+    /// Puts `inner` behind the limits, counting requests in `metrics`.
+    pub fn new(inner: S3Service, metrics: Arc<S3Metrics>) -> Self {
+        Self { inner, metrics }
     }
 }
 
@@ -45,12 +54,36 @@ impl hyper::service::Service<Request<Incoming>> for Guarded {
     type Error = s3s::HttpError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let declared =
-            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let started = Instant::now();
+        let id = self.metrics.request_id();
+        let span = tracing::info_span!("s3", request_id = %id);
+        let metrics = self.metrics.clone();
+        let number = |h: &http::HeaderMap, name: &str| {
+            h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        };
+        let declared = number(req.headers(), header::CONTENT_LENGTH.as_str());
+        let received = declared.or_else(|| number(req.headers(), "x-amz-decoded-content-length")).unwrap_or(0);
+        let finish = move |mut r: Response<s3s::Body>, op: &str| {
+            let sent = number(r.headers(), header::CONTENT_LENGTH.as_str()).unwrap_or(0);
+            metrics.record(op, r.status().as_u16(), started.elapsed().as_secs_f64(), received, sent);
+            if let Ok(v) = http::HeaderValue::from_str(&id) {
+                r.headers_mut().insert("x-amz-request-id", v);
+            }
+            r
+        };
         if req.method() != Method::PUT && declared.is_some_and(|n| n > MAX_XML_BODY) {
-            return Box::pin(async { Ok::<_, s3s::HttpError>(too_big()) });
+            return Box::pin(async move { Ok::<_, s3s::HttpError>(finish(too_big(), "none")) });
         }
-        hyper::service::Service::call(&self.inner, req)
+        let slot = OpSlot::default();
+        req.extensions_mut().insert(slot.clone());
+        let fut = hyper::service::Service::call(&self.inner, req);
+        Box::pin(
+            async move {
+                let r = fut.await?;
+                Ok(finish(r, slot.0.get().map_or("none", String::as_str)))
+            }
+            .instrument(span),
+        )
     }
 }

@@ -16,6 +16,7 @@ pub mod limits;
 mod list;
 mod multipart;
 mod object;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
