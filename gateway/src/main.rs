@@ -70,6 +70,11 @@ enum Command {
         #[command(subcommand)]
         what: TlsCommand,
     },
+    /// Configuration files.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
     /// The offload layer on this machine.
     Offload {
         #[command(subcommand)]
@@ -99,6 +104,16 @@ enum TlsCommand {
         /// Where to write the private key (PEM, mode 0600).
         #[arg(long)]
         key_out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Parses a configuration file: syntax, known keys, value types.
+    Check {
+        /// The file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -216,6 +231,11 @@ fn main() -> ExitCode {
             tls_issue(ca, names, cert_out, key_out)
         }
         Command::Offload { what: OffloadCommand::Status(args) } => gateway::status::run(&args),
+        Command::Config { what: ConfigCommand::Check { config } } => gateway::config::Config::load(&config)
+            .map(|c| {
+                println!("{}: ok ({} locations, {} policies)", config.display(), c.locations.len(), c.policies.len())
+            })
+            .map_err(Into::into),
         Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
         Command::Bench { what: BenchCommand::Offload(args) } => gateway::bench::offload::run(&args),
         Command::Bench { what: BenchCommand::Cache(args) } => gateway::bench::cache::run(&args),
