@@ -647,6 +647,36 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
+    // ---- leases ------------------------------------------------------------------
+
+    /// Takes or renews the lease `name` for `holder` until `ttl_ms` from now. True
+    /// if `holder` holds it now: it was free, expired, or already `holder`'s. Each
+    /// step is one atomic statement, so two replicas racing never both win.
+    pub async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> MetaResult<bool> {
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = $2, expires_at = $3 WHERE name = $1 AND (holder = $2 OR expires_at < $4)",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     // ---- versions ----------------------------------------------------------------
 
     /// Makes `version` (made of `parts`) the visible version of its key, in one

@@ -296,3 +296,17 @@ async fn access_keys_round_trip() {
         assert!(m.access_key("AKID").await.expect("get").is_none());
     }
 }
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires() {
+    for m in stores().await {
+        assert!(m.acquire_lease("gc", "a", 60_000).await.expect("a takes it"));
+        assert!(!m.acquire_lease("gc", "b", 60_000).await.expect("b is refused"));
+        assert!(m.acquire_lease("gc", "a", 60_000).await.expect("a renews"));
+        assert!(m.acquire_lease("other", "b", 60_000).await.expect("another lease is free"));
+        // Expired: the next comer takes it, and the old holder is then refused.
+        assert!(m.acquire_lease("gc", "a", -1).await.expect("a renews into the past"));
+        assert!(m.acquire_lease("gc", "b", 60_000).await.expect("b takes the expired lease"));
+        assert!(!m.acquire_lease("gc", "a", 60_000).await.expect("a is refused"));
+    }
+}

@@ -43,6 +43,22 @@ pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Resu
     Ok(forgotten)
 }
 
+/// This node's id: `<data_dir>/node.id`, created on first use.
+fn node_id(data_dir: &std::path::Path, random: &dyn offload::random::SecureRandom) -> String {
+    let path = data_dir.join("node.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return id.trim().to_string();
+        }
+    }
+    let id = crate::keys::random_token(random, 16, crate::keys::SECRET_ALPHABET)
+        .unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+    if let Err(e) = std::fs::write(&path, &id) {
+        warn!(error = %e, "cannot keep the node id; a restart will wait for the gc lease to expire");
+    }
+    id
+}
+
 /// Runs the collector every `pipeline.gc_interval` until the process ends.
 /// `started_ms` is when this process started; `single_node` says whether pending
 /// seals from before it are certainly dead (an embedded SQLite store has no other
@@ -51,7 +67,25 @@ pub fn spawn_collector(gw: Arc<Gateway>, started_ms: i64, single_node: bool) -> 
     tokio::spawn(async move {
         let interval = gw.settings.pipeline.gc_interval.0;
         let grace = gw.settings.pipeline.pending_grace.0.as_millis() as i64;
+        // Replicas sharing a database collect one at a time: the one holding the
+        // `gc` lease (renewed each round, lost after three missed rounds). The
+        // holder is this node's id, kept in its data directory, so that a restarted
+        // replica takes its own lease back at once.
+        let holder = node_id(&gw.settings.data_dir, gw.offload.random.as_ref());
+        let ttl = (3 * interval).max(Duration::from_secs(10)).as_millis() as i64;
         loop {
+            match gw.meta.acquire_lease("gc", &holder, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "garbage collection lease unavailable");
+                    tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
+                    continue;
+                }
+            }
             let mut cutoff = now_ms() - grace;
             if single_node {
                 cutoff = cutoff.max(started_ms);
