@@ -9,7 +9,6 @@
 //!
 //! Nothing here reveals a secret or an object name.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -317,24 +316,6 @@ impl Collector for CacheCollector {
         single(&mut encoder, "cache_capacity_bytes", "Bytes of cache blocks.", blocks(self.cache.capacity_blocks()))?;
         single(&mut encoder, "cache_entries", "Fragments cached.", ConstGauge::new(self.cache.len() as i64))
     }
-}
-
-/// A short text summary of engine usage, one engine per line (for logs and the CLI).
-pub fn usage_table(usage: &[EngineUsage]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{:<10} {:<34} {:>14} {:>12} {:>10}", "job", "engine", "bytes", "busy ms", "ns/byte");
-    for u in usage.iter().filter(|u| u.bytes > 0) {
-        let _ = writeln!(
-            out,
-            "{:<10} {:<34} {:>14} {:>12.1} {:>10.3}",
-            u.job,
-            u.engine,
-            u.bytes,
-            u.busy_ns as f64 / 1e6,
-            u.ns_per_byte
-        );
-    }
-    out
 }
 
 #[cfg(test)]

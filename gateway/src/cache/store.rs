@@ -117,6 +117,18 @@ struct Index {
     log_records: u64,
 }
 
+impl Index {
+    /// Takes the entry `name` out of the index and the policy (a no-op there for an
+    /// entry the policy just evicted) and gives its blocks back.
+    fn release(&mut self, name: &str) -> Option<Entry> {
+        let e = self.entries.remove(name)?;
+        self.names.remove(&e.id);
+        self.policy.remove(e.id);
+        e.runs.iter().for_each(|&(f, n)| free_run(&mut self.free, f, n));
+        Some(e)
+    }
+}
+
 /// The fragment cache.
 pub struct Cache {
     device: Arc<dyn BlockDevice>,
@@ -254,10 +266,8 @@ impl Cache {
             e.id = index.next_id;
             index.next_id += 1;
             for gone in index.policy.insert(e.id, e.blocks()) {
-                if let Some(name) = index.names.remove(&gone) {
-                    if let Some(old) = index.entries.remove(&name) {
-                        old.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
-                    }
+                if let Some(victim) = index.names.get(&gone).cloned() {
+                    index.release(&victim);
                 }
             }
             index.names.insert(e.id, name.clone());
@@ -401,21 +411,14 @@ impl Cache {
             return Err(CacheError::TooLarge(len));
         }
         let mut index = self.lock();
-        if let Some(old) = index.entries.remove(name) {
-            index.names.remove(&old.id);
-            index.policy.remove(old.id);
-            old.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
-        }
+        index.release(name);
         let id = index.next_id;
         index.next_id += 1;
-        let evicted = index.policy.insert(id, need);
-        for victim in &evicted {
-            if let Some(n) = index.names.remove(victim) {
-                if let Some(old) = index.entries.remove(&n) {
-                    old.runs.iter().for_each(|&(f, c)| free_run(&mut index.free, f, c));
-                    self.append(&mut index, &Record::Drop { name: n })?;
-                    self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-                }
+        for victim in index.policy.insert(id, need) {
+            let Some(n) = index.names.get(&victim).cloned() else { continue };
+            if index.release(&n).is_some() {
+                self.append(&mut index, &Record::Drop { name: n })?;
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
         let Some(runs) = allocate(&mut index.free, need) else {
@@ -447,10 +450,7 @@ impl Cache {
     /// Drops `name` (deleted, or found bad).
     pub fn remove(&self, name: &str) {
         let mut index = self.lock();
-        if let Some(e) = index.entries.remove(name) {
-            index.names.remove(&e.id);
-            index.policy.remove(e.id);
-            e.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
+        if index.release(name).is_some() {
             let _ = self.append(&mut index, &Record::Drop { name: name.to_string() });
         }
     }
@@ -623,12 +623,8 @@ impl Filler {
             cache.forget_entry(&entry);
             return Err(e);
         }
-        if let Some(old) = index.entries.remove(&self.name) {
-            // Another filler of the same name committed meanwhile: keep the newer.
-            index.names.remove(&old.id);
-            index.policy.remove(old.id);
-            old.runs.iter().for_each(|&(f, n)| free_run(&mut index.free, f, n));
-        }
+        // Another filler of the same name may have committed meanwhile: keep the newer.
+        index.release(&self.name);
         index.names.insert(entry.id, self.name.clone());
         index.entries.insert(self.name.clone(), entry);
         cache.stats.bytes_written.fetch_add(len, Ordering::Relaxed);

@@ -73,16 +73,10 @@ pub fn read(cache: Arc<Cache>, name: String, range: Range<u64>, fallback: Fallba
     ReceiverStream::new(rx).boxed()
 }
 
-/// A fragment being written into the cache: bytes go through `tx`; the entry is
-/// kept only if `commit` is sent `true` after the last byte.
-#[derive(Debug)]
-pub struct Fill {
-    tx: mpsc::Sender<Bytes>,
-    commit: oneshot::Sender<bool>,
-}
-
-/// Starts filling the entry `name`, `len` bytes long.
-pub fn fill(cache: &Arc<Cache>, name: &str, len: u64) -> Fill {
+/// Starts filling the entry `name`, `len` bytes long: its bytes go through the
+/// returned sender, and the entry is kept only if the switch is sent `true` after
+/// the last byte.
+pub fn fill(cache: &Arc<Cache>, name: &str, len: u64) -> (mpsc::Sender<Bytes>, oneshot::Sender<bool>) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
     let (commit, commit_rx) = oneshot::channel::<bool>();
     let (cache, name) = (cache.clone(), name.to_string());
@@ -106,21 +100,14 @@ pub fn fill(cache: &Arc<Cache>, name: &str, len: u64) -> Fill {
             }
         }
     });
-    Fill { tx, commit }
-}
-
-impl Fill {
-    /// Splits into the byte sender and the commit switch.
-    pub fn split(self) -> (mpsc::Sender<Bytes>, oneshot::Sender<bool>) {
-        (self.tx, self.commit)
-    }
+    (tx, commit)
 }
 
 /// A GET's whole-fragment read from a location, also filling the cache; the entry
 /// is committed as soon as exactly `len` bytes have passed (the reader stops
 /// polling once it has what it needs, so the stream's end may never be seen).
 pub fn read_through(cache: &Arc<Cache>, name: &str, len: u64, inner: FragmentStream) -> FragmentStream {
-    let (tx, commit) = fill(cache, name, len).split();
+    let (tx, commit) = fill(cache, name, len);
     let state = (inner, Some((tx, commit)), 0u64);
     futures::stream::unfold(state, move |(mut inner, mut filling, seen)| async move {
         match inner.next().await {

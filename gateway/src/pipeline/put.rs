@@ -305,7 +305,7 @@ impl Sinks {
             // `send_all`), kept only if the location stored it.
             let (fill, commit) = match &gw.cache {
                 Some(cache) if gw.settings.cache.write_through => {
-                    let (fill, commit) = cached::fill(cache, &names[i], len).split();
+                    let (fill, commit) = cached::fill(cache, &names[i], len);
                     let _ = fill.try_send(header.clone());
                     (Some(fill), Some(commit))
                 }
