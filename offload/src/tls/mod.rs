@@ -192,16 +192,42 @@ impl TlsStream {
     }
 }
 
+/// What both engines' streams are.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl TlsStream {
+    /// The engine's stream.
+    fn io(&mut self) -> Pin<&mut dyn Io> {
+        match &mut self.inner {
+            Inner::Rustls(s) => Pin::new(s.as_mut()),
+            #[cfg(target_os = "linux")]
+            Inner::Ktls(s) => Pin::new(s),
+        }
+    }
+
+    /// A write-side call, charged to the send meter with the bytes it took.
+    fn metered_write(
+        &mut self,
+        f: impl FnOnce(Pin<&mut dyn Io>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let start = self.send.start();
+        let out = f(self.io());
+        let n = match &out {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        self.send.finish(start, n);
+        out
+    }
+}
+
 impl AsyncRead for TlsStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let start = this.recv.start();
-        let out = match &mut this.inner {
-            Inner::Rustls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            #[cfg(target_os = "linux")]
-            Inner::Ktls(s) => Pin::new(s).poll_read(cx, buf),
-        };
+        let out = this.io().poll_read(cx, buf);
         this.recv.finish(start, buf.filled().len() - before);
         out
     }
@@ -209,19 +235,7 @@ impl AsyncRead for TlsStream {
 
 impl AsyncWrite for TlsStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let start = this.send.start();
-        let out = match &mut this.inner {
-            Inner::Rustls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            #[cfg(target_os = "linux")]
-            Inner::Ktls(s) => Pin::new(s).poll_write(cx, buf),
-        };
-        let n = match &out {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        this.send.finish(start, n);
-        out
+        self.get_mut().metered_write(|io| io.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -229,19 +243,7 @@ impl AsyncWrite for TlsStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let start = this.send.start();
-        let out = match &mut this.inner {
-            Inner::Rustls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-            #[cfg(target_os = "linux")]
-            Inner::Ktls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        };
-        let n = match &out {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        this.send.finish(start, n);
-        out
+        self.get_mut().metered_write(|io| io.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -255,21 +257,13 @@ impl AsyncWrite for TlsStream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let start = this.send.start();
-        let out = match &mut this.inner {
-            Inner::Rustls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            #[cfg(target_os = "linux")]
-            Inner::Ktls(s) => Pin::new(s).poll_flush(cx),
-        };
+        let out = this.io().poll_flush(cx);
         this.send.finish(start, 0);
         out
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
-            Inner::Rustls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            #[cfg(target_os = "linux")]
-            Inner::Ktls(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        self.get_mut().io().poll_shutdown(cx)
     }
 }
 
