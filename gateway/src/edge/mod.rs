@@ -165,6 +165,9 @@ fn parse_range(v: &str, size: u64) -> Result<(u64, u64), ()> {
         return Err(());
     }
     let (a, b) = spec.split_once('-').ok_or(())?;
+    if size == 0 {
+        return Err(());
+    }
     let (start, end) = if a.is_empty() {
         let n: u64 = b.parse().map_err(|_| ())?;
         if n == 0 {
@@ -177,7 +180,7 @@ fn parse_range(v: &str, size: u64) -> Result<(u64, u64), ()> {
             if b.is_empty() { size.saturating_sub(1) } else { b.parse::<u64>().map_err(|_| ())?.min(size - 1) };
         (start, end)
     };
-    if size == 0 || start > end || start >= size { Err(()) } else { Ok((start, end)) }
+    if start > end || start >= size { Err(()) } else { Ok((start, end)) }
 }
 
 async fn get(file: &Path, headers: &HeaderMap, head: bool) -> std::io::Result<Response> {
