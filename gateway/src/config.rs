@@ -436,6 +436,13 @@ pub struct Config {
     pub master_key: Option<String>,
     /// File holding the master key (64 hex digits).
     pub master_key_file: Option<PathBuf>,
+    /// A bearer token of the admin API (`sst_<id>_<secret>`, as `skyshard admin
+    /// token` prints; or `admin_token_file`, or `SKYSHARD_ADMIN_TOKEN`), stored
+    /// (hashed) if new. Without any, the first start creates one in
+    /// `<data_dir>/admin.token` (0600).
+    pub admin_token: Option<String>,
+    /// File holding an admin token.
+    pub admin_token_file: Option<PathBuf>,
     /// First access key, created when the store has none (also
     /// `SKYSHARD_ACCESS_KEY_ID`); generated if not given.
     pub access_key_id: Option<String>,
@@ -599,6 +606,8 @@ pub struct Settings {
     pub etag: EtagAlgorithm,
     /// Master key, if configured (else the data directory's key file is used).
     pub master_key: Option<Zeroizing<String>>,
+    /// Admin token, if configured.
+    pub admin_token: Option<Zeroizing<String>>,
     /// First access key id, if configured.
     pub access_key_id: Option<String>,
     /// First secret, if configured.
@@ -654,6 +663,8 @@ impl Settings {
         }
         let master_key =
             resolve_secret(config.master_key.as_deref(), config.master_key_file.as_deref(), "SKYSHARD_MASTER_KEY")?;
+        let admin_token =
+            resolve_secret(config.admin_token.as_deref(), config.admin_token_file.as_deref(), "SKYSHARD_ADMIN_TOKEN")?;
         let access_key_id =
             std::env::var("SKYSHARD_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty()).or(config.access_key_id);
         let secret_access_key = resolve_secret(
@@ -723,6 +734,7 @@ impl Settings {
             domains: config.domains,
             etag: config.etag,
             master_key,
+            admin_token,
             access_key_id,
             secret_access_key,
             tls: config.tls,
@@ -764,7 +776,7 @@ pub fn check_credentials(id: &str, secret: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_location(l: LocationConfig) -> Result<Location, ConfigError> {
+pub(crate) fn check_location(l: LocationConfig) -> Result<Location, ConfigError> {
     let name = l.name.clone();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(invalid(format!("location name {name:?}: use letters, digits, - and _")));
@@ -825,7 +837,7 @@ fn check_location(l: LocationConfig) -> Result<Location, ConfigError> {
     })
 }
 
-fn check_policy(name: &str, p: PolicyConfig, locations: &BTreeMap<String, Location>) -> Result<Policy, ConfigError> {
+pub(crate) fn check_policy(name: &str, p: PolicyConfig, locations: &BTreeMap<String, Location>) -> Result<Policy, ConfigError> {
     let segment_size =
         u32::try_from(p.segment_size.0).map_err(|_| invalid(format!("policy {name}: segment_size too large")))?;
     let params = CodingParams::new(p.k, p.n, segment_size).map_err(|e| invalid(format!("policy {name}: {e}")))?;

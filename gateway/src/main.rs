@@ -80,6 +80,9 @@ enum Command {
         #[command(subcommand)]
         what: OffloadCommand,
     },
+    /// Operate a running gateway through its admin API: locations (add, drain,
+    /// remove), policies, access keys, buckets, object placement, jobs, status.
+    Admin(gateway::admin::cli::AdminArgs),
     /// Measure Skyshard's stages against baselines run on the same machine.
     Bench {
         #[command(subcommand)]
@@ -236,6 +239,7 @@ fn main() -> ExitCode {
                 println!("{}: ok ({} locations, {} policies)", config.display(), c.locations.len(), c.policies.len())
             })
             .map_err(Into::into),
+        Command::Admin(args) => gateway::admin::cli::run(&args),
         Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
         Command::Bench { what: BenchCommand::Offload(args) } => gateway::bench::offload::run(&args),
         Command::Bench { what: BenchCommand::Cache(args) } => gateway::bench::cache::run(&args),

@@ -65,6 +65,12 @@ pub enum ServeError {
     /// Certificates or TLS configuration.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The admin token cannot be set up.
+    #[error(transparent)]
+    AdminToken(#[from] crate::admin::token::TokenError),
+    /// The catalog in the metadata store cannot be read.
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -185,14 +191,7 @@ async fn bind_edges(config: &mut Config) -> Result<(Vec<TcpListener>, bool), Ser
 fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Result<Transfer, ServeError> {
     let mut configs = std::collections::HashMap::new();
     for (name, loc) in &settings.locations {
-        let extra = match &loc.ca_file {
-            Some(f) => crate::tls::load_ca_bundle(f)?,
-            None => Vec::new(),
-        };
-        if loc.endpoint.scheme() == "http" {
-            warn!(location = %name, "location over plain HTTP: fragments are ciphertext, but the transport is not authenticated");
-        }
-        configs.insert(name.clone(), crate::tls::client_config(&extra, engine)?);
+        configs.insert(name.clone(), crate::tls::location_client_config(loc, engine)?);
     }
     Ok(Transfer::new(
         engine,
@@ -275,7 +274,7 @@ fn s3_transport(
 /// its certificate verifies), logging those that cannot; a failed location is
 /// marked unhealthy so that writes prefer the others.
 fn check_locations(gw: &Arc<Gateway>) {
-    for (name, loc) in gw.settings.locations.iter() {
+    for (name, loc) in gw.catalog.view().locations.iter() {
         let (gw, name, endpoint) = (gw.clone(), name.clone(), loc.endpoint.clone());
         tokio::spawn(async move {
             match gw.transfer.probe(&name, &endpoint).await {
@@ -287,6 +286,21 @@ fn check_locations(gw: &Arc<Gateway>) {
             }
         });
     }
+}
+
+/// How often a replica re-reads the catalog (locations and policies other replicas
+/// may have changed).
+const CATALOG_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn spawn_catalog_refresh(gw: Arc<Gateway>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CATALOG_REFRESH).await;
+            if let Err(e) = gw.refresh_catalog().await {
+                warn!(error = %e, "catalog refresh failed; keeping the previous one");
+            }
+        }
+    });
 }
 
 /// Starts everything and serves until interrupted.
@@ -360,11 +374,20 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         .ensure_initial(settings.access_key_id.as_deref(), settings.secret_access_key.as_deref().map(|s| s.as_str()))
         .await?;
 
+    let admin_token_file = crate::admin::token::ensure(
+        &meta,
+        settings.admin_token.as_deref().map(|s| s.as_str()),
+        &data_dir,
+        offload.random.as_ref(),
+    )
+    .await?;
     let transfer = build_transfer(&settings, &offload.tls)?;
     let hashes = HashMeters::register(&offload.meters);
     let cache = open_cache(&settings, &offload, &master)?;
+    let catalog = Arc::new(crate::catalog::Catalog::new(&settings, master.clone()));
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
+        catalog,
         offload,
         meta: meta.clone(),
         master,
@@ -378,11 +401,17 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         hashes,
         cache,
     });
+    let view = gw.refresh_catalog().await?;
+    for why in &view.invalid {
+        warn!(entry = %why, "catalog entry left out");
+    }
+    spawn_catalog_refresh(gw.clone());
+    crate::jobs::spawn_runner(gw.clone());
     crate::pipeline::cleanup::spawn_collector(gw.clone(), now_ms(), meta.backend() == Backend::Sqlite);
     check_locations(&gw);
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
-    builder.set_auth(credentials);
+    builder.set_auth(credentials.clone());
     builder.set_access(crate::s3::telemetry::RecordOperation);
     let s3_metrics = Arc::new(crate::s3::telemetry::S3Metrics::new(gw.offload.random.as_ref()));
     if !settings.domains.is_empty() {
@@ -408,11 +437,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         t => t.clone(),
     };
     let admin_endpoint = format!("{}://{admin_addr}", admin_transport.scheme());
-    let admin = crate::admin::Admin::new(gw.clone(), caps, selection, &s3_metrics).router();
+    let admin = crate::admin::Admin::new(gw.clone(), caps, selection, &s3_metrics, credentials).router();
     let admin = hyper_util::service::TowerToHyperService::new(admin);
     tokio::spawn(crate::net::serve(admin_listener, admin_transport, admin, std::future::pending()));
 
-    let urls = Endpoints { s3: &endpoint, admin: &admin_endpoint, ca_file: ca_file.as_deref() };
+    let urls = Endpoints {
+        s3: &endpoint,
+        admin: &admin_endpoint,
+        ca_file: ca_file.as_deref(),
+        admin_token_file: admin_token_file.as_deref(),
+    };
     announce(&settings, &urls, &access_key, &secret, embedded || created, embedded);
     crate::net::serve(listener, transport, service, shutdown_signal()).await;
     meta.close().await;
@@ -444,6 +478,7 @@ struct Endpoints<'a> {
     s3: &'a str,
     admin: &'a str,
     ca_file: Option<&'a Path>,
+    admin_token_file: Option<&'a Path>,
 }
 
 /// Prints how to reach the gateway. Credentials go to standard output, never to the
@@ -459,7 +494,10 @@ fn announce(
     let mut out = String::new();
     let (endpoint, ca_file) = (urls.s3, urls.ca_file);
     out.push_str(&format!("Skyshard {} — S3 endpoint: {endpoint}\n", env!("CARGO_PKG_VERSION")));
-    out.push_str(&format!("  admin endpoint: {} (/metrics, /health, /v1/offload)\n", urls.admin));
+    out.push_str(&format!("  admin endpoint: {} (/metrics, /health, /ready, /v1: `skyshard admin`)\n", urls.admin));
+    if let Some(f) = urls.admin_token_file {
+        out.push_str(&format!("  admin token:    in {}\n", f.display()));
+    }
     out.push_str(&format!("  data directory: {}\n", settings.data_dir.display()));
     let policy = &settings.policies[&settings.default_policy];
     out.push_str(&format!(

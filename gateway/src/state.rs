@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::backend::Presigner;
 use crate::backend::transfer::Transfer;
+use crate::catalog::{Catalog, CatalogError, CatalogView};
 use crate::config::Settings;
 use crate::meta::MetaStore;
 use crate::pipeline::checksum::HashMeters;
@@ -22,6 +23,8 @@ use crate::placement::Placement;
 pub struct Gateway {
     /// Validated settings.
     pub settings: Arc<Settings>,
+    /// Locations and policies in force.
+    pub catalog: Arc<Catalog>,
     /// Offload engines.
     pub offload: Offload,
     /// Metadata.
@@ -51,6 +54,26 @@ pub struct Gateway {
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Re-reads the catalog from the metadata store and hands new or changed
+    /// locations to the presigner and the transfer client.
+    pub async fn refresh_catalog(&self) -> Result<Arc<CatalogView>, CatalogError> {
+        let before = self.catalog.view();
+        let view = self.catalog.reload(&self.meta).await?;
+        for (name, loc) in &view.locations {
+            let changed = before.locations.get(name).is_none_or(|b| b.ca_file != loc.ca_file);
+            if changed || !self.transfer.knows(name) {
+                match crate::tls::location_client_config(loc, &self.offload.tls) {
+                    Ok(config) => self.transfer.set_location(name, config),
+                    Err(e) => tracing::warn!(location = %name, error = %e, "location TLS configuration unusable"),
+                }
+            }
+        }
+        self.presigner.set_locations(&view.locations);
+        Ok(view)
     }
 }
 

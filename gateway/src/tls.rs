@@ -247,6 +247,22 @@ pub fn load_ca_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsEr
     Ok(certs)
 }
 
+/// The client configuration for a location: the system's roots plus its `ca_file`.
+/// Warns about a location over plain HTTP.
+pub fn location_client_config(
+    loc: &crate::config::Location,
+    engine: &TlsEngine,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let extra = match &loc.ca_file {
+        Some(f) => load_ca_bundle(f)?,
+        None => Vec::new(),
+    };
+    if loc.endpoint.scheme() == "http" {
+        tracing::warn!(location = %loc.name, "location over plain HTTP: fragments are ciphertext, but the transport is not authenticated");
+    }
+    client_config(&extra, engine)
+}
+
 /// A client configuration trusting the system's roots and `extra` (a location's
 /// CA bundle), for `engine`. Certificates are always verified.
 pub fn client_config(extra: &[CertificateDer<'static>], engine: &TlsEngine) -> Result<Arc<ClientConfig>, TlsError> {

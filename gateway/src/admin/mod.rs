@@ -1,13 +1,20 @@
-//! The admin endpoint: Prometheus metrics, health and the offload report, served on
-//! a listener of its own (default: the S3 address, next port) over the same TLS.
+//! The admin endpoint, on a listener of its own (default: the S3 address, next
+//! port) over the same TLS.
 //!
-//! | route | what |
-//! |---|---|
-//! | `GET /metrics` | OpenMetrics text: per-engine bytes, operations and CPU time; chosen and rejected engines; process CPU and memory; location health |
-//! | `GET /health` | `ok` or `degraded`, with the locations that failed recently |
-//! | `GET /v1/offload` | the machine's capabilities, the engine selection and per-engine usage (JSON) |
+//! | route | auth | what |
+//! |---|---|---|
+//! | `GET /metrics` | none | OpenMetrics text: S3 requests, latency and bytes per operation; per-location requests, errors and latency; per-engine bytes and CPU time; chosen and rejected engines; process CPU and memory; location health; cache figures |
+//! | `GET /health` | none | liveness: `ok` or `degraded`, with the locations that failed recently |
+//! | `GET /ready` | none | readiness: the metadata store answers and the default policy can place a write |
+//! | `/v1/…` | bearer token | the REST API ([`api`]; OpenAPI in [`openapi`]) |
 //!
-//! Nothing here reveals a secret or an object name.
+//! Metrics and health reveal no secret and no object name; the API is for operators.
+
+pub mod api;
+pub mod cli;
+pub mod openapi;
+pub mod problem;
+pub mod token;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +38,7 @@ use crate::state::Gateway;
 #[derive(Debug)]
 pub struct Admin {
     gw: Arc<Gateway>,
+    credentials: crate::auth::CredentialStore,
     caps: Capabilities,
     selection: Selection,
     registry: Registry,
@@ -44,9 +52,11 @@ impl Admin {
         caps: Capabilities,
         selection: Selection,
         s3: &crate::s3::telemetry::S3Metrics,
+        credentials: crate::auth::CredentialStore,
     ) -> Arc<Self> {
         let mut registry = Registry::with_prefix("skyshard");
         s3.register(&mut registry);
+        gw.transfer.stats.register(&mut registry);
         registry.register_collector(Box::new(OffloadCollector {
             meters: gw.offload.meters.clone(),
             selection: selection.clone(),
@@ -56,15 +66,43 @@ impl Admin {
         if let Some(cache) = &gw.cache {
             registry.register_collector(Box::new(CacheCollector { cache: cache.clone() }));
         }
-        Arc::new(Self { gw, caps, selection, registry })
+        Arc::new(Self { gw, credentials, caps, selection, registry })
     }
 
     /// The routes.
     pub fn router(self: Arc<Self>) -> axum::Router {
+        use axum::routing::{post, put};
+        let v1 = axum::Router::new()
+            .route("/v1/locations", get(api::list_locations).post(api::add_location))
+            .route(
+                "/v1/locations/{name}",
+                get(api::get_location).put(api::update_location).delete(api::remove_location),
+            )
+            .route("/v1/locations/{name}/drain", post(api::drain_location))
+            .route("/v1/locations/{name}/activate", post(api::activate_location))
+            .route("/v1/policies", get(api::list_policies))
+            .route("/v1/policies/{name}", get(api::get_policy).put(api::put_policy).delete(api::delete_policy))
+            .route("/v1/keys", get(api::list_keys).post(api::create_key))
+            .route("/v1/keys/{id}", axum::routing::delete(api::delete_key))
+            .route("/v1/keys/{id}/revoke", post(api::revoke_key))
+            .route("/v1/keys/{id}/rotate", post(api::rotate_key))
+            .route("/v1/buckets", get(api::list_buckets))
+            .route("/v1/buckets/{name}", get(api::get_bucket))
+            .route("/v1/buckets/{name}/policy", put(api::assign_policy))
+            .route("/v1/objects", get(api::inspect_object))
+            .route("/v1/jobs", get(api::list_jobs).post(api::create_job))
+            .route("/v1/jobs/{id}", get(api::get_job))
+            .route("/v1/jobs/{id}/cancel", post(api::cancel_job))
+            .route("/v1/status", get(api::status))
+            .route("/v1/cache", get(api::cache))
+            .route_layer(axum::middleware::from_fn_with_state(self.clone(), problem::require_token));
         axum::Router::new()
             .route("/metrics", get(metrics))
             .route("/health", get(health))
+            .route("/ready", get(ready))
             .route("/v1/offload", get(offload_report))
+            .merge(v1)
+            .fallback(problem::not_found)
             .with_state(self)
     }
 }
@@ -78,22 +116,28 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     }
 }
 
-/// `GET /health`.
-#[derive(Debug, serde::Serialize)]
-struct HealthReport {
+/// Liveness, and the locations that failed recently.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct HealthReport {
     /// `ok`, or `degraded` when a location failed recently.
-    status: &'static str,
+    pub status: String,
     /// Locations and their recent consecutive failures.
-    locations: Vec<LocationHealth>,
+    pub locations: Vec<LocationHealth>,
 }
 
-#[derive(Debug, serde::Serialize)]
-struct LocationHealth {
-    name: String,
-    failures: u32,
+/// A location's recent failures.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LocationHealth {
+    /// Location.
+    pub name: String,
+    /// Consecutive failures in the last 30 s.
+    pub failures: u32,
 }
 
-async fn health(State(admin): State<Arc<Admin>>) -> Json<HealthReport> {
+/// Liveness (no token needed).
+#[utoipa::path(get, path = "/health", tag = "status", security(()),
+    responses((status = 200, description = "Alive", body = HealthReport)))]
+pub async fn health(State(admin): State<Arc<Admin>>) -> Json<HealthReport> {
     let locations: Vec<LocationHealth> = admin
         .gw
         .settings
@@ -102,23 +146,57 @@ async fn health(State(admin): State<Arc<Admin>>) -> Json<HealthReport> {
         .map(|name| LocationHealth { name: name.clone(), failures: admin.gw.health.failures(name) })
         .collect();
     let status = if locations.iter().any(|l| l.failures > 0) { "degraded" } else { "ok" };
-    Json(HealthReport { status, locations })
+    Json(HealthReport { status: status.into(), locations })
 }
 
-/// `GET /v1/offload`.
-#[derive(Debug, serde::Serialize)]
+/// Readiness.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+}
+
+/// Readiness (no token needed): the metadata store answers and the default policy
+/// has enough active locations for a write. 503 otherwise.
+#[utoipa::path(get, path = "/ready", tag = "status", security(()),
+    responses((status = 200, description = "Ready", body = Readiness)))]
+pub async fn ready(State(admin): State<Arc<Admin>>) -> Result<Json<Readiness>, problem::Problem> {
+    let unavailable = |d: String| problem::Problem::new(StatusCode::SERVICE_UNAVAILABLE, d);
+    admin.gw.meta.admin_token_count().await.map_err(|e| unavailable(format!("metadata store: {e}")))?;
+    let view = admin.gw.catalog.view();
+    let name = &admin.gw.settings.default_policy;
+    let policy = view.policies.get(name).ok_or_else(|| unavailable(format!("no policy {name:?}")))?;
+    let usable = view.writable(policy).locations.len();
+    if usable < usize::from(policy.params.n()) {
+        return Err(unavailable(format!(
+            "policy {name:?} writes {} fragments but only {usable} of its locations are active",
+            policy.params.n()
+        )));
+    }
+    Ok(Json(Readiness { status: "ready".into() }))
+}
+
+/// The offload engines: what the machine offers, what was chosen, what it cost.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct OffloadReport {
     /// What the machine offers.
+    #[schema(value_type = Object)]
     pub capabilities: Capabilities,
     /// The engines chosen, and those passed over with the reason.
+    #[schema(value_type = Object)]
     pub selection: Selection,
     /// Per-engine bytes and CPU time since start.
+    #[schema(value_type = Vec<Object>)]
     pub usage: Vec<EngineUsage>,
     /// CPU time of the whole process since start (user and system), in seconds.
     pub process_cpu_seconds: f64,
 }
 
-async fn offload_report(State(admin): State<Arc<Admin>>) -> Json<OffloadReport> {
+/// Shows the offload engines and their CPU cost per byte (no token needed: like
+/// `/metrics`, it holds no secret and no name).
+#[utoipa::path(get, path = "/v1/offload", tag = "status", security(()),
+    responses((status = 200, description = "The offload report", body = OffloadReport)))]
+pub async fn offload_report(State(admin): State<Arc<Admin>>) -> Json<OffloadReport> {
     Json(OffloadReport {
         capabilities: admin.caps.clone(),
         selection: admin.selection.clone(),
@@ -274,7 +352,7 @@ impl Collector for HealthCollector {
             &mut encoder,
             "location_recent_failures",
             "Consecutive failed operations at a location in the last 30 seconds (0 = healthy).",
-            self.gw.settings.locations.keys().map(|name| {
+            self.gw.catalog.view().locations.keys().map(|name| {
                 (vec![("location", label(name))], ConstGauge::new(i64::from(self.gw.health.failures(name))))
             }),
         )

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use codec::MasterKey;
 use offload::random::SecureRandom;
@@ -31,12 +32,18 @@ pub enum CredentialError {
     Exists(String),
 }
 
-/// Access keys, backed by the metadata store, with decrypted secrets cached.
+/// How long a decrypted secret is used without looking at the store again: a key
+/// revoked or rotated through another replica stops working within this time.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Access keys, backed by the metadata store, with decrypted secrets cached briefly.
+/// Clones share the cache.
+#[derive(Clone)]
 pub struct CredentialStore {
     meta: MetaStore,
     master: Arc<MasterKey>,
     random: Arc<dyn SecureRandom>,
-    cache: RwLock<HashMap<String, Zeroizing<String>>>,
+    cache: Arc<RwLock<HashMap<String, (Zeroizing<String>, Instant)>>>,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -48,7 +55,7 @@ impl std::fmt::Debug for CredentialStore {
 impl CredentialStore {
     /// A store over `meta`, sealing secrets with `master`.
     pub fn new(meta: MetaStore, master: Arc<MasterKey>, random: Arc<dyn SecureRandom>) -> Self {
-        Self { meta, master, random, cache: RwLock::new(HashMap::new()) }
+        Self { meta, master, random, cache: Arc::default() }
     }
 
     /// Creates an access key; generates the id and secret when not given. Returns them.
@@ -63,7 +70,7 @@ impl CredentialStore {
         };
         let secret = match secret {
             Some(s) => Zeroizing::new(s.to_string()),
-            None => Zeroizing::new(random_token(self.random.as_ref(), 40, SECRET_ALPHABET)?),
+            None => self.new_secret()?,
         };
         let sealed = self.master.seal_secret(secret.as_bytes(), id.as_bytes(), self.random.as_ref())?;
         let row = AccessKeyRow {
@@ -117,7 +124,8 @@ impl CredentialStore {
 
     /// The secret of an enabled key, or `None`.
     pub async fn secret_of(&self, id: &str) -> Result<Option<Zeroizing<String>>, CredentialError> {
-        if let Some(s) = self.cache.read().ok().and_then(|c| c.get(id).cloned()) {
+        let cached = self.cache.read().ok().and_then(|c| c.get(id).cloned());
+        if let Some((s, _)) = cached.filter(|(_, at)| at.elapsed() < CACHE_TTL) {
             return Ok(Some(s));
         }
         let Some(row) = self.meta.access_key(id).await? else { return Ok(None) };
@@ -126,7 +134,7 @@ impl CredentialStore {
         }
         let secret = self.open(&row)?;
         if let Ok(mut c) = self.cache.write() {
-            c.insert(id.to_string(), secret.clone());
+            c.insert(id.to_string(), (secret.clone(), Instant::now()));
         }
         Ok(Some(secret))
     }
@@ -136,6 +144,38 @@ impl CredentialStore {
         if let Ok(mut c) = self.cache.write() {
             c.clear();
         }
+    }
+
+    fn new_secret(&self) -> Result<Zeroizing<String>, CredentialError> {
+        Ok(Zeroizing::new(random_token(self.random.as_ref(), 40, SECRET_ALPHABET)?))
+    }
+
+    /// Every key (secrets stay sealed).
+    pub async fn list(&self) -> Result<Vec<AccessKeyRow>, CredentialError> {
+        Ok(self.meta.access_keys().await?)
+    }
+
+    /// Enables or disables a key; `false` if there is none.
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<bool, CredentialError> {
+        let found = self.meta.set_access_key_enabled(id, enabled).await?;
+        self.forget_cached();
+        Ok(found)
+    }
+
+    /// Deletes a key; `false` if there is none.
+    pub async fn delete(&self, id: &str) -> Result<bool, CredentialError> {
+        let found = self.meta.delete_access_key(id).await?;
+        self.forget_cached();
+        Ok(found)
+    }
+
+    /// Gives a key a new random secret, returned once; `None` if there is no key.
+    pub async fn rotate(&self, id: &str) -> Result<Option<Zeroizing<String>>, CredentialError> {
+        let secret = self.new_secret()?;
+        let sealed = self.master.seal_secret(secret.as_bytes(), id.as_bytes(), self.random.as_ref())?;
+        let found = self.meta.set_access_key_secret(id, &sealed, i64::from(self.master.version())).await?;
+        self.forget_cached();
+        Ok(found.then_some(secret))
     }
 }
 

@@ -12,10 +12,12 @@
 //!
 //! Fragment names carry no bucket name or object key: `prefix/<random seal id>/<index>`.
 
+pub mod stats;
 pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::hmac;
@@ -64,23 +66,30 @@ pub enum PresignError {
 pub trait Presigner: Send + Sync + fmt::Debug {
     /// A URL allowing `method` on `object` at `location` for `ttl`.
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError>;
+
+    /// The catalog's locations changed (an operator added, updated or removed one).
+    /// A signer in another process learns of changes from its own source and may
+    /// ignore this.
+    fn set_locations(&self, locations: &BTreeMap<String, Location>) {
+        let _ = locations;
+    }
 }
 
 /// The in-process presigner over configured locations.
 pub struct LocationSigner {
-    locations: BTreeMap<String, Location>,
+    locations: RwLock<Arc<BTreeMap<String, Location>>>,
 }
 
 impl fmt::Debug for LocationSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocationSigner").field("locations", &self.locations.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("LocationSigner").finish_non_exhaustive()
     }
 }
 
 impl LocationSigner {
     /// A signer for `locations`.
     pub fn new(locations: BTreeMap<String, Location>) -> Self {
-        Self { locations }
+        Self { locations: RwLock::new(Arc::new(locations)) }
     }
 }
 
@@ -121,7 +130,8 @@ pub const EDGE_SIGNATURE: &str = "X-Sky-Signature";
 
 impl Presigner for LocationSigner {
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
-        let loc = self.locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
             LocationKind::Edge => {
@@ -143,6 +153,12 @@ impl Presigner for LocationSigner {
                 Ok(url)
             }
             LocationKind::S3 => presign_s3(loc, method, object, ttl).map_err(err),
+        }
+    }
+
+    fn set_locations(&self, locations: &BTreeMap<String, Location>) {
+        if let Ok(mut l) = self.locations.write() {
+            *l = Arc::new(locations.clone());
         }
     }
 }

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -61,6 +61,17 @@ pub enum TransferError {
 }
 
 impl TransferError {
+    /// A short class name for metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            TransferError::NotFound => "not_found",
+            TransferError::Refused { .. } => "refused",
+            TransferError::Unavailable(_) => "unavailable",
+            TransferError::Tls(_) => "tls",
+            TransferError::Protocol(_) => "protocol",
+        }
+    }
+
     fn from_client(e: &hyper_util::client::legacy::Error) -> Self {
         let mut chain = Vec::new();
         let mut tls = false;
@@ -219,14 +230,18 @@ impl tower::Service<Uri> for Connector {
 /// The HTTP clients for locations.
 #[derive(Clone)]
 pub struct Transfer {
-    clients: Arc<HashMap<String, LocationClient>>,
+    clients: Arc<RwLock<HashMap<String, LocationClient>>>,
     fallback: LocationClient,
     stall: Duration,
+    tls: TlsEngine,
+    connect_timeout: Duration,
+    /// Requests, errors and latency per location.
+    pub stats: Arc<super::stats::LocationStats>,
 }
 
 impl std::fmt::Debug for Transfer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transfer").field("locations", &self.clients.len()).finish_non_exhaustive()
+        f.debug_struct("Transfer").finish_non_exhaustive()
     }
 }
 
@@ -275,11 +290,35 @@ impl Transfer {
     ) -> Self {
         let connector = |config| Connector { tls: tls.clone(), config, connect_timeout };
         let clients = locations.into_iter().map(|(name, config)| (name, client(connector(config)))).collect();
-        Self { clients: Arc::new(clients), fallback: client(connector(fallback)), stall: stall_timeout }
+        Self {
+            clients: Arc::new(RwLock::new(clients)),
+            fallback: client(connector(fallback)),
+            stall: stall_timeout,
+            tls: tls.clone(),
+            connect_timeout,
+            stats: Arc::default(),
+        }
     }
 
-    fn client(&self, location: &str) -> &Client<Connector, Body> {
-        &self.clients.get(location).unwrap_or(&self.fallback).1
+    /// Adds (or replaces) the client of a location added at run time.
+    pub fn set_location(&self, name: &str, config: Arc<ClientConfig>) {
+        let c = client(Connector { tls: self.tls.clone(), config, connect_timeout: self.connect_timeout });
+        if let Ok(mut m) = self.clients.write() {
+            m.insert(name.to_string(), c);
+        }
+    }
+
+    /// Whether `name` has a client of its own.
+    pub fn knows(&self, name: &str) -> bool {
+        self.clients.read().is_ok_and(|m| m.contains_key(name))
+    }
+
+    fn location_client(&self, location: &str) -> LocationClient {
+        self.clients.read().ok().and_then(|m| m.get(location).cloned()).unwrap_or_else(|| self.fallback.clone())
+    }
+
+    fn client(&self, location: &str) -> Client<Connector, Body> {
+        self.location_client(location).1
     }
 
     fn request(method: Method, url: &url::Url, body: Body) -> Result<Request<Body>, TransferError> {
@@ -308,8 +347,26 @@ impl Transfer {
         }
     }
 
+    fn observe<T>(&self, location: &str, op: &'static str, started: Instant, r: &Result<T, TransferError>) {
+        let outcome = match r {
+            Ok(_) => "ok",
+            Err(e) => e.class(),
+        };
+        self.stats.observe(location, op, started.elapsed(), outcome);
+    }
+
     /// Uploads exactly `len` bytes from `body` to `location`.
     pub async fn put<S>(&self, location: &str, url: url::Url, len: u64, body: S) -> Result<(), TransferError>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let r = self.put_inner(location, url, len, body).await;
+        self.observe(location, "put", started, &r);
+        r
+    }
+
+    async fn put_inner<S>(&self, location: &str, url: url::Url, len: u64, body: S) -> Result<(), TransferError>
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + Sync + 'static,
     {
@@ -346,7 +403,13 @@ impl Transfer {
         if range.as_ref().is_some_and(Range::is_empty) {
             return Ok(futures::stream::empty().boxed());
         }
-        let resp = check(self.send_empty(location, Method::GET, &url, range.as_ref()).await?).await?;
+        let started = Instant::now();
+        let resp = match self.send_empty(location, Method::GET, &url, range.as_ref()).await {
+            Ok(r) => check(r).await,
+            Err(e) => Err(e),
+        };
+        self.observe(location, "get", started, &resp);
+        let resp = resp?;
         let expected = range.as_ref().map(|r| r.end - r.start);
         if let Some(r) = &range {
             // The Content-Range must name exactly the bytes asked for: a server that
@@ -369,18 +432,68 @@ impl Transfer {
 
     /// Deletes the object at `location`; a missing object counts as deleted.
     pub async fn delete(&self, location: &str, url: url::Url) -> Result<(), TransferError> {
-        let resp = self.send_empty(location, Method::DELETE, &url, None).await?;
-        match check(resp).await {
-            Ok(_) | Err(TransferError::NotFound) => Ok(()),
+        let started = Instant::now();
+        let r = match self.send_empty(location, Method::DELETE, &url, None).await {
+            Ok(resp) => match check(resp).await {
+                Ok(_) | Err(TransferError::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
+        };
+        self.observe(location, "delete", started, &r);
+        r
+    }
+
+    /// Sends a request with `headers` and a small `body` through the client of
+    /// unknown locations (the admin CLI talks to the admin API this way) and returns
+    /// the status, content type and whole response body (at most `max` bytes).
+    pub async fn exchange(
+        &self,
+        method: Method,
+        url: &url::Url,
+        headers: &[(http::header::HeaderName, String)],
+        body: Bytes,
+        max: usize,
+    ) -> Result<(StatusCode, String, Bytes), TransferError> {
+        let len = body.len();
+        let body = http_body_util::Full::new(body).map_err(|never| match never {}).boxed();
+        let mut req = Self::request(method, url, body)?;
+        for (name, value) in headers {
+            let v = value.parse().map_err(|_| TransferError::Protocol(format!("header {name}")))?;
+            req.headers_mut().insert(name.clone(), v);
         }
+        req.headers_mut().insert(CONTENT_LENGTH, len.into());
+        let resp = match tokio::time::timeout(self.stall, self.fallback.1.request(req)).await {
+            Ok(r) => r.map_err(|e| TransferError::from_client(&e))?,
+            Err(_) => return Err(TransferError::Unavailable(format!("no answer within {} s", self.stall.as_secs()))),
+        };
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let mut out = Vec::new();
+        let mut data = BodyDataStream::new(resp.into_body());
+        while let Some(chunk) = tokio::time::timeout(self.stall, data.next())
+            .await
+            .map_err(|_| TransferError::Unavailable("the answer stalled".into()))?
+        {
+            let chunk = chunk.map_err(|e| TransferError::Unavailable(e.to_string()))?;
+            if out.len() + chunk.len() > max {
+                return Err(TransferError::Protocol(format!("answer larger than {max} bytes")));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok((status, content_type, Bytes::from(out)))
     }
 
     /// Opens a connection to `url`'s host (and for `https`, completes the TLS
     /// handshake) without sending a request: a start-up check of a location.
     pub async fn probe(&self, location: &str, url: &url::Url) -> Result<(), TransferError> {
         let uri: Uri = url.as_str().parse().map_err(|_| TransferError::Protocol("endpoint is not a URI".into()))?;
-        let mut connector = self.clients.get(location).unwrap_or(&self.fallback).0.clone();
+        let mut connector = self.location_client(location).0;
         tower::Service::call(&mut connector, uri).await.map(|_| ()).map_err(|e| {
             let tls = e.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
             if tls { TransferError::Tls(e.to_string()) } else { TransferError::Unavailable(e.to_string()) }

@@ -14,12 +14,16 @@
 //! point leaves either the old or the new version visible; `pending` seals of dead
 //! writes and retired seals are `garbage` for the collector.
 
+mod admin;
+
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
+
+pub use admin::{BucketUsage, CatalogRow, FragmentAt, JobRow, LIVE_JOB_STATES};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

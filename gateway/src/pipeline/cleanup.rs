@@ -44,7 +44,7 @@ pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Resu
 }
 
 /// This node's id: `<data_dir>/node.id`, created on first use.
-fn node_id(data_dir: &std::path::Path, random: &dyn offload::random::SecureRandom) -> String {
+pub(crate) fn node_id(data_dir: &std::path::Path, random: &dyn offload::random::SecureRandom) -> String {
     let path = data_dir.join("node.id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         if !id.trim().is_empty() {

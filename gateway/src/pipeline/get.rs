@@ -36,7 +36,7 @@ fn compression(seal: &SealRow) -> Result<bool, PipelineError> {
 }
 
 /// The byte layout of a seal's fragments.
-fn fragment_layout(
+pub(crate) fn fragment_layout(
     seal: &SealRow,
     params: &CodingParams,
     segs: &SegmentLayout,
@@ -54,14 +54,25 @@ fn fragment_layout(
 }
 
 /// One fragment being read: a range GET split into records.
-struct FragReader {
+pub(crate) struct FragReader {
     frag: usize,
     stream: BoxStream<'static, Result<Bytes, TransferError>>,
     buf: BytesMut,
 }
 
 impl FragReader {
-    async fn next_record(&mut self, len: usize) -> Result<Bytes, TransferError> {
+    /// A reader of fragment `frag` over `stream`.
+    pub(crate) fn new(frag: usize, stream: BoxStream<'static, Result<Bytes, TransferError>>) -> Self {
+        Self { frag, stream, buf: BytesMut::new() }
+    }
+
+    /// The fragment's index.
+    pub(crate) fn frag(&self) -> usize {
+        self.frag
+    }
+
+    /// The next `len` bytes.
+    pub(crate) async fn next_record(&mut self, len: usize) -> Result<Bytes, TransferError> {
         while self.buf.len() < len {
             match self.stream.next().await {
                 Some(Ok(b)) => self.buf.extend_from_slice(&b),

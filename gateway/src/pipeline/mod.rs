@@ -15,6 +15,7 @@
 pub mod cached;
 pub mod checksum;
 pub mod cleanup;
+pub mod drain;
 pub mod get;
 pub mod put;
 

@@ -82,7 +82,9 @@ where
     let (k, n) = (usize::from(params.k()), usize::from(params.n()));
     let matrix = gw.matrices.get(params.k(), params.n(), &gw.offload)?;
     let compression = policy.compression.filter(|_| len <= gw.settings.pipeline.compress_max_object.0);
-    let places = gw.placement.place(policy, &seal.0, &gw.settings.locations, &gw.health)?;
+    // Only locations taking new fragments (not draining, drained or removed).
+    let catalog = gw.catalog.view();
+    let places = gw.placement.place(&catalog.writable(policy), &seal.0, &catalog.locations, &gw.health)?;
     let names: Vec<String> = (0..n).map(|i| format!("{seal_hex}/{i}")).collect();
 
     let encoder = ObjectEncoder::new(&gw.offload, params, compression, seal, &key, matrix, len)?;

@@ -48,8 +48,8 @@ impl S3Front {
         self.gw.meta.bucket(name).await.map_err(error::meta)?.ok_or_else(|| s3_error!(NoSuchBucket))
     }
 
-    fn policy(&self, bucket: &BucketRow) -> S3Result<&Policy> {
-        self.gw.settings.policies.get(&bucket.policy).ok_or_else(|| {
+    fn policy(&self, bucket: &BucketRow) -> S3Result<Policy> {
+        self.gw.catalog.view().policies.get(&bucket.policy).cloned().ok_or_else(|| {
             error::internal(format!("bucket {} uses policy {} which is not configured", bucket.name, bucket.policy))
         })
     }

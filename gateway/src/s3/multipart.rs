@@ -70,7 +70,7 @@ impl S3Front {
             return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
         }
         let bucket = self.bucket(&upload.bucket).await?;
-        let policy = self.policy(&bucket)?.clone();
+        let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
         if len > 5 << 30 {
             return Err(s3_error!(EntityTooLarge, "A part is at most 5 GiB."));

@@ -123,7 +123,7 @@ fn expires(v: &VersionRow) -> Option<Timestamp> {
 impl S3Front {
     pub(super) async fn op_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket = self.bucket(&req.input.bucket).await?;
-        let policy = self.policy(&bucket)?.clone();
+        let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
         let checksum = requested_checksum(&req.headers, req.input.checksum_algorithm.as_ref());
         let mut req = req;

@@ -1,0 +1,169 @@
+//! Background jobs: started through the admin API, recorded in the metadata store,
+//! and run by whichever replica claims them first. The runner renews the job's
+//! lease with each progress report; a replica that dies loses it and another takes
+//! the job over (a drain resumes where the metadata says it is).
+//!
+//! | kind | what |
+//! |---|---|
+//! | `drain` | moves every fragment off a location by recoding, then marks it `drained` |
+//! | `gc` | one garbage-collection round now |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::catalog::LocationState;
+use crate::meta::{JobRow, MetaError};
+use crate::pipeline::drain;
+use crate::state::Gateway;
+
+/// How long a claimed job stays with its replica without a progress report.
+pub const LEASE_MS: i64 = 30_000;
+/// How often an idle runner looks for work.
+const POLL: Duration = Duration::from_secs(1);
+/// Seals fetched from the store per step of a drain.
+const DRAIN_BATCH: i64 = 64;
+
+/// Kinds of job.
+pub const KINDS: [&str; 2] = ["drain", "gc"];
+
+/// How a job ended.
+enum End {
+    Succeeded(String),
+    Cancelled(String),
+    /// Another replica took it over (this one was too slow to report).
+    Lost,
+}
+
+/// Runs jobs on this replica until the process ends.
+pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let holder = crate::pipeline::cleanup::node_id(&gw.settings.data_dir, gw.offload.random.as_ref());
+        loop {
+            match gw.meta.claim_job(&holder, LEASE_MS).await {
+                Ok(Some(job)) => {
+                    info!(job = %job.id, kind = %job.kind, target = %job.target, "job started");
+                    let (state, message) = match run(&gw, &holder, &job).await {
+                        Ok(End::Succeeded(m)) => ("succeeded", m),
+                        Ok(End::Cancelled(m)) => ("cancelled", m),
+                        Ok(End::Lost) => continue,
+                        Err(e) => ("failed", e.to_string()),
+                    };
+                    info!(job = %job.id, state, message = %message, "job ended");
+                    if let Err(e) = gw.meta.finish_job(&job.id, &holder, state, &message).await {
+                        warn!(job = %job.id, error = %e, "cannot record the end of a job");
+                    }
+                }
+                Ok(None) => tokio::time::sleep(POLL).await,
+                Err(e) => {
+                    warn!(error = %e, "cannot look for jobs");
+                    tokio::time::sleep(POLL * 5).await;
+                }
+            }
+        }
+    })
+}
+
+async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
+    match job.kind.as_str() {
+        "drain" => run_drain(gw, holder, job).await,
+        "gc" => {
+            let n = crate::pipeline::cleanup::collect_once(gw, crate::meta::now_ms() - gc_grace(gw), 4096).await?;
+            Ok(End::Succeeded(format!("{n} seals collected")))
+        }
+        other => Ok(End::Succeeded(format!("unknown job kind {other:?}: nothing done"))),
+    }
+}
+
+fn gc_grace(gw: &Gateway) -> i64 {
+    gw.settings.pipeline.pending_grace.0.as_millis() as i64
+}
+
+/// Progress of a drain, reported with each step.
+struct Progress<'a> {
+    gw: &'a Gateway,
+    holder: &'a str,
+    id: &'a str,
+    total: i64,
+    done: i64,
+    failed: i64,
+}
+
+impl Progress<'_> {
+    /// Reports; returns the job's state now (`None`: the job went to another replica).
+    async fn report(&self, message: &str) -> Result<Option<String>, MetaError> {
+        let counts = (self.total, self.done, self.failed);
+        self.gw.meta.job_progress(self.id, self.holder, LEASE_MS, counts, message).await
+    }
+}
+
+async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
+    let location = job.target.as_str();
+    gw.meta.set_location_state(location, LocationState::Draining.as_str()).await?;
+    if let Err(e) = gw.refresh_catalog().await {
+        warn!(error = %e, "catalog refresh failed");
+    }
+    let (initial, _) = gw.meta.fragments_at_count(location).await?;
+    let mut p = Progress { gw, holder, id: &job.id, total: initial.max(job.total), done: job.done, failed: 0 };
+    let mut pass = 0u32;
+    loop {
+        pass = pass.saturating_add(1);
+        // One pass over the stored seals with a fragment here.
+        let mut after = String::new();
+        p.failed = 0;
+        loop {
+            let batch = gw.meta.fragments_at(location, &after, DRAIN_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.seal.id.clone();
+            for item in &batch {
+                match p.report(&format!("moving fragments off {location}")).await? {
+                    None => return Ok(End::Lost),
+                    Some(s) if s == "cancelling" => return cancel(gw, location, &p).await,
+                    Some(_) => {}
+                }
+                let view = gw.catalog.view();
+                let Some(to) = drain::target(&view, gw, location, item) else {
+                    p.failed += 1;
+                    warn!(location, seal = %item.seal.id, "no location to move a fragment to");
+                    continue;
+                };
+                match drain::move_fragment(gw, location, item, &to).await {
+                    Ok(m) if m.recorded => p.done += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        p.failed += 1;
+                        warn!(location, seal = %item.seal.id, to = %to, error = %e, "fragment not moved; will retry");
+                    }
+                }
+            }
+        }
+        let (left, _) = gw.meta.fragments_at_count(location).await?;
+        p.total = p.total.max(p.done + left);
+        if left == 0 {
+            gw.meta.set_location_state(location, LocationState::Drained.as_str()).await?;
+            if let Err(e) = gw.refresh_catalog().await {
+                warn!(error = %e, "catalog refresh failed");
+            }
+            return Ok(End::Succeeded(format!("{} fragments moved off {location}", p.done)));
+        }
+        // What is left: moves that failed (retried), writes placed here before every
+        // replica saw the drain, and fragments of deleted objects awaiting collection.
+        let message = format!("{left} fragments left on {location} (failed moves, in-flight writes, garbage); retrying");
+        match p.report(&message).await? {
+            None => return Ok(End::Lost),
+            Some(s) if s == "cancelling" => return cancel(gw, location, &p).await,
+            Some(_) => {}
+        }
+        // Back off while what is left does not go away.
+        tokio::time::sleep(POLL * pass.min(30)).await;
+    }
+}
+
+async fn cancel(gw: &Gateway, location: &str, p: &Progress<'_>) -> Result<End, MetaError> {
+    gw.meta.set_location_state(location, LocationState::Active.as_str()).await?;
+    if let Err(e) = gw.refresh_catalog().await {
+        warn!(error = %e, "catalog refresh failed");
+    }
+    Ok(End::Cancelled(format!("cancelled after moving {} fragments; {location} is active again", p.done)))
+}
