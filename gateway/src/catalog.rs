@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::{
-    CompressionChoice, ConfigError, Location, LocationConfig, LocationKind, Policy, PolicyConfig, Settings, Size,
-    Tier,
+    CompressionChoice, ConfigError, Location, LocationConfig, LocationKind, Policy, PolicyConfig, Settings, Size, Tier,
 };
 use crate::meta::{CatalogRow, MetaError, MetaStore};
 
@@ -174,7 +173,7 @@ pub struct PolicySpec {
     /// Fragments written, one per location.
     #[schema(minimum = 1, maximum = 254)]
     pub n: u8,
-    /// Locations it may use (default: every location).
+    /// Locations it may use (empty: every active location, added ones included).
     #[serde(default)]
     pub locations: Vec<String>,
     /// Fragments that must go to cloud locations.
@@ -217,7 +216,7 @@ impl PolicySpec {
         Self {
             k: p.params.k(),
             n: p.params.n(),
-            locations: p.locations.clone(),
+            locations: if p.all_locations { Vec::new() } else { p.locations.clone() },
             min_cloud: p.min_cloud,
             min_edge: p.min_edge,
             segment_size: Some(u64::from(p.params.segment_size())),
@@ -254,9 +253,13 @@ impl CatalogView {
         self.states.get(location).copied().unwrap_or_default()
     }
 
-    /// `policy` restricted to the locations that take new fragments now.
+    /// `policy` restricted to the locations that take new fragments now (for a
+    /// policy over all locations: every active one, added ones included).
     pub fn writable(&self, policy: &Policy) -> Policy {
         let mut p = policy.clone();
+        if p.all_locations {
+            p.locations = self.locations.keys().cloned().collect();
+        }
         p.locations.retain(|l| self.state(l) == LocationState::Active && self.locations.contains_key(l));
         p
     }

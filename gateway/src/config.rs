@@ -577,6 +577,9 @@ pub struct Policy {
     pub params: CodingParams,
     /// Locations it may use, in configuration order.
     pub locations: Vec<String>,
+    /// Whether it was given no list: it then uses every active location, including
+    /// those added later through the admin API.
+    pub all_locations: bool,
     /// Fragments required on cloud locations.
     pub min_cloud: u8,
     /// Fragments required on edge locations.
@@ -837,11 +840,16 @@ pub(crate) fn check_location(l: LocationConfig) -> Result<Location, ConfigError>
     })
 }
 
-pub(crate) fn check_policy(name: &str, p: PolicyConfig, locations: &BTreeMap<String, Location>) -> Result<Policy, ConfigError> {
+pub(crate) fn check_policy(
+    name: &str,
+    p: PolicyConfig,
+    locations: &BTreeMap<String, Location>,
+) -> Result<Policy, ConfigError> {
     let segment_size =
         u32::try_from(p.segment_size.0).map_err(|_| invalid(format!("policy {name}: segment_size too large")))?;
     let params = CodingParams::new(p.k, p.n, segment_size).map_err(|e| invalid(format!("policy {name}: {e}")))?;
-    let names: Vec<String> = if p.locations.is_empty() { locations.keys().cloned().collect() } else { p.locations };
+    let all_locations = p.locations.is_empty();
+    let names: Vec<String> = if all_locations { locations.keys().cloned().collect() } else { p.locations };
     for l in &names {
         if !locations.contains_key(l) {
             return Err(invalid(format!("policy {name}: unknown location {l:?}")));
@@ -876,6 +884,7 @@ pub(crate) fn check_policy(name: &str, p: PolicyConfig, locations: &BTreeMap<Str
         name: name.to_string(),
         params,
         locations: names,
+        all_locations,
         min_cloud: p.min_cloud,
         min_edge: p.min_edge,
         compression,

@@ -141,15 +141,20 @@ async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
         let (left, _) = gw.meta.fragments_at_count(location).await?;
         p.total = p.total.max(p.done + left);
         if left == 0 {
+            let message = format!("{} fragments moved off {location}", p.done);
+            if p.report(&message).await?.is_none() {
+                return Ok(End::Lost);
+            }
             gw.meta.set_location_state(location, LocationState::Drained.as_str()).await?;
             if let Err(e) = gw.refresh_catalog().await {
                 warn!(error = %e, "catalog refresh failed");
             }
-            return Ok(End::Succeeded(format!("{} fragments moved off {location}", p.done)));
+            return Ok(End::Succeeded(message));
         }
         // What is left: moves that failed (retried), writes placed here before every
         // replica saw the drain, and fragments of deleted objects awaiting collection.
-        let message = format!("{left} fragments left on {location} (failed moves, in-flight writes, garbage); retrying");
+        let message =
+            format!("{left} fragments left on {location} (failed moves, in-flight writes, garbage); retrying");
         match p.report(&message).await? {
             None => return Ok(End::Lost),
             Some(s) if s == "cancelling" => return cancel(gw, location, &p).await,

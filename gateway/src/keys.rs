@@ -17,7 +17,7 @@ pub const MASTER_KEY_FILE: &str = "master.key";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Reading or creating the key file failed.
-    #[error("master key file {path}: {source}")]
+    #[error("key file {path}: {source}")]
     Io {
         /// The file.
         path: String,
@@ -28,7 +28,7 @@ pub enum KeyError {
     #[error("the master key must be 64 hexadecimal digits (256 bits)")]
     Format,
     /// The file may be read by other users.
-    #[error("master key file {0} is readable by group or others; run: chmod 600 {0}")]
+    #[error("key file {0} is readable by group or others (it holds a secret); run: chmod 600 {0}")]
     Permissions(String),
     /// The random source failed.
     #[error("no randomness for a new master key")]

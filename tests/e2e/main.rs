@@ -6,6 +6,7 @@ mod admin;
 mod backends;
 mod cache;
 mod failures;
+mod operate;
 mod s3;
 mod scaleout;
 mod tls;

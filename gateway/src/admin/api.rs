@@ -254,7 +254,11 @@ pub async fn remove_location(
     let users: Vec<&String> = view
         .policies
         .iter()
-        .filter(|(p, policy)| view.policy_origins.get(*p) == Some(&Origin::Api) && policy.locations.contains(&name))
+        .filter(|(p, policy)| {
+            view.policy_origins.get(*p) == Some(&Origin::Api)
+                && !policy.all_locations
+                && policy.locations.contains(&name)
+        })
         .map(|(p, _)| p)
         .collect();
     if !users.is_empty() {
@@ -464,9 +468,9 @@ pub async fn list_keys(
 ) -> ApiResult<Json<KeyPage>> {
     let Query(q) = q?;
     let keys = admin.credentials.list().await?;
-    let items = keys.into_iter().map(|k| {
-        (k.id.clone(), KeyInfo { access_key_id: k.id, enabled: k.enabled, created_at: k.created_at })
-    });
+    let items = keys
+        .into_iter()
+        .map(|k| (k.id.clone(), KeyInfo { access_key_id: k.id, enabled: k.enabled, created_at: k.created_at }));
     Ok(KeyPage::of(q.page(items)?))
 }
 
@@ -482,7 +486,8 @@ pub async fn create_key(
     if let Some(id) = &req.access_key_id {
         crate::config::check_credentials(id, probe_secret).map_err(|e| Problem::bad_request(e.to_string()))?;
     } else {
-        crate::config::check_credentials("SKYGENERATED", probe_secret).map_err(|e| Problem::bad_request(e.to_string()))?;
+        crate::config::check_credentials("SKYGENERATED", probe_secret)
+            .map_err(|e| Problem::bad_request(e.to_string()))?;
     }
     let (id, secret) = admin.credentials.create(req.access_key_id.as_deref(), req.secret_access_key.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(NewKey { access_key_id: id, secret_access_key: secret.to_string() })))
@@ -518,7 +523,8 @@ pub async fn rotate_key(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<NewKey>> {
     let Path(id) = id?;
-    let secret = admin.credentials.rotate(&id).await?.ok_or_else(|| Problem::not_found(format!("no access key {id:?}")))?;
+    let secret =
+        admin.credentials.rotate(&id).await?.ok_or_else(|| Problem::not_found(format!("no access key {id:?}")))?;
     Ok(Json(NewKey { access_key_id: id, secret_access_key: secret.to_string() }))
 }
 
@@ -724,8 +730,12 @@ pub async fn inspect_object(
     let view = admin.gw.catalog.view();
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
-        let (seal, frags) =
-            admin.gw.meta.seal(&p.seal_id).await?.ok_or_else(|| Problem::internal(format!("seal {} missing", p.seal_id)))?;
+        let (seal, frags) = admin
+            .gw
+            .meta
+            .seal(&p.seal_id)
+            .await?
+            .ok_or_else(|| Problem::internal(format!("seal {} missing", p.seal_id)))?;
         out.push(PartInfo {
             part_number: p.part_number,
             offset: p.offset,
@@ -824,7 +834,9 @@ async fn start_job(admin: &Admin, kind: &str, location: Option<&str>) -> ApiResu
         ("drain", None) => return Err(Problem::bad_request("a drain needs a location")),
         ("gc", None) => "",
         ("gc", Some(_)) => return Err(Problem::bad_request("gc takes no location")),
-        (other, _) => return Err(Problem::bad_request(format!("job kind {other:?}: use one of {:?}", crate::jobs::KINDS))),
+        (other, _) => {
+            return Err(Problem::bad_request(format!("job kind {other:?}: use one of {:?}", crate::jobs::KINDS)));
+        }
     };
     if let Some(live) = admin.gw.meta.live_job(kind, target).await? {
         return Err(Problem::conflict(format!("job {} ({kind}) is already {}", live.id, live.state)));

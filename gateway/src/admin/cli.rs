@@ -328,7 +328,8 @@ impl Client {
         if status == StatusCode::NO_CONTENT {
             return Ok(Value::Null);
         }
-        let value: Value = serde_json::from_slice(&answer).unwrap_or_else(|_| json!({ "detail": String::from_utf8_lossy(&answer) }));
+        let value: Value =
+            serde_json::from_slice(&answer).unwrap_or_else(|_| json!({ "detail": String::from_utf8_lossy(&answer) }));
         if status.is_success() {
             return Ok(value);
         }
@@ -575,7 +576,9 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                 let items = c.all("/v1/locations").await?;
                 print(j, &Value::Array(items.clone()), |_| location_rows(&items))?
             }
-            LocationsCommand::Show { name } => print(j, &c.get(&format!("/v1/locations/{}", seg(name))).await?, pretty)?,
+            LocationsCommand::Show { name } => {
+                print(j, &c.get(&format!("/v1/locations/{}", seg(name))).await?, pretty)?
+            }
             LocationsCommand::Add(f) => {
                 let v = c.call(Method::POST, "/v1/locations", Some(location_body(f, true)?)).await?;
                 print(j, &v, |v| location_rows(std::slice::from_ref(v)))?
@@ -596,7 +599,10 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                     }
                     let done = watch(&c, &id, j).await?;
                     print(j, &done, |v| {
-                        format!("{}\n{name} is drained: it holds no fragment; `skyshard admin locations remove {name}` takes it out\n", text(v, "message"))
+                        format!(
+                            "{}\n{name} is drained: it holds no fragment; `skyshard admin locations remove {name}` takes it out\n",
+                            text(v, "message")
+                        )
                     })?
                 }
             }

@@ -35,7 +35,12 @@ impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         let title = status.canonical_reason().unwrap_or("Error").to_string();
         let slug = title.to_lowercase().replace(' ', "-");
-        Self { kind: format!("https://skyshard.invalid/problems/{slug}"), title, status: status.as_u16(), detail: detail.into() }
+        Self {
+            kind: format!("https://skyshard.invalid/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: detail.into(),
+        }
     }
 
     /// 400.
@@ -128,7 +133,9 @@ where
         if !value.is_object() {
             return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "the body must be a JSON object"));
         }
-        serde_json::from_value(value).map(ApiJson).map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
     }
 }
 

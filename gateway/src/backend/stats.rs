@@ -126,7 +126,10 @@ mod tests {
         s.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-        assert!(text.contains(r#"location_requests_total{location="a",operation="put",outcome="unavailable"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"location_requests_total{location="a",operation="put",outcome="unavailable"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"location_request_seconds_count{location="a",operation="get"} 2"#), "{text}");
     }
 }

@@ -139,8 +139,7 @@ impl MetaStore {
         let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
-                let secret_sealed =
-                    if policies { Vec::new() } else { r.try_get::<Vec<u8>, _>("secret_sealed")? };
+                let secret_sealed = if policies { Vec::new() } else { r.try_get::<Vec<u8>, _>("secret_sealed")? };
                 Ok(CatalogRow { name: r.try_get("name")?, definition: r.try_get("definition")?, secret_sealed })
             })
             .collect()
@@ -224,7 +223,7 @@ impl MetaStore {
     /// Fragments (of any seal not yet forgotten) at `location`, and their bytes.
     pub async fn fragments_at_count(&self, location: &str) -> MetaResult<(i64, i64)> {
         let r = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM fragments WHERE location = $1",
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM fragments WHERE location = $1",
         )
         .bind(location)
         .fetch_one(&self.pool)
@@ -258,13 +257,7 @@ impl MetaStore {
     /// Points fragment `idx` of a seal, now at `from`, at its new copy. `false` if
     /// it moved meanwhile or its seal is no longer stored (then the new copy is
     /// the caller's to delete).
-    pub async fn move_fragment(
-        &self,
-        seal_id: &str,
-        idx: i64,
-        from: &str,
-        to: &FragmentRow,
-    ) -> MetaResult<bool> {
+    pub async fn move_fragment(&self, seal_id: &str, idx: i64, from: &str, to: &FragmentRow) -> MetaResult<bool> {
         let r = sqlx::query(
             "UPDATE fragments SET location = $1, object_name = $2, size = $3, state = $4 \
              WHERE seal_id = $5 AND idx = $6 AND location = $7 \
@@ -288,14 +281,14 @@ impl MetaStore {
     /// Objects, bytes and fragments per location of `bucket`.
     pub async fn bucket_usage(&self, bucket: &str) -> MetaResult<BucketUsage> {
         let r = sqlx::query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(v.size), 0) AS bytes FROM objects o \
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(v.size), 0) AS BIGINT) AS bytes FROM objects o \
              JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1",
         )
         .bind(bucket)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT f.location, COUNT(*) AS n, COALESCE(SUM(f.size), 0) AS bytes FROM objects o \
+            "SELECT f.location, COUNT(*) AS n, CAST(COALESCE(SUM(f.size), 0) AS BIGINT) AS bytes FROM objects o \
              JOIN version_parts p ON p.version_id = o.version_id JOIN fragments f ON f.seal_id = p.seal_id \
              WHERE o.bucket = $1 GROUP BY f.location ORDER BY f.location",
         )
@@ -329,10 +322,7 @@ impl MetaStore {
 
     /// A job by id.
     pub async fn job(&self, id: &str) -> MetaResult<Option<JobRow>> {
-        let row = sqlx::query(job_select!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(job_select!("WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(job_row).transpose()
     }
 
@@ -362,13 +352,13 @@ impl MetaStore {
     /// A live job of `kind` on `target`, if any.
     pub async fn live_job(&self, kind: &str, target: &str) -> MetaResult<Option<JobRow>> {
         let row = sqlx::query(job_select!("WHERE kind = $1 AND target = $2 AND state IN ($3, $4, $5) LIMIT 1"))
-        .bind(kind)
-        .bind(target)
-        .bind(LIVE_JOB_STATES[0])
-        .bind(LIVE_JOB_STATES[1])
-        .bind(LIVE_JOB_STATES[2])
-        .fetch_optional(&self.pool)
-        .await?;
+            .bind(kind)
+            .bind(target)
+            .bind(LIVE_JOB_STATES[0])
+            .bind(LIVE_JOB_STATES[1])
+            .bind(LIVE_JOB_STATES[2])
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(job_row).transpose()
     }
 

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use codec::fragment::{FragmentHeader, HEADER_LEN};
 use codec::{CodingParams, Recoder, SegmentLayout, VersionId};
 
-use super::{PipelineError, ReceiverStream};
 use super::get::FragReader;
+use super::{PipelineError, ReceiverStream};
 use crate::backend::Method;
 use crate::backend::transfer::TransferError;
 use crate::catalog::{CatalogView, LocationState};

@@ -116,6 +116,7 @@ mod tests {
             name: "p".into(),
             params: CodingParams::new(k, n, 4096).expect("params"),
             locations: locs.keys().cloned().collect(),
+            all_locations: false,
             min_cloud,
             min_edge,
             compression: None,

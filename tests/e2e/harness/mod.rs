@@ -435,6 +435,37 @@ impl Gateway {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Runs `skyshard admin …` against this gateway (its admin endpoint, and the
+    /// token and CA in its data directory).
+    pub fn admin_cli(&self, args: &[&str]) -> Out {
+        run(Command::new(&env().skyshard)
+            .args(["admin", "--endpoint", &self.admin, "--data"])
+            .arg(&self.data)
+            .args(args)
+            .env_remove("SKYSHARD_ADMIN_TOKEN")
+            .env_remove("SKYSHARD_ADMIN_ENDPOINT"))
+    }
+
+    /// `skyshard admin …` with another token.
+    pub fn admin_cli_with_token(&self, token: &str, args: &[&str]) -> Out {
+        run(Command::new(&env().skyshard)
+            .args(["admin", "--endpoint", &self.admin, "--data"])
+            .arg(&self.data)
+            .args(["--token", token])
+            .args(args))
+    }
+
+    /// `skyshard admin --json …`, parsed.
+    pub fn admin_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.admin_cli(&[&["--json"], args].concat()).ok();
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {}", out.stdout))
+    }
+
+    /// The admin token the gateway wrote at its first start.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.token")).expect("admin.token").trim().to_string()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).expect("running")

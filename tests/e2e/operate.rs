@@ -1,0 +1,242 @@
+//! Operating a gateway through the admin API and `skyshard admin`: a location added
+//! at run time, a location drained by recoding (with the CLI's progress bar) and
+//! removed while every object still reads back; the unhappy paths; and schemathesis
+//! against the live API with the committed OpenAPI description.
+
+use std::path::PathBuf;
+
+use e2e::{Client, Cluster, Db, MARKER, Rclone, assert_no_leak, data_file, env, locations_pki, same_file};
+
+fn fragments_at(obj: &serde_json::Value, location: &str) -> usize {
+    obj["parts"]
+        .as_array()
+        .expect("parts")
+        .iter()
+        .flat_map(|p| p["fragments"].as_array().cloned().unwrap_or_default())
+        .filter(|f| f["location"] == location)
+        .count()
+}
+
+fn drain_and_remove(db: Db) {
+    let c = Cluster::standard("drain", db);
+    let (gw, cl) = (&c.gw, Client::from(&c.gw));
+
+    // A seventh location, added at run time through the CLI.
+    let extra = Rclone::start(c.dir.join("loc6"), "frags-6", 6);
+    let secret = c.dir.join("rc6.secret");
+    std::fs::write(&secret, &extra.secret_key).expect("secret file");
+    // Secrets in files must be private, as the CLI checks.
+    gw.admin_cli(&[
+        "locations",
+        "add",
+        "rc6",
+        "--kind",
+        "s3",
+        "--endpoint",
+        "https://127.0.0.1:1",
+        "--bucket",
+        "b",
+        "--access-key-id",
+        "x",
+        "--secret-file",
+        &secret.display().to_string(),
+    ])
+    .fails_with("chmod 600");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let ca = locations_pki().ca.display().to_string();
+    let endpoint = format!("https://127.0.0.1:{}", extra.port);
+    let added = gw.admin_json(&[
+        "locations",
+        "add",
+        "rc6",
+        "--kind",
+        "s3",
+        "--endpoint",
+        &endpoint,
+        "--bucket",
+        &extra.bucket,
+        "--access-key-id",
+        &extra.access_key,
+        "--secret-file",
+        &secret.display().to_string(),
+        "--location-ca-file",
+        &ca,
+    ]);
+    assert_eq!((added["state"].as_str(), added["origin"].as_str()), (Some("active"), Some("api")), "{added}");
+    assert!(added["definition"].get("secret").is_none(), "the secret is never shown: {added}");
+    gw.admin_cli(&[
+        "locations",
+        "add",
+        "rc6",
+        "--kind",
+        "s3",
+        "--endpoint",
+        &endpoint,
+        "--bucket",
+        "b",
+        "--access-key-id",
+        "x",
+        "--secret-file",
+        &secret.display().to_string(),
+    ])
+    .fails_with("409");
+
+    // Objects: single-segment, multi-segment, and a multipart upload (aws-cli
+    // splits files over 8 MiB).
+    cl.aws(&["s3", "mb", "s3://ops"]).ok();
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for (i, size) in [10_000usize, 3_000_000, 12_000_000].into_iter().enumerate() {
+        let f = data_file(&c.dir.join(&format!("f{i}")), size, 40 + i as u64);
+        let key = format!("dir/obj-{i}");
+        cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), &format!("s3://ops/{key}")]).ok();
+        files.push((key, f));
+    }
+    let drained = "rc2";
+    let before: usize = files.iter().map(|(k, _)| fragments_at(&gw.admin_json(&["object", "ops", k]), drained)).sum();
+    assert!(before > 0, "some fragments live on {drained}");
+
+    // Unhappy paths first: nothing changes.
+    gw.admin_cli(&["locations", "remove", drained]).fails_with("drain it first");
+    gw.admin_cli(&["locations", "drain", "nowhere"]).fails_with("404");
+    let untrusted = e2e::Gateway::admin_cli_with_token(
+        gw,
+        "sst_AAAAAAAAAAAA_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        &["status"],
+    );
+    untrusted.fails_with("not valid");
+
+    // The drain: the CLI follows the job with a progress bar and returns when done.
+    let out = gw.admin_cli(&["locations", "drain", drained]).ok();
+    assert!(out.stdout.contains("is drained"), "{}\n{}", out.stdout, out.stderr);
+    let loc = gw.admin_json(&["locations", "show", drained]);
+    assert_eq!((loc["state"].as_str(), loc["fragments"].as_i64()), (Some("drained"), Some(0)), "{loc}");
+    let jobs = gw.admin_json(&["jobs", "list"]);
+    let job = &jobs.as_array().expect("jobs")[0];
+    assert_eq!((job["kind"].as_str(), job["state"].as_str()), (Some("drain"), Some("succeeded")), "{job}");
+    assert_eq!(job["done"].as_i64(), Some(before as i64), "every fragment on {drained} was moved: {job}");
+    for (k, _) in &files {
+        let obj = gw.admin_json(&["object", "ops", k]);
+        assert_eq!(fragments_at(&obj, drained), 0, "{obj}");
+    }
+    assert!(extra.files().iter().any(|p| p.is_file()), "fragments went to the added location");
+    assert!(
+        c.locations[2].files().iter().all(|p| !p.is_file()),
+        "the drained location was emptied: {:?}",
+        c.locations[2].files()
+    );
+    assert_no_leak(&[&extra.dir], &[MARKER, "dir/obj-"]);
+
+    // Removed, and its server gone: every object still reads back, new writes work.
+    gw.admin_cli(&["locations", "remove", drained]).ok();
+    let mut locations = c.locations;
+    locations[2].stop();
+    for (key, f) in &files {
+        let back = f.with_extension("back");
+        cl.aws(&["s3", "cp", "--no-progress", &format!("s3://ops/{key}"), &back.display().to_string()]).ok();
+        assert!(same_file(f, &back), "{key} reads back intact");
+    }
+    let f = data_file(&c.dir.join("after"), 500_000, 99);
+    cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), "s3://ops/after"]).ok();
+    let obj = gw.admin_json(&["object", "ops", "after"]);
+    assert_eq!(fragments_at(&obj, drained), 0, "{obj}");
+    assert_eq!(fragments_at(&obj, "rc6"), 1, "the default policy (all locations) uses the added one: {obj}");
+    let usage = gw.admin_json(&["buckets", "show", "ops"]);
+    assert_eq!(usage["objects"].as_i64(), Some(4), "{usage}");
+}
+
+crate::on_both_databases!(drain_and_remove);
+
+#[test]
+fn keys_and_policies_through_the_cli() {
+    let c = Cluster::standard("keys", Db::Sqlite);
+    let gw = &c.gw;
+    let created = gw.admin_json(&["keys", "create", "--id", "OPSKEY0001"]);
+    let secret = created["secret_access_key"].as_str().expect("secret").to_string();
+    let user = Client { access_key: "OPSKEY0001".into(), secret_key: secret, ..Client::from(gw) };
+    user.aws(&["s3", "mb", "s3://keyed"]).ok();
+    let rotated = gw.admin_json(&["keys", "rotate", "OPSKEY0001"]);
+    let fresh = Client { secret_key: rotated["secret_access_key"].as_str().expect("secret").into(), ..user.clone() };
+    user.aws(&["s3", "ls"]).fails_with("SignatureDoesNotMatch");
+    fresh.aws(&["s3", "ls"]).ok();
+    gw.admin_cli(&["keys", "revoke", "OPSKEY0001"]).ok();
+    fresh.aws(&["s3", "ls"]).fails_with("InvalidAccessKeyId");
+
+    // A policy over three named locations, assigned to a bucket: its next object
+    // has 3 fragments, each on one of them.
+    gw.admin_cli(&["policies", "put", "small", "--k", "2", "--n", "3", "--locations", "rc0,rc1,rc2"]).ok();
+    gw.admin_cli(&["policies", "put", "bad", "--k", "4", "--n", "3"]).fails_with("n (3) must be at least k (4)");
+    let cl = Client::from(gw);
+    cl.aws(&["s3", "mb", "s3://small"]).ok();
+    gw.admin_cli(&["policies", "assign", "small", "small"]).ok();
+    let f = data_file(&c.dir.join("s"), 100_000, 5);
+    cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), "s3://small/s"]).ok();
+    let obj = gw.admin_json(&["object", "small", "s"]);
+    let locs: Vec<&str> = obj["parts"][0]["fragments"]
+        .as_array()
+        .expect("fragments")
+        .iter()
+        .filter_map(|f| f["location"].as_str())
+        .collect();
+    assert_eq!(locs.len(), 3, "{obj}");
+    assert!(locs.iter().all(|l| ["rc0", "rc1", "rc2"].contains(l)), "{obj}");
+    gw.admin_cli(&["policies", "delete", "small"]).fails_with("use policy");
+    gw.admin_cli(&["policies", "delete", "default"]).fails_with("configuration file");
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_schema_violation() {
+    let c = Cluster::standard("schemathesis", Db::Sqlite);
+    let gw = &c.gw;
+    let spec = env().root.join("openapi/skyshard.yaml");
+    let bin = env().python.parent().expect("venv bin").to_path_buf();
+    let valid = std::process::Command::new(bin.join("openapi-spec-validator")).arg(&spec).output().expect("validator");
+    assert!(valid.status.success(), "{}", String::from_utf8_lossy(&valid.stdout));
+
+    // Some data for the generated requests to find.
+    let cl = Client::from(gw);
+    cl.aws(&["s3", "mb", "s3://fuzzed"]).ok();
+    let ca = gw.ca.clone().expect("the gateway's CA");
+    let token = gw.admin_token();
+    // `/ready` is left out: schemathesis drains and removes locations, after which
+    // the gateway is rightly not ready (503) — checked by `readiness_follows_the_locations`.
+    let out = std::process::Command::new(bin.join("schemathesis"))
+        .arg("run")
+        .arg(&spec)
+        .args(["--url", &gw.admin, "-H", &format!("Authorization: Bearer {token}")])
+        .arg("--tls-verify")
+        .arg(&ca)
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        .args(["--exclude-path", "/ready", "--max-examples", "25", "--workers", "2", "--seed", "20261126"])
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("schemathesis");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("passed"), "{report}");
+    assert!(!gw.log_text().contains("panicked"), "{}", gw.log_text());
+}
+
+#[test]
+fn readiness_follows_the_locations() {
+    let c = Cluster::start("ready", Db::Sqlite, "k = 2\nn = 6\nsegment_size = \"1M\"", "");
+    let gw = &c.gw;
+    let cl = Client::from(gw);
+    let status = |path: &str| -> String {
+        let out = cl
+            .curl()
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(format!("{}{path}", gw.admin))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status("/ready"), "200");
+    assert_eq!(status("/v1/status"), "401", "the API needs a token");
+    // Draining one of the six locations a 6-wide policy needs: not ready.
+    gw.admin_cli(&["locations", "drain", "rc0"]).ok();
+    assert_eq!(status("/ready"), "503");
+    assert_eq!(status("/health"), "200", "alive all the same");
+    gw.admin_cli(&["locations", "activate", "rc0"]).ok();
+    assert_eq!(status("/ready"), "200");
+}
