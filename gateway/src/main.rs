@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "skyshard", version, about, long_about = None)]
 struct Cli {
+    /// Log format of `serve` and `edge` (standard error): `text`, or `json` (one
+    /// object per line, with the request id of S3 requests) for log collectors.
+    #[arg(long, global = true, env = "SKYSHARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,7 +86,7 @@ enum Command {
     },
     /// Operate a running gateway through its admin API: locations (add, drain,
     /// remove), policies, access keys, buckets, object placement, jobs, status.
-    Admin(gateway::admin::cli::AdminArgs),
+    Admin(Box<gateway::admin::cli::AdminArgs>),
     /// Measure Skyshard's stages against baselines run on the same machine.
     Bench {
         #[command(subcommand)]
@@ -142,11 +146,16 @@ enum BenchCommand {
     Cache(gateway::bench::cache::CacheBenchArgs),
 }
 
-fn init_tracing() {
+fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKYSHARD_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,hyper_util=warn,rustls=warn")
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        fmt.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        fmt.init();
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -222,12 +231,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
         Command::Serve { config, data, listen, admin_listen, database_url } => {
-            init_tracing();
+            init_tracing(&cli.log_format);
             let opts = gateway::server::ServeOptions { config, data_dir: data, listen, admin_listen, database_url };
             runtime().and_then(|rt| rt.block_on(gateway::server::serve(opts)).map_err(Into::into))
         }
         Command::Edge { data, listen, secret_file, tls_cert, tls_key, plain_http, tls_engine } => {
-            init_tracing();
+            init_tracing(&cli.log_format);
             edge(data, listen, secret_file, EdgeTls { cert: tls_cert, key: tls_key, plain_http, engine: tls_engine })
         }
         Command::Tls { what: TlsCommand::Issue { ca, names, cert_out, key_out } } => {

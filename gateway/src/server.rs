@@ -400,6 +400,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
         hashes,
         cache,
+        quorum_failures: Default::default(),
     });
     let view = gw.refresh_catalog().await?;
     for why in &view.invalid {

@@ -49,6 +49,18 @@ pub struct Gateway {
     pub hashes: HashMeters,
     /// The local fragment cache, when configured.
     pub cache: Option<Arc<crate::cache::store::Cache>>,
+    /// Writes and reads that failed for want of enough fragments.
+    pub quorum_failures: QuorumFailures,
+}
+
+/// Operations that failed for want of enough fragments.
+#[derive(Debug, Default)]
+pub struct QuorumFailures {
+    /// Writes that stored fewer than the write quorum.
+    pub write: std::sync::atomic::AtomicU64,
+    /// Reads of a segment that found fewer than `k` usable fragments (or no
+    /// combination that authenticates).
+    pub read: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -58,6 +58,16 @@ fn locations_lost(db: Db) {
     assert!(out.stderr.contains("503") || out.stderr.contains("ServiceUnavailable"));
     let (code, status) = cl.boto_error("GetObject", json!({"Bucket": "keep", "Key": "f1"}));
     assert_eq!((code.as_str(), status), ("ServiceUnavailable", 503));
+    // Both kinds of quorum failure are counted, and the lost locations' errors show.
+    let m = e2e::metrics(&c.gw);
+    assert!(m.get(r#"skyshard_quorum_failures_total{operation="write"}"#).copied().unwrap_or(0.0) >= 1.0, "{m:?}");
+    assert!(m.get(r#"skyshard_quorum_failures_total{operation="read"}"#).copied().unwrap_or(0.0) >= 2.0, "{m:?}");
+    assert!(
+        m.iter().any(|(k, v)| k.starts_with("skyshard_location_requests_total{location=\"rc2\"")
+            && !k.contains("outcome=\"ok\"")
+            && *v > 0.0),
+        "errors of the lost location rc2 are counted: {m:?}"
+    );
 
     // Back up: reads and writes work, and the refused write's fragments are collected.
     for i in [1, 2, 4] {

@@ -95,9 +95,9 @@ pub enum LocationsCommand {
         name: String,
     },
     /// Add a location.
-    Add(LocationFlags),
+    Add(Box<LocationFlags>),
     /// Change a location added through the API (without --secret-file the secret is kept).
-    Update(LocationFlags),
+    Update(Box<LocationFlags>),
     /// Move every fragment off a location (by recoding from the others), then mark it drained.
     Drain {
         /// Name.

@@ -348,6 +348,15 @@ struct HealthCollector {
 
 impl Collector for HealthCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let q = &self.gw.quorum_failures;
+        family(
+            &mut encoder,
+            "quorum_failures",
+            "Writes that stored fewer fragments than the write quorum, and segment reads that found fewer than k usable.",
+            [("write", q.write.load(Relaxed)), ("read", q.read.load(Relaxed))]
+                .map(|(op, n)| (vec![("operation", op.to_string())], ConstCounter::new(n))),
+        )?;
         family(
             &mut encoder,
             "location_recent_failures",

@@ -36,6 +36,9 @@ pub enum CredentialError {
 /// revoked or rotated through another replica stops working within this time.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// A decrypted secret and when it was read.
+type Cached = (Zeroizing<String>, Instant);
+
 /// Access keys, backed by the metadata store, with decrypted secrets cached briefly.
 /// Clones share the cache.
 #[derive(Clone)]
@@ -43,7 +46,7 @@ pub struct CredentialStore {
     meta: MetaStore,
     master: Arc<MasterKey>,
     random: Arc<dyn SecureRandom>,
-    cache: Arc<RwLock<HashMap<String, (Zeroizing<String>, Instant)>>>,
+    cache: Arc<RwLock<HashMap<String, Cached>>>,
 }
 
 impl std::fmt::Debug for CredentialStore {

@@ -234,6 +234,14 @@ impl PartReader {
 
     /// The next segment's plaintext, or `None` after the last.
     async fn next_segment(&mut self) -> Result<Option<AlignedBuf>, PipelineError> {
+        let r = self.next_segment_inner().await;
+        if let Err(PipelineError::ReadQuorum { .. } | PipelineError::Corrupt { .. }) = &r {
+            self.gw.quorum_failures.read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
+    async fn next_segment_inner(&mut self) -> Result<Option<AlignedBuf>, PipelineError> {
         if self.next > self.last {
             return Ok(None);
         }

@@ -72,6 +72,23 @@ pub async fn put_seal<S>(
 where
     S: Stream<Item = Result<Bytes, String>> + Send + Unpin,
 {
+    let r = put_seal_inner(gw, policy, len, checksum, body).await;
+    if let Err(PipelineError::WriteQuorum { .. }) = &r {
+        gw.quorum_failures.write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    r
+}
+
+async fn put_seal_inner<S>(
+    gw: &Arc<Gateway>,
+    policy: &Policy,
+    len: u64,
+    checksum: Option<ChecksumAlgorithm>,
+    body: S,
+) -> Result<StoredSeal, PipelineError>
+where
+    S: Stream<Item = Result<Bytes, String>> + Send + Unpin,
+{
     let _permit = gw.transfers.acquire().await.map_err(|e| PipelineError::Task(e.to_string()))?;
     let random = gw.offload.random.clone();
     let seal = VersionId::generate(random.as_ref())?;

@@ -77,6 +77,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%d" (int .Values.ports.admin)) -}}
 {{- $_ := set $cfg "data_dir" "/var/lib/skyshard" -}}
 {{- $_ := set $cfg "master_key_file" "/etc/skyshard/secrets/master-key" -}}
+{{- $_ := set $cfg "admin_token_file" "/etc/skyshard/secrets/admin-token" -}}
 {{- if or .Values.secrets.existingSecret .Values.secrets.databaseUrl -}}
 {{- $_ := set $cfg "database_url_file" "/etc/skyshard/secrets/database-url" -}}
 {{- end -}}
