@@ -199,6 +199,8 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let token = gw.admin_token();
     // `/ready` is left out: schemathesis drains and removes locations, after which
     // the gateway is rightly not ready (503) — checked by `readiness_follows_the_locations`.
+    // One worker: with two, Hypothesis's lambda-source cache raced once ("AST
+    // constructor recursion depth mismatch", an error inside the tool, not a finding).
     let out = std::process::Command::new(bin.join("schemathesis"))
         .arg("run")
         .arg(&spec)
@@ -206,7 +208,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .arg("--tls-verify")
         .arg(&ca)
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-        .args(["--exclude-path", "/ready", "--max-examples", "25", "--workers", "2", "--seed", "20261126"])
+        .args(["--exclude-path", "/ready", "--max-examples", "25", "--workers", "1", "--seed", "20261126"])
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()
