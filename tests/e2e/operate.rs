@@ -209,6 +209,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
         .arg(&ca)
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
         .args(["--exclude-path", "/ready", "--max-examples", "25", "--workers", "1", "--seed", "20261126"])
+        .current_dir(&c.dir.0) // its cache directory goes there, not into the checkout
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .env("NO_COLOR", "1")
         .output()
