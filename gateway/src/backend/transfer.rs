@@ -341,7 +341,17 @@ impl Transfer {
             let value = format!("bytes={}-{}", r.start, r.end - 1);
             req.headers_mut().insert(RANGE, value.parse().map_err(|_| TransferError::Protocol("range".into()))?);
         }
-        match tokio::time::timeout(self.stall, self.client(location).request(req)).await {
+        self.head(&self.client(location), req).await
+    }
+
+    /// Sends `req` through `client` and waits (at most the stall timeout) for the
+    /// answer's head.
+    async fn head(
+        &self,
+        client: &Client<Connector, Body>,
+        req: Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, TransferError> {
+        match tokio::time::timeout(self.stall, client.request(req)).await {
             Ok(r) => r.map_err(|e| TransferError::from_client(&e)),
             Err(_) => Err(TransferError::Unavailable(format!("no answer within {} s", self.stall.as_secs()))),
         }
@@ -463,10 +473,7 @@ impl Transfer {
             req.headers_mut().insert(name.clone(), v);
         }
         req.headers_mut().insert(CONTENT_LENGTH, len.into());
-        let resp = match tokio::time::timeout(self.stall, self.fallback.1.request(req)).await {
-            Ok(r) => r.map_err(|e| TransferError::from_client(&e))?,
-            Err(_) => return Err(TransferError::Unavailable(format!("no answer within {} s", self.stall.as_secs()))),
-        };
+        let resp = self.head(&self.fallback.1, req).await?;
         let status = resp.status();
         let content_type = resp
             .headers()
