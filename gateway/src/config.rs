@@ -770,9 +770,20 @@ pub fn default_admin_listen(listen: SocketAddr) -> SocketAddr {
 
 /// Access key ids are 3–128 characters of `[A-Za-z0-9_-]`; secrets 8–128 printable.
 pub fn check_credentials(id: &str, secret: &str) -> Result<(), ConfigError> {
+    check_access_key_id(id)?;
+    check_secret_access_key(secret)
+}
+
+/// Access key ids are 3–128 characters of `[A-Za-z0-9_-]`.
+pub fn check_access_key_id(id: &str) -> Result<(), ConfigError> {
     if !(3..=128).contains(&id.len()) || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return Err(invalid("access key ids are 3-128 characters of A-Z, a-z, 0-9, _ and -"));
     }
+    Ok(())
+}
+
+/// Secret access keys are 8–128 printable ASCII characters.
+pub fn check_secret_access_key(secret: &str) -> Result<(), ConfigError> {
     if !(8..=128).contains(&secret.len()) || !secret.chars().all(|c| c.is_ascii_graphic()) {
         return Err(invalid("secret access keys are 8-128 printable ASCII characters"));
     }

@@ -482,12 +482,12 @@ pub async fn create_key(
     ApiJson(body): ApiJson<KeyCreate>,
 ) -> ApiResult<(StatusCode, Json<NewKey>)> {
     let req = body;
-    let probe_secret = req.secret_access_key.as_deref().unwrap_or("generated-secret");
+    let bad = |e: crate::config::ConfigError| Problem::bad_request(e.to_string());
     if let Some(id) = &req.access_key_id {
-        crate::config::check_credentials(id, probe_secret).map_err(|e| Problem::bad_request(e.to_string()))?;
-    } else {
-        crate::config::check_credentials("SKYGENERATED", probe_secret)
-            .map_err(|e| Problem::bad_request(e.to_string()))?;
+        crate::config::check_access_key_id(id).map_err(bad)?;
+    }
+    if let Some(secret) = &req.secret_access_key {
+        crate::config::check_secret_access_key(secret).map_err(bad)?;
     }
     let (id, secret) = admin.credentials.create(req.access_key_id.as_deref(), req.secret_access_key.as_deref()).await?;
     Ok((StatusCode::CREATED, Json(NewKey { access_key_id: id, secret_access_key: secret.to_string() })))
