@@ -977,14 +977,7 @@ pub async fn status(State(admin): State<Arc<Admin>>) -> ApiResult<Json<Status>> 
         *locations.entry(view.state(name).as_str().to_string()).or_insert(0) += 1;
     }
     let unhealthy = view.locations.keys().filter(|l| admin.gw.health.failures(l) > 0).cloned().collect();
-    let live_jobs = admin
-        .gw
-        .meta
-        .jobs(None, 1000)
-        .await?
-        .iter()
-        .filter(|j| crate::meta::LIVE_JOB_STATES.contains(&j.state.as_str()))
-        .count();
+    let live_jobs = admin.gw.meta.live_job_count().await?.max(0) as usize;
     Ok(Json(Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         database: format!("{:?}", admin.gw.meta.backend()).to_lowercase(),

@@ -349,6 +349,17 @@ impl MetaStore {
         rows.iter().map(job_row).collect()
     }
 
+    /// Jobs with work left (queued, running or cancelling).
+    pub async fn live_job_count(&self) -> MetaResult<i64> {
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ($1, $2, $3)")
+            .bind(LIVE_JOB_STATES[0])
+            .bind(LIVE_JOB_STATES[1])
+            .bind(LIVE_JOB_STATES[2])
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get("n")?)
+    }
+
     /// A live job of `kind` on `target`, if any.
     pub async fn live_job(&self, kind: &str, target: &str) -> MetaResult<Option<JobRow>> {
         let row = sqlx::query(job_select!("WHERE kind = $1 AND target = $2 AND state IN ($3, $4, $5) LIMIT 1"))
