@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{FragmentRow, MetaResult, MetaStore, SealRow, SealState, now_ms, seal_row};
+use super::{FragmentRow, MetaResult, MetaStore, SealRow, SealState, now_ms};
 
 /// A catalog entry added through the admin API: a location or a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,13 +245,11 @@ impl MetaStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let seal = seal_row(r)?;
-            let fragments = self.fragments(&seal.id).await?;
-            out.push(FragmentAt { seal, fragments, idx: r.try_get("at_idx")? });
-        }
-        Ok(out)
+        let seals = self.with_fragments(&rows).await?;
+        rows.iter()
+            .zip(seals)
+            .map(|(r, (seal, fragments))| Ok(FragmentAt { seal, fragments, idx: r.try_get("at_idx")? }))
+            .collect()
     }
 
     /// Points fragment `idx` of a seal, now at `from`, at its new copy. `false` if

@@ -581,6 +581,17 @@ impl MetaStore {
         Ok(Some((seal, frags)))
     }
 
+    /// The seals of `rows` (seal columns), each with its fragments.
+    async fn with_fragments(&self, rows: &[AnyRow]) -> MetaResult<Vec<(SealRow, Vec<FragmentRow>)>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let seal = seal_row(r)?;
+            let frags = self.fragments(&seal.id).await?;
+            out.push((seal, frags));
+        }
+        Ok(out)
+    }
+
     async fn fragments(&self, seal_id: &str) -> MetaResult<Vec<FragmentRow>> {
         let rows = sqlx::query(
             "SELECT idx, location, object_name, size, state FROM fragments WHERE seal_id = $1 ORDER BY idx",
@@ -619,13 +630,7 @@ impl MetaStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let seal = seal_row(r)?;
-            let frags = self.fragments(&seal.id).await?;
-            out.push((seal, frags));
-        }
-        Ok(out)
+        self.with_fragments(&rows).await
     }
 
     /// Forgets a collected seal (its fragments were deleted). Refuses, returning

@@ -117,7 +117,8 @@ pub async fn move_fragment(gw: &Gateway, from: &str, item: &FragmentAt, to: &str
             return Ok(());
         }
         for segment in 0..layout.count() {
-            let len = layout.record_range(segment).end - layout.record_range(segment).start;
+            let range = layout.record_range(segment);
+            let len = range.end - range.start;
             let mut records = Vec::with_capacity(readers.len());
             for r in readers.iter_mut() {
                 match r.next_record(len as usize).await {
