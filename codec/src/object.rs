@@ -453,10 +453,11 @@ impl ObjectDecoder {
         // coefficients: reuse the inverse when the first k rows are the ones cached.
         if rows.len() >= k {
             let key: Vec<u8> = rows[..k].concat();
-            if let Some((cached_key, plan)) = &self.cached {
-                if *cached_key == key && plan.selected.iter().copied().eq(0..k) {
-                    return Ok(plan.clone());
-                }
+            if let Some((cached_key, plan)) = &self.cached
+                && *cached_key == key
+                && plan.selected.iter().copied().eq(0..k)
+            {
+                return Ok(plan.clone());
             }
             let plan = plan_decode(k, rows)?;
             self.cached = Some((key, plan.clone()));

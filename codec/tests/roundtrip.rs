@@ -129,7 +129,7 @@ fn ten_of_sixteen_decodes_from_sampled_subsets() {
     let mut i = 0u64;
     for_each_subset(16, 10, |which| {
         i += 1;
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             assert_eq!(decode(&o, &e, which).expect("decode"), plain, "{which:?}");
         }
         true

@@ -510,10 +510,10 @@ pub fn resolve_secret(
     file: Option<&Path>,
     env: &str,
 ) -> Result<Option<Zeroizing<String>>, ConfigError> {
-    if let Ok(v) = std::env::var(env) {
-        if !v.is_empty() {
-            return Ok(Some(Zeroizing::new(v)));
-        }
+    if let Ok(v) = std::env::var(env)
+        && !v.is_empty()
+    {
+        return Ok(Some(Zeroizing::new(v)));
     }
     if let Some(path) = file {
         let v =

@@ -39,7 +39,7 @@ enum End {
 /// Runs jobs on this replica until the process ends.
 pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let holder = crate::pipeline::cleanup::node_id(&gw.settings.data_dir, gw.offload.random.as_ref());
+        let holder = gw.node.id().to_string();
         loop {
             match gw.meta.claim_job(&holder, LEASE_MS).await {
                 Ok(Some(job)) => {
@@ -69,15 +69,12 @@ async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError>
     match job.kind.as_str() {
         "drain" => run_drain(gw, holder, job).await,
         "gc" => {
-            let n = crate::pipeline::cleanup::collect_once(gw, crate::meta::now_ms() - gc_grace(gw), 4096).await?;
+            let dead = crate::pipeline::cleanup::dead_writes(gw);
+            let n = crate::pipeline::cleanup::collect_once(gw, &dead, 4096).await?;
             Ok(End::Succeeded(format!("{n} seals collected")))
         }
         other => Ok(End::Succeeded(format!("unknown job kind {other:?}: nothing done"))),
     }
-}
-
-fn gc_grace(gw: &Gateway) -> i64 {
-    gw.settings.pipeline.pending_grace.0.as_millis() as i64
 }
 
 /// Progress of a drain, reported with each step.

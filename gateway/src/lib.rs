@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod keys;
 pub mod meta;
 pub mod net;
+pub mod node;
 pub mod pipeline;
 pub mod placement;
 pub mod s3;

@@ -23,7 +23,7 @@ use crate::backend::LocationSigner;
 use crate::backend::transfer::Transfer;
 use crate::config::{Config, ConfigError, LocationConfig, LocationKind, PolicyConfig, RunEdge, Settings, Tier};
 use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
-use crate::meta::{Backend, MetaStore, now_ms};
+use crate::meta::MetaStore;
 use crate::net::Transport;
 use crate::pipeline::checksum::HashMeters;
 use crate::placement::Spread;
@@ -39,6 +39,9 @@ pub enum ServeError {
     /// Bad configuration.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The data directory belongs to another process, or its node id is unusable.
+    #[error(transparent)]
+    Node(#[from] crate::node::NodeError),
     /// An engine pinned in the configuration is missing.
     #[error(transparent)]
     Offload(#[from] offload::SelectError),
@@ -324,6 +327,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         }
     };
     std::fs::create_dir_all(&data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+    // First of all, the directory becomes this process's: a second gateway on it
+    // stops here, before it moves ports in its configuration.
+    let node = crate::node::Node::claim(&data_dir, &random)?;
+    info!(node = node.id(), "node identity");
     let (edge_listeners, moved) = bind_edges(&mut config).await?;
     if moved && embedded {
         save_config(&data_dir.join(EMBEDDED_CONFIG), &config)?;
@@ -401,6 +408,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         hashes,
         cache,
         quorum_failures: Default::default(),
+        node,
     });
     let view = gw.refresh_catalog().await?;
     for why in &view.invalid {
@@ -408,7 +416,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
     spawn_catalog_refresh(gw.clone());
     crate::jobs::spawn_runner(gw.clone());
-    crate::pipeline::cleanup::spawn_collector(gw.clone(), now_ms(), meta.backend() == Backend::Sqlite);
+    crate::pipeline::cleanup::spawn_collector(gw.clone());
     check_locations(&gw);
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));

@@ -51,6 +51,8 @@ pub struct Gateway {
     pub cache: Option<Arc<crate::cache::store::Cache>>,
     /// Writes and reads that failed for want of enough fragments.
     pub quorum_failures: QuorumFailures,
+    /// This replica's identity (recorded on its pending writes, holds its leases).
+    pub node: crate::node::Node,
 }
 
 /// Operations that failed for want of enough fragments.
@@ -190,10 +192,10 @@ impl BufferPool {
 }
 
 fn give(pool: &Mutex<Vec<AlignedBuf>>, max: usize, buf: AlignedBuf) {
-    if let Ok(mut v) = pool.lock() {
-        if v.len() < max {
-            v.push(buf);
-        }
+    if let Ok(mut v) = pool.lock()
+        && v.len() < max
+    {
+        v.push(buf);
     }
 }
 

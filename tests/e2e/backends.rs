@@ -42,6 +42,24 @@ fn embedded_default_runs_everything_and_restarts_on_the_same_directory() {
     let back = dir.join("back.bin");
     cl.aws(&["s3", "cp", "--no-progress", "s3://laptop/notes/f.bin", &back.display().to_string()]).ok();
     assert!(same_file(&f, &back));
+
+    // The directory belongs to the running gateway: a second one is refused
+    // (it would share its node identity and collect its writes in flight).
+    let second = Command::new(&e2e::env().skyshard)
+        .args([
+            "serve",
+            "--data",
+            &data.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run a second gateway");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second gateway on the same directory started");
+    assert!(stderr.contains("in use by another skyshard process"), "unclear refusal: {stderr}");
 }
 
 #[test]

@@ -101,11 +101,11 @@ impl CredentialStore {
             if let Some(existing) = self.secret_of(id).await? {
                 return Ok((id.to_string(), existing, false));
             }
-            if let Some(secret) = secret {
-                if self.meta.access_keys().await?.is_empty() {
-                    let (i, s) = self.create(Some(id), Some(secret)).await?;
-                    return Ok((i, s, true));
-                }
+            if let Some(secret) = secret
+                && self.meta.access_keys().await?.is_empty()
+            {
+                let (i, s) = self.create(Some(id), Some(secret)).await?;
+                return Ok((i, s, true));
             }
         }
         match self.meta.access_keys().await?.into_iter().find(|k| k.enabled) {

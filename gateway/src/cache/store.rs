@@ -165,12 +165,12 @@ fn parse_line(text: &str, crc: &dyn offload::crc::Crc32c) -> Option<Record> {
 
 /// Adds a free run, merging with neighbours.
 fn free_run(free: &mut BTreeMap<u64, u64>, mut first: u64, mut count: u64) {
-    if let Some((&prev, &n)) = free.range(..first).next_back() {
-        if prev + n == first {
-            free.remove(&prev);
-            first = prev;
-            count += n;
-        }
+    if let Some((&prev, &n)) = free.range(..first).next_back()
+        && prev + n == first
+    {
+        free.remove(&prev);
+        first = prev;
+        count += n;
     }
     if let Some(&n) = free.get(&(first + count)) {
         free.remove(&(first + count));
@@ -642,15 +642,15 @@ impl Drop for Filler {
 
 /// Removes exactly `first..first+n` from the free runs (it must be inside one).
 fn take_exact(free: &mut BTreeMap<u64, u64>, first: u64, n: u64) {
-    if let Some((&f, &c)) = free.range(..=first).next_back() {
-        if f + c >= first + n {
-            free.remove(&f);
-            if first > f {
-                free.insert(f, first - f);
-            }
-            if f + c > first + n {
-                free.insert(first + n, f + c - first - n);
-            }
+    if let Some((&f, &c)) = free.range(..=first).next_back()
+        && f + c >= first + n
+    {
+        free.remove(&f);
+        if first > f {
+            free.insert(f, first - f);
+        }
+        if f + c > first + n {
+            free.insert(first + n, f + c - first - n);
         }
     }
 }

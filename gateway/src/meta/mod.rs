@@ -91,6 +91,19 @@ impl FromStr for SealState {
     }
 }
 
+/// Which pending writes are dead: those last touched before `before` (the grace
+/// period ran out), and those `writer` recorded before `writer_before` (the node
+/// restarted since, so the process that wrote them is gone).
+#[derive(Debug, Clone, Copy)]
+pub struct DeadWrites<'a> {
+    /// Pending seals last touched before this (ms) are dead, whoever wrote them.
+    pub before: i64,
+    /// The node asking.
+    pub writer: &'a str,
+    /// Its pending seals last touched before this (ms) are dead.
+    pub writer_before: i64,
+}
+
 /// One sealed, coded unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealRow {
@@ -483,12 +496,13 @@ impl MetaStore {
 
     // ---- seals -------------------------------------------------------------------
 
-    /// Records a write about to start: its seal and planned fragments, `pending`.
-    pub async fn insert_pending_seal(&self, seal: &SealRow, fragments: &[FragmentRow]) -> MetaResult<()> {
+    /// Records a write about to start on node `writer`: its seal and planned
+    /// fragments, `pending`.
+    pub async fn insert_pending_seal(&self, seal: &SealRow, fragments: &[FragmentRow], writer: &str) -> MetaResult<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, updated_at, writer) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
         )
         .bind(&seal.id)
         .bind(SealState::Pending.as_str())
@@ -500,6 +514,7 @@ impl MetaStore {
         .bind(seal.sealed_lens.clone())
         .bind(&seal.wrapped_key)
         .bind(seal.created_at)
+        .bind(writer)
         .execute(&mut *tx)
         .await?;
         for f in fragments {
@@ -613,20 +628,23 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Seals to collect: garbage, and pending ones last touched before
-    /// `pending_before` (writes that died).
+    /// Seals to collect: garbage, and pending ones whose writes died (see
+    /// [`DeadWrites`]).
     pub async fn collectable_seals(
         &self,
-        pending_before: i64,
+        dead: &DeadWrites<'_>,
         limit: i64,
     ) -> MetaResult<Vec<(SealRow, Vec<FragmentRow>)>> {
         let rows = sqlx::query(
             "SELECT id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at FROM seals \
-             WHERE state = $1 OR (state = $2 AND updated_at < $3) ORDER BY updated_at LIMIT $4",
+             WHERE state = $1 OR (state = $2 AND (updated_at < $3 OR (writer = $4 AND updated_at < $5))) \
+             ORDER BY updated_at LIMIT $6",
         )
         .bind(SealState::Garbage.as_str())
         .bind(SealState::Pending.as_str())
-        .bind(pending_before)
+        .bind(dead.before)
+        .bind(dead.writer)
+        .bind(dead.writer_before)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -83,7 +83,7 @@ fn version(id: &str, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
 
 async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u32) -> String {
     let s = format!("seal-{bucket}-{}-{n}", String::from_utf8_lossy(key));
-    m.insert_pending_seal(&seal(&s), &frags()).await.expect("pending");
+    m.insert_pending_seal(&seal(&s), &frags(), "node-a").await.expect("pending");
     m.finish_seal(&s, &[(0, 5), (1, 5)], &[2], None).await.expect("finish");
     let v = format!("v-{s}");
     m.commit_version(
@@ -127,7 +127,7 @@ async fn buckets_create_list_and_refuse_to_delete_when_not_empty() {
 async fn a_version_is_visible_only_after_commit_and_overwrites_retire_the_old() {
     for m in stores().await {
         bucket(&m, "b").await;
-        m.insert_pending_seal(&seal("s1"), &frags()).await.expect("pending");
+        m.insert_pending_seal(&seal("s1"), &frags(), "node-a").await.expect("pending");
         assert!(m.current_version("b", b"k").await.expect("get").is_none(), "pending is invisible");
         assert!(m.list_objects("b", b"", false, 10).await.expect("list").is_empty());
         m.finish_seal("s1", &[(0, 7), (1, 7)], &[2], None).await.expect("finish");
@@ -196,7 +196,7 @@ async fn multipart_parts_replace_complete_and_abort() {
         };
         m.create_upload(&up).await.expect("create");
         for (n, s) in [(1, "p1a"), (1, "p1b"), (2, "p2"), (3, "p3")] {
-            m.insert_pending_seal(&seal(s), &frags()).await.expect("pending");
+            m.insert_pending_seal(&seal(s), &frags(), "node-a").await.expect("pending");
             let part = UploadPartRow {
                 part_number: n,
                 seal_id: s.into(),
@@ -225,7 +225,7 @@ async fn multipart_parts_replace_complete_and_abort() {
         assert_eq!(m.current_version("b", b"big").await.expect("get").expect("visible").1.len(), 2);
 
         // A part for an upload that is gone is refused and its seal discarded.
-        m.insert_pending_seal(&seal("late"), &frags()).await.expect("pending");
+        m.insert_pending_seal(&seal("late"), &frags(), "node-a").await.expect("pending");
         let late = UploadPartRow {
             part_number: 4,
             seal_id: "late".into(),
@@ -239,7 +239,7 @@ async fn multipart_parts_replace_complete_and_abort() {
 
         let up2 = UploadRow { id: "u2".into(), ..up };
         m.create_upload(&up2).await.expect("create");
-        m.insert_pending_seal(&seal("q1"), &frags()).await.expect("pending");
+        m.insert_pending_seal(&seal("q1"), &frags(), "node-a").await.expect("pending");
         let q = UploadPartRow {
             part_number: 1,
             seal_id: "q1".into(),
@@ -260,16 +260,28 @@ async fn collection_finds_garbage_and_dead_writes_but_never_live_seals() {
     for m in stores().await {
         bucket(&m, "b").await;
         let live = put(&m, "b", b"k", 1).await;
-        m.insert_pending_seal(&seal("dead"), &frags()).await.expect("pending");
-        m.insert_pending_seal(&seal("young"), &frags()).await.expect("pending");
+        m.insert_pending_seal(&seal("dead"), &frags(), "node-a").await.expect("pending");
+        m.insert_pending_seal(&seal("young"), &frags(), "node-a").await.expect("pending");
         m.discard_seal("young").await.expect("discard");
-        let found: Vec<String> =
-            m.collectable_seals(now_ms() + 1, 10).await.expect("scan").into_iter().map(|(s, _)| s.id).collect();
+        let scan = |before: i64, writer: &'static str, writer_before: i64| {
+            let m = m.clone();
+            async move {
+                let dead = DeadWrites { before, writer, writer_before };
+                let found = m.collectable_seals(&dead, 10).await.expect("scan");
+                found.into_iter().map(|(s, _)| s.id).collect::<Vec<String>>()
+            }
+        };
+        let found = scan(now_ms() + 1, "node-b", 0).await;
         assert!(found.contains(&"dead".to_string()) && found.contains(&"young".to_string()));
         assert!(!found.contains(&live), "a visible version's seal is never collectable");
-        let none_pending: Vec<String> =
-            m.collectable_seals(0, 10).await.expect("scan").into_iter().map(|(s, _)| s.id).collect();
-        assert_eq!(none_pending, ["young"], "a recent pending write is left alone");
+        assert_eq!(
+            scan(0, "node-b", now_ms() + 1).await,
+            ["young"],
+            "another node's recent pending write is left alone"
+        );
+        assert_eq!(scan(0, "node-a", 0).await, ["young"], "the writer's pending write from this run is left alone");
+        let restarted = scan(0, "node-a", now_ms() + 1).await;
+        assert!(restarted.contains(&"dead".to_string()), "the writer's pending write from an earlier run is dead");
         assert!(m.forget_seal("dead").await.expect("forget"));
         assert!(m.seal("dead").await.expect("seal").is_none());
         assert!(!m.forget_seal(&live).await.expect("forget live"), "referenced seals stay");

@@ -94,10 +94,10 @@ pub fn fill(cache: &Arc<Cache>, name: &str, len: u64) -> (mpsc::Sender<Bytes>, o
                 return;
             }
         }
-        if commit_rx.blocking_recv() == Ok(true) {
-            if let Err(e) = filler.commit() {
-                debug!(error = %e, "cache fill not committed");
-            }
+        if commit_rx.blocking_recv() == Ok(true)
+            && let Err(e) = filler.commit()
+        {
+            debug!(error = %e, "cache fill not committed");
         }
     });
     (tx, commit)
@@ -113,16 +113,16 @@ pub fn read_through(cache: &Arc<Cache>, name: &str, len: u64, inner: FragmentStr
         match inner.next().await {
             Some(Ok(b)) => {
                 let seen = seen + b.len() as u64;
-                if let Some((tx, _)) = &filling {
-                    if seen > len || tx.send(b.clone()).await.is_err() {
-                        filling = None;
-                    }
+                if let Some((tx, _)) = &filling
+                    && (seen > len || tx.send(b.clone()).await.is_err())
+                {
+                    filling = None;
                 }
-                if seen == len {
-                    if let Some((tx, commit)) = filling.take() {
-                        drop(tx);
-                        let _ = commit.send(true);
-                    }
+                if seen == len
+                    && let Some((tx, commit)) = filling.take()
+                {
+                    drop(tx);
+                    let _ = commit.send(true);
                 }
                 Some((Ok(b), (inner, filling, seen)))
             }

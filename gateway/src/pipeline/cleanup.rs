@@ -1,7 +1,7 @@
 //! Garbage collection: deleting the fragments of seals nothing references — retired
-//! versions, aborted or replaced parts, and writes that died (pending for longer than
-//! `pipeline.pending_grace`, or, on a single-node SQLite store, pending from before
-//! this process started).
+//! versions, aborted or replaced parts, and writes that died: pending for longer than
+//! `pipeline.pending_grace`, or pending from before this process started when this
+//! node wrote them (or, on a single-node SQLite store, whoever did).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,14 +9,14 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use crate::backend::Method;
-use crate::meta::{MetaError, now_ms};
+use crate::meta::{Backend, DeadWrites, MetaError, now_ms};
 use crate::state::Gateway;
 
 /// Collects up to `batch` seals once. Returns how many were forgotten.
-pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Result<usize, MetaError> {
+pub async fn collect_once(gw: &Gateway, dead: &DeadWrites<'_>, batch: i64) -> Result<usize, MetaError> {
     let ttl = gw.settings.pipeline.presign_ttl.0;
     let mut forgotten = 0;
-    for (seal, frags) in gw.meta.collectable_seals(pending_before, batch).await? {
+    for (seal, frags) in gw.meta.collectable_seals(dead, batch).await? {
         let mut all_gone = true;
         for f in &frags {
             if let Some(cache) = &gw.cache {
@@ -43,38 +43,31 @@ pub async fn collect_once(gw: &Gateway, pending_before: i64, batch: i64) -> Resu
     Ok(forgotten)
 }
 
-/// This node's id: `<data_dir>/node.id`, created on first use.
-pub(crate) fn node_id(data_dir: &std::path::Path, random: &dyn offload::random::SecureRandom) -> String {
-    let path = data_dir.join("node.id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        if !id.trim().is_empty() {
-            return id.trim().to_string();
-        }
+/// The pending writes this node can tell are dead now: those older than
+/// `pipeline.pending_grace`, and those from before this process started that this
+/// node wrote — or anyone wrote, on an embedded SQLite store, which has no other
+/// writer.
+pub fn dead_writes(gw: &Gateway) -> DeadWrites<'_> {
+    let started = gw.node.started_ms();
+    let mut before = now_ms() - gw.settings.pipeline.pending_grace.0.as_millis() as i64;
+    if gw.meta.backend() == Backend::Sqlite {
+        before = before.max(started);
     }
-    let id = crate::keys::random_token(random, 16, crate::keys::SECRET_ALPHABET)
-        .unwrap_or_else(|_| format!("pid-{}", std::process::id()));
-    if let Err(e) = std::fs::write(&path, &id) {
-        warn!(error = %e, "cannot keep the node id; a restart will wait for the gc lease to expire");
-    }
-    id
+    DeadWrites { before, writer: gw.node.id(), writer_before: started }
 }
 
 /// Runs the collector every `pipeline.gc_interval` until the process ends.
-/// `started_ms` is when this process started; `single_node` says whether pending
-/// seals from before it are certainly dead (an embedded SQLite store has no other
-/// writer).
-pub fn spawn_collector(gw: Arc<Gateway>, started_ms: i64, single_node: bool) -> tokio::task::JoinHandle<()> {
+pub fn spawn_collector(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let interval = gw.settings.pipeline.gc_interval.0;
-        let grace = gw.settings.pipeline.pending_grace.0.as_millis() as i64;
         // Replicas sharing a database collect one at a time: the one holding the
         // `gc` lease (renewed each round, lost after three missed rounds). The
         // holder is this node's id, kept in its data directory, so that a restarted
         // replica takes its own lease back at once.
-        let holder = node_id(&gw.settings.data_dir, gw.offload.random.as_ref());
+        let holder = gw.node.id();
         let ttl = (3 * interval).max(Duration::from_secs(10)).as_millis() as i64;
         loop {
-            match gw.meta.acquire_lease("gc", &holder, ttl).await {
+            match gw.meta.acquire_lease("gc", holder, ttl).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
@@ -86,11 +79,7 @@ pub fn spawn_collector(gw: Arc<Gateway>, started_ms: i64, single_node: bool) -> 
                     continue;
                 }
             }
-            let mut cutoff = now_ms() - grace;
-            if single_node {
-                cutoff = cutoff.max(started_ms);
-            }
-            match collect_once(&gw, cutoff, 256).await {
+            match collect_once(&gw, &dead_writes(&gw), 256).await {
                 Ok(0) => {}
                 Ok(n) => info!(seals = n, "garbage collected"),
                 Err(e) => warn!(error = %e, "garbage collection failed"),

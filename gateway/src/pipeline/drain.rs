@@ -165,10 +165,10 @@ pub async fn move_fragment(gw: &Gateway, from: &str, item: &FragmentAt, to: &str
     // The copy no longer referenced: the old one, or the new one when the seal was
     // deleted meanwhile. Best effort: a location being drained may be gone.
     let stale = if recorded { from } else { to };
-    if let Ok(url) = gw.presigner.presign(stale, Method::Delete, name, ttl) {
-        if let Err(e) = gw.transfer.delete(stale, url).await {
-            tracing::debug!(location = %stale, error = %e, "old fragment copy not deleted");
-        }
+    if let Ok(url) = gw.presigner.presign(stale, Method::Delete, name, ttl)
+        && let Err(e) = gw.transfer.delete(stale, url).await
+    {
+        tracing::debug!(location = %stale, error = %e, "old fragment copy not deleted");
     }
     Ok(Moved { to: to.to_string(), recorded })
 }

@@ -127,7 +127,7 @@ where
             state: FragmentState::Pending,
         })
         .collect();
-    gw.meta.insert_pending_seal(&row, &fragments).await?;
+    gw.meta.insert_pending_seal(&row, &fragments, gw.node.id()).await?;
     let guard = DiscardOnDrop { meta: Some(gw.meta.clone()), seal_id: seal_hex.clone() };
 
     let hashes = Hashes::new(gw.settings.etag, checksum, gw.offload.crc32c.clone(), &gw.hashes);
@@ -274,11 +274,11 @@ where
         }
         let mut rest = &chunk[..];
         while !rest.is_empty() {
-            if let Some(seg) = segmenter.push(&mut rest)? {
-                if seg_tx.send(seg).await.is_err() {
-                    // The coder stopped (not enough locations): its error explains.
-                    return Ok(());
-                }
+            if let Some(seg) = segmenter.push(&mut rest)?
+                && seg_tx.send(seg).await.is_err()
+            {
+                // The coder stopped (not enough locations): its error explains.
+                return Ok(());
             }
         }
     }

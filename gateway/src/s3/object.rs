@@ -47,16 +47,11 @@ pub(super) async fn verify_digests<T>(
             _ => bad = Some(s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")),
         }
     }
-    if let Some((alg, computed)) = &stored.hashes.checksum {
-        if let Some(given) = given_checksum(req, *alg) {
-            if &given != computed {
-                bad = Some(s3_error!(
-                    BadDigest,
-                    "The {} you specified did not match the calculated checksum.",
-                    alg.header()
-                ));
-            }
-        }
+    if let Some((alg, computed)) = &stored.hashes.checksum
+        && let Some(given) = given_checksum(req, *alg)
+        && &given != computed
+    {
+        bad = Some(s3_error!(BadDigest, "The {} you specified did not match the calculated checksum.", alg.header()));
     }
     match bad {
         None => Ok(()),
@@ -89,19 +84,19 @@ fn check_conditions(
         if !matches(c) {
             return Err(s3_error!(PreconditionFailed));
         }
-    } else if let Some(t) = if_unmodified_since {
-        if modified_secs > unix_secs(t) {
-            return Err(s3_error!(PreconditionFailed));
-        }
+    } else if let Some(t) = if_unmodified_since
+        && modified_secs > unix_secs(t)
+    {
+        return Err(s3_error!(PreconditionFailed));
     }
     if let Some(c) = if_none_match {
         if matches(c) {
             return Err(not_modified());
         }
-    } else if let Some(t) = if_modified_since {
-        if modified_secs <= unix_secs(t) {
-            return Err(not_modified());
-        }
+    } else if let Some(t) = if_modified_since
+        && modified_secs <= unix_secs(t)
+    {
+        return Err(not_modified());
     }
     Ok(())
 }
@@ -235,13 +230,13 @@ impl S3Front {
         // The whole object's checksum describes the whole object only: never send it
         // with a range (clients would check it against the part they got).
         let wants = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        if wants && range.is_none() {
-            if let (Some(alg), Some(value)) =
+        if wants
+            && range.is_none()
+            && let (Some(alg), Some(value)) =
                 (v.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name), v.checksum_value.clone())
-            {
-                set_checksum!(out, alg, value);
-                out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
-            }
+        {
+            set_checksum!(out, alg, value);
+            out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
         }
         let mut resp = S3Response::new(out);
         if range.is_some() {
@@ -285,13 +280,13 @@ impl S3Front {
             out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
         }
         let wants = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        if wants && range.is_none() {
-            if let (Some(alg), Some(value)) =
+        if wants
+            && range.is_none()
+            && let (Some(alg), Some(value)) =
                 (v.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name), v.checksum_value.clone())
-            {
-                set_checksum!(out, alg, value);
-                out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
-            }
+        {
+            set_checksum!(out, alg, value);
+            out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
         }
         Ok(S3Response::new(out))
     }

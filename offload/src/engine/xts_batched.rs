@@ -83,7 +83,7 @@ impl BatchedKey {
 
 impl XtsKey for BatchedKey {
     fn encrypt_sector(&self, sector: u128, buf: &mut [u8]) {
-        if buf.len() % 16 == 0 && !buf.is_empty() {
+        if buf.len().is_multiple_of(16) && !buf.is_empty() {
             self.apply(sector, buf, true);
         } else {
             self.stealing.encrypt_sector(buf, xts_mode::get_tweak_default(sector));
@@ -91,7 +91,7 @@ impl XtsKey for BatchedKey {
     }
 
     fn decrypt_sector(&self, sector: u128, buf: &mut [u8]) {
-        if buf.len() % 16 == 0 && !buf.is_empty() {
+        if buf.len().is_multiple_of(16) && !buf.is_empty() {
             self.apply(sector, buf, false);
         } else {
             self.stealing.decrypt_sector(buf, xts_mode::get_tweak_default(sector));
