@@ -782,6 +782,20 @@ pub fn check_access_key_id(id: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The tenant of keys created without one, and of everything from before tenants.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Tenant names are 1–63 characters of `[a-z0-9-]`, starting with a letter or digit.
+pub fn check_tenant_name(name: &str) -> Result<(), ConfigError> {
+    let ok = (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if !ok {
+        return Err(invalid(format!("tenant {name:?}: use 1-63 of a-z, 0-9 and -, not starting with -")));
+    }
+    Ok(())
+}
+
 /// Secret access keys are 8–128 printable ASCII characters.
 pub fn check_secret_access_key(secret: &str) -> Result<(), ConfigError> {
     if !(8..=128).contains(&secret.len()) || !secret.chars().all(|c| c.is_ascii_graphic()) {

@@ -421,7 +421,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
     builder.set_auth(credentials.clone());
-    builder.set_access(crate::s3::telemetry::RecordOperation);
+    builder.set_access(crate::s3::access::Tenancy::new(credentials.clone(), meta.clone()));
     let s3_metrics = Arc::new(crate::s3::telemetry::S3Metrics::new(gw.offload.random.as_ref()));
     if !settings.domains.is_empty() {
         builder.set_host(crate::s3::host::Domains::new(&settings.domains));

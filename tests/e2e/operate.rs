@@ -1,11 +1,13 @@
 //! Operating a gateway through the admin API and `skyshard admin`: a location added
 //! at run time, a location drained by recoding (with the CLI's progress bar) and
-//! removed while every object still reads back; the unhappy paths; and schemathesis
-//! against the live API with the committed OpenAPI description.
+//! removed while every object still reads back; keys, policies and tenants; the
+//! unhappy paths; and schemathesis against the live API with the committed OpenAPI
+//! description.
 
 use std::path::PathBuf;
 
 use e2e::{Client, Cluster, Db, MARKER, Rclone, assert_no_leak, data_file, env, locations_pki, same_file};
+use serde_json::json;
 
 fn fragments_at(obj: &serde_json::Value, location: &str) -> usize {
     obj["parts"]
@@ -128,6 +130,8 @@ fn drain_and_remove(db: Db) {
 
     // Removed, and its server gone: every object still reads back, new writes work.
     gw.admin_cli(&["locations", "remove", drained]).ok();
+    gw.admin_cli(&["locations", "show", drained]).fails_with("was removed");
+    assert!(!gw.admin_cli(&["locations", "list"]).ok().stdout.contains(drained), "a removed location is not listed");
     let mut locations = c.locations;
     locations[2].stop();
     for (key, f) in &files {
@@ -181,6 +185,88 @@ fn keys_and_policies_through_the_cli() {
     assert!(locs.iter().all(|l| ["rc0", "rc1", "rc2"].contains(l)), "{obj}");
     gw.admin_cli(&["policies", "delete", "small"]).fails_with("use policy");
     gw.admin_cli(&["policies", "delete", "default"]).fails_with("configuration file");
+}
+
+/// Two tenants on one gateway, driven by aws-cli and boto3: each key lists and
+/// reaches only its own tenant's buckets; the other tenant's answer `AccessDenied`
+/// and nothing there changes.
+#[test]
+fn tenants_see_and_reach_only_their_own_buckets() {
+    let c = Cluster::standard("tenants", Db::Sqlite);
+    let gw = &c.gw;
+    let house = Client::from(gw); // the first key belongs to the `default` tenant
+    house.aws(&["s3", "mb", "s3://house"]).ok();
+    let f = data_file(&c.dir.join("f"), 300_000, 7);
+    let fp = f.display().to_string();
+    house.aws(&["s3", "cp", "--no-progress", &fp, "s3://house/ledger"]).ok();
+
+    gw.admin_cli(&["tenants", "create", "acme"]).ok();
+    gw.admin_cli(&["tenants", "create", "acme"]).fails_with("exists");
+    gw.admin_cli(&["tenants", "create", "Not_A_Name"]).fails_with("use 1-63 of a-z");
+    gw.admin_cli(&["keys", "create", "--tenant", "ghost"]).fails_with("no tenant \"ghost\"");
+    let k = gw.admin_json(&["keys", "create", "--id", "ACMEKEY001", "--tenant", "acme"]);
+    assert_eq!(k["tenant"], "acme", "{k}");
+    let secret = k["secret_access_key"].as_str().expect("secret").to_string();
+    let acme = Client { access_key: "ACMEKEY001".into(), secret_key: secret, ..Client::from(gw) };
+    acme.aws(&["s3", "mb", "s3://acme-data"]).ok();
+    acme.aws(&["s3", "cp", "--no-progress", &fp, "s3://acme-data/plans"]).ok();
+
+    // Each lists its own buckets, owned by its tenant.
+    let listed = |cl: &Client| -> (Vec<String>, String) {
+        let v: serde_json::Value =
+            serde_json::from_str(&cl.aws(&["s3api", "list-buckets"]).ok().stdout).expect("list-buckets JSON");
+        let names = v["Buckets"]
+            .as_array()
+            .expect("Buckets")
+            .iter()
+            .map(|b| b["Name"].as_str().unwrap_or_default().to_string());
+        (names.collect(), v["Owner"]["ID"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(listed(&acme), (vec!["acme-data".to_string()], "acme".to_string()));
+    assert_eq!(listed(&house), (vec!["house".to_string()], "default".to_string()));
+
+    // The other tenant's bucket is out of reach, whatever the operation.
+    let denied = |cl: &Client, op: &str, params: serde_json::Value| {
+        assert_eq!(cl.boto_error(op, params.clone()), ("AccessDenied".to_string(), 403), "{op} {params}");
+    };
+    denied(&acme, "ListObjectsV2", json!({"Bucket": "house"}));
+    denied(&acme, "GetObject", json!({"Bucket": "house", "Key": "ledger"}));
+    denied(&acme, "PutObject", json!({"Bucket": "house", "Key": "ledger", "Body": "overwritten"}));
+    denied(&acme, "DeleteObject", json!({"Bucket": "house", "Key": "ledger"}));
+    denied(&acme, "DeleteObjects", json!({"Bucket": "house", "Delete": {"Objects": [{"Key": "ledger"}]}}));
+    denied(&acme, "CreateMultipartUpload", json!({"Bucket": "house", "Key": "big"}));
+    denied(&acme, "ListMultipartUploads", json!({"Bucket": "house"}));
+    denied(&acme, "DeleteBucket", json!({"Bucket": "house"}));
+    denied(&house, "GetObject", json!({"Bucket": "acme-data", "Key": "plans"}));
+    house.aws(&["s3", "ls", "s3://acme-data/"]).fails_with("AccessDenied");
+    // Bucket names are global, as in S3.
+    assert_eq!(house.boto_error("CreateBucket", json!({"Bucket": "acme-data"})), ("BucketAlreadyExists".into(), 409));
+    assert_eq!(
+        acme.boto_error("CreateBucket", json!({"Bucket": "acme-data"})),
+        ("BucketAlreadyOwnedByYou".into(), 409)
+    );
+
+    // Nothing the other tenant tried changed anything.
+    for (cl, path) in [(&house, "s3://house/ledger"), (&acme, "s3://acme-data/plans")] {
+        let back = c.dir.join("back");
+        cl.aws(&["s3", "cp", "--no-progress", path, &back.display().to_string()]).ok();
+        assert!(same_file(&f, &back), "{path} changed");
+    }
+
+    // The operator's view, and a tenant goes only once it owns nothing.
+    let acme_buckets = gw.admin_json(&["buckets", "list", "--tenant", "acme"]);
+    assert_eq!(acme_buckets.as_array().map(Vec::len), Some(1), "{acme_buckets}");
+    assert_eq!((&acme_buckets[0]["name"], &acme_buckets[0]["tenant"]), (&json!("acme-data"), &json!("acme")));
+    assert_eq!(acme_buckets[0]["objects"], 1);
+    let t = gw.admin_json(&["tenants", "show", "acme"]);
+    assert_eq!((&t["keys"], &t["buckets"]), (&json!(1), &json!(1)), "{t}");
+    assert!(gw.admin_cli(&["keys", "list", "--tenant", "acme"]).ok().stdout.contains("ACMEKEY001"));
+    gw.admin_cli(&["tenants", "delete", "acme"]).fails_with("still has keys or buckets");
+    gw.admin_cli(&["tenants", "delete", "default"]).fails_with("default tenant stays");
+    acme.aws(&["s3", "rb", "--force", "s3://acme-data"]).ok();
+    gw.admin_cli(&["keys", "delete", "ACMEKEY001"]).ok();
+    gw.admin_cli(&["tenants", "delete", "acme"]).ok();
+    gw.admin_cli(&["tenants", "show", "acme"]).fails_with("no tenant");
 }
 
 #[test]

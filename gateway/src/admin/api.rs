@@ -1,5 +1,5 @@
-//! The admin REST API, `/v1`: locations, placement policies, access keys, buckets,
-//! object placement, background jobs and status. JSON in and out; errors as
+//! The admin REST API, `/v1`: locations, placement policies, tenants, access keys,
+//! buckets, object placement, background jobs and status. JSON in and out; errors as
 //! `application/problem+json`; every list is paged (`limit`, `cursor` → `next_cursor`).
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::Admin;
 use super::problem::{ApiJson, Problem};
 use crate::catalog::{CatalogView, LocationSpec, LocationState, Origin, PolicySpec};
-use crate::meta::{BucketRow, CatalogRow, JobRow};
+use crate::meta::{BucketRow, CatalogRow, JobRow, TenantRow};
 
 type ApiResult<T> = Result<T, Problem>;
 
@@ -84,6 +84,7 @@ macro_rules! page_type {
 
 page_type!(LocationPage, LocationInfo, "locations");
 page_type!(PolicyPage, PolicyInfo, "policies");
+page_type!(TenantPage, TenantInfo, "tenants");
 page_type!(KeyPage, KeyInfo, "access keys");
 page_type!(BucketPage, BucketInfo, "buckets");
 page_type!(JobPage, JobInfo, "jobs");
@@ -115,8 +116,21 @@ pub struct LocationInfo {
     pub fragment_bytes: i64,
 }
 
+/// A location as the API knows it: one of the catalog's, unless it was removed. (A
+/// removed location of the configuration file stays there until the file is
+/// edited, but to the API it is gone; `activate` brings it back.)
+fn shown_location<'a>(view: &'a CatalogView, name: &str) -> ApiResult<&'a crate::config::Location> {
+    match view.locations.get(name) {
+        Some(_) if view.state(name) == LocationState::Removed => Err(Problem::not_found(format!(
+            "location {name:?} was removed; the configuration file still names it (delete it there, or activate it again)"
+        ))),
+        Some(l) => Ok(l),
+        None => Err(Problem::not_found(format!("no location {name:?}"))),
+    }
+}
+
 async fn location_info(admin: &Admin, view: &CatalogView, name: &str) -> ApiResult<LocationInfo> {
-    let loc = view.locations.get(name).ok_or_else(|| Problem::not_found(format!("no location {name:?}")))?;
+    let loc = shown_location(view, name)?;
     let recent = admin.gw.transfer.stats.recent(name);
     let (fragments, fragment_bytes) = admin.gw.meta.fragments_at_count(name).await?;
     Ok(LocationInfo {
@@ -142,7 +156,8 @@ pub async fn list_locations(
 ) -> ApiResult<Json<LocationPage>> {
     let Query(q) = q?;
     let view = admin.gw.catalog.view();
-    let (names, next) = q.page(view.locations.keys().map(|n| (n.clone(), n.clone())))?;
+    let shown = view.locations.keys().filter(|n| view.state(n) != LocationState::Removed);
+    let (names, next) = q.page(shown.map(|n| (n.clone(), n.clone())))?;
     let mut items = Vec::with_capacity(names.len());
     for n in &names {
         items.push(location_info(&admin, &view, n).await?);
@@ -207,7 +222,7 @@ pub async fn update_location(
     let Path(name) = name?;
     let mut spec = body;
     let view = admin.gw.catalog.view();
-    let current = view.locations.get(&name).ok_or_else(|| Problem::not_found(format!("no location {name:?}")))?;
+    let current = shown_location(&view, &name)?;
     if view.location_origins.get(&name) != Some(&Origin::Api) {
         return Err(Problem::conflict(format!("location {name:?} comes from the configuration file; change it there")));
     }
@@ -229,7 +244,8 @@ pub async fn update_location(
 }
 
 /// Removes a location that holds no fragment (drain it first). A location of the
-/// configuration file is marked `removed` (delete it from the file too).
+/// configuration file is marked `removed` (delete it from the file too); the API
+/// answers 404 for it from then on, as for any removed location.
 #[utoipa::path(delete, path = "/v1/locations/{name}", tag = "locations",
     params(("name" = String, Path, description = "Location name")),
     responses((status = 204, description = "Removed")))]
@@ -239,9 +255,7 @@ pub async fn remove_location(
 ) -> ApiResult<StatusCode> {
     let Path(name) = name?;
     let view = admin.gw.catalog.view();
-    if !view.locations.contains_key(&name) {
-        return Err(Problem::not_found(format!("no location {name:?}")));
-    }
+    shown_location(&view, &name)?;
     let (left, _) = admin.gw.meta.fragments_at_count(&name).await?;
     if left > 0 {
         return Err(Problem::conflict(format!(
@@ -285,7 +299,8 @@ pub async fn drain_location(
     start_job(&admin, "drain", Some(&name)).await.map(|j| (StatusCode::ACCEPTED, Json(j)))
 }
 
-/// Puts a drained (or draining, with no drain running) location back in service.
+/// Puts a drained (or draining, with no drain running) location back in service,
+/// or a removed one that the configuration file still names.
 #[utoipa::path(post, path = "/v1/locations/{name}/activate", tag = "locations",
     params(("name" = String, Path, description = "Location name")),
     responses((status = 200, description = "Active", body = LocationInfo)))]
@@ -425,6 +440,107 @@ pub async fn delete_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
+// ---- tenants -----------------------------------------------------------------------
+
+/// A tenant: the owner of access keys and buckets. Its keys see and reach only its
+/// buckets.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantInfo {
+    /// Name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Access keys.
+    pub keys: i64,
+    /// Buckets.
+    pub buckets: i64,
+}
+
+impl From<TenantRow> for TenantInfo {
+    fn from(t: TenantRow) -> Self {
+        TenantInfo { name: t.name, created_at: t.created_at, keys: t.keys, buckets: t.buckets }
+    }
+}
+
+/// A tenant to create.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantCreate {
+    /// Name (1-63 of `a-z`, `0-9` and `-`).
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9][a-z0-9-]*$")]
+    pub name: String,
+}
+
+/// Selects the items of one tenant.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantFilter {
+    /// Only those of this tenant.
+    pub tenant: Option<String>,
+}
+
+/// Lists tenants.
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", params(PageQuery),
+    responses((status = 200, description = "A page of tenants", body = TenantPage)))]
+pub async fn list_tenants(
+    State(admin): State<Arc<Admin>>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> ApiResult<Json<TenantPage>> {
+    let Query(q) = q?;
+    let tenants = admin.gw.meta.tenants().await?;
+    Ok(TenantPage::of(q.page(tenants.into_iter().map(|t| (t.name.clone(), TenantInfo::from(t))))?))
+}
+
+/// Creates a tenant.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = TenantCreate,
+    responses((status = 201, description = "Created", body = TenantInfo)))]
+pub async fn create_tenant(
+    State(admin): State<Arc<Admin>>,
+    ApiJson(body): ApiJson<TenantCreate>,
+) -> ApiResult<(StatusCode, Json<TenantInfo>)> {
+    crate::config::check_tenant_name(&body.name).map_err(|e| Problem::bad_request(e.to_string()))?;
+    if !admin.gw.meta.create_tenant(&body.name).await? {
+        return Err(Problem::conflict(format!("tenant {:?} exists", body.name)));
+    }
+    Ok((StatusCode::CREATED, Json(tenant_info(&admin, &body.name).await?)))
+}
+
+async fn tenant_info(admin: &Admin, name: &str) -> ApiResult<TenantInfo> {
+    let t = admin.gw.meta.tenant(name).await?.ok_or_else(|| Problem::not_found(format!("no tenant {name:?}")))?;
+    Ok(t.into())
+}
+
+/// Shows a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{name}", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name")),
+    responses((status = 200, description = "The tenant", body = TenantInfo)))]
+pub async fn get_tenant(
+    State(admin): State<Arc<Admin>>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<TenantInfo>> {
+    let Path(name) = name?;
+    Ok(Json(tenant_info(&admin, &name).await?))
+}
+
+/// Deletes a tenant that owns no key and no bucket.
+#[utoipa::path(delete, path = "/v1/tenants/{name}", tag = "tenants",
+    params(("name" = String, Path, description = "Tenant name")),
+    responses((status = 204, description = "Deleted")))]
+pub async fn delete_tenant(
+    State(admin): State<Arc<Admin>>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let Path(name) = name?;
+    if name == crate::config::DEFAULT_TENANT {
+        return Err(Problem::conflict("the default tenant stays"));
+    }
+    match admin.gw.meta.delete_tenant(&name).await? {
+        None => Err(Problem::not_found(format!("no tenant {name:?}"))),
+        Some(false) => Err(Problem::conflict(format!("tenant {name:?} still has keys or buckets; delete them first"))),
+        Some(true) => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
 // ---- access keys -------------------------------------------------------------------
 
 /// An S3 access key (the secret is shown only when created or rotated).
@@ -432,10 +548,18 @@ pub async fn delete_policy(
 pub struct KeyInfo {
     /// Access key id.
     pub access_key_id: String,
+    /// The tenant it acts for.
+    pub tenant: String,
     /// Whether requests signed with it are accepted.
     pub enabled: bool,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+}
+
+impl From<crate::meta::AccessKeyRow> for KeyInfo {
+    fn from(k: crate::meta::AccessKeyRow) -> Self {
+        KeyInfo { access_key_id: k.id, tenant: k.tenant, enabled: k.enabled, created_at: k.created_at }
+    }
 }
 
 /// A new key pair or secret. Shown once: keep it.
@@ -445,6 +569,8 @@ pub struct NewKey {
     pub access_key_id: String,
     /// Secret access key.
     pub secret_access_key: String,
+    /// The tenant it acts for.
+    pub tenant: String,
 }
 
 /// What to create (both generated when absent).
@@ -457,21 +583,21 @@ pub struct KeyCreate {
     /// Secret (8-128 printable characters).
     #[schema(min_length = 8, max_length = 128)]
     pub secret_access_key: Option<String>,
+    /// The tenant it acts for (`default` when absent); it must exist.
+    pub tenant: Option<String>,
 }
 
 /// Lists access keys.
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageQuery),
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", params(PageQuery, TenantFilter),
     responses((status = 200, description = "A page of keys", body = KeyPage)))]
 pub async fn list_keys(
     State(admin): State<Arc<Admin>>,
     q: Result<Query<PageQuery>, QueryRejection>,
+    f: Result<Query<TenantFilter>, QueryRejection>,
 ) -> ApiResult<Json<KeyPage>> {
-    let Query(q) = q?;
-    let keys = admin.credentials.list().await?;
-    let items = keys
-        .into_iter()
-        .map(|k| (k.id.clone(), KeyInfo { access_key_id: k.id, enabled: k.enabled, created_at: k.created_at }));
-    Ok(KeyPage::of(q.page(items)?))
+    let (Query(q), Query(f)) = (q?, f?);
+    let keys = admin.credentials.list(f.tenant.as_deref()).await?;
+    Ok(KeyPage::of(q.page(keys.into_iter().map(|k| (k.id.clone(), KeyInfo::from(k))))?))
 }
 
 /// Creates an access key.
@@ -489,13 +615,16 @@ pub async fn create_key(
     if let Some(secret) = &req.secret_access_key {
         crate::config::check_secret_access_key(secret).map_err(bad)?;
     }
-    let (id, secret) = admin.credentials.create(req.access_key_id.as_deref(), req.secret_access_key.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(NewKey { access_key_id: id, secret_access_key: secret.to_string() })))
+    let tenant = req.tenant.as_deref().unwrap_or(crate::config::DEFAULT_TENANT);
+    let (id, secret) =
+        admin.credentials.create(req.access_key_id.as_deref(), req.secret_access_key.as_deref(), tenant).await?;
+    let new = NewKey { access_key_id: id, secret_access_key: secret.to_string(), tenant: tenant.to_string() };
+    Ok((StatusCode::CREATED, Json(new)))
 }
 
 async fn key_info(admin: &Admin, id: &str) -> ApiResult<KeyInfo> {
     let k = admin.gw.meta.access_key(id).await?.ok_or_else(|| Problem::not_found(format!("no access key {id:?}")))?;
-    Ok(KeyInfo { access_key_id: k.id, enabled: k.enabled, created_at: k.created_at })
+    Ok(k.into())
 }
 
 /// Revokes (disables) an access key; requests signed with it fail from now on
@@ -525,7 +654,8 @@ pub async fn rotate_key(
     let Path(id) = id?;
     let secret =
         admin.credentials.rotate(&id).await?.ok_or_else(|| Problem::not_found(format!("no access key {id:?}")))?;
-    Ok(Json(NewKey { access_key_id: id, secret_access_key: secret.to_string() }))
+    let tenant = key_info(&admin, &id).await?.tenant;
+    Ok(Json(NewKey { access_key_id: id, secret_access_key: secret.to_string(), tenant }))
 }
 
 /// Deletes an access key.
@@ -561,6 +691,8 @@ pub struct LocationUsage {
 pub struct BucketInfo {
     /// Name.
     pub name: String,
+    /// The tenant that owns it.
+    pub tenant: String,
     /// Placement policy of its new writes.
     pub policy: String,
     /// Creation time, Unix milliseconds.
@@ -577,6 +709,7 @@ async fn bucket_info(admin: &Admin, b: BucketRow) -> ApiResult<BucketInfo> {
     let u = admin.gw.meta.bucket_usage(&b.name).await?;
     Ok(BucketInfo {
         name: b.name,
+        tenant: b.tenant,
         policy: b.policy,
         created_at: b.created_at,
         objects: u.objects,
@@ -590,14 +723,18 @@ async fn bucket_info(admin: &Admin, b: BucketRow) -> ApiResult<BucketInfo> {
 }
 
 /// Lists buckets with their usage.
-#[utoipa::path(get, path = "/v1/buckets", tag = "buckets", params(PageQuery),
+#[utoipa::path(get, path = "/v1/buckets", tag = "buckets", params(PageQuery, TenantFilter),
     responses((status = 200, description = "A page of buckets", body = BucketPage)))]
 pub async fn list_buckets(
     State(admin): State<Arc<Admin>>,
     q: Result<Query<PageQuery>, QueryRejection>,
+    f: Result<Query<TenantFilter>, QueryRejection>,
 ) -> ApiResult<Json<BucketPage>> {
-    let Query(q) = q?;
-    let buckets = admin.gw.meta.buckets().await?;
+    let (Query(q), Query(f)) = (q?, f?);
+    let buckets = match &f.tenant {
+        Some(t) => admin.gw.meta.buckets_of(t).await?,
+        None => admin.gw.meta.buckets().await?,
+    };
     let (rows, next) = q.page(buckets.into_iter().map(|b| (b.name.clone(), b)))?;
     let mut items = Vec::with_capacity(rows.len());
     for b in rows {
@@ -826,9 +963,7 @@ pub struct JobCreate {
 async fn start_job(admin: &Admin, kind: &str, location: Option<&str>) -> ApiResult<JobInfo> {
     let target = match (kind, location) {
         ("drain", Some(l)) => {
-            if !admin.gw.catalog.view().locations.contains_key(l) {
-                return Err(Problem::not_found(format!("no location {l:?}")));
-            }
+            shown_location(&admin.gw.catalog.view(), l)?;
             l
         }
         ("drain", None) => return Err(Problem::bad_request("a drain needs a location")),

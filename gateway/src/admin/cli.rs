@@ -57,6 +57,12 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: PoliciesCommand,
     },
+    /// Tenants: the owners of access keys and buckets.
+    Tenants {
+        /// What to do.
+        #[command(subcommand)]
+        what: TenantsCommand,
+    },
     /// S3 access keys.
     Keys {
         /// What to do.
@@ -208,16 +214,45 @@ pub enum PoliciesCommand {
     },
 }
 
+/// `skyshard admin tenants …`
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// List tenants with their keys and buckets.
+    List,
+    /// Create a tenant (then give it keys: `keys create --tenant NAME`).
+    Create {
+        /// Name (a-z, 0-9 and -).
+        name: String,
+    },
+    /// Show one tenant.
+    Show {
+        /// Name.
+        name: String,
+    },
+    /// Delete a tenant that owns no key and no bucket.
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
 /// `skyshard admin keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// List access keys.
-    List,
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Create a key pair (printed once).
     Create {
         /// Access key id (generated if absent).
         #[arg(long)]
         id: Option<String>,
+        /// The tenant it acts for (default: `default`).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Disable a key.
     Revoke {
@@ -240,7 +275,11 @@ pub enum KeysCommand {
 #[derive(Debug, Subcommand)]
 pub enum BucketsCommand {
     /// List buckets with objects, bytes and fragments per location.
-    List,
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Show one bucket.
     Show {
         /// Name.
@@ -455,10 +494,30 @@ fn bucket_rows(items: &[Value]) -> String {
                 .and_then(Value::as_array)
                 .map(|ls| ls.iter().map(|l| format!("{}:{}", text(l, "location"), text(l, "fragments"))).collect())
                 .unwrap_or_default();
-            vec![text(b, "name"), text(b, "policy"), text(b, "objects"), bytes_h(b, "bytes"), per.join(" ")]
+            vec![
+                text(b, "name"),
+                text(b, "tenant"),
+                text(b, "policy"),
+                text(b, "objects"),
+                bytes_h(b, "bytes"),
+                per.join(" "),
+            ]
         })
         .collect();
-    table(&["NAME", "POLICY", "OBJECTS", "BYTES", "FRAGMENTS_PER_LOCATION"], rows)
+    table(&["NAME", "TENANT", "POLICY", "OBJECTS", "BYTES", "FRAGMENTS_PER_LOCATION"], rows)
+}
+
+fn tenant_rows(items: &[Value]) -> String {
+    let rows = items.iter().map(|t| vec![text(t, "name"), text(t, "keys"), text(t, "buckets")]).collect();
+    table(&["NAME", "KEYS", "BUCKETS"], rows)
+}
+
+/// A list path, narrowed to one tenant when given.
+fn of_tenant(path: &str, tenant: &Option<String>) -> String {
+    match tenant {
+        Some(t) => format!("{path}?tenant={}", seg(t)),
+        None => path.to_string(),
+    }
 }
 
 fn policy_rows(items: &[Value]) -> String {
@@ -639,21 +698,44 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                 print(j, &v, |v| bucket_rows(std::slice::from_ref(v)))?
             }
         },
+        AdminCommand::Tenants { what } => match what {
+            TenantsCommand::List => {
+                let items = c.all("/v1/tenants").await?;
+                print(j, &Value::Array(items.clone()), |_| tenant_rows(&items))?
+            }
+            TenantsCommand::Create { name } => {
+                let v = c.call(Method::POST, "/v1/tenants", Some(json!({ "name": name }))).await?;
+                print(j, &v, |v| tenant_rows(std::slice::from_ref(v)))?
+            }
+            TenantsCommand::Show { name } => {
+                let v = c.get(&format!("/v1/tenants/{}", seg(name))).await?;
+                print(j, &v, |v| tenant_rows(std::slice::from_ref(v)))?
+            }
+            TenantsCommand::Delete { name } => {
+                c.call(Method::DELETE, &format!("/v1/tenants/{}", seg(name)), None).await?;
+                print(j, &json!({ "deleted": name }), |_| format!("deleted tenant {name}\n"))?
+            }
+        },
         AdminCommand::Keys { what } => match what {
-            KeysCommand::List => {
-                let items = c.all("/v1/keys").await?;
+            KeysCommand::List { tenant } => {
+                let items = c.all(&of_tenant("/v1/keys", tenant)).await?;
                 print(j, &Value::Array(items.clone()), |_| {
-                    let rows = items.iter().map(|k| vec![text(k, "access_key_id"), text(k, "enabled")]).collect();
-                    table(&["ACCESS_KEY_ID", "ENABLED"], rows)
+                    let rows = items
+                        .iter()
+                        .map(|k| vec![text(k, "access_key_id"), text(k, "tenant"), text(k, "enabled")])
+                        .collect();
+                    table(&["ACCESS_KEY_ID", "TENANT", "ENABLED"], rows)
                 })?
             }
-            KeysCommand::Create { id } => {
-                let v = c.call(Method::POST, "/v1/keys", Some(json!({ "access_key_id": id }))).await?;
+            KeysCommand::Create { id, tenant } => {
+                let body = json!({ "access_key_id": id, "tenant": tenant });
+                let v = c.call(Method::POST, "/v1/keys", Some(body)).await?;
                 print(j, &v, |v| {
                     format!(
-                        "access key id:  {}\nsecret key:     {}\n(the secret is shown this once)\n",
+                        "access key id:  {}\nsecret key:     {}\ntenant:         {}\n(the secret is shown this once)\n",
                         text(v, "access_key_id"),
-                        text(v, "secret_access_key")
+                        text(v, "secret_access_key"),
+                        text(v, "tenant")
                     )
                 })?
             }
@@ -671,8 +753,8 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
             }
         },
         AdminCommand::Buckets { what } => match what {
-            BucketsCommand::List => {
-                let items = c.all("/v1/buckets").await?;
+            BucketsCommand::List { tenant } => {
+                let items = c.all(&of_tenant("/v1/buckets", tenant)).await?;
                 print(j, &Value::Array(items.clone()), |_| bucket_rows(&items))?
             }
             BucketsCommand::Show { name } => {

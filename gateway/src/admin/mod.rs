@@ -82,6 +82,8 @@ impl Admin {
             .route("/v1/locations/{name}/activate", post(api::activate_location))
             .route("/v1/policies", get(api::list_policies))
             .route("/v1/policies/{name}", get(api::get_policy).put(api::put_policy).delete(api::delete_policy))
+            .route("/v1/tenants", get(api::list_tenants).post(api::create_tenant))
+            .route("/v1/tenants/{name}", get(api::get_tenant).delete(api::delete_tenant))
             .route("/v1/keys", get(api::list_keys).post(api::create_key))
             .route("/v1/keys/{id}", axum::routing::delete(api::delete_key))
             .route("/v1/keys/{id}/revoke", post(api::revoke_key))

@@ -87,6 +87,9 @@ impl From<crate::auth::CredentialError> for Problem {
     fn from(e: crate::auth::CredentialError) -> Self {
         match e {
             crate::auth::CredentialError::Exists(id) => Problem::conflict(format!("access key {id} exists")),
+            crate::auth::CredentialError::NoTenant(t) => {
+                Problem::bad_request(format!("no tenant {t:?}; create it first (skyshard admin tenants create)"))
+            }
             e => Problem::internal(e),
         }
     }

@@ -12,6 +12,7 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Result, s3_error};
 use zeroize::Zeroizing;
 
+use crate::config::DEFAULT_TENANT;
 use crate::keys::{KEY_ID_ALPHABET, SECRET_ALPHABET, random_token};
 use crate::meta::{AccessKeyRow, MetaStore, now_ms};
 
@@ -30,14 +31,22 @@ pub enum CredentialError {
     /// The key id exists already.
     #[error("access key {0} exists")]
     Exists(String),
+    /// The tenant to create a key for does not exist.
+    #[error("no tenant {0:?}")]
+    NoTenant(String),
 }
 
 /// How long a decrypted secret is used without looking at the store again: a key
 /// revoked or rotated through another replica stops working within this time.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// A decrypted secret and when it was read.
-type Cached = (Zeroizing<String>, Instant);
+/// An enabled key as last read: its decrypted secret and its tenant.
+#[derive(Clone)]
+struct Cached {
+    secret: Zeroizing<String>,
+    tenant: Arc<str>,
+    read: Instant,
+}
 
 /// Access keys, backed by the metadata store, with decrypted secrets cached briefly.
 /// Clones share the cache.
@@ -61,11 +70,13 @@ impl CredentialStore {
         Self { meta, master, random, cache: Arc::default() }
     }
 
-    /// Creates an access key; generates the id and secret when not given. Returns them.
+    /// Creates an access key of `tenant`; generates the id and secret when not
+    /// given. Returns them.
     pub async fn create(
         &self,
         id: Option<&str>,
         secret: Option<&str>,
+        tenant: &str,
     ) -> Result<(String, Zeroizing<String>), CredentialError> {
         let id = match id {
             Some(i) => i.to_string(),
@@ -82,9 +93,13 @@ impl CredentialStore {
             kek_version: i64::from(self.master.version()),
             enabled: true,
             created_at: now_ms(),
+            tenant: tenant.to_string(),
         };
         if !self.meta.insert_access_key(&row).await? {
-            return Err(CredentialError::Exists(id));
+            if self.meta.access_key(&id).await?.is_some() {
+                return Err(CredentialError::Exists(id));
+            }
+            return Err(CredentialError::NoTenant(tenant.to_string()));
         }
         Ok((id, secret))
     }
@@ -104,7 +119,7 @@ impl CredentialStore {
             if let Some(secret) = secret
                 && self.meta.access_keys().await?.is_empty()
             {
-                let (i, s) = self.create(Some(id), Some(secret)).await?;
+                let (i, s) = self.create(Some(id), Some(secret), DEFAULT_TENANT).await?;
                 return Ok((i, s, true));
             }
         }
@@ -114,7 +129,7 @@ impl CredentialStore {
                 Ok((k.id, s, false))
             }
             None => {
-                let (i, s) = self.create(id, secret).await?;
+                let (i, s) = self.create(id, secret, DEFAULT_TENANT).await?;
                 Ok((i, s, true))
             }
         }
@@ -127,19 +142,29 @@ impl CredentialStore {
 
     /// The secret of an enabled key, or `None`.
     pub async fn secret_of(&self, id: &str) -> Result<Option<Zeroizing<String>>, CredentialError> {
+        Ok(self.enabled(id).await?.map(|c| c.secret))
+    }
+
+    /// The tenant of an enabled key, or `None`.
+    pub async fn tenant_of(&self, id: &str) -> Result<Option<Arc<str>>, CredentialError> {
+        Ok(self.enabled(id).await?.map(|c| c.tenant))
+    }
+
+    /// An enabled key, from the cache while it is fresh.
+    async fn enabled(&self, id: &str) -> Result<Option<Cached>, CredentialError> {
         let cached = self.cache.read().ok().and_then(|c| c.get(id).cloned());
-        if let Some((s, _)) = cached.filter(|(_, at)| at.elapsed() < CACHE_TTL) {
-            return Ok(Some(s));
+        if let Some(c) = cached.filter(|c| c.read.elapsed() < CACHE_TTL) {
+            return Ok(Some(c));
         }
         let Some(row) = self.meta.access_key(id).await? else { return Ok(None) };
         if !row.enabled {
             return Ok(None);
         }
-        let secret = self.open(&row)?;
+        let fresh = Cached { secret: self.open(&row)?, tenant: row.tenant.into(), read: Instant::now() };
         if let Ok(mut c) = self.cache.write() {
-            c.insert(id.to_string(), (secret.clone(), Instant::now()));
+            c.insert(id.to_string(), fresh.clone());
         }
-        Ok(Some(secret))
+        Ok(Some(fresh))
     }
 
     /// Drops cached secrets (after keys were disabled or deleted).
@@ -153,9 +178,12 @@ impl CredentialStore {
         Ok(Zeroizing::new(random_token(self.random.as_ref(), 40, SECRET_ALPHABET)?))
     }
 
-    /// Every key (secrets stay sealed).
-    pub async fn list(&self) -> Result<Vec<AccessKeyRow>, CredentialError> {
-        Ok(self.meta.access_keys().await?)
+    /// Every key, or those of one tenant (secrets stay sealed).
+    pub async fn list(&self, tenant: Option<&str>) -> Result<Vec<AccessKeyRow>, CredentialError> {
+        Ok(match tenant {
+            Some(t) => self.meta.access_keys_of(t).await?,
+            None => self.meta.access_keys().await?,
+        })
     }
 
     /// Enables or disables a key; `false` if there is none.

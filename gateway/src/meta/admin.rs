@@ -66,6 +66,35 @@ pub struct BucketUsage {
     pub fragments: Vec<(String, i64, i64)>,
 }
 
+/// A tenant with what it owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    /// Name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Its access keys.
+    pub keys: i64,
+    /// Its buckets.
+    pub buckets: i64,
+}
+
+/// Selects tenant rows with their counts.
+macro_rules! tenant_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT t.name, t.created_at, \
+             (SELECT COUNT(*) FROM access_keys k WHERE k.tenant = t.name) AS key_count, \
+             (SELECT COUNT(*) FROM buckets b WHERE b.tenant = t.name) AS bucket_count FROM tenants t ",
+            $rest
+        )
+    };
+}
+
+fn tenant_row(r: &AnyRow) -> MetaResult<TenantRow> {
+    Ok(TenantRow { name: r.try_get(0)?, created_at: r.try_get(1)?, keys: r.try_get(2)?, buckets: r.try_get(3)? })
+}
+
 /// The columns of a job row (a macro so that statements stay string literals).
 macro_rules! job_select {
     ($rest:literal) => {
@@ -125,6 +154,47 @@ impl MetaStore {
     /// Number of admin tokens.
     pub async fn admin_token_count(&self) -> MetaResult<i64> {
         Ok(sqlx::query("SELECT COUNT(*) AS n FROM admin_tokens").fetch_one(&self.pool).await?.try_get("n")?)
+    }
+
+    // ---- tenants -----------------------------------------------------------------
+
+    /// Every tenant, by name.
+    pub async fn tenants(&self) -> MetaResult<Vec<TenantRow>> {
+        let rows = sqlx::query(tenant_select!("ORDER BY t.name")).fetch_all(&self.pool).await?;
+        rows.iter().map(tenant_row).collect()
+    }
+
+    /// A tenant.
+    pub async fn tenant(&self, name: &str) -> MetaResult<Option<TenantRow>> {
+        let row = sqlx::query(tenant_select!("WHERE t.name = $1")).bind(name).fetch_optional(&self.pool).await?;
+        row.map(|r| tenant_row(&r)).transpose()
+    }
+
+    /// Creates a tenant; `false` if it exists.
+    pub async fn create_tenant(&self, name: &str) -> MetaResult<bool> {
+        let r = sqlx::query("INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Deletes a tenant that owns nothing. `Ok(None)` if there is no such tenant,
+    /// `Ok(Some(false))` if it still has keys or buckets.
+    pub async fn delete_tenant(&self, name: &str) -> MetaResult<Option<bool>> {
+        let r = sqlx::query(
+            "DELETE FROM tenants WHERE name = $1 \
+             AND NOT EXISTS (SELECT 1 FROM access_keys WHERE tenant = $1) \
+             AND NOT EXISTS (SELECT 1 FROM buckets WHERE tenant = $1)",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        if r.rows_affected() == 1 {
+            return Ok(Some(true));
+        }
+        Ok(self.tenant(name).await?.map(|_| false))
     }
 
     // ---- catalog -----------------------------------------------------------------

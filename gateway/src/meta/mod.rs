@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use admin::{BucketUsage, CatalogRow, FragmentAt, JobRow, LIVE_JOB_STATES};
+pub use admin::{BucketUsage, CatalogRow, FragmentAt, JobRow, LIVE_JOB_STATES, TenantRow};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -56,6 +56,8 @@ pub struct BucketRow {
     pub policy: String,
     /// Creation time, Unix ms.
     pub created_at: i64,
+    /// The tenant that owns it (that of the key that created it).
+    pub tenant: String,
 }
 
 /// State of a seal.
@@ -89,6 +91,23 @@ impl FromStr for SealState {
             other => Err(MetaError::Corrupt(format!("seal state {other:?}"))),
         }
     }
+}
+
+/// Selects access key rows (a macro so that statements stay string literals).
+macro_rules! key_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant FROM access_keys ",
+            $rest
+        )
+    };
+}
+
+/// Selects bucket rows.
+macro_rules! bucket_select {
+    ($rest:literal) => {
+        concat!("SELECT name, policy, created_at, tenant FROM buckets ", $rest)
+    };
 }
 
 /// Which pending writes are dead: those last touched before `before` (the grace
@@ -287,6 +306,8 @@ pub struct AccessKeyRow {
     pub enabled: bool,
     /// Creation time.
     pub created_at: i64,
+    /// The tenant it acts for.
+    pub tenant: String,
 }
 
 /// What committing a version replaced.
@@ -389,36 +410,38 @@ impl MetaStore {
 
     /// An access key by id.
     pub async fn access_key(&self, id: &str) -> MetaResult<Option<AccessKeyRow>> {
-        let row = sqlx::query(
-            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at FROM access_keys WHERE access_key_id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(key_select!("WHERE access_key_id = $1")).bind(id).fetch_optional(&self.pool).await?;
         row.map(|r| access_key_row(&r)).transpose()
     }
 
     /// Every access key.
     pub async fn access_keys(&self) -> MetaResult<Vec<AccessKeyRow>> {
-        let rows = sqlx::query(
-            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at FROM access_keys ORDER BY access_key_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(key_select!("ORDER BY access_key_id")).fetch_all(&self.pool).await?;
         rows.iter().map(access_key_row).collect()
     }
 
-    /// Stores an access key; `false` if the id exists.
+    /// The access keys of one tenant.
+    pub async fn access_keys_of(&self, tenant: &str) -> MetaResult<Vec<AccessKeyRow>> {
+        let rows = sqlx::query(key_select!("WHERE tenant = $1 ORDER BY access_key_id"))
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(access_key_row).collect()
+    }
+
+    /// Stores an access key; `false` if the id exists or its tenant does not.
     pub async fn insert_access_key(&self, k: &AccessKeyRow) -> MetaResult<bool> {
         let r = sqlx::query(
-            "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (access_key_id) DO NOTHING",
+            "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at, tenant) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM tenants WHERE name = $6) \
+             ON CONFLICT (access_key_id) DO NOTHING",
         )
         .bind(&k.id)
         .bind(&k.secret_sealed)
         .bind(k.kek_version)
         .bind(i64::from(k.enabled))
         .bind(k.created_at)
+        .bind(&k.tenant)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -442,14 +465,15 @@ impl MetaStore {
 
     // ---- buckets -----------------------------------------------------------------
 
-    /// Creates a bucket; `false` if it exists.
+    /// Creates a bucket; `false` if it exists (whoever owns it).
     pub async fn create_bucket(&self, b: &BucketRow) -> MetaResult<bool> {
         let r = sqlx::query(
-            "INSERT INTO buckets (name, policy, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO buckets (name, policy, created_at, tenant) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
         )
         .bind(&b.name)
         .bind(&b.policy)
         .bind(b.created_at)
+        .bind(&b.tenant)
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)
@@ -457,18 +481,21 @@ impl MetaStore {
 
     /// A bucket.
     pub async fn bucket(&self, name: &str) -> MetaResult<Option<BucketRow>> {
-        let row = sqlx::query("SELECT name, policy, created_at FROM buckets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| bucket_row(&r)))
+        let row = sqlx::query(bucket_select!("WHERE name = $1")).bind(name).fetch_optional(&self.pool).await?;
+        row.map(|r| bucket_row(&r)).transpose()
     }
 
     /// Every bucket, by name.
     pub async fn buckets(&self) -> MetaResult<Vec<BucketRow>> {
+        let rows = sqlx::query(bucket_select!("ORDER BY name")).fetch_all(&self.pool).await?;
+        rows.iter().map(bucket_row).collect()
+    }
+
+    /// The buckets of one tenant, by name.
+    pub async fn buckets_of(&self, tenant: &str) -> MetaResult<Vec<BucketRow>> {
         let rows =
-            sqlx::query("SELECT name, policy, created_at FROM buckets ORDER BY name").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(bucket_row).collect())
+            sqlx::query(bucket_select!("WHERE tenant = $1 ORDER BY name")).bind(tenant).fetch_all(&self.pool).await?;
+        rows.iter().map(bucket_row).collect()
     }
 
     /// Deletes an empty bucket. `Ok(None)` if it does not exist, `Ok(Some(false))` if
@@ -1051,11 +1078,12 @@ fn access_key_row(r: &AnyRow) -> MetaResult<AccessKeyRow> {
         kek_version: r.try_get(2)?,
         enabled: r.try_get::<i64, _>(3)? != 0,
         created_at: r.try_get(4)?,
+        tenant: r.try_get(5)?,
     })
 }
 
-fn bucket_row(r: &AnyRow) -> BucketRow {
-    BucketRow { name: r.get(0), policy: r.get(1), created_at: r.get(2) }
+fn bucket_row(r: &AnyRow) -> MetaResult<BucketRow> {
+    Ok(BucketRow { name: r.try_get(0)?, policy: r.try_get(1)?, created_at: r.try_get(2)?, tenant: r.try_get(3)? })
 }
 
 fn seal_row(r: &AnyRow) -> MetaResult<SealRow> {

@@ -96,21 +96,19 @@ async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u32) -> String {
     s
 }
 
+fn bucket_row(name: &str, tenant: &str) -> BucketRow {
+    BucketRow { name: name.into(), policy: "default".into(), created_at: now_ms(), tenant: tenant.into() }
+}
+
 async fn bucket(m: &MetaStore, name: &str) {
-    assert!(
-        m.create_bucket(&BucketRow { name: name.into(), policy: "default".into(), created_at: now_ms() })
-            .await
-            .expect("create")
-    );
+    assert!(m.create_bucket(&bucket_row(name, "default")).await.expect("create"));
 }
 
 #[tokio::test]
 async fn buckets_create_list_and_refuse_to_delete_when_not_empty() {
     for m in stores().await {
         bucket(&m, "b1").await;
-        assert!(
-            !m.create_bucket(&BucketRow { name: "b1".into(), policy: "x".into(), created_at: 0 }).await.expect("dup")
-        );
+        assert!(!m.create_bucket(&bucket_row("b1", "other")).await.expect("dup"), "names are global");
         bucket(&m, "a0").await;
         let names: Vec<String> = m.buckets().await.expect("list").into_iter().map(|b| b.name).collect();
         assert_eq!(names, ["a0", "b1"]);
@@ -297,6 +295,7 @@ async fn access_keys_round_trip() {
             kek_version: 1,
             enabled: true,
             created_at: 5,
+            tenant: "default".into(),
         };
         assert!(m.insert_access_key(&k).await.expect("insert"));
         assert!(!m.insert_access_key(&k).await.expect("dup"));
@@ -306,6 +305,41 @@ async fn access_keys_round_trip() {
         assert_eq!(m.access_keys().await.expect("list").len(), 1);
         assert!(m.delete_access_key("AKID").await.expect("delete"));
         assert!(m.access_key("AKID").await.expect("get").is_none());
+    }
+}
+
+#[tokio::test]
+async fn tenants_own_keys_and_buckets_and_go_only_when_empty() {
+    for m in stores().await {
+        let names = |ts: Vec<TenantRow>| ts.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(m.tenants().await.expect("list")), ["default"], "migrations create the default tenant");
+        assert!(m.create_tenant("acme").await.expect("create"));
+        assert!(!m.create_tenant("acme").await.expect("dup"));
+        let key = |id: &str, tenant: &str| AccessKeyRow {
+            id: id.into(),
+            secret_sealed: vec![1; 40],
+            kek_version: 1,
+            enabled: true,
+            created_at: 1,
+            tenant: tenant.into(),
+        };
+        assert!(m.insert_access_key(&key("A1", "acme")).await.expect("key"));
+        assert!(!m.insert_access_key(&key("G1", "ghost")).await.expect("key"), "a key needs its tenant");
+        assert!(m.access_key("G1").await.expect("get").is_none());
+        assert!(m.create_bucket(&bucket_row("acme-data", "acme")).await.expect("bucket"));
+        bucket(&m, "shared").await;
+        let acme = m.tenant("acme").await.expect("get").expect("exists");
+        assert_eq!((acme.keys, acme.buckets), (1, 1));
+        let of_acme: Vec<String> = m.buckets_of("acme").await.expect("of").into_iter().map(|b| b.name).collect();
+        assert_eq!(of_acme, ["acme-data"]);
+        assert_eq!(m.bucket("acme-data").await.expect("get").expect("exists").tenant, "acme");
+        assert_eq!(m.access_keys_of("acme").await.expect("keys").len(), 1);
+        assert_eq!(m.delete_tenant("acme").await.expect("busy"), Some(false));
+        assert!(m.delete_access_key("A1").await.expect("delete key"));
+        assert_eq!(m.delete_tenant("acme").await.expect("still a bucket"), Some(false));
+        assert_eq!(m.delete_bucket("acme-data").await.expect("delete bucket"), Some(true));
+        assert_eq!(m.delete_tenant("acme").await.expect("empty"), Some(true));
+        assert_eq!(m.delete_tenant("acme").await.expect("gone"), None);
     }
 }
 

@@ -3,22 +3,23 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::{S3Front, error, timestamp};
+use super::{S3Front, access, error, timestamp};
 use crate::meta::{BucketRow, now_ms};
 
 impl S3Front {
     pub(super) async fn op_list_buckets(
         &self,
-        _req: S3Request<ListBucketsInput>,
+        req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let buckets = self.gw.meta.buckets().await.map_err(error::meta)?;
+        let tenant = access::tenant(&req)?;
+        let buckets = self.gw.meta.buckets_of(&tenant).await.map_err(error::meta)?;
         let buckets = buckets
             .into_iter()
             .map(|b| Bucket { name: Some(b.name), creation_date: Some(timestamp(b.created_at)), ..Default::default() })
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(Owner { display_name: Some("skyshard".into()), id: Some("skyshard".into()) }),
+            owner: Some(Owner { display_name: Some(tenant.to_string()), id: Some(tenant.to_string()) }),
             ..Default::default()
         }))
     }
@@ -27,17 +28,23 @@ impl S3Front {
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let tenant = access::tenant(&req)?;
         let name = req.input.bucket;
         // s3s has refused invalid names already; this is a second line.
         if !s3s::path::check_bucket_name(&name) {
             return Err(s3_error!(InvalidBucketName));
         }
         let policy = self.gw.settings.policy_for_new_bucket(&name).to_string();
-        let row = BucketRow { name: name.clone(), policy, created_at: now_ms() };
+        let row = BucketRow { name: name.clone(), policy, created_at: now_ms(), tenant: tenant.to_string() };
         if !self.gw.meta.create_bucket(&row).await.map_err(error::meta)? {
-            return Err(s3_error!(BucketAlreadyOwnedByYou));
+            // Taken, perhaps a moment ago by a request the access check did not see.
+            let owner = self.gw.meta.bucket(&name).await.map_err(error::meta)?.map(|b| b.tenant);
+            return Err(match owner {
+                Some(o) if *o != *tenant => s3_error!(BucketAlreadyExists),
+                _ => s3_error!(BucketAlreadyOwnedByYou),
+            });
         }
-        tracing::info!(bucket = %name, policy = %row.policy, "bucket created");
+        tracing::info!(bucket = %name, tenant = %tenant, policy = %row.policy, "bucket created");
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 

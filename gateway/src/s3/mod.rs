@@ -9,6 +9,7 @@
 //! | `list.rs` | ListObjectsV2, ListObjects |
 //! | `multipart.rs` | Create/UploadPart/Complete/Abort, ListParts, ListMultipartUploads |
 
+pub mod access;
 mod bucket;
 pub mod error;
 pub mod host;

@@ -3,8 +3,9 @@
 //! Prometheus metrics per S3 operation — requests by status, latency to the
 //! response head, bytes received and sent.
 //!
-//! The operation is the one s3s routed the request to: an [`S3Access`] hook writes
-//! its name into a slot the outer service put in the request's extensions.
+//! The operation is the one s3s routed the request to: the access hook
+//! ([`super::access::Tenancy`]) writes its name into a slot the outer service put in
+//! the request's extensions.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,29 +15,18 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use s3s::access::{S3Access, S3AccessContext};
-use s3s::{S3Result, s3_error};
+use s3s::access::S3AccessContext;
 
 /// Where the access hook leaves the operation's name.
 #[derive(Debug, Clone, Default)]
 pub struct OpSlot(pub Arc<OnceLock<String>>);
 
-/// Records the operation s3s chose, then applies the default rule: signed requests
-/// only (the credentials were verified by the auth provider before this runs).
-#[derive(Debug, Default)]
-pub struct RecordOperation;
-
-#[async_trait::async_trait]
-impl S3Access for RecordOperation {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let name = cx.s3_op().name().to_string();
-        if let Some(slot) = cx.extensions_mut().get::<OpSlot>() {
-            let _ = slot.0.set(name);
-        }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
-        }
+/// Records the operation s3s chose (called by the access hook, which s3s runs
+/// once it has routed the request).
+pub fn record_operation(cx: &mut S3AccessContext<'_>) {
+    let name = cx.s3_op().name().to_string();
+    if let Some(slot) = cx.extensions_mut().get::<OpSlot>() {
+        let _ = slot.0.set(name);
     }
 }
 
