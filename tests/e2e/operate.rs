@@ -121,6 +121,11 @@ fn drain_and_remove(db: Db) {
         assert_eq!(fragments_at(&obj, drained), 0, "{obj}");
     }
     assert!(extra.files().iter().any(|p| p.is_file()), "fragments went to the added location");
+    // Prometheus sees the same placement (this is the test's first scrape, so the count is fresh).
+    let m = e2e::metrics(gw);
+    let at = |l: &str| m.get(&format!(r#"skyshard_location_fragments{{location="{l}"}}"#)).copied();
+    assert_eq!(at(drained), Some(0.0), "{m:?}");
+    assert!(at("rc6").is_some_and(|n| n > 0.0), "{m:?}");
     assert!(
         c.locations[2].files().iter().all(|p| !p.is_file()),
         "the drained location was emptied: {:?}",

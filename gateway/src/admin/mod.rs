@@ -3,7 +3,7 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `GET /metrics` | none | OpenMetrics text: S3 requests, latency and bytes per operation; per-location requests, errors and latency; per-engine bytes and CPU time; chosen and rejected engines; process CPU and memory; location health; cache figures |
+//! | `GET /metrics` | none | OpenMetrics text: S3 requests, latency and bytes per operation; per-location requests, errors, latency and fragments; per-engine bytes and CPU time; chosen and rejected engines; process CPU and memory; location health; cache figures |
 //! | `GET /health` | none | liveness: `ok` or `degraded`, with the locations that failed recently |
 //! | `GET /ready` | none | readiness: the metadata store answers and the default policy can place a write |
 //! | `/v1/…` | bearer token | the REST API ([`api`]; OpenAPI in [`openapi`]) |
@@ -42,6 +42,7 @@ pub struct Admin {
     caps: Capabilities,
     selection: Selection,
     registry: Registry,
+    placement: Arc<PlacementCounts>,
 }
 
 impl Admin {
@@ -66,7 +67,9 @@ impl Admin {
         if let Some(cache) = &gw.cache {
             registry.register_collector(Box::new(CacheCollector { cache: cache.clone() }));
         }
-        Arc::new(Self { gw, credentials, caps, selection, registry })
+        let placement = Arc::new(PlacementCounts::default());
+        registry.register_collector(Box::new(PlacementCollector { counts: placement.clone() }));
+        Arc::new(Self { gw, credentials, caps, selection, registry, placement })
     }
 
     /// The routes.
@@ -110,6 +113,7 @@ impl Admin {
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    admin.placement.refresh(&admin.gw).await;
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &admin.registry) {
         Ok(()) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
@@ -366,6 +370,70 @@ impl Collector for HealthCollector {
             self.gw.catalog.view().locations.keys().map(|name| {
                 (vec![("location", label(name))], ConstGauge::new(i64::from(self.gw.health.failures(name))))
             }),
+        )
+    }
+}
+
+/// How long fragment counts per location are reused: counting reads the whole
+/// fragment index, so scrapes (perhaps by several Prometheus servers) share one
+/// count for this long.
+const PLACEMENT_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Locations with their fragments and bytes.
+type LocationCounts = Vec<(String, i64, i64)>;
+
+/// Fragments and their bytes per location, as last counted, and when.
+#[derive(Debug, Default)]
+struct PlacementCounts {
+    last: std::sync::RwLock<Option<(Instant, LocationCounts)>>,
+}
+
+impl PlacementCounts {
+    /// Counts again if the last count is older than [`PLACEMENT_TTL`]. Every
+    /// location of the catalog appears (0 when it holds nothing), and so does any
+    /// other location the metadata still places fragments at.
+    async fn refresh(&self, gw: &Gateway) {
+        let fresh = self.last.read().ok().and_then(|l| l.as_ref().map(|(at, _)| at.elapsed() < PLACEMENT_TTL));
+        if fresh == Some(true) {
+            return;
+        }
+        let counted = match gw.meta.fragments_per_location().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count fragments per location; metrics keep the last count");
+                return;
+            }
+        };
+        let mut all: std::collections::BTreeMap<String, (i64, i64)> =
+            gw.catalog.view().locations.keys().map(|l| (l.clone(), (0, 0))).collect();
+        all.extend(counted.into_iter().map(|(l, n, b)| (l, (n, b))));
+        let rows = all.into_iter().map(|(l, (n, b))| (l, n, b)).collect();
+        if let Ok(mut last) = self.last.write() {
+            *last = Some((Instant::now(), rows));
+        }
+    }
+}
+
+/// Fragments and bytes the metadata places at each location.
+#[derive(Debug)]
+struct PlacementCollector {
+    counts: Arc<PlacementCounts>,
+}
+
+impl Collector for PlacementCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let rows = self.counts.last.read().ok().and_then(|l| l.as_ref().map(|(_, r)| r.clone())).unwrap_or_default();
+        family(
+            &mut encoder,
+            "location_fragments",
+            "Fragments the metadata places at a location (counted at most every 15 s).",
+            rows.iter().map(|(l, n, _)| (vec![("location", label(l))], ConstGauge::new(*n))),
+        )?;
+        family(
+            &mut encoder,
+            "location_fragment_bytes",
+            "Bytes of the fragments the metadata places at a location (counted at most every 15 s).",
+            rows.iter().map(|(l, _, b)| (vec![("location", label(l))], ConstGauge::new(*b))),
         )
     }
 }

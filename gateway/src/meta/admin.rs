@@ -301,6 +301,17 @@ impl MetaStore {
         Ok((r.try_get("n")?, r.try_get("bytes")?))
     }
 
+    /// Fragments and their bytes at every location that holds any, by location.
+    pub async fn fragments_per_location(&self) -> MetaResult<Vec<(String, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT location, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM fragments \
+             GROUP BY location ORDER BY location",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("location")?, r.try_get("n")?, r.try_get("bytes")?))).collect()
+    }
+
     /// Up to `limit` stored seals with a fragment at `location`, after seal id
     /// `after`, with all their fragments.
     pub async fn fragments_at(&self, location: &str, after: &str, limit: i64) -> MetaResult<Vec<FragmentAt>> {
