@@ -13,11 +13,21 @@ use s3s::{S3Request, S3Result, s3_error};
 
 use super::error;
 use crate::auth::CredentialStore;
-use crate::meta::MetaStore;
+use crate::meta::{BucketRow, MetaStore};
 
 /// The tenant of the key that signed a request.
 #[derive(Debug, Clone)]
 pub struct Tenant(pub Arc<str>);
+
+/// The bucket a request names, as the access check read it (`row` is `None` when
+/// there is no such bucket), so that the operation need not read it again.
+#[derive(Debug, Clone)]
+pub struct NamedBucket {
+    /// The name in the request.
+    pub name: String,
+    /// The bucket, if it exists.
+    pub row: Option<BucketRow>,
+}
 
 /// The access rules of the S3 endpoint.
 #[derive(Debug, Clone)]
@@ -50,14 +60,16 @@ impl S3Access for Tenancy {
             S3Path::Root => None,
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
         };
-        if let Some(bucket) = bucket {
-            let owner = self.meta.bucket(bucket).await.map_err(error::meta)?.map(|b| b.tenant);
-            if owner.is_some_and(|o| *o != *tenant) {
+        if let Some(name) = bucket {
+            let row = self.meta.bucket(name).await.map_err(error::meta)?;
+            if row.as_ref().is_some_and(|b| *b.tenant != *tenant) {
                 if cx.s3_op().name() == "CreateBucket" {
                     return Err(s3_error!(BucketAlreadyExists));
                 }
                 return Err(s3_error!(AccessDenied, "Access Denied"));
             }
+            let named = NamedBucket { name: name.to_string(), row };
+            cx.extensions_mut().insert(named);
         }
         cx.extensions_mut().insert(Tenant(tenant));
         Ok(())

@@ -147,7 +147,7 @@ impl S3Front {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        self.bucket(&i.bucket).await?;
+        self.bucket(&req.extensions, &i.bucket).await?;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
@@ -181,7 +181,7 @@ impl S3Front {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        self.bucket(&i.bucket).await?;
+        self.bucket(&req.extensions, &i.bucket).await?;
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());

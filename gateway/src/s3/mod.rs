@@ -45,8 +45,14 @@ impl S3Front {
         Self { gw }
     }
 
-    async fn bucket(&self, name: &str) -> S3Result<BucketRow> {
-        self.gw.meta.bucket(name).await.map_err(error::meta)?.ok_or_else(|| s3_error!(NoSuchBucket))
+    /// The bucket `name`, as the access check read it for this request
+    /// (`extensions`), or from the store.
+    async fn bucket(&self, extensions: &http::Extensions, name: &str) -> S3Result<BucketRow> {
+        let row = match extensions.get::<access::NamedBucket>() {
+            Some(named) if named.name == name => named.row.clone(),
+            _ => self.gw.meta.bucket(name).await.map_err(error::meta)?,
+        };
+        row.ok_or_else(|| s3_error!(NoSuchBucket))
     }
 
     fn policy(&self, bucket: &BucketRow) -> S3Result<Policy> {
@@ -178,7 +184,7 @@ impl S3 for S3Front {
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.bucket(&req.input.bucket).await?;
+        self.bucket(&req.extensions, &req.input.bucket).await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -190,7 +196,7 @@ impl S3 for S3Front {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.bucket(&req.input.bucket).await?;
+        self.bucket(&req.extensions, &req.input.bucket).await?;
         let region = &self.gw.settings.region;
         let location_constraint = (region != "us-east-1").then(|| BucketLocationConstraint::from(region.clone()));
         Ok(S3Response::new(GetBucketLocationOutput { location_constraint }))

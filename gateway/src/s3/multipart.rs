@@ -18,8 +18,14 @@ const MIN_PART: i64 = 5 << 20;
 const MAX_PART_NUMBER: i32 = 10_000;
 
 impl S3Front {
-    async fn upload_of(&self, bucket: &str, key: &str, upload_id: &str) -> S3Result<UploadRow> {
-        self.bucket(bucket).await?;
+    async fn upload_of(
+        &self,
+        extensions: &http::Extensions,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<UploadRow> {
+        self.bucket(extensions, bucket).await?;
         match self.gw.meta.upload(upload_id).await.map_err(error::meta)? {
             Some(u) if u.bucket == bucket && u.key == key.as_bytes() => Ok(u),
             _ => Err(s3_error!(NoSuchUpload)),
@@ -31,7 +37,7 @@ impl S3Front {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let i = req.input;
-        self.bucket(&i.bucket).await?;
+        self.bucket(&req.extensions, &i.bucket).await?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
         let id = codec::VersionId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?.to_hex();
         let row = UploadRow {
@@ -64,12 +70,12 @@ impl S3Front {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        let upload = self.upload_of(&req.input.bucket, &req.input.key, &req.input.upload_id).await?;
+        let upload = self.upload_of(&req.extensions, &req.input.bucket, &req.input.key, &req.input.upload_id).await?;
         let n = req.input.part_number;
         if !(1..=MAX_PART_NUMBER).contains(&n) {
             return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
         }
-        let bucket = self.bucket(&upload.bucket).await?;
+        let bucket = self.bucket(&req.extensions, &upload.bucket).await?;
         let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
         if len > 5 << 30 {
@@ -103,7 +109,7 @@ impl S3Front {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let i = req.input;
-        let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
+        let upload = self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await?;
         let wanted = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if wanted.is_empty() {
             return Err(s3_error!(MalformedXML, "You must specify at least one part."));
@@ -174,7 +180,7 @@ impl S3Front {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let i = req.input;
-        let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
+        let upload = self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await?;
         if !self.gw.meta.abort_upload(&upload.id).await.map_err(error::meta)? {
             return Err(s3_error!(NoSuchUpload));
         }
@@ -183,7 +189,7 @@ impl S3Front {
 
     pub(super) async fn op_list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         let i = req.input;
-        let upload = self.upload_of(&i.bucket, &i.key, &i.upload_id).await?;
+        let upload = self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await?;
         let max = i.max_parts.unwrap_or(1000).clamp(0, 1000);
         let after = i.part_number_marker.unwrap_or(0).max(0);
         let mut parts =
@@ -225,7 +231,7 @@ impl S3Front {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let i = req.input;
-        self.bucket(&i.bucket).await?;
+        self.bucket(&req.extensions, &i.bucket).await?;
         let max = i.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
         let prefix = i.prefix.clone().unwrap_or_default();
         let mut key_marker = i.key_marker.clone().unwrap_or_default().into_bytes();

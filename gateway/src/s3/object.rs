@@ -117,7 +117,7 @@ fn expires(v: &VersionRow) -> Option<Timestamp> {
 
 impl S3Front {
     pub(super) async fn op_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        let bucket = self.bucket(&req.input.bucket).await?;
+        let bucket = self.bucket(&req.extensions, &req.input.bucket).await?;
         let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
         let checksum = requested_checksum(&req.headers, req.input.checksum_algorithm.as_ref());
@@ -157,8 +157,13 @@ impl S3Front {
         Ok(S3Response::new(out))
     }
 
-    async fn version(&self, bucket: &str, key: &str) -> S3Result<(VersionRow, Vec<PartRow>)> {
-        self.bucket(bucket).await?;
+    async fn version(
+        &self,
+        extensions: &http::Extensions,
+        bucket: &str,
+        key: &str,
+    ) -> S3Result<(VersionRow, Vec<PartRow>)> {
+        self.bucket(extensions, bucket).await?;
         self.gw
             .meta
             .current_version(bucket, key.as_bytes())
@@ -195,7 +200,7 @@ impl S3Front {
 
     pub(super) async fn op_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
-        let (v, parts) = self.version(&i.bucket, &i.key).await?;
+        let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
         check_conditions(
             &v,
             i.if_match.as_ref(),
@@ -250,7 +255,7 @@ impl S3Front {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
-        let (v, parts) = self.version(&i.bucket, &i.key).await?;
+        let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
         check_conditions(
             &v,
             i.if_match.as_ref(),
@@ -295,7 +300,7 @@ impl S3Front {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.bucket(&req.input.bucket).await?;
+        self.bucket(&req.extensions, &req.input.bucket).await?;
         self.gw.meta.delete_object(&req.input.bucket, req.input.key.as_bytes()).await.map_err(error::meta)?;
         Ok(S3Response::with_status(DeleteObjectOutput::default(), http::StatusCode::NO_CONTENT))
     }
@@ -305,7 +310,7 @@ impl S3Front {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         const MAX_KEYS: usize = 1000;
-        self.bucket(&req.input.bucket).await?;
+        self.bucket(&req.extensions, &req.input.bucket).await?;
         let d = &req.input.delete;
         if d.objects.len() > MAX_KEYS {
             return Err(s3_error!(MalformedXML, "A DeleteObjects request names at most 1000 keys."));
