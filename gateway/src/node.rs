@@ -125,6 +125,8 @@ mod tests {
         drop(first);
         let again = Node::claim(&dir, &random()).expect("claim after release");
         assert_eq!(again.id(), id, "a restart keeps its id");
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -134,5 +136,7 @@ mod tests {
         let node = Node::claim(&dir, &random()).expect("claim");
         assert!(valid(node.id()));
         assert_eq!(std::fs::read_to_string(dir.join("node.id")).expect("read"), node.id());
+        drop(node);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
