@@ -16,15 +16,30 @@ import yaml
 KUBE = "1.30.0"
 CHART = pathlib.Path(__file__).resolve().parent / "skyshard"
 VALUE_FILES = [None, CHART / "values-example.yaml", CHART / "values-edge.yaml"]
+# Variants of the example: (label, the cache block, a check of the rendered Deployment).
+HOSTPATH = ({"type": "hostPath", "size": "20Gi", "hostPath": "/var/lib/skyshard-cache"},)
+
+
+def spread_by_node(deployment):
+    """True if replicas are kept on separate nodes (a hostPath cache is one process's)."""
+    terms = deployment["spec"]["template"]["spec"].get("affinity", {}).get("podAntiAffinity", {})
+    required = terms.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    return any(t.get("topologyKey") == "kubernetes.io/hostname" for t in required)
+
+
+def variants():
+    for vf in VALUE_FILES:
+        yield (vf.name if vf else "default values"), (yaml.safe_load(vf.read_text()) if vf else {}), None
+    example = yaml.safe_load((CHART / "values-example.yaml").read_text())
+    for cache in HOSTPATH:
+        yield "example with a hostPath cache", {**example, "cache": cache}, spread_by_node
 CRDS = {"ServiceMonitor"}  # not in the bundled schemas: checked for shape only
 
 
 def main():
     skyshard = sys.argv[1]
     failures = 0
-    for vf in VALUE_FILES:
-        values = yaml.safe_load(vf.read_text()) if vf else {}
-        label = vf.name if vf else "default values"
+    for label, values, deployment_check in variants():
         report = helm_python.lint(str(CHART), values, strict=True, kube_version="v" + KUBE)
         bad = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2] + report.get("errors", [])
         if bad:
@@ -39,6 +54,9 @@ def main():
                 for doc in yaml.safe_load_all(text):
                     if not doc:
                         continue
+                    if deployment_check and doc.get("kind") == "Deployment" and not deployment_check(doc):
+                        print(f"Deployment ({label}) fails {deployment_check.__name__}")
+                        failures += 1
                     if doc.get("kind") in CRDS:
                         assert doc.get("apiVersion") and doc.get("spec"), doc
                         continue

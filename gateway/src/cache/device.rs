@@ -108,7 +108,9 @@ impl FileDevice {
     /// Opens `path`: a block device is used whole (its size is the device's); a
     /// regular file is created if missing and sized to `size` bytes (rounded down to
     /// whole blocks). `O_DIRECT` is asked for and dropped only where the file system
-    /// refuses it (tmpfs, for one).
+    /// refuses it (tmpfs, for one). The process holds an exclusive lock on it while
+    /// open: a second gateway on the same device (two replicas sharing a hostPath,
+    /// say) is refused instead of overwriting the first one's blocks.
     pub fn open(path: &Path, size: u64) -> io::Result<Self> {
         let is_block_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
         let kind = if is_block_device { DeviceKind::Raw } else { DeviceKind::File };
@@ -118,6 +120,16 @@ impl FileDevice {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(path, create, false)?, false),
             Err(e) => return Err(e),
         };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::ResourceBusy,
+                    format!("{} is in use by another skyshard process", path.display()),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
         let blocks = match kind {
             DeviceKind::Raw => {
                 use std::io::Seek as _;
@@ -267,6 +279,8 @@ mod tests {
         drop(dev);
         // Reopened: same size, same bytes.
         let dev = FileDevice::open(&path, 16 * BLOCK as u64).expect("reopen");
+        let busy = FileDevice::open(&path, 16 * BLOCK as u64).expect_err("a device is one process's");
+        assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy, "{busy}");
         let mut again = Blocks::zeroed(2);
         dev.read_blocks(14, &mut again).expect("read");
         assert_eq!(again.bytes(), w.bytes());
