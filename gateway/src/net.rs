@@ -10,11 +10,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use offload::tls::TlsEngine;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, and how much, a connection's input is read and dropped once the server
+/// is done with it (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+/// See [`LINGER`].
+const LINGER_BYTES: usize = 16 << 20;
 
 /// Plain TCP or TLS.
 #[derive(Clone)]
@@ -73,6 +80,13 @@ where
                     }
                 };
                 let _ = tcp.set_nodelay(true);
+                let (tcp, handle) = match second_handle(tcp) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        warn!(peer = %peer, error = %e, "cannot take the connection");
+                        continue;
+                    }
+                };
                 let (svc, transport) = (service.clone(), transport.clone());
                 tokio::spawn(async move {
                     let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -96,6 +110,7 @@ where
                     if let Err(e) = result {
                         debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
+                    linger(handle).await;
                 });
             }
             () = &mut shutdown => {
@@ -104,4 +119,35 @@ where
             }
         }
     }
+}
+
+/// The connection and a second handle on its socket, which keeps the socket open
+/// after the HTTP layer (and the TLS engine under it) dropped theirs.
+fn second_handle(tcp: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std = tcp.into_std()?;
+    let handle = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, handle))
+}
+
+/// Closes a connection without destroying the last response: when the server
+/// answered before reading the whole request — a 400 for a malformed head, a 401,
+/// or an S3 error sent before the body — and the socket were closed with the rest
+/// of the body unread, the kernel would send a reset, which can overtake the
+/// response and reach the client as a broken connection instead. So the write side
+/// is shut, and what still arrives is read and dropped (for at most [`LINGER`] and
+/// [`LINGER_BYTES`]) before the socket closes.
+async fn linger(handle: std::net::TcpStream) {
+    let _ = handle.shutdown(std::net::Shutdown::Write);
+    let Ok(mut sock) = TcpStream::from_std(handle) else { return };
+    let mut buf = vec![0u8; 16 << 10];
+    let mut dropped = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while dropped < LINGER_BYTES {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    })
+    .await;
 }
