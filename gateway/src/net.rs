@@ -80,8 +80,8 @@ where
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                let (tcp, handle) = match second_handle(tcp) {
-                    Ok(pair) => pair,
+                let handle = match second_handle(&tcp) {
+                    Ok(h) => h,
                     Err(e) => {
                         warn!(peer = %peer, error = %e, "cannot take the connection");
                         continue;
@@ -121,12 +121,11 @@ where
     }
 }
 
-/// The connection and a second handle on its socket, which keeps the socket open
-/// after the HTTP layer (and the TLS engine under it) dropped theirs.
-fn second_handle(tcp: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
-    let std = tcp.into_std()?;
-    let handle = std.try_clone()?;
-    Ok((TcpStream::from_std(std)?, handle))
+/// A second handle on a connection's socket (a duplicated descriptor), which keeps
+/// the socket open after the HTTP layer (and the TLS engine under it) dropped theirs.
+fn second_handle(tcp: &TcpStream) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::AsFd as _;
+    Ok(std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned()?))
 }
 
 /// Closes a connection without destroying the last response: when the server
