@@ -118,9 +118,7 @@ mod tests {
 
     #[test]
     fn key_file_is_created_private_and_reused() {
-        let dir = std::env::temp_dir().join(format!("skyshard-keys-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir = crate::testing::scratch_dir("keys");
         let rng = SystemRandom::new();
         let (k1, created) = master_key(None, &dir, &rng).expect("create");
         assert!(created);

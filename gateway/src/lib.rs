@@ -26,5 +26,7 @@ pub mod s3;
 pub mod server;
 pub mod state;
 pub mod status;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod units;

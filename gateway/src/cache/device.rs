@@ -202,10 +202,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("skyshard-device-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        crate::testing::scratch_dir(&format!("device-{name}"))
     }
 
     /// A real block device: a loop device over a file, where this machine lets the

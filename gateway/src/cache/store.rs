@@ -664,10 +664,7 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("skyshard-cache-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        dir
+        crate::testing::scratch_dir(&format!("cache-{name}"))
     }
 
     fn offload() -> Offload {
