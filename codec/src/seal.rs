@@ -343,13 +343,16 @@ impl MasterKey {
 
 #[cfg(test)]
 mod tests {
-    use offload::engine::ring::RingAead;
+
+    fn ring() -> std::sync::Arc<dyn offload::aead::AeadEngine> {
+        offload::aead_engine("ring", &offload::probe()).expect("ring")
+    }
     use offload::random::SystemRandom;
 
     use super::*;
 
     fn cipher(version: VersionId) -> SegmentCipher {
-        SegmentCipher::new(&RingAead, &DataKey::from_bytes([3; 32]), version).expect("key")
+        SegmentCipher::new(ring().as_ref(), &DataKey::from_bytes([3; 32]), version).expect("key")
     }
 
     #[test]
@@ -391,14 +394,14 @@ mod tests {
     #[test]
     fn wrap_round_trip_and_binding() {
         let rng = SystemRandom::new();
-        let kek = MasterKey::new(&RingAead, &DataKey::from_bytes([9; 32]), 3).expect("kek");
+        let kek = MasterKey::new(ring().as_ref(), &DataKey::from_bytes([9; 32]), 3).expect("kek");
         let dk = DataKey::generate(&rng).expect("key");
         let v = VersionId::generate(&rng).expect("id");
         let w = kek.wrap(&dk, &v, &rng).expect("wrap");
         assert_eq!(w.kek_version(), 3);
         assert_eq!(kek.unwrap_key(&w, &v).expect("unwrap"), dk);
         assert!(kek.unwrap_key(&w, &VersionId([0; 16])).is_err(), "bound to the version");
-        let other = MasterKey::new(&RingAead, &DataKey::from_bytes([8; 32]), 3).expect("kek");
+        let other = MasterKey::new(ring().as_ref(), &DataKey::from_bytes([8; 32]), 3).expect("kek");
         assert!(other.unwrap_key(&w, &v).is_err(), "another master key");
         let mut bad = w.clone();
         bad.0[20] ^= 1;
@@ -411,7 +414,7 @@ mod tests {
     #[test]
     fn secrets_round_trip_bound_to_their_context() {
         let rng = SystemRandom::new();
-        let kek = MasterKey::new(&RingAead, &DataKey::from_bytes([4; 32]), 1).expect("kek");
+        let kek = MasterKey::new(ring().as_ref(), &DataKey::from_bytes([4; 32]), 1).expect("kek");
         let sealed = kek.seal_secret(b"wJalrXUtnFEMI/K7MDENG", b"AKIDEXAMPLE", &rng).expect("seal");
         assert!(!sealed.windows(5).any(|w| w == b"wJalr"), "sealed, not stored in clear");
         assert_eq!(&kek.open_secret(&sealed, b"AKIDEXAMPLE").expect("open")[..], b"wJalrXUtnFEMI/K7MDENG");

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use codec::fragment::{FragmentHeader, FragmentLayout, HEADER_LEN, record_checksum, split_records};
 use codec::object::{Segmenter, segment_buffer_capacity};
-use codec::rlnc::matrix::for_each_subset;
 use codec::{CodecError, CodingMatrix, CodingParams, ObjectDecoder, ObjectEncoder, Recoder, RecordError, VersionId};
 use offload::aead::DataKey;
 use offload::compress::Algorithm;
@@ -388,4 +387,23 @@ proptest! {
         idx.truncate(usize::from(k));
         prop_assert_eq!(decode(&o, &e, &idx).expect("decode"), plain);
     }
+}
+
+/// Calls `f` with every `k`-subset of `0..n`, in lexicographic order.
+fn for_each_subset(n: usize, k: usize, mut f: impl FnMut(&[usize]) -> bool) {
+    fn walk(n: usize, k: usize, start: usize, picked: &mut Vec<usize>, f: &mut dyn FnMut(&[usize]) -> bool) -> bool {
+        if picked.len() == k {
+            return f(picked);
+        }
+        for i in start..n {
+            picked.push(i);
+            let go_on = walk(n, k, i + 1, picked, f);
+            picked.pop();
+            if !go_on {
+                return false;
+            }
+        }
+        true
+    }
+    walk(n, k, 0, &mut Vec::with_capacity(k), &mut f);
 }

@@ -1,16 +1,15 @@
 //! The `skyshard` service: the S3 front end, the object pipeline, placement,
-//! presigning and transfers, metadata, the admin API — and the commands that
-//! measure them.
+//! presigning and transfers, metadata, the admin API and the edge store.
 //!
-//! The binary (`src/main.rs`) only parses the command line and calls in here, so that
-//! tests drive the same code in-process.
+//! The binary (the `skyshard` package in `tools/`) parses the command line and calls
+//! in here, so that tests drive the same code in-process; the tools that are not the
+//! service (admin CLI, benchmarks, status printer) live there too.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod auth;
 pub mod backend;
-pub mod bench;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -25,7 +24,6 @@ pub mod placement;
 pub mod s3;
 pub mod server;
 pub mod state;
-pub mod status;
 #[cfg(test)]
 mod testing;
 pub mod tls;

@@ -10,21 +10,24 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use offload::aead::{AeadEngine, DataKey, Nonce};
 use offload::crc::Crc32c;
-use offload::engine::crc::{CrcFast, PortableCrc, Sse42Crc};
-use offload::engine::gf_avx2::Avx2Kernel;
-use offload::engine::gf_portable::PortableKernel;
-use offload::engine::isal::{IsalCrc, IsalKernel};
-use offload::engine::ring::RingAead;
-use offload::engine::rustcrypto::{RustCryptoAead, RustCryptoXts};
-use offload::engine::xts_batched::BatchedXts;
 use offload::gf::GfKernel;
-use offload::xts::{XtsEngine, XtsKeyMaterial};
+use offload::xts::XtsKeyMaterial;
+use offload::{Capabilities, engine_names, probe};
+
+/// Every engine of `job` this machine can run, built by name.
+fn all<T: ?Sized>(
+    job: &str,
+    caps: &Capabilities,
+    build: fn(&str, &Capabilities) -> Result<Arc<T>, offload::SelectError>,
+) -> Vec<Arc<T>> {
+    engine_names(job).into_iter().filter_map(|name| build(name, caps).ok()).collect()
+}
 
 fn aead(c: &mut Criterion) {
     let mut g = c.benchmark_group("aead-seal-4MiB");
     let len = 4 << 20;
     g.throughput(Throughput::Bytes(len as u64));
-    let engines: Vec<Arc<dyn AeadEngine>> = vec![Arc::new(RingAead), Arc::new(RustCryptoAead)];
+    let engines: Vec<Arc<dyn AeadEngine>> = all("aead", &probe(), offload::aead_engine);
     for e in engines {
         let key = e.key(&DataKey::from_bytes([1; 32])).expect("key");
         let mut buf = vec![0u8; len];
@@ -33,13 +36,7 @@ fn aead(c: &mut Criterion) {
 }
 
 fn gf(c: &mut Criterion) {
-    let mut kernels: Vec<Box<dyn GfKernel>> = vec![Box::new(PortableKernel)];
-    if let Some(k) = Avx2Kernel::new() {
-        kernels.push(Box::new(k));
-    }
-    if let Ok(k) = IsalKernel::new() {
-        kernels.push(Box::new(k));
-    }
+    let kernels: Vec<Arc<dyn GfKernel>> = all("gf", &probe(), offload::gf_kernel);
     for (k, n) in [(4usize, 6usize), (8, 12)] {
         let mut g = c.benchmark_group(format!("gf-encode-{k}of{n}-4MiB"));
         let len = (4 << 20) / k;
@@ -57,10 +54,7 @@ fn gf(c: &mut Criterion) {
 }
 
 fn crc(c: &mut Criterion) {
-    let mut engines: Vec<Box<dyn Crc32c>> = vec![Box::new(Sse42Crc), Box::new(CrcFast), Box::new(PortableCrc)];
-    if let Ok(e) = IsalCrc::new() {
-        engines.push(Box::new(e));
-    }
+    let engines: Vec<Arc<dyn Crc32c>> = all("crc32c", &probe(), offload::crc32c_engine);
     for len in [4096usize, 1 << 20] {
         let mut g = c.benchmark_group(format!("crc32c-{len}"));
         g.throughput(Throughput::Bytes(len as u64));
@@ -74,7 +68,7 @@ fn crc(c: &mut Criterion) {
 fn xts(c: &mut Criterion) {
     let mut g = c.benchmark_group("xts-4KiB");
     g.throughput(Throughput::Bytes(4096));
-    let engines: [&dyn XtsEngine; 2] = [&BatchedXts, &RustCryptoXts];
+    let engines = all("xts", &probe(), offload::xts_engine);
     let mut buf = vec![0u8; 4096];
     for e in engines {
         let key = e.key(&XtsKeyMaterial::from_bytes([9; 64]));

@@ -366,10 +366,10 @@ mod tests {
     use crate::aead::AeadEngine;
     use crate::engine::crc::{CrcFast, PortableCrc, Sse42Crc};
     use crate::engine::gf_avx2::Avx2Kernel;
-    use crate::engine::isal::{IsalCrc, IsalKernel};
     use crate::engine::pool::AeadPool;
     use crate::engine::ring::RingAead;
     use crate::engine::rustcrypto::{RustCryptoAead, RustCryptoXts};
+    use crate::isal::{IsalCrc, IsalKernel};
 
     #[cfg_attr(not(feature = "aws-lc"), allow(unused_mut))]
     fn aead_engines() -> Vec<Arc<dyn AeadEngine>> {

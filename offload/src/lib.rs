@@ -31,7 +31,7 @@
 //! # Unsafe code
 //!
 //! Only the SIMD kernels (`engine::gf_avx2`), the ISA-L foreign functions
-//! (`engine::isal::ffi`) and the time-stamp counter read in [`meter`] use `unsafe`;
+//! ([`isal`]'s `ffi`) and the time-stamp counter read in [`meter`] use `unsafe`;
 //! each block states why it is sound.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -41,8 +41,9 @@ pub mod buf;
 pub mod compress;
 pub mod conformance;
 pub mod crc;
-pub mod engine;
+mod engine;
 pub mod gf;
+pub mod isal;
 pub mod meter;
 pub mod probe;
 pub mod random;
@@ -52,4 +53,7 @@ pub mod xts;
 
 pub use buf::AlignedBuf;
 pub use probe::{Capabilities, probe};
-pub use select::{EngineChoice, Offload, OffloadConfig, SelectError, Selection};
+pub use select::{
+    EngineChoice, Offload, OffloadConfig, SelectError, Selection, aead_engine, crc32c_engine, engine_names, gf_kernel,
+    xts_engine,
+};

@@ -41,7 +41,7 @@ pub struct Capabilities {
 
 /// Looks at this machine.
 pub fn probe() -> Capabilities {
-    let (isal, isal_error) = match crate::engine::isal::available() {
+    let (isal, isal_error) = match crate::isal::available() {
         Ok(path) => (Some(path.to_string()), None),
         Err(e) => (None, Some(e.to_string())),
     };

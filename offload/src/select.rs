@@ -12,12 +12,12 @@ use crate::engine::compress::{Lz4, Zstd};
 use crate::engine::crc::{CrcFast, PortableCrc, Sse42Crc};
 use crate::engine::gf_avx2::Avx2Kernel;
 use crate::engine::gf_portable::PortableKernel;
-use crate::engine::isal::{IsalCrc, IsalKernel};
 use crate::engine::pool::AeadPool;
 use crate::engine::ring::RingAead;
 use crate::engine::rustcrypto::{RustCryptoAead, RustCryptoXts};
 use crate::engine::xts_batched::BatchedXts;
 use crate::gf::GfKernel;
+use crate::isal::{IsalCrc, IsalKernel};
 use crate::meter::{Clock, MeteredAead, MeteredCompressor, MeteredCrc, MeteredGf, MeteredXts, Meters};
 use crate::probe::Capabilities;
 use crate::random::{SecureRandom, SystemRandom};
@@ -192,6 +192,52 @@ fn select_aead(
     Ok(Arc::new(MeteredAead::new(engine, meters.register("aead", name))))
 }
 
+/// One engine by name, unmetered, outside any [`Offload`]: for benchmarks and tests
+/// that compare engines side by side. Fails as a pinned engine does in
+/// [`Offload::select`]: unknown name, or this machine cannot run it.
+fn named<T: ?Sized>(
+    job: &'static str,
+    name: &str,
+    candidates: Vec<Candidate<T>>,
+    caps: &Capabilities,
+) -> Result<Arc<T>, SelectError> {
+    pick(job, &EngineChoice::Named(name.into()), candidates, caps, &mut Selection::default())
+}
+
+/// The AES-256-GCM engine `name` (`ring`, `rustcrypto`, `aws-lc` with that feature).
+pub fn aead_engine(name: &str, caps: &Capabilities) -> Result<Arc<dyn AeadEngine>, SelectError> {
+    named("aead", name, aead_candidates(), caps)
+}
+
+/// The GF(2^8) kernel `name` (`avx2`, `isal`, `portable`).
+pub fn gf_kernel(name: &str, caps: &Capabilities) -> Result<Arc<dyn GfKernel>, SelectError> {
+    named("gf", name, gf_candidates(), caps)
+}
+
+/// The CRC32C engine `name` (`isal`, `sse42`, `crc-fast`, `portable`).
+pub fn crc32c_engine(name: &str, caps: &Capabilities) -> Result<Arc<dyn Crc32c>, SelectError> {
+    named("crc32c", name, crc_candidates(), caps)
+}
+
+/// The AES-256-XTS engine `name` (`batched`, `rustcrypto`).
+pub fn xts_engine(name: &str, caps: &Capabilities) -> Result<Arc<dyn XtsEngine>, SelectError> {
+    named("xts", name, xts_candidates(), caps)
+}
+
+/// The names of a job's engines, best first (`aead`, `gf`, `crc32c`, `xts`).
+pub fn engine_names(job: &str) -> Vec<&'static str> {
+    fn names<T: ?Sized>(c: Vec<Candidate<T>>) -> Vec<&'static str> {
+        c.iter().map(|c| c.name).collect()
+    }
+    match job {
+        "aead" => names(aead_candidates()),
+        "gf" => names(gf_candidates()),
+        "crc32c" => names(crc_candidates()),
+        "xts" => names(xts_candidates()),
+        _ => Vec::new(),
+    }
+}
+
 /// What [`Offload::select`] decided, for the start-up log and the health endpoint.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Selection {
@@ -324,7 +370,7 @@ fn aead_candidates() -> Vec<Candidate<dyn AeadEngine>> {
 }
 
 /// GF kernels, best first: the AVX2 kernel beats ISA-L's AVX2 code by 5–30%
-/// (`skyshard bench codec`, `examples/gf_tune.rs`).
+/// (`skyshard bench codec`; the `group_sizes` tuning run in `engine/gf_avx2.rs`).
 fn gf_candidates() -> Vec<Candidate<dyn GfKernel>> {
     vec![
         Candidate {
@@ -468,6 +514,17 @@ mod tests {
         assert_eq!(offload.aead.name(), "pool");
         let aead = selection.choices.iter().find(|c| c.job == "aead").expect("aead choice");
         assert!(aead.chosen.starts_with("pool(rustcrypto"), "{}", aead.chosen);
+    }
+
+    #[test]
+    fn engines_by_name_are_the_ones_selection_would_pin() {
+        let caps = bare_caps();
+        assert_eq!(crc32c_engine("portable", &caps).expect("portable").name(), "portable");
+        assert_eq!(gf_kernel("portable", &caps).expect("portable").name(), "portable");
+        assert_eq!(aead_engine("ring", &caps).expect("ring").name(), "ring");
+        assert!(matches!(gf_kernel("avx2", &caps), Err(SelectError::Unavailable { job: "gf", .. })));
+        assert!(matches!(xts_engine("nope", &caps), Err(SelectError::Unknown { job: "xts", .. })));
+        assert_eq!(engine_names("crc32c"), ["isal", "sse42", "crc-fast", "portable"]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn scale(row: &mut [u8], c: u8) {
 
 /// The inverse of the `n × n` row-major matrix `m` (Gauss–Jordan), or `None` if it is
 /// singular.
-pub fn invert(m: &[u8], n: usize) -> Option<Vec<u8>> {
+pub(crate) fn invert(m: &[u8], n: usize) -> Option<Vec<u8>> {
     assert_eq!(m.len(), n * n, "matrix shape");
     let mut a = m.to_vec();
     let mut out = vec![0u8; n * n];
@@ -57,7 +57,7 @@ pub fn invert(m: &[u8], n: usize) -> Option<Vec<u8>> {
 /// Rows kept in reduced echelon form, so that a new row can be tested for
 /// independence in `O(rank · k)`.
 #[derive(Debug, Clone)]
-pub struct Echelon {
+pub(crate) struct Echelon {
     k: usize,
     /// Reduced rows, each with a 1 at its pivot column.
     rows: Vec<(usize, Vec<u8>)>,
@@ -65,17 +65,18 @@ pub struct Echelon {
 
 impl Echelon {
     /// An empty basis for vectors of length `k`.
-    pub fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         Self { k, rows: Vec::with_capacity(k) }
     }
 
     /// Rank so far.
-    pub fn rank(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn rank(&self) -> usize {
         self.rows.len()
     }
 
     /// Whether `row` is independent of the rows added so far: if so it joins them.
-    pub fn try_add(&mut self, row: &[u8]) -> bool {
+    pub(crate) fn try_add(&mut self, row: &[u8]) -> bool {
         assert_eq!(row.len(), self.k, "vector length");
         if self.rows.len() == self.k {
             return false;
@@ -105,7 +106,8 @@ impl Echelon {
 }
 
 /// Whether the `n × n` matrix `m` is invertible.
-pub fn is_invertible(m: &[u8], n: usize) -> bool {
+#[cfg(test)]
+pub(crate) fn is_invertible(m: &[u8], n: usize) -> bool {
     let mut e = Echelon::new(n);
     m.chunks_exact(n).all(|row| e.try_add(row))
 }
@@ -121,7 +123,8 @@ pub fn combine(c: &[u8], rows: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Matrix product `a (r × m) · b (m × c)`.
-pub fn multiply(a: &[u8], b: &[u8], r: usize, m: usize, c: usize) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn multiply(a: &[u8], b: &[u8], r: usize, m: usize, c: usize) -> Vec<u8> {
     assert_eq!((a.len(), b.len()), (r * m, m * c), "matrix shapes");
     let mut out = vec![0u8; r * c];
     for i in 0..r {
@@ -137,7 +140,7 @@ pub fn multiply(a: &[u8], b: &[u8], r: usize, m: usize, c: usize) -> Vec<u8> {
 
 /// Calls `f` with every `k`-subset of `0..n` in lexicographic order until it returns
 /// `false`; returns whether it never did.
-pub fn for_each_subset(n: usize, k: usize, mut f: impl FnMut(&[usize]) -> bool) -> bool {
+pub(crate) fn for_each_subset(n: usize, k: usize, mut f: impl FnMut(&[usize]) -> bool) -> bool {
     if k > n {
         return true;
     }

@@ -29,7 +29,7 @@
 //! the dependent fragment and pulls one more (`k + 1` random fragments fall short of
 //! rank `k` with probability ≈ 256^{−2} ≈ 1.5·10^{−5}).
 
-pub mod matrix;
+pub(crate) mod matrix;
 
 use offload::gf::{GfKernel, inv, mul};
 use offload::random::SecureRandom;
@@ -37,7 +37,7 @@ use offload::random::SecureRandom;
 use crate::error::CodecError;
 use matrix::{Echelon, for_each_subset, invert};
 
-pub use matrix::binomial;
+pub use matrix::{binomial, combine};
 
 /// Largest number of `k`-subsets [`CodingMatrix::generate`] checks exhaustively.
 pub const MAX_CHECKED_SUBSETS: u64 = 10_000;
@@ -211,7 +211,6 @@ pub fn independent_of_all_subsets(k: usize, candidate: &[u8], others: &[&[u8]]) 
 
 #[cfg(test)]
 mod tests {
-    use offload::engine::gf_portable::PortableKernel;
     use offload::random::SeededRandom;
 
     use super::*;
@@ -274,13 +273,14 @@ mod tests {
         let src: Vec<Vec<u8>> = (0..k).map(|j| (0..len).map(|x| (x * 7 + j) as u8).collect()).collect();
         let mut coded = vec![vec![0u8; len]; n];
         let srcs: Vec<&[u8]> = src.iter().map(Vec::as_slice).collect();
-        encode(&PortableKernel, &m, &srcs, &mut coded.iter_mut().map(Vec::as_mut_slice).collect::<Vec<_>>());
+        let portable = offload::gf_kernel("portable", &offload::probe()).expect("portable kernel");
+        encode(portable.as_ref(), &m, &srcs, &mut coded.iter_mut().map(Vec::as_mut_slice).collect::<Vec<_>>());
         let pick = [4usize, 1, 2];
         let rows: Vec<&[u8]> = pick.iter().map(|&i| m.row(i)).collect();
         let plan = plan_decode(k, &rows).expect("plan");
         let ins: Vec<&[u8]> = plan.selected.iter().map(|&p| coded[pick[p]].as_slice()).collect();
         let mut out = vec![vec![0u8; len]; k];
-        PortableKernel.dot_prod(&plan.inverse, &ins, &mut out.iter_mut().map(Vec::as_mut_slice).collect::<Vec<_>>());
+        portable.dot_prod(&plan.inverse, &ins, &mut out.iter_mut().map(Vec::as_mut_slice).collect::<Vec<_>>());
         assert_eq!(out, src);
     }
 

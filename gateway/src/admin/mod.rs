@@ -11,7 +11,6 @@
 //! Metrics and health reveal no secret and no object name; the API is for operators.
 
 pub mod api;
-pub mod cli;
 pub mod openapi;
 pub mod problem;
 pub mod token;

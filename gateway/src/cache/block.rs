@@ -120,13 +120,14 @@ impl BlockCipher {
 
 #[cfg(test)]
 mod tests {
-    use offload::engine::crc::PortableCrc;
-    use offload::engine::xts_batched::BatchedXts;
 
     use super::*;
 
     fn cipher(tenant: u32, key: u8) -> BlockCipher {
-        BlockCipher::new(&BatchedXts, &XtsKeyMaterial::from_bytes([key; 64]), Arc::new(PortableCrc), tenant)
+        let caps = offload::probe();
+        let xts = offload::xts_engine("batched", &caps).expect("batched XTS");
+        let crc = offload::crc32c_engine("portable", &caps).expect("portable CRC32C");
+        BlockCipher::new(xts.as_ref(), &XtsKeyMaterial::from_bytes([key; 64]), crc, tenant)
     }
 
     fn payload() -> Vec<u8> {

@@ -267,12 +267,15 @@ pub fn etag_digest(s: &str) -> Option<[u8; 16]> {
 
 #[cfg(test)]
 mod tests {
-    use offload::engine::crc::PortableCrc;
+
+    fn portable_crc() -> Arc<dyn Crc32c> {
+        offload::crc32c_engine("portable", &offload::probe()).expect("portable CRC32C")
+    }
 
     use super::*;
 
     fn compute(etag: EtagAlgorithm, alg: ChecksumAlgorithm, data: &[u8]) -> HashResult {
-        let mut h = Hashes::new(etag, Some(alg), Arc::new(PortableCrc), &HashMeters::register(&Meters::default()));
+        let mut h = Hashes::new(etag, Some(alg), portable_crc(), &HashMeters::register(&Meters::default()));
         for chunk in data.chunks(7) {
             h.update(chunk);
         }
@@ -285,7 +288,7 @@ mod tests {
         let mut h = Hashes::new(
             EtagAlgorithm::Md5,
             Some(ChecksumAlgorithm::Sha256),
-            Arc::new(PortableCrc),
+            portable_crc(),
             &HashMeters::register(&meters),
         );
         h.update(&[7u8; 1000]);

@@ -9,7 +9,7 @@ use crate::aead::{AeadEngine, AeadKey, DataKey, EngineError, Nonce, SealError, T
 
 /// The aws-lc-rs AEAD engine.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct AwsLcAead;
+pub(crate) struct AwsLcAead;
 
 impl AeadEngine for AwsLcAead {
     fn name(&self) -> &'static str {

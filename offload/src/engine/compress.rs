@@ -5,13 +5,13 @@ use crate::compress::{Algorithm, CompressError, Compressor};
 
 /// Zstandard at a fixed level.
 #[derive(Debug, Clone, Copy)]
-pub struct Zstd {
+pub(crate) struct Zstd {
     level: i32,
 }
 
 impl Zstd {
     /// Zstandard at `level` (1 is fast; 19 is slow and small).
-    pub fn new(level: i32) -> Self {
+    pub(crate) fn new(level: i32) -> Self {
         Self { level }
     }
 }
@@ -57,7 +57,7 @@ impl Compressor for Zstd {
 
 /// LZ4 block format, no frame (the codec records lengths itself).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Lz4;
+pub(crate) struct Lz4;
 
 impl Compressor for Lz4 {
     fn name(&self) -> &'static str {

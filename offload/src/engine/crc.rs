@@ -10,7 +10,7 @@ use crate::crc::Crc32c;
 /// The `crc32` instruction (SSE4.2), three streams interleaved (`crc32c` crate); the
 /// crate falls back to tables on CPUs without SSE4.2.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Sse42Crc;
+pub(crate) struct Sse42Crc;
 
 impl Crc32c for Sse42Crc {
     fn name(&self) -> &'static str {
@@ -24,7 +24,7 @@ impl Crc32c for Sse42Crc {
 
 /// `crc-fast`: carry-less multiplication folding (PCLMULQDQ; VPCLMULQDQ with AVX-512).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct CrcFast;
+pub(crate) struct CrcFast;
 
 impl Crc32c for CrcFast {
     fn name(&self) -> &'static str {
@@ -72,7 +72,7 @@ static TABLES: [[u32; 256]; 8] = portable_tables();
 
 /// Slicing-by-8 tables: the reference every other engine is checked against.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PortableCrc;
+pub(crate) struct PortableCrc;
 
 impl Crc32c for PortableCrc {
     fn name(&self) -> &'static str {

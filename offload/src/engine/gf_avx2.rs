@@ -21,7 +21,7 @@ use crate::gf::{GfKernel, NIBBLES, check_shape};
 /// Output rows accumulated at once. Each step covers 64 bytes (two vectors), so four
 /// rows take eight accumulators; with the nibble mask, four nibble vectors and a pair
 /// of tables that fills the 16 YMM registers. Measured on the target machines
-/// (`examples/gf_tune.rs`, 64 MiB through two recycled output buffers): four rows at
+/// (the `group_sizes` tuning run below, 64 MiB through two recycled output buffers): four rows at
 /// 64 bytes per step beat six or eight rows at 32 bytes, and ISA-L's AVX2 kernels,
 /// by 5–20%, because the table loads — not the shuffles — were the bottleneck.
 const GROUP: usize = 4;
@@ -31,18 +31,18 @@ const L1_BUDGET: usize = 16 * 1024;
 
 /// The AVX2 kernel. Only constructible on a CPU that has AVX2.
 #[derive(Debug, Clone, Copy)]
-pub struct Avx2Kernel {
+pub(crate) struct Avx2Kernel {
     group: usize,
 }
 
 impl Avx2Kernel {
     /// The kernel, if this CPU supports AVX2.
-    pub fn new() -> Option<Self> {
+    pub(crate) fn new() -> Option<Self> {
         Self::with_group(GROUP)
     }
 
     /// The kernel accumulating at most `group` (1..=8) output rows per pass.
-    pub fn with_group(group: usize) -> Option<Self> {
+    pub(crate) fn with_group(group: usize) -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             return Some(Self { group: group.clamp(1, 8) });
@@ -238,5 +238,83 @@ unsafe fn group<const G: usize>(
             unsafe { _mm256_storeu_si256(out.as_mut_ptr().add(off).cast(), a) };
         }
         off += 32;
+    }
+}
+
+#[cfg(test)]
+mod tuning {
+    //! Tuning the kernel on a new machine: every group size against ISA-L on a
+    //! pipeline-like memory pattern (64 MiB of sources, two recycled output buffers),
+    //! interleaved, median of 7 rounds of thread CPU time; every output is checked
+    //! against ISA-L's. A measurement, not a regression test:
+    //! `cargo test -p skyshard-offload --release -- --ignored group_sizes --nocapture`
+    //! (`SKYSHARD_TUNE_KN=8,12` picks the code).
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::isal::IsalKernel;
+
+    fn cpu<R>(f: impl FnOnce() -> R) -> Duration {
+        let t = cpu_time::ThreadTime::now();
+        std::hint::black_box(f());
+        t.elapsed()
+    }
+
+    #[test]
+    #[ignore = "a tuning measurement; run it by name with --ignored"]
+    fn group_sizes() {
+        let kn = std::env::var("SKYSHARD_TUNE_KN").unwrap_or_else(|_| "4,6".into());
+        let (k, n) = kn.split_once(',').map(|(k, n)| (k.parse().expect("k"), n.parse().expect("n"))).expect("k,n");
+        let Ok(isal) = IsalKernel::new() else {
+            eprintln!("ISA-L is not installed (apt-get install libisal2): nothing to compare with");
+            return;
+        };
+        let Some(_) = Avx2Kernel::new() else {
+            eprintln!("this CPU has no AVX2");
+            return;
+        };
+        let (total, seg) = (64usize << 20, 4usize << 20);
+        let (sym, segs) = (seg / k + 32, total / seg);
+        let src: Vec<Vec<u8>> = (0..segs).map(|s| (0..k * sym).map(|i| (i * 7 + s) as u8).collect()).collect();
+        let coeffs: Vec<u8> = (0..k * n).map(|i| (i * 37 + 11) as u8 | 1).collect();
+        let tables = isal.tables(k, n, &coeffs);
+        let kernels: Vec<(String, Avx2Kernel)> = [2usize, 3, 4, 5, 6, 8]
+            .iter()
+            .map(|&g| (format!("avx2 g{g}"), Avx2Kernel::with_group(g).expect("avx2")))
+            .collect();
+        // Every group size computes what ISA-L computes.
+        let mut want = vec![0u8; n * sym];
+        let ins: Vec<&[u8]> = src[0].chunks(sym).collect();
+        isal.encode_with_tables(&tables, &ins, &mut want.chunks_mut(sym).collect::<Vec<_>>());
+        for (name, kern) in &kernels {
+            let mut got = vec![0u8; n * sym];
+            kern.dot_prod(&coeffs, &ins, &mut got.chunks_mut(sym).collect::<Vec<_>>());
+            assert!(got == want, "{name} disagrees with ISA-L");
+        }
+        let mut outs: Vec<Vec<u8>> = (0..2).map(|_| vec![0u8; n * sym]).collect();
+        let mut results: Vec<(String, Vec<Duration>)> = vec![("isal".into(), Vec::new())];
+        results.extend(kernels.iter().map(|(name, _)| (name.clone(), Vec::new())));
+        for _round in 0..7 {
+            results[0].1.push(cpu(|| {
+                for (i, s) in src.iter().enumerate() {
+                    let ins: Vec<&[u8]> = s.chunks(sym).collect();
+                    isal.encode_with_tables(&tables, &ins, &mut outs[i % 2].chunks_mut(sym).collect::<Vec<_>>());
+                }
+            }));
+            for (j, (_, kern)) in kernels.iter().enumerate() {
+                results[j + 1].1.push(cpu(|| {
+                    for (i, s) in src.iter().enumerate() {
+                        let ins: Vec<&[u8]> = s.chunks(sym).collect();
+                        kern.dot_prod(&coeffs, &ins, &mut outs[i % 2].chunks_mut(sym).collect::<Vec<_>>());
+                    }
+                }));
+            }
+        }
+        for (name, mut v) in results {
+            v.sort();
+            let med = v[v.len() / 2];
+            println!("{k}-of-{n} {name:<10} {:.2} GB/s", (segs * k * sym) as f64 / med.as_secs_f64() / 1e9);
+        }
     }
 }

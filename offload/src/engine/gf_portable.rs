@@ -8,7 +8,7 @@ const BLOCK: usize = 4096;
 
 /// Full 256-entry product rows, one lookup per byte.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct PortableKernel;
+pub(crate) struct PortableKernel;
 
 impl GfKernel for PortableKernel {
     fn name(&self) -> &'static str {

@@ -2,13 +2,12 @@
 //! the crate root; [`crate::select`] decides which run.
 
 #[cfg(feature = "aws-lc")]
-pub mod aws_lc;
-pub mod compress;
-pub mod crc;
-pub mod gf_avx2;
-pub mod gf_portable;
-pub mod isal;
-pub mod pool;
-pub mod ring;
-pub mod rustcrypto;
-pub mod xts_batched;
+pub(crate) mod aws_lc;
+pub(crate) mod compress;
+pub(crate) mod crc;
+pub(crate) mod gf_avx2;
+pub(crate) mod gf_portable;
+pub(crate) mod pool;
+pub(crate) mod ring;
+pub(crate) mod rustcrypto;
+pub(crate) mod xts_batched;

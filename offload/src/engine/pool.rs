@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use futures_channel::oneshot;
 
 use crate::aead::{AeadEngine, AeadKey, DataKey, EngineError, Nonce, SealError, Tag};
@@ -22,7 +22,7 @@ use crate::buf::AlignedBuf;
 
 /// What to do with a job's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AeadOp {
+pub(crate) enum AeadOp {
     /// Encrypt in place and produce a tag.
     Seal,
     /// Check the tag, then decrypt in place.
@@ -30,19 +30,19 @@ pub enum AeadOp {
 }
 
 /// One AEAD operation on an owned buffer.
-pub struct AeadJob {
+pub(crate) struct AeadJob {
     /// The key to use.
-    pub key: Arc<dyn AeadKey>,
+    pub(crate) key: Arc<dyn AeadKey>,
     /// Seal or open.
-    pub op: AeadOp,
+    pub(crate) op: AeadOp,
     /// The nonce.
-    pub nonce: Nonce,
+    pub(crate) nonce: Nonce,
     /// Associated data.
-    pub aad: Vec<u8>,
+    pub(crate) aad: Vec<u8>,
     /// The buffer; only `range` is processed.
-    pub buf: AlignedBuf,
+    pub(crate) buf: AlignedBuf,
     /// The bytes of `buf` to seal or open.
-    pub range: Range<usize>,
+    pub(crate) range: Range<usize>,
 }
 
 impl fmt::Debug for AeadJob {
@@ -53,11 +53,11 @@ impl fmt::Debug for AeadJob {
 
 /// A finished job: the buffer comes back, with the tag for a seal.
 #[derive(Debug)]
-pub struct AeadDone {
+pub(crate) struct AeadDone {
     /// The job, its buffer now sealed or opened.
-    pub job: AeadJob,
+    pub(crate) job: AeadJob,
     /// `Some(tag)` after a seal, `None` after a successful open.
-    pub result: Result<Option<Tag>, SealError>,
+    pub(crate) result: Result<Option<Tag>, SealError>,
 }
 
 struct Batch {
@@ -67,11 +67,11 @@ struct Batch {
 
 /// Completion of a submitted batch, in submission order.
 #[derive(Debug)]
-pub struct Pending(oneshot::Receiver<Vec<AeadDone>>);
+pub(crate) struct Pending(oneshot::Receiver<Vec<AeadDone>>);
 
 impl Pending {
     /// Blocks the current thread until the batch is done.
-    pub fn wait(self) -> Result<Vec<AeadDone>, EngineError> {
+    pub(crate) fn wait(self) -> Result<Vec<AeadDone>, EngineError> {
         futures_executor::block_on(self)
     }
 }
@@ -83,12 +83,8 @@ impl Future for Pending {
     }
 }
 
-/// The queue was full; the batch is handed back.
-#[derive(Debug)]
-pub struct QueueFull(pub Vec<AeadJob>);
-
 /// A pool of sealing threads in front of another engine.
-pub struct AeadPool {
+pub(crate) struct AeadPool {
     inner: Arc<dyn AeadEngine>,
     queue: Sender<Batch>,
     threads: usize,
@@ -108,7 +104,7 @@ impl fmt::Debug for AeadPool {
 impl AeadPool {
     /// Starts `threads` workers (at least one) serving a queue of `depth` batches (at
     /// least one) with `inner`.
-    pub fn new(inner: Arc<dyn AeadEngine>, threads: usize, depth: usize) -> Self {
+    pub(crate) fn new(inner: Arc<dyn AeadEngine>, threads: usize, depth: usize) -> Self {
         let (threads, depth) = (threads.max(1), depth.max(1));
         let (tx, rx) = crossbeam_channel::bounded::<Batch>(depth);
         for i in 0..threads {
@@ -128,28 +124,11 @@ impl AeadPool {
         Self { inner, queue: tx, threads, depth }
     }
 
-    /// Worker threads.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Batches that may wait in the queue.
-    pub fn queue_depth(&self) -> usize {
-        self.depth
-    }
-
-    /// Queues a batch, blocking while the queue is full.
-    pub fn submit(&self, jobs: Vec<AeadJob>) -> Result<Pending, EngineError> {
+    /// Queues a batch, blocking while the queue is full. (The engine's keys submit
+    /// one job at a time; tests submit batches.)
+    #[cfg(test)]
+    pub(crate) fn submit(&self, jobs: Vec<AeadJob>) -> Result<Pending, EngineError> {
         submit(&self.queue, jobs)
-    }
-
-    /// Queues a batch if there is room, else hands it back.
-    pub fn try_submit(&self, jobs: Vec<AeadJob>) -> Result<Pending, QueueFull> {
-        let (reply, rx) = oneshot::channel();
-        match self.queue.try_send(Batch { jobs, reply }) {
-            Ok(()) => Ok(Pending(rx)),
-            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => Err(QueueFull(b.jobs)),
-        }
     }
 }
 

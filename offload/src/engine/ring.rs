@@ -9,7 +9,7 @@ use crate::aead::{AeadEngine, AeadKey, DataKey, EngineError, Nonce, SealError, T
 
 /// The `ring` AEAD engine.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RingAead;
+pub(crate) struct RingAead;
 
 impl AeadEngine for RingAead {
     fn name(&self) -> &'static str {

@@ -15,7 +15,7 @@ use crate::xts::{XTS_KEY_LEN, XtsEngine, XtsKey, XtsKeyMaterial};
 
 /// The RustCrypto `aes-gcm` engine: constant-time, portable, slower than ring.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RustCryptoAead;
+pub(crate) struct RustCryptoAead;
 
 impl AeadEngine for RustCryptoAead {
     fn name(&self) -> &'static str {
@@ -46,7 +46,7 @@ impl AeadKey for RustCryptoKey {
 
 /// AES-256-XTS from `xts-mode` 0.5 over `aes` 0.8 (AES-NI when the CPU has it).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RustCryptoXts;
+pub(crate) struct RustCryptoXts;
 
 impl XtsEngine for RustCryptoXts {
     fn name(&self) -> &'static str {

@@ -21,7 +21,7 @@ const BATCH: usize = 32;
 
 /// Batched AES-256-XTS over the `aes` crate (AES-NI where the CPU has it).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct BatchedXts;
+pub(crate) struct BatchedXts;
 
 impl XtsEngine for BatchedXts {
     fn name(&self) -> &'static str {

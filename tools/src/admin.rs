@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::backend::transfer::Transfer;
+use gateway::backend::transfer::Transfer;
 
 /// Options shared by every `skyshard admin` command.
 #[derive(Debug, Args)]
@@ -327,10 +327,10 @@ impl Client {
         let engine = offload::tls::TlsEngine::new(offload::tls::TlsKind::Rustls, &offload::meter::Meters::default());
         let ca = args.ca_file.clone().or_else(|| Some(args.data.join("tls/ca.pem")).filter(|p| p.exists()));
         let extra = match &ca {
-            Some(f) => crate::tls::load_ca_bundle(f)?,
+            Some(f) => gateway::tls::load_ca_bundle(f)?,
             None => Vec::new(),
         };
-        let config = crate::tls::client_config(&extra, &engine)?;
+        let config = gateway::tls::client_config(&extra, &engine)?;
         let transfer = Transfer::new(
             &engine,
             std::collections::HashMap::new(),
@@ -340,7 +340,7 @@ impl Client {
         );
         let token = match &args.token {
             Some(t) => Some(t.trim().to_string()),
-            None => crate::keys::read_private_file(&args.data.join(super::token::TOKEN_FILE))
+            None => gateway::keys::read_private_file(&args.data.join(gateway::admin::token::TOKEN_FILE))
                 .ok()
                 .map(|t| t.trim().to_string()),
         };
@@ -417,7 +417,7 @@ fn text(v: &Value, key: &str) -> String {
 }
 
 fn bytes_h(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_i64).map_or_else(|| "-".into(), |b| crate::units::format_size(b.max(0) as u64))
+    v.get(key).and_then(Value::as_i64).map_or_else(|| "-".into(), |b| gateway::units::format_size(b.max(0) as u64))
 }
 
 /// A table with aligned columns.
@@ -545,7 +545,7 @@ fn policy_rows(items: &[Value]) -> String {
 
 fn location_body(f: &LocationFlags, secret_required: bool) -> anyhow::Result<Value> {
     let secret = match &f.secret_file {
-        Some(p) => Some(crate::keys::read_private_file(p)?.trim().to_string()),
+        Some(p) => Some(gateway::keys::read_private_file(p)?.trim().to_string()),
         None if secret_required => bail!("--secret-file is required"),
         None => None,
     };
@@ -617,7 +617,7 @@ fn pretty(v: &Value) -> String {
 /// Runs `skyshard admin …`.
 pub fn run(args: &AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::Openapi = args.command {
-        print!("{}", super::openapi::yaml());
+        print!("{}", gateway::admin::openapi::yaml());
         return Ok(());
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -628,7 +628,7 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
     let c = Client::new(args)?;
     let j = args.json;
     match &args.command {
-        AdminCommand::Openapi => print!("{}", super::openapi::yaml()),
+        AdminCommand::Openapi => print!("{}", gateway::admin::openapi::yaml()),
         AdminCommand::Status => print(j, &c.get("/v1/status").await?, pretty)?,
         AdminCommand::Locations { what } => match what {
             LocationsCommand::List => {

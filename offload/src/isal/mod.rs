@@ -1,8 +1,10 @@
-//! Engines on Intel ISA-L (`libisal`, Debian's `libisal2`), loaded at run time.
+//! Intel ISA-L (`libisal`, Debian's `libisal2`), loaded at run time.
 //!
-//! ISA-L is the reference for GF(2^8) erasure-coding speed: `skyshard bench codec`
-//! measures the project's own kernels against it, and where it is installed it is
-//! also selectable as the `isal` GF kernel and CRC32C engine.
+//! ISA-L is the reference for GF(2^8) erasure-coding speed. Where it is installed it
+//! is selectable as the `isal` GF kernel and CRC32C engine; this module is public,
+//! unlike the other engines, because `skyshard bench codec` reproduces ISA-L's own
+//! encode and decode paths (tables prepared once, `gf_invert_matrix`) as baselines,
+//! which the job traits do not expose.
 
 mod ffi;
 

@@ -14,8 +14,8 @@ use offload::tls::loopback::Loopback;
 use offload::xts::XtsKeyMaterial;
 use offload::{Capabilities, Offload, OffloadConfig, Selection};
 
-use crate::config::{Config, EtagAlgorithm};
-use crate::pipeline::checksum::{ChecksumAlgorithm, HashMeters, Hashes};
+use gateway::config::{Config, EtagAlgorithm};
+use gateway::pipeline::checksum::{ChecksumAlgorithm, HashMeters, Hashes};
 
 /// Arguments of `skyshard offload status`.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,7 +25,7 @@ pub struct StatusArgs {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Bytes each engine processes for its calibration.
-    #[arg(long, default_value = "32M", value_parser = crate::units::parse_size)]
+    #[arg(long, default_value = "32M", value_parser = gateway::units::parse_size)]
     pub calibrate: u64,
     /// Skip the calibration.
     #[arg(long)]

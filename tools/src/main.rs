@@ -86,7 +86,7 @@ enum Command {
     },
     /// Operate a running gateway through its admin API: locations (add, drain,
     /// remove), policies, access keys, buckets, object placement, jobs, status.
-    Admin(Box<gateway::admin::cli::AdminArgs>),
+    Admin(Box<tools::admin::AdminArgs>),
     /// Measure Skyshard's stages against baselines run on the same machine.
     Bench {
         #[command(subcommand)]
@@ -128,22 +128,22 @@ enum ConfigCommand {
 enum OffloadCommand {
     /// The engines chosen for each job, those passed over and why, and ns/byte per
     /// engine measured now.
-    Status(gateway::status::StatusArgs),
+    Status(tools::status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Seal, open, RLNC encode/decode/recode: GB/s per core against ring, ISA-L and
     /// reed-solomon-erasure.
-    Codec(gateway::bench::codec::CodecBenchArgs),
+    Codec(tools::bench::codec::CodecBenchArgs),
     /// PUT and GET of a large object through edge stores for every combination of
     /// TLS (off, rustls, kernel TLS) and AEAD engine (ring, pool): throughput and the
     /// gateway's CPU per byte by engine, plus a TLS record and write size sweep; a
     /// table, JSON and a PNG chart.
-    Offload(gateway::bench::offload::OffloadBenchArgs),
+    Offload(tools::bench::offload::OffloadBenchArgs),
     /// The fragment cache: LRU against S3-FIFO on a Zipf workload, and GET throughput,
     /// latency and hit ratio through the gateway with the cache off and on.
-    Cache(gateway::bench::cache::CacheBenchArgs),
+    Cache(tools::bench::cache::CacheBenchArgs),
 }
 
 fn init_tracing(format: &str) {
@@ -242,16 +242,16 @@ fn main() -> ExitCode {
         Command::Tls { what: TlsCommand::Issue { ca, names, cert_out, key_out } } => {
             tls_issue(ca, names, cert_out, key_out)
         }
-        Command::Offload { what: OffloadCommand::Status(args) } => gateway::status::run(&args),
+        Command::Offload { what: OffloadCommand::Status(args) } => tools::status::run(&args),
         Command::Config { what: ConfigCommand::Check { config } } => gateway::config::Config::load(&config)
             .map(|c| {
                 println!("{}: ok ({} locations, {} policies)", config.display(), c.locations.len(), c.policies.len())
             })
             .map_err(Into::into),
-        Command::Admin(args) => gateway::admin::cli::run(&args),
-        Command::Bench { what: BenchCommand::Codec(args) } => gateway::bench::codec::run(&args).map_err(Into::into),
-        Command::Bench { what: BenchCommand::Offload(args) } => gateway::bench::offload::run(&args),
-        Command::Bench { what: BenchCommand::Cache(args) } => gateway::bench::cache::run(&args),
+        Command::Admin(args) => tools::admin::run(&args),
+        Command::Bench { what: BenchCommand::Codec(args) } => tools::bench::codec::run(&args).map_err(Into::into),
+        Command::Bench { what: BenchCommand::Offload(args) } => tools::bench::offload::run(&args),
+        Command::Bench { what: BenchCommand::Cache(args) } => tools::bench::cache::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

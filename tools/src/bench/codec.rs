@@ -20,24 +20,19 @@ use std::time::Duration;
 
 use codec::fragment::symbol_len;
 use codec::object::segment_buffer_capacity;
-use codec::rlnc::matrix::combine;
-use codec::rlnc::{encode, plan_decode};
+use codec::rlnc::{combine, encode, plan_decode};
 use codec::seal::{SegmentCipher, SegmentFlags, segment_aad, segment_nonce};
 use codec::{CodecError, CodingMatrix, CodingParams, ObjectDecoder, ObjectEncoder, SegmentLayout, VersionId};
 use offload::aead::{AeadEngine, DataKey, TAG_LEN, Tag};
 use offload::crc::Crc32c;
-use offload::engine::crc::{CrcFast, PortableCrc, Sse42Crc};
-use offload::engine::gf_portable::PortableKernel;
-use offload::engine::isal::{IsalCrc, IsalKernel};
-use offload::engine::ring::RingAead;
-use offload::engine::rustcrypto::RustCryptoAead;
 use offload::gf::GfKernel;
+use offload::isal::{IsalCrc, IsalKernel};
 use offload::random::{SecureRandom, SeededRandom};
 use offload::{AlignedBuf, EngineChoice, Offload, OffloadConfig, SelectError, Selection, probe};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use super::{MachineInfo, gbps, median, thread_cpu};
-use crate::units::{format_size, parse_size};
+use gateway::units::{format_size, parse_size};
 
 /// Arguments of `skyshard bench codec`.
 #[derive(Debug, Clone, clap::Args)]
@@ -292,13 +287,15 @@ fn aead_rows(b: &mut Bench<'_>, layout: &SegmentLayout, plain: &[u8]) -> Result<
 
     let mut engines: Vec<(String, Arc<dyn AeadEngine>)> =
         vec![(format!("{} (selected)", b.offload.aead.name()), b.offload.aead.clone())];
-    for e in [Arc::new(RingAead) as Arc<dyn AeadEngine>, Arc::new(RustCryptoAead)] {
-        if e.name() != b.offload.aead.name() {
+    // Every other AEAD engine this build has (aws-lc with that feature; `pool` is a
+    // wrapper, not an engine of its own).
+    for name in offload::engine_names("aead") {
+        if let Ok(e) = offload::aead_engine(name, &probe())
+            && e.name() != b.offload.aead.name()
+        {
             engines.push((e.name().to_string(), e));
         }
     }
-    #[cfg(feature = "aws-lc")]
-    engines.push(("aws-lc".into(), Arc::new(offload::engine::aws_lc::AwsLcAead)));
 
     for (name, engine) in engines {
         let cipher = SegmentCipher::new(engine.as_ref(), &key, version)?;
@@ -498,8 +495,9 @@ fn coding_rows(
         }
     }
     if params.k() == 4 && gf.name() != "portable" {
+        let portable = offload::gf_kernel("portable", &probe())?;
         let t = compare(rounds.min(3), |side| {
-            let g = if side == Side::Ours { Gf::Kernel(&PortableKernel) } else { ours };
+            let g = if side == Side::Ours { Gf::Kernel(portable.as_ref()) } else { ours };
             thread_cpu(|| {
                 for (i, s) in sources.iter().enumerate() {
                     let o = &mut ring[i % IN_FLIGHT];
@@ -754,11 +752,19 @@ fn full_codec_rows(
 }
 
 fn crc_rows(b: &mut Bench<'_>) {
-    let isal = IsalCrc::new().ok();
-    let mut engines: Vec<Box<dyn Crc32c>> = vec![Box::new(Sse42Crc), Box::new(CrcFast), Box::new(PortableCrc)];
-    let (base, base_name): (Box<dyn Crc32c>, &str) = match isal {
-        Some(i) => (Box::new(i), "ISA-L crc32_iscsi"),
-        None => (Box::new(CrcFast), "crc-fast"),
+    let caps = probe();
+    // Ours: every CRC32C engine this machine runs but ISA-L's, which is the baseline.
+    let mut engines: Vec<Arc<dyn Crc32c>> = offload::engine_names("crc32c")
+        .into_iter()
+        .filter(|&name| name != "isal")
+        .filter_map(|name| offload::crc32c_engine(name, &caps).ok())
+        .collect();
+    let (base, base_name): (Arc<dyn Crc32c>, &str) = match IsalCrc::new() {
+        Ok(i) => (Arc::new(i), "ISA-L crc32_iscsi"),
+        Err(_) => match offload::crc32c_engine("crc-fast", &caps) {
+            Ok(c) => (c, "crc-fast"),
+            Err(_) => return,
+        },
     };
     if base_name == "crc-fast" {
         engines.retain(|e| e.name() != "crc-fast");

@@ -15,10 +15,10 @@ use offload::tls::{TlsEngine, TlsKind};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::backend::transfer::Transfer;
-use crate::backend::{LocationSigner, Method, Presigner};
-use crate::config::{Location, LocationKind, Tier};
-use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
+use gateway::backend::transfer::Transfer;
+use gateway::backend::{LocationSigner, Method, Presigner};
+use gateway::config::{Location, LocationKind, Tier};
+use gateway::keys::{SECRET_ALPHABET, random_token, write_private_file};
 
 /// A child process killed when dropped.
 pub struct Proc(Child);
@@ -109,8 +109,8 @@ const CHUNK: usize = 1 << 20;
 impl BenchClient {
     fn new(endpoint: &str, admin: &str, ca: &Path, access: &str, secret: &str) -> anyhow::Result<Self> {
         let engine = TlsEngine::new(TlsKind::Rustls, &Meters::default());
-        let extra = crate::tls::load_ca_bundle(ca)?;
-        let config = crate::tls::client_config(&extra, &engine)?;
+        let extra = gateway::tls::load_ca_bundle(ca)?;
+        let config = gateway::tls::client_config(&extra, &engine)?;
         let location = client_location(endpoint, access, secret)?;
         let signer = LocationSigner::new(BTreeMap::from([("gateway".to_string(), location)]));
         let transfer = Transfer::new(
@@ -233,7 +233,7 @@ impl Rig {
         let random = offload::random::SystemRandom::new();
         let tls = o.tls != "off";
         let scheme = if tls { "https" } else { "http" };
-        let (ca, _) = crate::tls::LocalCa::open_or_create(ca_dir)?;
+        let (ca, _) = gateway::tls::LocalCa::open_or_create(ca_dir)?;
         let issued = ca.issue(&["127.0.0.1".to_string()])?;
         let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
         std::fs::write(&cert, &issued.chain_pem)?;
