@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::{
-    CompressionChoice, ConfigError, Location, LocationConfig, LocationKind, Policy, PolicyConfig, Settings, Size, Tier,
+    CompressionChoice, ConfigError, Location, LocationConfig, LocationKind, Policy, PolicyConfig, Size, Tier,
 };
+pub use crate::meta::LocationState;
 use crate::meta::{CatalogRow, MetaError, MetaStore};
 
 /// Where a catalog entry comes from.
@@ -28,43 +29,6 @@ pub enum Origin {
     Config,
     /// The admin API.
     Api,
-}
-
-/// The state of a location.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum LocationState {
-    /// Receives new fragments.
-    #[default]
-    Active,
-    /// Its fragments are being moved elsewhere; it receives no new ones.
-    Draining,
-    /// Holds no fragment the gateway knows of.
-    Drained,
-    /// Out of service.
-    Removed,
-}
-
-impl LocationState {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LocationState::Active => "active",
-            LocationState::Draining => "draining",
-            LocationState::Drained => "drained",
-            LocationState::Removed => "removed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "active" => LocationState::Active,
-            "draining" => LocationState::Draining,
-            "drained" => LocationState::Drained,
-            "removed" => LocationState::Removed,
-            _ => return None,
-        })
-    }
 }
 
 /// A location as the admin API takes it. The secret is write-only: it is sealed
@@ -182,7 +146,7 @@ pub struct PolicySpec {
     /// Fragments that must go to edge locations.
     #[serde(default)]
     pub min_edge: u8,
-    /// Plaintext bytes per segment (default 1 MiB).
+    /// Plaintext bytes per segment (default 4 MiB).
     #[serde(default)]
     #[schema(minimum = 4096, maximum = 67108864)]
     pub segment_size: Option<u64>,
@@ -300,14 +264,19 @@ fn secret_context(name: &str) -> Vec<u8> {
 }
 
 impl Catalog {
-    /// The catalog of the configuration file (API entries come with [`Self::reload`]).
-    pub fn new(settings: &Settings, master: Arc<MasterKey>) -> Self {
+    /// The catalog of the configuration file's `locations` and `policies` (API
+    /// entries come with [`Self::reload`]).
+    pub fn new(
+        locations: &BTreeMap<String, Location>,
+        policies: &BTreeMap<String, Policy>,
+        master: Arc<MasterKey>,
+    ) -> Self {
         let config = CatalogView {
-            locations: settings.locations.clone(),
-            location_origins: settings.locations.keys().map(|l| (l.clone(), Origin::Config)).collect(),
+            locations: locations.clone(),
+            location_origins: locations.keys().map(|l| (l.clone(), Origin::Config)).collect(),
             states: BTreeMap::new(),
-            policies: settings.policies.clone(),
-            policy_origins: settings.policies.keys().map(|p| (p.clone(), Origin::Config)).collect(),
+            policies: policies.clone(),
+            policy_origins: policies.keys().map(|p| (p.clone(), Origin::Config)).collect(),
             invalid: Vec::new(),
         };
         Self { view: RwLock::new(Arc::new(config.clone())), config, master }
@@ -357,11 +326,7 @@ impl Catalog {
                 Err(e) => view.invalid.push(format!("policy {}: {e}", row.name)),
             }
         }
-        for (name, state) in meta.location_states().await? {
-            let state = LocationState::parse(&state)
-                .ok_or_else(|| CatalogError::Corrupt { name: name.clone(), reason: format!("state {state:?}") })?;
-            view.states.insert(name, state);
-        }
+        view.states.extend(meta.location_states().await?);
         let view = Arc::new(view);
         if let Ok(mut v) = self.view.write() {
             *v = view.clone();

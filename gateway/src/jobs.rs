@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::catalog::LocationState;
-use crate::meta::{JobRow, MetaError};
-use crate::pipeline::drain;
+use crate::meta::{JobKind, JobRow, JobState, LocationState, MetaError};
+use crate::pipeline::{cleanup, drain};
 use crate::state::Gateway;
 
 /// How long a claimed job stays with its replica without a progress report.
@@ -24,9 +23,6 @@ pub const LEASE_MS: i64 = 30_000;
 const POLL: Duration = Duration::from_secs(1);
 /// Seals fetched from the store per step of a drain.
 const DRAIN_BATCH: i64 = 64;
-
-/// Kinds of job.
-pub const KINDS: [&str; 2] = ["drain", "gc"];
 
 /// How a job ended.
 enum End {
@@ -45,12 +41,12 @@ pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                 Ok(Some(job)) => {
                     info!(job = %job.id, kind = %job.kind, target = %job.target, "job started");
                     let (state, message) = match run(&gw, &holder, &job).await {
-                        Ok(End::Succeeded(m)) => ("succeeded", m),
-                        Ok(End::Cancelled(m)) => ("cancelled", m),
+                        Ok(End::Succeeded(m)) => (JobState::Succeeded, m),
+                        Ok(End::Cancelled(m)) => (JobState::Cancelled, m),
                         Ok(End::Lost) => continue,
-                        Err(e) => ("failed", e.to_string()),
+                        Err(e) => (JobState::Failed, e.to_string()),
                     };
-                    info!(job = %job.id, state, message = %message, "job ended");
+                    info!(job = %job.id, %state, message = %message, "job ended");
                     if let Err(e) = gw.meta.finish_job(&job.id, &holder, state, &message).await {
                         warn!(job = %job.id, error = %e, "cannot record the end of a job");
                     }
@@ -66,14 +62,13 @@ pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
 }
 
 async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
-    match job.kind.as_str() {
-        "drain" => run_drain(gw, holder, job).await,
-        "gc" => {
-            let dead = crate::pipeline::cleanup::dead_writes(gw);
-            let n = crate::pipeline::cleanup::collect_once(gw, &dead, 4096).await?;
+    match job.kind {
+        JobKind::Drain => run_drain(gw, holder, job).await,
+        JobKind::Gc => {
+            let ctx = &gw.pipeline;
+            let n = cleanup::collect_once(ctx, &cleanup::dead_writes(ctx), 4096).await?;
             Ok(End::Succeeded(format!("{n} seals collected")))
         }
-        other => Ok(End::Succeeded(format!("unknown job kind {other:?}: nothing done"))),
     }
 }
 
@@ -89,7 +84,7 @@ struct Progress<'a> {
 
 impl Progress<'_> {
     /// Reports; returns the job's state now (`None`: the job went to another replica).
-    async fn report(&self, message: &str) -> Result<Option<String>, MetaError> {
+    async fn report(&self, message: &str) -> Result<Option<JobState>, MetaError> {
         let counts = (self.total, self.done, self.failed);
         self.gw.meta.job_progress(self.id, self.holder, LEASE_MS, counts, message).await
     }
@@ -97,7 +92,7 @@ impl Progress<'_> {
 
 async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
     let location = job.target.as_str();
-    gw.meta.set_location_state(location, LocationState::Draining.as_str()).await?;
+    gw.meta.set_location_state(location, LocationState::Draining).await?;
     if let Err(e) = gw.refresh_catalog().await {
         warn!(error = %e, "catalog refresh failed");
     }
@@ -107,25 +102,25 @@ async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
     loop {
         pass = pass.saturating_add(1);
         // One pass over the stored seals with a fragment here.
-        let mut after = String::new();
+        let mut after = None;
         p.failed = 0;
         loop {
-            let batch = gw.meta.fragments_at(location, &after, DRAIN_BATCH).await?;
+            let batch = gw.meta.fragments_at(location, after, DRAIN_BATCH).await?;
             let Some(last) = batch.last() else { break };
-            after = last.seal.id.clone();
+            after = Some(last.seal.id);
             for item in &batch {
                 match p.report(&format!("moving fragments off {location}")).await? {
                     None => return Ok(End::Lost),
-                    Some(s) if s == "cancelling" => return cancel(gw, location, &p).await,
+                    Some(JobState::Cancelling) => return cancel(gw, location, &p).await,
                     Some(_) => {}
                 }
                 let view = gw.catalog.view();
-                let Some(to) = drain::target(&view, gw, location, item) else {
+                let Some(to) = drain::target(&gw.pipeline, &view, location, item) else {
                     p.failed += 1;
                     warn!(location, seal = %item.seal.id, "no location to move a fragment to");
                     continue;
                 };
-                match drain::move_fragment(gw, location, item, &to).await {
+                match drain::move_fragment(&gw.pipeline, location, item, &to).await {
                     Ok(m) if m.recorded => p.done += 1,
                     Ok(_) => {}
                     Err(e) => {
@@ -142,7 +137,7 @@ async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
             if p.report(&message).await?.is_none() {
                 return Ok(End::Lost);
             }
-            gw.meta.set_location_state(location, LocationState::Drained.as_str()).await?;
+            gw.meta.set_location_state(location, LocationState::Drained).await?;
             if let Err(e) = gw.refresh_catalog().await {
                 warn!(error = %e, "catalog refresh failed");
             }
@@ -154,7 +149,7 @@ async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
             format!("{left} fragments left on {location} (failed moves, in-flight writes, garbage); retrying");
         match p.report(&message).await? {
             None => return Ok(End::Lost),
-            Some(s) if s == "cancelling" => return cancel(gw, location, &p).await,
+            Some(JobState::Cancelling) => return cancel(gw, location, &p).await,
             Some(_) => {}
         }
         // Back off while what is left does not go away.
@@ -163,7 +158,7 @@ async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
 }
 
 async fn cancel(gw: &Gateway, location: &str, p: &Progress<'_>) -> Result<End, MetaError> {
-    gw.meta.set_location_state(location, LocationState::Active.as_str()).await?;
+    gw.meta.set_location_state(location, LocationState::Active).await?;
     if let Err(e) = gw.refresh_catalog().await {
         warn!(error = %e, "catalog refresh failed");
     }

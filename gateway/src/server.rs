@@ -20,15 +20,18 @@ use zeroize::Zeroizing;
 
 use crate::auth::CredentialStore;
 use crate::backend::LocationSigner;
+use crate::backend::http::PresignedStore;
 use crate::backend::transfer::Transfer;
 use crate::config::{Config, ConfigError, LocationConfig, LocationKind, PolicyConfig, RunEdge, Settings, Tier};
 use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
 use crate::meta::MetaStore;
 use crate::net::Transport;
+use crate::pipeline::PipelineCtx;
 use crate::pipeline::checksum::HashMeters;
-use crate::placement::Spread;
+use crate::pipeline::shared::{BufferPool, MatrixCache};
+use crate::placement::{Health, Spread};
 use crate::s3::S3Front;
-use crate::state::{BufferPool, Gateway, Health, MatrixCache};
+use crate::state::Gateway;
 
 /// Name of the configuration file the embedded default writes.
 pub const EMBEDDED_CONFIG: &str = "skyshard.toml";
@@ -203,6 +206,24 @@ fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Resu
         settings.pipeline.connect_timeout.0,
         settings.pipeline.stall_timeout.0,
     ))
+}
+
+/// The locations as the data path sees them: presigned transfers, behind the
+/// fragment cache when there is one.
+fn fragment_store(
+    settings: &Settings,
+    presigner: Arc<dyn crate::backend::Presigner>,
+    transfer: Transfer,
+    cache: Option<Arc<crate::cache::store::Cache>>,
+) -> Arc<dyn crate::backend::FragmentStore> {
+    let store = Arc::new(PresignedStore::new(presigner, transfer, settings.pipeline.presign_ttl.0));
+    match cache {
+        Some(cache) => {
+            let c = &settings.cache;
+            Arc::new(crate::cache::layer::CachedStore::new(store, cache, c.write_through, c.fill_on_read))
+        }
+        None => store,
+    }
 }
 
 /// Opens the fragment cache when one is configured.
@@ -391,24 +412,40 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let transfer = build_transfer(&settings, &offload.tls)?;
     let hashes = HashMeters::register(&offload.meters);
     let cache = open_cache(&settings, &offload, &master)?;
-    let catalog = Arc::new(crate::catalog::Catalog::new(&settings, master.clone()));
+    let catalog = Arc::new(crate::catalog::Catalog::new(&settings.locations, &settings.policies, master.clone()));
+    let presigner: Arc<dyn crate::backend::Presigner> = Arc::new(LocationSigner::new(settings.locations.clone()));
+    let store = fragment_store(&settings, presigner.clone(), transfer.clone(), cache.clone());
+    let health = Arc::new(Health::default());
+    let node = Arc::new(node);
+    let pipeline = Arc::new(PipelineCtx {
+        config: settings.pipeline.clone(),
+        etag: settings.etag,
+        offload: offload.clone(),
+        meta: meta.clone(),
+        master: master.clone(),
+        store,
+        placement: Arc::new(Spread),
+        catalog: catalog.clone(),
+        health: health.clone(),
+        node: node.clone(),
+        matrices: MatrixCache::default(),
+        buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
+        hashes,
+        transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
+        quorum_failures: Default::default(),
+    });
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
         catalog,
         offload,
         meta: meta.clone(),
         master,
-        presigner: Arc::new(LocationSigner::new(settings.locations.clone())),
+        presigner,
         transfer,
-        placement: Arc::new(Spread),
-        matrices: MatrixCache::default(),
-        health: Health::default(),
-        transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
-        buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
-        hashes,
         cache,
-        quorum_failures: Default::default(),
+        health,
         node,
+        pipeline,
     });
     let view = gw.refresh_catalog().await?;
     for why in &view.invalid {
@@ -416,7 +453,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
     spawn_catalog_refresh(gw.clone());
     crate::jobs::spawn_runner(gw.clone());
-    crate::pipeline::cleanup::spawn_collector(gw.clone());
+    crate::pipeline::cleanup::spawn_collector(gw.pipeline.clone());
     check_locations(&gw);
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));

@@ -15,7 +15,8 @@ use offload::xts::XtsKeyMaterial;
 use offload::{Capabilities, Offload, OffloadConfig, Selection};
 
 use gateway::config::{Config, EtagAlgorithm};
-use gateway::pipeline::checksum::{ChecksumAlgorithm, HashMeters, Hashes};
+use gateway::meta::ChecksumAlgorithm;
+use gateway::pipeline::checksum::{HashMeters, Hashes};
 
 /// Arguments of `skyshard offload status`.
 #[derive(Debug, Clone, clap::Args)]
@@ -119,7 +120,7 @@ pub fn calibrate(offload: &Offload, hashes: &HashMeters, bytes: usize) -> anyhow
         (EtagAlgorithm::Blake3, ChecksumAlgorithm::Crc32),
     ];
     for (etag, checksum) in passes {
-        let mut h = Hashes::new(etag, Some(checksum), offload.crc32c.clone(), hashes);
+        let mut h = Hashes::new(etag, Some(checksum), false, offload.crc32c.clone(), hashes);
         for _ in 0..rounds.div_ceil(2) {
             h.update(&buf);
         }

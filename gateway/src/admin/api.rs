@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::Admin;
 use super::problem::{ApiJson, Problem};
 use crate::catalog::{CatalogView, LocationSpec, LocationState, Origin, PolicySpec};
-use crate::meta::{BucketRow, CatalogRow, JobRow, TenantRow};
+use crate::meta::{BucketRow, CatalogRow, JobKind, JobRow, TenantRow};
 
 type ApiResult<T> = Result<T, Problem>;
 
@@ -204,7 +204,7 @@ pub async fn add_location(
     if !admin.gw.meta.put_catalog(false, &row, true).await? {
         return Err(Problem::conflict(format!("location {:?} exists", spec.name)));
     }
-    admin.gw.meta.set_location_state(&spec.name, LocationState::Active.as_str()).await?;
+    admin.gw.meta.set_location_state(&spec.name, LocationState::Active).await?;
     let view = admin.gw.refresh_catalog().await?;
     Ok((StatusCode::CREATED, Json(location_info(&admin, &view, &spec.name).await?)))
 }
@@ -262,7 +262,7 @@ pub async fn remove_location(
             "location {name:?} holds {left} fragments; drain it first (POST /v1/locations/{name}/drain)"
         )));
     }
-    if admin.gw.meta.live_job("drain", &name).await?.is_some() {
+    if admin.gw.meta.live_job(JobKind::Drain, &name).await?.is_some() {
         return Err(Problem::conflict(format!("a drain of {name:?} is running")));
     }
     let users: Vec<&String> = view
@@ -278,7 +278,7 @@ pub async fn remove_location(
     if !users.is_empty() {
         return Err(Problem::conflict(format!("policies {users:?} name location {name:?}; change them first")));
     }
-    admin.gw.meta.set_location_state(&name, LocationState::Removed.as_str()).await?;
+    admin.gw.meta.set_location_state(&name, LocationState::Removed).await?;
     if view.location_origins.get(&name) == Some(&Origin::Api) {
         admin.gw.meta.delete_catalog(false, &name).await?;
     }
@@ -312,10 +312,10 @@ pub async fn activate_location(
     if !admin.gw.catalog.view().locations.contains_key(&name) {
         return Err(Problem::not_found(format!("no location {name:?}")));
     }
-    if admin.gw.meta.live_job("drain", &name).await?.is_some() {
+    if admin.gw.meta.live_job(JobKind::Drain, &name).await?.is_some() {
         return Err(Problem::conflict(format!("a drain of {name:?} is running; cancel it first")));
     }
-    admin.gw.meta.set_location_state(&name, LocationState::Active.as_str()).await?;
+    admin.gw.meta.set_location_state(&name, LocationState::Active).await?;
     let view = admin.gw.refresh_catalog().await?;
     Ok(Json(location_info(&admin, &view, &name).await?))
 }
@@ -858,49 +858,47 @@ pub async fn inspect_object(
     q: Result<Query<ObjectQuery>, QueryRejection>,
 ) -> ApiResult<Json<ObjectInfo>> {
     let Query(q) = q?;
-    let (version, parts) = admin
+    let manifest = admin
         .gw
         .meta
-        .current_version(&q.bucket, q.key.as_bytes())
+        .manifest(&q.bucket, q.key.as_bytes())
         .await?
         .ok_or_else(|| Problem::not_found(format!("no object {:?} in bucket {:?}", q.key, q.bucket)))?;
     let view = admin.gw.catalog.view();
-    let mut out = Vec::with_capacity(parts.len());
-    for p in parts {
-        let (seal, frags) = admin
-            .gw
-            .meta
-            .seal(&p.seal_id)
-            .await?
-            .ok_or_else(|| Problem::internal(format!("seal {} missing", p.seal_id)))?;
-        out.push(PartInfo {
-            part_number: p.part_number,
-            offset: p.offset,
-            size: p.size,
-            seal: seal.id,
-            k: seal.k,
-            n: seal.n,
-            compression: seal.compression,
-            fragments: frags
+    let parts = manifest
+        .parts
+        .into_iter()
+        .map(|p| PartInfo {
+            part_number: i64::from(p.number),
+            offset: p.offset as i64,
+            size: p.size as i64,
+            seal: p.seal.id.to_string(),
+            k: i64::from(p.seal.params.k()),
+            n: i64::from(p.seal.params.n()),
+            compression: p.seal.compression.column().map(String::from),
+            fragments: p
+                .seal
+                .fragments
                 .into_iter()
                 .map(|f| FragmentInfo {
-                    index: f.idx,
+                    index: i64::from(f.index),
                     location_state: view.state(&f.location),
                     location: f.location,
-                    size: f.size,
-                    state: format!("{:?}", f.state).to_lowercase(),
+                    size: f.size as i64,
+                    state: f.state.to_string(),
                 })
                 .collect(),
-        });
-    }
+        })
+        .collect();
+    let version = manifest.version;
     Ok(Json(ObjectInfo {
         bucket: q.bucket,
         key: q.key,
-        version: version.id,
-        size: version.size,
+        version: version.id.to_string(),
+        size: version.size as i64,
         etag: version.etag,
         last_modified: version.last_modified,
-        parts: out,
+        parts,
     }))
 }
 
@@ -936,9 +934,9 @@ impl From<JobRow> for JobInfo {
     fn from(j: JobRow) -> Self {
         Self {
             id: j.id,
-            kind: j.kind,
+            kind: j.kind.to_string(),
             location: Some(j.target).filter(|t| !t.is_empty()),
-            state: j.state,
+            state: j.state.to_string(),
             total: j.total,
             done: j.done,
             failed: j.failed,
@@ -961,17 +959,18 @@ pub struct JobCreate {
 }
 
 async fn start_job(admin: &Admin, kind: &str, location: Option<&str>) -> ApiResult<JobInfo> {
+    let Ok(kind) = kind.parse::<JobKind>() else {
+        let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+        return Err(Problem::bad_request(format!("job kind {kind:?}: use one of {known:?}")));
+    };
     let target = match (kind, location) {
-        ("drain", Some(l)) => {
+        (JobKind::Drain, Some(l)) => {
             shown_location(&admin.gw.catalog.view(), l)?;
             l
         }
-        ("drain", None) => return Err(Problem::bad_request("a drain needs a location")),
-        ("gc", None) => "",
-        ("gc", Some(_)) => return Err(Problem::bad_request("gc takes no location")),
-        (other, _) => {
-            return Err(Problem::bad_request(format!("job kind {other:?}: use one of {:?}", crate::jobs::KINDS)));
-        }
+        (JobKind::Drain, None) => return Err(Problem::bad_request("a drain needs a location")),
+        (JobKind::Gc, None) => "",
+        (JobKind::Gc, Some(_)) => return Err(Problem::bad_request("gc takes no location")),
     };
     if let Some(live) = admin.gw.meta.live_job(kind, target).await? {
         return Err(Problem::conflict(format!("job {} ({kind}) is already {}", live.id, live.state)));
@@ -980,9 +979,9 @@ async fn start_job(admin: &Admin, kind: &str, location: Option<&str>) -> ApiResu
         .map_err(Problem::internal)?
         .to_lowercase();
     admin.gw.meta.insert_job(&id, kind, target).await?;
-    if kind == "drain" {
+    if kind == JobKind::Drain {
         // New writes avoid it from now on (other replicas at their next refresh).
-        admin.gw.meta.set_location_state(target, LocationState::Draining.as_str()).await?;
+        admin.gw.meta.set_location_state(target, LocationState::Draining).await?;
         admin.gw.refresh_catalog().await?;
     }
     let job = admin.gw.meta.job(&id).await?.ok_or_else(|| Problem::internal("job vanished"))?;

@@ -354,7 +354,7 @@ struct HealthCollector {
 impl Collector for HealthCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         use std::sync::atomic::Ordering::Relaxed;
-        let q = &self.gw.quorum_failures;
+        let q = &self.gw.pipeline.quorum_failures;
         family(
             &mut encoder,
             "quorum_failures",

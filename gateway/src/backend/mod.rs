@@ -1,300 +1,69 @@
-//! Locations, seen from the data path: a [`Presigner`] turns (location, method,
-//! fragment name) into a short-lived URL, and [`transfer::Transfer`] moves bytes
-//! through such URLs. The presigner is the only component holding location
-//! credentials; the data path only ever sees URLs, so the two may run in different
-//! processes (a deployment can put the presigner behind its own service).
+//! Locations, seen from the data path, behind one seam: a [`FragmentStore`] puts,
+//! reads (by range) and deletes fragments. The data path knows nothing else of a
+//! location, so a test runs it on an in-memory store, and the fragment cache is a
+//! layer around the real one (`crate::cache::layer`).
 //!
-//! | kind | URL | signature |
-//! |---|---|---|
-//! | `s3` | `endpoint/bucket/prefix/id/i` (path style) | SigV4 in the query string, `UNSIGNED-PAYLOAD`, no other signed headers |
-//! | `swift` | `endpoint/container/prefix/id/i` | TempURL: HMAC-SHA256 over `METHOD\nEXPIRES\nPATH` |
-//! | `edge` | `endpoint/f/prefix/id/i` | HMAC-SHA256 over `METHOD\nEXPIRES\nPATH` with the edge's secret |
-//!
-//! Fragment names carry no bucket name or object key: `prefix/<random seal id>/<index>`.
+//! The real store, [`http::PresignedStore`], is two parts: a [`Presigner`] turns
+//! (location, method, fragment name) into a short-lived URL, and
+//! [`transfer::Transfer`] moves bytes through such URLs. The presigner is the only
+//! component holding location credentials; the transfer client only ever sees URLs,
+//! so the two may run in different processes (a deployment can put the presigner
+//! behind its own service).
 
+pub mod http;
+#[cfg(test)]
+pub(crate) mod memory;
+pub mod presign;
 pub mod stats;
 pub mod transfer;
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::ops::Range;
 
-use ring::hmac;
+use bytes::Bytes;
+use futures::stream::BoxStream;
 
-use crate::config::{Location, LocationKind};
+pub use presign::{LocationSigner, Method, PresignError, Presigner, hmac_hex, hmac_payload, verify_edge};
+pub use transfer::TransferError;
 
-/// HTTP methods a presigned URL may allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Upload a fragment.
-    Put,
-    /// Read a fragment (or a range of it).
-    Get,
-    /// Delete a fragment.
-    Delete,
+/// One fragment at its location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentRef {
+    /// The location's name.
+    pub location: String,
+    /// The fragment's object name there (`<seal id>/<index>`: no bucket, no key).
+    pub name: String,
+    /// Its whole length in bytes.
+    pub len: u64,
+    /// The tenant whose key protects the fragment's blocks in the local cache;
+    /// `None` for work done on no tenant's behalf (moving fragments, collecting),
+    /// which is never cached on its way through.
+    pub tenant: Option<u32>,
 }
 
-impl Method {
-    /// The HTTP method name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Put => "PUT",
-            Method::Get => "GET",
-            Method::Delete => "DELETE",
-        }
-    }
-}
+/// Fragment bytes read from a store.
+pub type FragmentStream = BoxStream<'static, Result<Bytes, TransferError>>;
 
-/// Presigning failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PresignError {
-    /// No location of that name.
-    #[error("unknown location {0:?}")]
-    UnknownLocation(String),
-    /// The signer refused (bad endpoint, bad credentials format).
-    #[error("cannot sign for location {location}: {reason}")]
-    Sign {
-        /// The location.
-        location: String,
-        /// Why.
-        reason: String,
-    },
-}
+/// Fragment bytes to store.
+pub type FragmentBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-/// Issues short-lived URLs for one fragment and one method.
-pub trait Presigner: Send + Sync + fmt::Debug {
-    /// A URL allowing `method` on `object` at `location` for `ttl`.
-    fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError>;
+/// Where fragments are kept: every location, by name.
+#[async_trait::async_trait]
+pub trait FragmentStore: Send + Sync + fmt::Debug {
+    /// Stores exactly `at.len` bytes of `body` as the fragment `at`; a body that
+    /// fails or ends early stores nothing.
+    async fn put(&self, at: &FragmentRef, body: FragmentBody) -> Result<(), TransferError>;
 
-    /// The catalog's locations changed (an operator added, updated or removed one).
-    /// A signer in another process learns of changes from its own source and may
-    /// ignore this.
-    fn set_locations(&self, locations: &BTreeMap<String, Location>) {
-        let _ = locations;
-    }
-}
+    /// Bytes `range` of the fragment `at` (never past `at.len`), as they arrive.
+    async fn get(&self, at: &FragmentRef, range: Range<u64>) -> Result<FragmentStream, TransferError>;
 
-/// The in-process presigner over configured locations.
-pub struct LocationSigner {
-    locations: RwLock<Arc<BTreeMap<String, Location>>>,
-}
+    /// Deletes the fragment `at`; one that is not there counts as deleted.
+    async fn delete(&self, at: &FragmentRef) -> Result<(), TransferError>;
 
-impl fmt::Debug for LocationSigner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocationSigner").finish_non_exhaustive()
-    }
-}
-
-impl LocationSigner {
-    /// A signer for `locations`.
-    pub fn new(locations: BTreeMap<String, Location>) -> Self {
-        Self { locations: RwLock::new(Arc::new(locations)) }
-    }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Joins URL path segments onto a base URL's path.
-fn join_path(base: &url::Url, parts: &[&str]) -> url::Url {
-    let mut u = base.clone();
-    let mut path = base.path().trim_end_matches('/').to_string();
-    for p in parts {
-        for seg in p.split('/').filter(|s| !s.is_empty()) {
-            path.push('/');
-            path.push_str(seg);
-        }
-    }
-    u.set_path(&path);
-    u.set_query(None);
-    u
-}
-
-/// The string a TempURL-style signature covers.
-pub fn hmac_payload(method: &str, expires: u64, path: &str) -> String {
-    format!("{method}\n{expires}\n{path}")
-}
-
-/// Hex HMAC-SHA256 of `payload` under `secret`.
-pub fn hmac_hex(secret: &[u8], payload: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::sign(&key, payload.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Query parameter carrying an edge URL's expiry (Unix seconds).
-pub const EDGE_EXPIRES: &str = "X-Sky-Expires";
-/// Query parameter carrying an edge URL's signature.
-pub const EDGE_SIGNATURE: &str = "X-Sky-Signature";
-
-impl Presigner for LocationSigner {
-    fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        let err = |reason: String| PresignError::Sign { location: location.into(), reason };
-        match loc.kind {
-            LocationKind::Edge => {
-                let url = join_path(&loc.endpoint, &["f", &loc.prefix, object]);
-                let expires = unix_now() + ttl.as_secs();
-                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload(method.as_str(), expires, url.path()));
-                let mut url = url;
-                url.query_pairs_mut().append_pair(EDGE_EXPIRES, &expires.to_string()).append_pair(EDGE_SIGNATURE, &sig);
-                Ok(url)
-            }
-            LocationKind::Swift => {
-                let url = join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]);
-                let expires = unix_now() + ttl.as_secs();
-                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload(method.as_str(), expires, url.path()));
-                let mut url = url;
-                url.query_pairs_mut()
-                    .append_pair("temp_url_sig", &sig)
-                    .append_pair("temp_url_expires", &expires.to_string());
-                Ok(url)
-            }
-            LocationKind::S3 => presign_s3(loc, method, object, ttl).map_err(err),
-        }
-    }
-
-    fn set_locations(&self, locations: &BTreeMap<String, Location>) {
-        if let Ok(mut l) = self.locations.write() {
-            *l = Arc::new(locations.clone());
-        }
-    }
-}
-
-/// A SigV4 query-string presigned URL: path style, `UNSIGNED-PAYLOAD`, and no signed
-/// header but `host` — the transfer sends no `x-amz-*` header at all.
-fn presign_s3(loc: &Location, method: Method, object: &str, ttl: Duration) -> Result<url::Url, String> {
-    use aws_sigv4::http_request::{
-        PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-        UriPathNormalizationMode, sign,
-    };
-    use aws_sigv4::sign::v4;
-
-    let url = join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]);
-    let identity =
-        aws_credential_types::Credentials::new(&loc.access_key_id, loc.secret.as_str(), None, None, "skyshard").into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(ttl);
-    settings.percent_encoding_mode = PercentEncodingMode::Single;
-    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(&loc.signing_region)
-        .name("s3")
-        .time(SystemTime::now())
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
-    let signable =
-        SignableRequest::new(method.as_str(), url.as_str(), std::iter::empty(), SignableBody::UnsignedPayload)
-            .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
-    let mut request = http::Request::builder().uri(url.as_str()).body(()).map_err(|e| e.to_string())?;
-    instructions.apply_to_request_http1x(&mut request);
-    url::Url::parse(&request.uri().to_string()).map_err(|e| e.to_string())
-}
-
-/// Checks an edge URL's signature and expiry: the edge server's half of the scheme.
-/// `query` is the URL's query string. Constant-time comparison.
-pub fn verify_edge(secret: &[u8], method: &str, path: &str, query: &str, now: u64) -> Result<(), &'static str> {
-    let mut expires = None;
-    let mut signature = None;
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        match k.as_ref() {
-            EDGE_EXPIRES => expires = Some(v.into_owned()),
-            EDGE_SIGNATURE => signature = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    let (Some(expires), Some(signature)) = (expires, signature) else { return Err("missing signature") };
-    let expires: u64 = expires.parse().map_err(|_| "bad expiry")?;
-    let sig = decode_hex(&signature).ok_or("bad signature")?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::verify(&key, hmac_payload(method, expires, path).as_bytes(), &sig).map_err(|_| "signature mismatch")?;
-    if now > expires {
-        return Err("expired");
-    }
-    Ok(())
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use zeroize::Zeroizing;
-
-    use super::*;
-    use crate::config::Tier;
-
-    fn loc(kind: LocationKind, endpoint: &str) -> Location {
-        Location {
-            name: "l".into(),
-            kind,
-            endpoint: url::Url::parse(endpoint).expect("url"),
-            tier: Tier::Cloud,
-            region: None,
-            prefix: "sky".into(),
-            container: "frags".into(),
-            access_key_id: "AKIDEXAMPLE".into(),
-            secret: Zeroizing::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into()),
-            signing_region: "us-east-1".into(),
-            ca_file: None,
-        }
-    }
-
-    fn signer(kind: LocationKind, endpoint: &str) -> LocationSigner {
-        LocationSigner::new(BTreeMap::from([("l".to_string(), loc(kind, endpoint))]))
-    }
-
-    #[test]
-    fn edge_urls_verify_only_for_their_method_path_and_time() {
-        let s = signer(LocationKind::Edge, "http://127.0.0.1:9101");
-        let u = s.presign("l", Method::Put, "abc/3", Duration::from_secs(60)).expect("sign");
-        assert_eq!(u.path(), "/f/sky/abc/3");
-        let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        let q = u.query().expect("query");
-        let now = unix_now();
-        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(()));
-        assert!(verify_edge(secret, "GET", u.path(), q, now).is_err(), "another method");
-        assert!(verify_edge(secret, "PUT", "/f/sky/abc/4", q, now).is_err(), "another object");
-        assert!(verify_edge(b"another secret", "PUT", u.path(), q, now).is_err(), "another edge");
-        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now + 61), Err("expired"));
-        let forged = q.replace(&format!("{EDGE_EXPIRES}="), &format!("{EDGE_EXPIRES}=9"));
-        assert!(verify_edge(secret, "PUT", u.path(), &forged, now).is_err(), "a changed expiry");
-        assert!(verify_edge(secret, "PUT", u.path(), "", now).is_err());
-    }
-
-    #[test]
-    fn s3_urls_are_sigv4_query_signed_path_style() {
-        let s = signer(LocationKind::S3, "http://127.0.0.1:9200");
-        let u = s.presign("l", Method::Get, "abc/0", Duration::from_secs(900)).expect("sign");
-        assert_eq!(u.path(), "/frags/sky/abc/0");
-        let q: BTreeMap<String, String> = u.query_pairs().into_owned().collect();
-        assert_eq!(q["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
-        assert_eq!(q["X-Amz-Expires"], "900");
-        assert_eq!(q["X-Amz-SignedHeaders"], "host");
-        assert!(q["X-Amz-Credential"].starts_with("AKIDEXAMPLE/"));
-        assert_eq!(q["X-Amz-Signature"].len(), 64);
-        assert!(!u.as_str().contains("wJalr"), "the secret never appears in a URL");
-    }
-
-    #[test]
-    fn swift_temp_urls() {
-        let s = signer(LocationKind::Swift, "http://127.0.0.1:8080/v1/AUTH_test");
-        let u = s.presign("l", Method::Put, "abc/1", Duration::from_secs(60)).expect("sign");
-        assert_eq!(u.path(), "/v1/AUTH_test/frags/sky/abc/1");
-        let q: BTreeMap<String, String> = u.query_pairs().into_owned().collect();
-        let expires: u64 = q["temp_url_expires"].parse().expect("expiry");
-        let expect = hmac_hex(b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", &format!("PUT\n{expires}\n{}", u.path()));
-        assert_eq!(q["temp_url_sig"], expect);
+    /// Whether reading `at` needs no location (a local cache holds it): reads try
+    /// such fragments first.
+    fn is_local(&self, at: &FragmentRef) -> bool {
+        let _ = at;
+        false
     }
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyDataStream, BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
@@ -58,6 +58,10 @@ pub enum TransferError {
     /// The location answered something that does not fit the request.
     #[error("unexpected answer from the location: {0}")]
     Protocol(String),
+    /// No URL could be signed for it (the location is not configured, or its
+    /// credentials cannot sign): nothing was sent.
+    #[error("cannot sign for the location: {0}")]
+    Unsigned(String),
 }
 
 impl TransferError {
@@ -69,6 +73,7 @@ impl TransferError {
             TransferError::Unavailable(_) => "unavailable",
             TransferError::Tls(_) => "tls",
             TransferError::Protocol(_) => "protocol",
+            TransferError::Unsigned(_) => "unsigned",
         }
     }
 
@@ -111,7 +116,7 @@ pub fn redact(msg: &str) -> String {
     out
 }
 
-type Body = BoxBody<Bytes, io::Error>;
+type Body = UnsyncBoxBody<Bytes, io::Error>;
 /// A location's connector (for start-up probes) and client.
 type LocationClient = (Connector, Client<Connector, Body>);
 
@@ -336,7 +341,7 @@ impl Transfer {
         url: &url::Url,
         range: Option<&Range<u64>>,
     ) -> Result<http::Response<hyper::body::Incoming>, TransferError> {
-        let mut req = Self::request(method, url, Empty::new().map_err(|never| match never {}).boxed())?;
+        let mut req = Self::request(method, url, Empty::new().map_err(|never| match never {}).boxed_unsync())?;
         if let Some(r) = range {
             let value = format!("bytes={}-{}", r.start, r.end - 1);
             req.headers_mut().insert(RANGE, value.parse().map_err(|_| TransferError::Protocol("range".into()))?);
@@ -368,7 +373,7 @@ impl Transfer {
     /// Uploads exactly `len` bytes from `body` to `location`.
     pub async fn put<S>(&self, location: &str, url: url::Url, len: u64, body: S) -> Result<(), TransferError>
     where
-        S: Stream<Item = Result<Bytes, io::Error>> + Send + Sync + 'static,
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
     {
         let started = Instant::now();
         let r = self.put_inner(location, url, len, body).await;
@@ -378,7 +383,7 @@ impl Transfer {
 
     async fn put_inner<S>(&self, location: &str, url: url::Url, len: u64, body: S) -> Result<(), TransferError>
     where
-        S: Stream<Item = Result<Bytes, io::Error>> + Send + Sync + 'static,
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
     {
         // Progress is hyper asking for more of the body (it could write the last
         // piece): a location that stops reading stalls it. After the body, the
@@ -394,7 +399,7 @@ impl Transfer {
             }
         })
         .map_ok(Frame::data);
-        let mut req = Self::request(Method::PUT, &url, BodyExt::boxed(StreamBody::new(body)))?;
+        let mut req = Self::request(Method::PUT, &url, BodyExt::boxed_unsync(StreamBody::new(body)))?;
         req.headers_mut().insert(CONTENT_LENGTH, len.into());
         let resp = watched(self.client(location).request(req), epoch, &progress, self.stall)
             .await?
@@ -466,7 +471,7 @@ impl Transfer {
         max: usize,
     ) -> Result<(StatusCode, String, Bytes), TransferError> {
         let len = body.len();
-        let body = http_body_util::Full::new(body).map_err(|never| match never {}).boxed();
+        let body = http_body_util::Full::new(body).map_err(|never| match never {}).boxed_unsync();
         let mut req = Self::request(method, url, body)?;
         for (name, value) in headers {
             let v = value.parse().map_err(|_| TransferError::Protocol(format!("header {name}")))?;

@@ -12,12 +12,13 @@
 //!   are compared on;
 //! - [`store`]: the cache itself — entries (one per fragment) in protected blocks,
 //!   a persistent index, eviction within capacity, per-tenant keys sealed under the
-//!   master key, and counters.
+//!   master key, and counters;
+//! - [`layer`]: the cache in the data path, as a layer around the fragment store.
 //!
 //! The cache holds coded ciphertext fragments only — never plaintext, never names.
-//! (The GET and PUT paths build on these pieces.)
 
 pub mod block;
 pub mod device;
 pub mod evict;
+pub mod layer;
 pub mod store;

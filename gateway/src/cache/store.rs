@@ -393,6 +393,11 @@ impl Cache {
         self.lock().entries.contains_key(name)
     }
 
+    /// The tenant whose key protects entry `name`, if cached (no use is counted).
+    pub fn tenant_of(&self, name: &str) -> Option<u32> {
+        self.lock().entries.get(name).map(|e| e.tenant)
+    }
+
     /// Stores `data` as the entry `name` of `tenant`, evicting as needed.
     pub fn insert(self: &Arc<Self>, tenant: u32, name: &str, data: &[u8]) -> Result<(), CacheError> {
         let mut filler = self.begin(tenant, name, data.len() as u64)?;

@@ -7,8 +7,7 @@ use super::*;
 /// A fresh store: a temporary SQLite file, or a new PostgreSQL database.
 pub(crate) async fn stores() -> Vec<MetaStore> {
     let mut out = Vec::new();
-    let dir = std::env::temp_dir().join(format!("skyshard-meta-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = crate::testing::scratch_dir(&format!("meta-{}", rand_suffix()));
     out.push(MetaStore::connect(&format!("sqlite://{}", dir.join("meta.db").display())).await.expect("sqlite"));
     if let Ok(admin) = std::env::var("SKYSHARD_TEST_POSTGRES_URL") {
         out.push(fresh_postgres(&admin).await);
@@ -34,36 +33,45 @@ pub(crate) async fn fresh_postgres(admin: &str) -> MetaStore {
     MetaStore::connect(&format!("{base}/{name}")).await.expect("postgres")
 }
 
-fn seal(id: &str) -> SealRow {
-    SealRow {
-        id: id.into(),
+use codec::{CodingParams, WrappedKey};
+
+/// Seal number `n`'s id.
+fn sid(n: u8) -> SealId {
+    SealId([n; 16])
+}
+
+/// A pending seal of 10 bytes, 2-of-3, fragments at loc0..loc2.
+fn seal(id: SealId) -> Seal {
+    let mut wrapped = [7u8; codec::seal::WRAPPED_KEY_LEN];
+    wrapped[0] = 1; // the format byte
+    Seal {
+        id,
         state: SealState::Pending,
         size: 10,
-        k: 2,
-        n: 3,
-        segment_size: 4096,
-        compression: None,
+        params: CodingParams::new(2, 3, 4096).expect("params"),
+        compression: Compression::None,
         sealed_lens: None,
-        wrapped_key: vec![1, 2, 3],
+        wrapped_key: WrappedKey::from_bytes(&wrapped).expect("wrapped key"),
         created_at: now_ms(),
+        fragments: (0..3)
+            .map(|i| Fragment {
+                index: i,
+                location: format!("loc{i}"),
+                name: format!("{id}/{i}"),
+                size: 0,
+                state: FragmentState::Pending,
+            })
+            .collect(),
     }
 }
 
-fn frags() -> Vec<FragmentRow> {
-    (0..3)
-        .map(|i| FragmentRow {
-            idx: i,
-            location: format!("loc{i}"),
-            object_name: format!("p/x/{i}"),
-            size: 0,
-            state: FragmentState::Pending,
-        })
-        .collect()
+fn landed() -> SealFinish {
+    SealFinish { stored: vec![(0, 5), (1, 5)], missing: vec![2], sealed_lens: None }
 }
 
-fn version(id: &str, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
+fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
     VersionRow {
-        id: id.into(),
+        id: VersionId([id; 16]),
         bucket: bucket.into(),
         key: key.to_vec(),
         size: 10,
@@ -73,7 +81,7 @@ fn version(id: &str, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
             content_type: Some("text/plain".into()),
             headers: BTreeMap::from([("cache-control".into(), "no-cache".into())]),
             user_metadata: BTreeMap::from([("colour".into(), "blue".into())]),
-            checksum_algorithm: Some("CRC32".into()),
+            checksum_algorithm: Some(ChecksumAlgorithm::Crc32),
         },
         checksum_value: Some("AAAAAA==".into()),
         checksum_type: Some("FULL_OBJECT".into()),
@@ -81,34 +89,28 @@ fn version(id: &str, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
     }
 }
 
-async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u32) -> String {
-    let s = format!("seal-{bucket}-{}-{n}", String::from_utf8_lossy(key));
-    m.insert_pending_seal(&seal(&s), &frags(), "node-a").await.expect("pending");
-    m.finish_seal(&s, &[(0, 5), (1, 5)], &[2], None).await.expect("finish");
-    let v = format!("v-{s}");
-    m.commit_version(
-        &version(&v, bucket, key, &format!("etag{n}")),
-        &[PartRow { part_number: 1, seal_id: s.clone(), offset: 0, size: 10 }],
-        None,
-    )
-    .await
-    .expect("commit");
+/// Writes a one-part object of seal `n` (version id `n` too).
+async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u8) -> SealId {
+    let s = sid(n);
+    m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
+    let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+    m.commit_object(s, &landed(), &version(n, bucket, key, &format!("etag{n}")), &part).await.expect("commit");
     s
 }
 
-fn bucket_row(name: &str, tenant: &str) -> BucketRow {
-    BucketRow { name: name.into(), policy: "default".into(), created_at: now_ms(), tenant: tenant.into() }
+async fn bucket(m: &MetaStore, name: &str) {
+    assert!(m.create_bucket(name, "default", "default").await.expect("create"));
 }
 
-async fn bucket(m: &MetaStore, name: &str) {
-    assert!(m.create_bucket(&bucket_row(name, "default")).await.expect("create"));
+async fn state(m: &MetaStore, s: SealId) -> SealState {
+    m.seal(s).await.expect("seal").expect("exists").state
 }
 
 #[tokio::test]
 async fn buckets_create_list_and_refuse_to_delete_when_not_empty() {
     for m in stores().await {
         bucket(&m, "b1").await;
-        assert!(!m.create_bucket(&bucket_row("b1", "other")).await.expect("dup"), "names are global");
+        assert!(!m.create_bucket("b1", "default", "other").await.expect("dup"), "names are global");
         bucket(&m, "a0").await;
         let names: Vec<String> = m.buckets().await.expect("list").into_iter().map(|b| b.name).collect();
         assert_eq!(names, ["a0", "b1"]);
@@ -125,40 +127,53 @@ async fn buckets_create_list_and_refuse_to_delete_when_not_empty() {
 async fn a_version_is_visible_only_after_commit_and_overwrites_retire_the_old() {
     for m in stores().await {
         bucket(&m, "b").await;
-        m.insert_pending_seal(&seal("s1"), &frags(), "node-a").await.expect("pending");
+        m.insert_pending_seal(&seal(sid(1)), "node-a").await.expect("pending");
         assert!(m.current_version("b", b"k").await.expect("get").is_none(), "pending is invisible");
+        assert!(m.manifest("b", b"k").await.expect("get").is_none(), "pending is invisible");
         assert!(m.list_objects("b", b"", false, 10).await.expect("list").is_empty());
-        m.finish_seal("s1", &[(0, 7), (1, 7)], &[2], None).await.expect("finish");
-        let replaced = m
-            .commit_version(
-                &version("v1", "b", b"k", "e1"),
-                &[PartRow { part_number: 1, seal_id: "s1".into(), offset: 0, size: 10 }],
-                None,
-            )
-            .await
-            .expect("commit");
+        let part = PartRow { number: 1, seal_id: sid(1), offset: 0, size: 10 };
+        let replaced = m.commit_object(sid(1), &landed(), &version(1, "b", b"k", "e1"), &part).await.expect("commit");
         assert_eq!(replaced.version_id, None);
         let (v, parts) = m.current_version("b", b"k").await.expect("get").expect("visible");
         assert_eq!((v.etag.as_str(), v.attrs.user_metadata["colour"].as_str()), ("e1", "blue"));
         assert_eq!(v.attrs.headers["cache-control"], "no-cache");
-        assert_eq!(parts.len(), 1);
-        let (s, f) = m.seal("s1").await.expect("seal").expect("exists");
+        assert_eq!(v.attrs.checksum_algorithm, Some(ChecksumAlgorithm::Crc32));
+        assert_eq!(parts, [part]);
+        let s = m.seal(sid(1)).await.expect("seal").expect("exists");
         assert_eq!(s.state, SealState::Stored);
         assert_eq!(
-            f.iter().map(|f| f.state).collect::<Vec<_>>(),
-            [FragmentState::Stored, FragmentState::Stored, FragmentState::Missing]
+            s.fragments.iter().map(|f| (f.state, f.size)).collect::<Vec<_>>(),
+            [(FragmentState::Stored, 5), (FragmentState::Stored, 5), (FragmentState::Missing, 0)]
         );
+        // The manifest is the version with every part's seal and fragments.
+        let manifest = m.manifest("b", b"k").await.expect("get").expect("visible");
+        assert_eq!((manifest.version.clone(), manifest.tenant_number), (v, 0));
+        assert_eq!(manifest.parts.len(), 1);
+        assert_eq!(manifest.parts[0].seal, s);
 
         let s2 = put(&m, "b", b"k", 2).await;
         let (v, _) = m.current_version("b", b"k").await.expect("get").expect("visible");
         assert_eq!(v.etag, "etag2");
-        assert_eq!(m.seal("s1").await.expect("seal").expect("kept until collected").0.state, SealState::Garbage);
-        assert_eq!(m.seal(&s2).await.expect("seal").expect("exists").0.state, SealState::Stored);
+        assert_eq!(state(&m, sid(1)).await, SealState::Garbage, "kept until collected");
+        assert_eq!(state(&m, s2).await, SealState::Stored);
 
         assert!(m.delete_object("b", b"k").await.expect("delete").is_some());
         assert!(m.current_version("b", b"k").await.expect("get").is_none());
         assert!(m.delete_object("b", b"k").await.expect("delete").is_none());
-        assert_eq!(m.seal(&s2).await.expect("seal").expect("exists").0.state, SealState::Garbage);
+        assert_eq!(state(&m, s2).await, SealState::Garbage);
+    }
+}
+
+#[tokio::test]
+async fn a_write_whose_seal_was_collected_cannot_commit() {
+    for m in stores().await {
+        bucket(&m, "b").await;
+        m.insert_pending_seal(&seal(sid(3)), "node-a").await.expect("pending");
+        m.discard_seal(sid(3)).await.expect("collected as dead");
+        let part = PartRow { number: 1, seal_id: sid(3), offset: 0, size: 10 };
+        let r = m.commit_object(sid(3), &landed(), &version(3, "b", b"k", "e"), &part).await;
+        assert!(matches!(r, Err(MetaError::Conflict(_))), "{r:?}");
+        assert!(m.current_version("b", b"k").await.expect("get").is_none(), "nothing became visible");
     }
 }
 
@@ -168,7 +183,7 @@ async fn listing_is_in_byte_order() {
         bucket(&m, "b").await;
         let keys: [&[u8]; 6] = [b"a", b"a/b", b"B", "é".as_bytes(), b"z", "a\u{7f}".as_bytes()];
         for (i, k) in keys.iter().enumerate() {
-            put(&m, "b", k, i as u32).await;
+            put(&m, "b", k, i as u8 + 1).await;
         }
         let listed: Vec<Vec<u8>> =
             m.list_objects("b", b"", false, 100).await.expect("list").into_iter().map(|o| o.key).collect();
@@ -181,75 +196,62 @@ async fn listing_is_in_byte_order() {
     }
 }
 
+fn upload_part(number: u32, s: SealId) -> UploadPartRow {
+    UploadPartRow { number, seal_id: s, size: 5, etag: format!("e{number}"), checksum_value: None, last_modified: 0 }
+}
+
 #[tokio::test]
-async fn multipart_parts_replace_complete_and_abort() {
+async fn multipart_parts_replace_complete_once_and_abort() {
     for m in stores().await {
         bucket(&m, "b").await;
+        let u1 = UploadId([1; 16]);
         let up = UploadRow {
-            id: "u1".into(),
+            id: u1,
             bucket: "b".into(),
             key: b"big".to_vec(),
             created_at: now_ms(),
             attrs: ObjectAttrs::default(),
         };
         m.create_upload(&up).await.expect("create");
-        for (n, s) in [(1, "p1a"), (1, "p1b"), (2, "p2"), (3, "p3")] {
-            m.insert_pending_seal(&seal(s), &frags(), "node-a").await.expect("pending");
-            let part = UploadPartRow {
-                part_number: n,
-                seal_id: s.into(),
-                size: 5,
-                etag: s.into(),
-                checksum_value: None,
-                last_modified: now_ms(),
-            };
-            assert!(m.put_upload_part("u1", &part).await.expect("part"));
+        for (n, s) in [(1, 11), (1, 12), (2, 20), (3, 30)] {
+            m.insert_pending_seal(&seal(sid(s)), "node-a").await.expect("pending");
+            assert!(m.commit_part(u1, &landed(), &upload_part(n, sid(s))).await.expect("part"));
         }
-        assert_eq!(m.seal("p1a").await.expect("seal").expect("exists").0.state, SealState::Garbage, "replaced part");
-        let parts = m.upload_parts("u1", 0, 100).await.expect("parts");
-        assert_eq!(parts.iter().map(|p| p.seal_id.as_str()).collect::<Vec<_>>(), ["p1b", "p2", "p3"]);
+        assert_eq!(state(&m, sid(11)).await, SealState::Garbage, "replaced part");
+        let parts = m.upload_parts(u1, 0, 100).await.expect("parts");
+        assert_eq!(parts.iter().map(|p| p.seal_id).collect::<Vec<_>>(), [sid(12), sid(20), sid(30)]);
         assert_eq!(m.list_uploads("b", b"", "", 10).await.expect("uploads").len(), 1);
         // Complete with parts 1 and 2 only: part 3 becomes garbage.
-        let mut v = version("vm", "b", b"big", "x-2");
+        let mut v = version(9, "b", b"big", "x-2");
         v.part_count = 2;
         let chosen = [
-            PartRow { part_number: 1, seal_id: "p1b".into(), offset: 0, size: 5 },
-            PartRow { part_number: 2, seal_id: "p2".into(), offset: 5, size: 5 },
+            PartRow { number: 1, seal_id: sid(12), offset: 0, size: 5 },
+            PartRow { number: 2, seal_id: sid(20), offset: 5, size: 5 },
         ];
-        m.commit_version(&v, &chosen, Some("u1")).await.expect("complete");
-        assert!(m.upload("u1").await.expect("upload").is_none());
-        assert_eq!(m.seal("p3").await.expect("seal").expect("exists").0.state, SealState::Garbage);
-        assert_eq!(m.seal("p2").await.expect("seal").expect("exists").0.state, SealState::Stored);
+        assert!(m.complete_upload(u1, &v, &chosen).await.expect("complete").is_some());
+        assert!(m.upload(u1).await.expect("upload").is_none());
+        assert_eq!(state(&m, sid(30)).await, SealState::Garbage);
+        assert_eq!(state(&m, sid(20)).await, SealState::Stored);
         assert_eq!(m.current_version("b", b"big").await.expect("get").expect("visible").1.len(), 2);
+        // A second completion of the same upload changes nothing: two versions
+        // never share seals (the first one's would be collected under the second).
+        let again = VersionRow { id: VersionId([10; 16]), ..v.clone() };
+        assert!(m.complete_upload(u1, &again, &chosen).await.expect("complete again").is_none());
+        assert_eq!(m.current_version("b", b"big").await.expect("get").expect("visible").0.id, v.id);
+        assert_eq!(state(&m, sid(20)).await, SealState::Stored);
 
         // A part for an upload that is gone is refused and its seal discarded.
-        m.insert_pending_seal(&seal("late"), &frags(), "node-a").await.expect("pending");
-        let late = UploadPartRow {
-            part_number: 4,
-            seal_id: "late".into(),
-            size: 5,
-            etag: "l".into(),
-            checksum_value: None,
-            last_modified: 0,
-        };
-        assert!(!m.put_upload_part("u1", &late).await.expect("part"));
-        assert_eq!(m.seal("late").await.expect("seal").expect("exists").0.state, SealState::Garbage);
+        m.insert_pending_seal(&seal(sid(40)), "node-a").await.expect("pending");
+        assert!(!m.commit_part(u1, &landed(), &upload_part(4, sid(40))).await.expect("part"));
+        assert_eq!(state(&m, sid(40)).await, SealState::Garbage);
 
-        let up2 = UploadRow { id: "u2".into(), ..up };
-        m.create_upload(&up2).await.expect("create");
-        m.insert_pending_seal(&seal("q1"), &frags(), "node-a").await.expect("pending");
-        let q = UploadPartRow {
-            part_number: 1,
-            seal_id: "q1".into(),
-            size: 5,
-            etag: "q".into(),
-            checksum_value: None,
-            last_modified: 0,
-        };
-        m.put_upload_part("u2", &q).await.expect("part");
-        assert!(m.abort_upload("u2").await.expect("abort"));
-        assert!(!m.abort_upload("u2").await.expect("abort twice"));
-        assert_eq!(m.seal("q1").await.expect("seal").expect("exists").0.state, SealState::Garbage);
+        let u2 = UploadId([2; 16]);
+        m.create_upload(&UploadRow { id: u2, ..up }).await.expect("create");
+        m.insert_pending_seal(&seal(sid(50)), "node-a").await.expect("pending");
+        m.commit_part(u2, &landed(), &upload_part(1, sid(50))).await.expect("part");
+        assert!(m.abort_upload(u2).await.expect("abort"));
+        assert!(!m.abort_upload(u2).await.expect("abort twice"));
+        assert_eq!(state(&m, sid(50)).await, SealState::Garbage);
     }
 }
 
@@ -258,31 +260,29 @@ async fn collection_finds_garbage_and_dead_writes_but_never_live_seals() {
     for m in stores().await {
         bucket(&m, "b").await;
         let live = put(&m, "b", b"k", 1).await;
-        m.insert_pending_seal(&seal("dead"), &frags(), "node-a").await.expect("pending");
-        m.insert_pending_seal(&seal("young"), &frags(), "node-a").await.expect("pending");
-        m.discard_seal("young").await.expect("discard");
+        let (dead, young) = (sid(2), sid(3));
+        m.insert_pending_seal(&seal(dead), "node-a").await.expect("pending");
+        m.insert_pending_seal(&seal(young), "node-a").await.expect("pending");
+        m.discard_seal(young).await.expect("discard");
         let scan = |before: i64, writer: &'static str, writer_before: i64| {
             let m = m.clone();
             async move {
                 let dead = DeadWrites { before, writer, writer_before };
                 let found = m.collectable_seals(&dead, 10).await.expect("scan");
-                found.into_iter().map(|(s, _)| s.id).collect::<Vec<String>>()
+                assert!(found.iter().all(|s| s.fragments.len() == 3), "each comes with its fragments");
+                found.into_iter().map(|s| s.id).collect::<Vec<SealId>>()
             }
         };
         let found = scan(now_ms() + 1, "node-b", 0).await;
-        assert!(found.contains(&"dead".to_string()) && found.contains(&"young".to_string()));
+        assert!(found.contains(&dead) && found.contains(&young));
         assert!(!found.contains(&live), "a visible version's seal is never collectable");
-        assert_eq!(
-            scan(0, "node-b", now_ms() + 1).await,
-            ["young"],
-            "another node's recent pending write is left alone"
-        );
-        assert_eq!(scan(0, "node-a", 0).await, ["young"], "the writer's pending write from this run is left alone");
+        assert_eq!(scan(0, "node-b", now_ms() + 1).await, [young], "another node's recent pending write is left alone");
+        assert_eq!(scan(0, "node-a", 0).await, [young], "the writer's pending write from this run is left alone");
         let restarted = scan(0, "node-a", now_ms() + 1).await;
-        assert!(restarted.contains(&"dead".to_string()), "the writer's pending write from an earlier run is dead");
-        assert!(m.forget_seal("dead").await.expect("forget"));
-        assert!(m.seal("dead").await.expect("seal").is_none());
-        assert!(!m.forget_seal(&live).await.expect("forget live"), "referenced seals stay");
+        assert!(restarted.contains(&dead), "the writer's pending write from an earlier run is dead");
+        assert!(m.forget_seal(dead).await.expect("forget"));
+        assert!(m.seal(dead).await.expect("seal").is_none());
+        assert!(!m.forget_seal(live).await.expect("forget live"), "referenced seals stay");
     }
 }
 
@@ -315,6 +315,9 @@ async fn tenants_own_keys_and_buckets_and_go_only_when_empty() {
         assert_eq!(names(m.tenants().await.expect("list")), ["default"], "migrations create the default tenant");
         assert!(m.create_tenant("acme").await.expect("create"));
         assert!(!m.create_tenant("acme").await.expect("dup"));
+        assert!(m.create_tenant("zeta").await.expect("create"));
+        let numbers: Vec<u32> = m.tenants().await.expect("list").iter().map(|t| t.number).collect();
+        assert_eq!(numbers, [1, 0, 2], "default is 0 (the cache's old entries), others distinct");
         let key = |id: &str, tenant: &str| AccessKeyRow {
             id: id.into(),
             secret_sealed: vec![1; 40],
@@ -326,13 +329,14 @@ async fn tenants_own_keys_and_buckets_and_go_only_when_empty() {
         assert!(m.insert_access_key(&key("A1", "acme")).await.expect("key"));
         assert!(!m.insert_access_key(&key("G1", "ghost")).await.expect("key"), "a key needs its tenant");
         assert!(m.access_key("G1").await.expect("get").is_none());
-        assert!(m.create_bucket(&bucket_row("acme-data", "acme")).await.expect("bucket"));
+        assert!(m.create_bucket("acme-data", "default", "acme").await.expect("bucket"));
         bucket(&m, "shared").await;
         let acme = m.tenant("acme").await.expect("get").expect("exists");
         assert_eq!((acme.keys, acme.buckets), (1, 1));
         let of_acme: Vec<String> = m.buckets_of("acme").await.expect("of").into_iter().map(|b| b.name).collect();
         assert_eq!(of_acme, ["acme-data"]);
-        assert_eq!(m.bucket("acme-data").await.expect("get").expect("exists").tenant, "acme");
+        let b = m.bucket("acme-data").await.expect("get").expect("exists");
+        assert_eq!((b.tenant.as_str(), b.tenant_number), ("acme", 1));
         assert_eq!(m.access_keys_of("acme").await.expect("keys").len(), 1);
         assert_eq!(m.delete_tenant("acme").await.expect("busy"), Some(false));
         assert!(m.delete_access_key("A1").await.expect("delete key"));

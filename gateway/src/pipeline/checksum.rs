@@ -1,6 +1,7 @@
-//! ETags and the `x-amz-checksum-*` checksums clients send, computed on a thread of
-//! their own while the body is sealed and coded: MD5 (~0.5 GB/s) is the slowest
-//! stage of a PUT, so it must run beside the others, not before them.
+//! ETags and the checksums clients ask for, computed on a thread of their own while
+//! the body is sealed and coded: MD5 (~0.5 GB/s) is the slowest stage of a PUT, so
+//! it must run beside the others, not before them. (How a checksum travels in a
+//! request — its header, a trailer — is the S3 front end's business.)
 
 use std::sync::Arc;
 
@@ -13,58 +14,7 @@ use offload::meter::{Meter, Meters};
 use tokio::sync::mpsc;
 
 use crate::config::EtagAlgorithm;
-
-/// A checksum algorithm of the S3 API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumAlgorithm {
-    /// CRC32 (IEEE).
-    Crc32,
-    /// CRC32C (Castagnoli).
-    Crc32c,
-    /// CRC64/NVME.
-    Crc64Nvme,
-    /// SHA-1.
-    Sha1,
-    /// SHA-256.
-    Sha256,
-}
-
-impl ChecksumAlgorithm {
-    /// Every algorithm.
-    pub const ALL: [ChecksumAlgorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
-
-    /// The API name (`CRC32`, …).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Crc32 => "CRC32",
-            Self::Crc32c => "CRC32C",
-            Self::Crc64Nvme => "CRC64NVME",
-            Self::Sha1 => "SHA1",
-            Self::Sha256 => "SHA256",
-        }
-    }
-
-    /// The header carrying its value (`x-amz-checksum-crc32`, …).
-    pub fn header(self) -> &'static str {
-        match self {
-            Self::Crc32 => "x-amz-checksum-crc32",
-            Self::Crc32c => "x-amz-checksum-crc32c",
-            Self::Crc64Nvme => "x-amz-checksum-crc64nvme",
-            Self::Sha1 => "x-amz-checksum-sha1",
-            Self::Sha256 => "x-amz-checksum-sha256",
-        }
-    }
-
-    /// Parses an API name, any case.
-    pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s))
-    }
-
-    /// Parses a header name.
-    pub fn from_header(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.header().eq_ignore_ascii_case(s.trim()))
-    }
-}
+use crate::meta::ChecksumAlgorithm;
 
 /// Meters of the hash functions the gateway runs itself (job `hash`; CRC32C is the
 /// offload layer's `crc32c` engine and is metered there).
@@ -121,6 +71,8 @@ enum State {
 pub struct Hashes {
     etag: EtagAlgorithm,
     md5: md5::Md5,
+    /// MD5 wanted besides a BLAKE3 ETag (a client sent Content-MD5): its meter.
+    md5_too: Option<Arc<Meter>>,
     blake3: blake3::Hasher,
     checksum: Option<(ChecksumAlgorithm, State)>,
     len: u64,
@@ -137,15 +89,19 @@ pub struct HashResult {
     pub etag_digest: [u8; 16],
     /// The checksum, base64 of the big-endian value, if one was asked for.
     pub checksum: Option<(ChecksumAlgorithm, String)>,
+    /// The MD5 of the bytes: with MD5 ETags, or when asked for besides.
+    pub md5: Option<[u8; 16]>,
     /// Bytes hashed.
     pub len: u64,
 }
 
 impl Hashes {
-    /// Starts hashing with `etag`, and `checksum` if given, charging `meters`.
+    /// Starts hashing with `etag`, `checksum` if given, and MD5 besides a BLAKE3
+    /// ETag when `md5_too` (to check a client's Content-MD5), charging `meters`.
     pub fn new(
         etag: EtagAlgorithm,
         checksum: Option<ChecksumAlgorithm>,
+        md5_too: bool,
         crc32c: Arc<dyn Crc32c>,
         meters: &HashMeters,
     ) -> Self {
@@ -165,6 +121,7 @@ impl Hashes {
         Self {
             etag,
             md5: md5::Md5::new(),
+            md5_too: (md5_too && etag != EtagAlgorithm::Md5).then(|| meters.md5.clone()),
             blake3: blake3::Hasher::new(),
             checksum,
             len: 0,
@@ -183,6 +140,9 @@ impl Hashes {
                 blake3.update(data);
             }
         });
+        if let Some(meter) = &self.md5_too {
+            meter.time(data.len(), || md5.update(data));
+        }
         let update = |state: &mut State| match state {
             State::Crc32(h) => h.update(data),
             State::Crc32c(e, c) => *c = e.append(*c, data),
@@ -198,9 +158,11 @@ impl Hashes {
 
     /// The results.
     pub fn finish(self) -> HashResult {
-        let etag_digest: [u8; 16] = match self.etag {
-            EtagAlgorithm::Md5 => self.md5.finalize().into(),
-            EtagAlgorithm::Blake3 => {
+        let md5: Option<[u8; 16]> =
+            (self.etag == EtagAlgorithm::Md5 || self.md5_too.is_some()).then(|| self.md5.finalize().into());
+        let etag_digest: [u8; 16] = match (self.etag, md5) {
+            (EtagAlgorithm::Md5, Some(d)) => d,
+            _ => {
                 let mut d = [0u8; 16];
                 d.copy_from_slice(&self.blake3.finalize().as_bytes()[..16]);
                 d
@@ -215,7 +177,7 @@ impl Hashes {
             };
             (a, B64.encode(raw))
         });
-        HashResult { etag: hex(&etag_digest), etag_digest, checksum, len: self.len }
+        HashResult { etag: hex(&etag_digest), etag_digest, checksum, md5, len: self.len }
     }
 }
 
@@ -275,7 +237,7 @@ mod tests {
     use super::*;
 
     fn compute(etag: EtagAlgorithm, alg: ChecksumAlgorithm, data: &[u8]) -> HashResult {
-        let mut h = Hashes::new(etag, Some(alg), portable_crc(), &HashMeters::register(&Meters::default()));
+        let mut h = Hashes::new(etag, Some(alg), false, portable_crc(), &HashMeters::register(&Meters::default()));
         for chunk in data.chunks(7) {
             h.update(chunk);
         }
@@ -288,6 +250,7 @@ mod tests {
         let mut h = Hashes::new(
             EtagAlgorithm::Md5,
             Some(ChecksumAlgorithm::Sha256),
+            false,
             portable_crc(),
             &HashMeters::register(&meters),
         );
@@ -318,13 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn content_md5_is_computed_beside_a_blake3_etag_when_asked() {
+        let meters = HashMeters::register(&Meters::default());
+        let mut with = Hashes::new(EtagAlgorithm::Blake3, None, true, portable_crc(), &meters);
+        let mut without = Hashes::new(EtagAlgorithm::Blake3, None, false, portable_crc(), &meters);
+        with.update(b"hello world");
+        without.update(b"hello world");
+        let (with, without) = (with.finish(), without.finish());
+        assert_eq!(with.md5.map(|d| hex(&d)).as_deref(), Some("5eb63bbbe01eeed093cb22bb8f5acdc3"));
+        assert_eq!(without.md5, None);
+        assert_eq!(with.etag, without.etag, "the ETag stays BLAKE3");
+    }
+
+    #[test]
     fn multipart_etags() {
         let d1 = etag_digest("\"5eb63bbbe01eeed093cb22bb8f5acdc3\"").expect("hex");
         assert_eq!(hex(&d1), "5eb63bbbe01eeed093cb22bb8f5acdc3");
         let e = multipart_etag(EtagAlgorithm::Md5, &[d1, d1]);
         assert!(e.ends_with("-2") && e.len() == 34, "{e}");
         assert!(etag_digest("nope").is_none());
-        assert_eq!(ChecksumAlgorithm::from_name("crc32c"), Some(ChecksumAlgorithm::Crc32c));
-        assert_eq!(ChecksumAlgorithm::from_header("X-Amz-Checksum-Sha256"), Some(ChecksumAlgorithm::Sha256));
     }
 }

@@ -11,16 +11,13 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use codec::fragment::{FragmentHeader, HEADER_LEN};
-use codec::{CodingParams, Recoder, SegmentLayout, VersionId};
+use codec::Recoder;
 
-use super::get::FragReader;
-use super::{PipelineError, ReceiverStream};
-use crate::backend::Method;
-use crate::backend::transfer::TransferError;
-use crate::catalog::{CatalogView, LocationState};
-use crate::meta::{FragmentAt, FragmentRow, FragmentState};
-use crate::state::Gateway;
+use super::read::{FragReader, fragment_layout, fragment_ref};
+use super::{PipelineCtx, PipelineError, ReceiverStream};
+use crate::backend::{FragmentRef, TransferError};
+use crate::catalog::CatalogView;
+use crate::meta::{FragmentAt, FragmentState, LocationState, MetaError};
 
 /// Where a fragment went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,83 +29,58 @@ pub struct Moved {
     pub recorded: bool,
 }
 
-/// The location to move a fragment of a seal to: active, holding no other fragment
-/// of the seal, of the drained location's tier if one is left, healthiest first,
-/// then rotated by the seal id so that moves spread.
-pub fn target(view: &CatalogView, gw: &Gateway, from: &str, item: &FragmentAt) -> Option<String> {
-    let taken: BTreeSet<&str> = item.fragments.iter().map(|f| f.location.as_str()).collect();
-    let tier = view.locations.get(from).map(|l| l.tier);
-    let mut candidates: Vec<&String> = view
+/// The location to move a fragment of a seal to, as placement chooses a
+/// replacement: active, holding no other fragment of the seal, of the drained
+/// location's tier if one is left, healthy first.
+pub fn target(ctx: &PipelineCtx, view: &CatalogView, from: &str, item: &FragmentAt) -> Option<String> {
+    let taken: BTreeSet<&str> = item.seal.fragments.iter().map(|f| f.location.as_str()).collect();
+    let candidates: Vec<String> = view
         .locations
         .keys()
         .filter(|l| view.state(l) == LocationState::Active && !taken.contains(l.as_str()))
+        .cloned()
         .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let rot = item.seal.id.bytes().fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(usize::from(b)));
-    let len = candidates.len();
-    candidates.rotate_left(rot % len);
-    candidates.sort_by_key(|l| (view.locations.get(*l).map(|x| x.tier) != tier, gw.health.failures(l) > 0));
-    candidates.first().map(|l| (*l).clone())
+    let tier = view.locations.get(from).map(|l| l.tier);
+    ctx.placement.replacement(&candidates, &item.seal.id.0, tier, &view.locations, &ctx.health)
 }
 
-fn corrupt(why: String) -> PipelineError {
-    PipelineError::Meta(crate::meta::MetaError::Corrupt(why))
-}
-
-/// Recodes fragment `item.idx` of its seal from the others and writes it to `to`;
+/// Recodes fragment `item.index` of its seal from the others and writes it to `to`;
 /// then points the metadata at it and deletes the old copy at `from` (best effort).
-pub async fn move_fragment(gw: &Gateway, from: &str, item: &FragmentAt, to: &str) -> Result<Moved, PipelineError> {
+pub async fn move_fragment(ctx: &PipelineCtx, from: &str, item: &FragmentAt, to: &str) -> Result<Moved, PipelineError> {
     let seal = &item.seal;
-    let k = u8::try_from(seal.k).map_err(|_| corrupt("k out of range".into()))?;
-    let n = u8::try_from(seal.n).map_err(|_| corrupt("n out of range".into()))?;
-    let segment_size = u32::try_from(seal.segment_size).map_err(|_| corrupt("segment size".into()))?;
-    let params = CodingParams::new(k, n, segment_size)?;
-    let version = VersionId::from_hex(&seal.id).ok_or_else(|| corrupt(format!("seal id {}", seal.id)))?;
-    let segs = SegmentLayout::new(seal.size as u64, segment_size);
-    let layout = super::get::fragment_layout(seal, &params, &segs)?;
+    let (k, index) = (seal.params.k(), item.index);
+    let layout = fragment_layout(seal)?;
     let whole = layout.fragment_len();
-    let ttl = gw.settings.pipeline.presign_ttl.0;
+    let name = item
+        .fragment()
+        .map(|f| f.name.clone())
+        .ok_or_else(|| PipelineError::Meta(MetaError::Corrupt(format!("seal {} has no fragment {index}", seal.id))))?;
 
-    // Open every other stored fragment; keep those that answer with the right header.
-    let survivors: Vec<&FragmentRow> =
-        item.fragments.iter().filter(|f| f.idx != item.idx && f.state == FragmentState::Stored).collect();
-    let opened = futures::future::join_all(survivors.iter().map(|f| async move {
-        let url = gw.presigner.presign(&f.location, Method::Get, &f.object_name, ttl)?;
-        let stream = gw.transfer.get(&f.location, url, Some(0..whole)).await;
-        let mut reader = match stream {
-            Ok(s) => FragReader::new(f.idx as usize, s),
+    // Open every other stored fragment whole; keep those whose header is right.
+    let survivors = seal.fragments.iter().filter(|f| f.index != index && f.state == FragmentState::Stored);
+    let opened = futures::future::join_all(survivors.map(|f| async move {
+        let at = fragment_ref(f, whole, None);
+        let mut reader = match ctx.store.get(&at, 0..whole).await {
+            Ok(s) => FragReader::new(f.index, s),
             Err(e) => {
-                gw.health.failed(&f.location);
-                return Ok::<_, PipelineError>(Err(e));
+                ctx.health.failed(&f.location);
+                return Err(e);
             }
         };
-        let header = match reader.next_record(HEADER_LEN).await {
-            Ok(b) => FragmentHeader::parse(&b, gw.offload.crc32c.as_ref())
-                .map_err(|e| TransferError::Protocol(format!("fragment header: {e}"))),
-            Err(e) => Err(e),
-        };
-        Ok(match header {
-            Ok(h) if h.version == version && (h.k, h.n) == (k, n) && i64::from(h.index) == f.idx => Ok((reader, h)),
-            Ok(_) => Err(TransferError::Protocol("fragment header names another object or index".into())),
-            Err(e) => Err(e),
-        })
+        let header = reader.check_header(ctx, seal).await?;
+        Ok::<_, TransferError>((reader, header))
     }))
     .await;
     let mut readers = Vec::new();
     let mut header = None;
-    for r in opened {
-        if let Ok((reader, h)) = r? {
-            header = Some(h);
-            readers.push(reader);
-        }
+    for (reader, h) in opened.into_iter().flatten() {
+        header = Some(h);
+        readers.push(reader);
     }
     let Some(header) = header.filter(|_| readers.len() >= usize::from(k)) else {
         return Err(PipelineError::ReadQuorum { segment: 0, usable: readers.len(), needed: usize::from(k) });
     };
-    let index = u8::try_from(item.idx).map_err(|_| corrupt("fragment index".into()))?;
-    let recoder = Recoder::new(&gw.offload, &header, index)?;
+    let recoder = Recoder::new(&ctx.offload, &header, index)?;
 
     // Records are recoded as the upload asks for them.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
@@ -118,11 +90,11 @@ pub async fn move_fragment(gw: &Gateway, from: &str, item: &FragmentAt, to: &str
         }
         for segment in 0..layout.count() {
             let range = layout.record_range(segment);
-            let len = range.end - range.start;
+            let len = (range.end - range.start) as usize;
             let mut records = Vec::with_capacity(readers.len());
             for r in readers.iter_mut() {
-                match r.next_record(len as usize).await {
-                    Ok(b) => records.push((r.frag() as u8, b)),
+                match r.next_record(len).await {
+                    Ok(b) => records.push((r.index(), b)),
                     Err(e) => {
                         let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                         return Err(PipelineError::ReadQuorum { segment, usable: 0, needed: usize::from(k) });
@@ -143,40 +115,31 @@ pub async fn move_fragment(gw: &Gateway, from: &str, item: &FragmentAt, to: &str
         }
         Ok(())
     };
-    let name = &seal_object_name(item);
-    let url = gw.presigner.presign(to, Method::Put, name, ttl)?;
-    let upload = gw.transfer.put(to, url, whole, ReceiverStream::new(rx));
-    let (produced, uploaded) = tokio::join!(producer, upload);
+    let at =
+        |location: &str| FragmentRef { location: location.to_string(), name: name.clone(), len: whole, tenant: None };
+    let new = at(to);
+    let body = futures::StreamExt::boxed(ReceiverStream::new(rx));
+    let (produced, uploaded) = tokio::join!(producer, ctx.store.put(&new, body));
     produced?;
     if let Err(e) = uploaded {
-        gw.health.failed(to);
+        ctx.health.failed(to);
         return Err(e.into());
     }
-    gw.health.succeeded(to);
+    ctx.health.succeeded(to);
 
-    let row = FragmentRow {
-        idx: item.idx,
+    let row = crate::meta::Fragment {
+        index,
         location: to.to_string(),
-        object_name: name.clone(),
-        size: whole as i64,
+        name: name.clone(),
+        size: whole,
         state: FragmentState::Stored,
     };
-    let recorded = gw.meta.move_fragment(&seal.id, item.idx, from, &row).await?;
+    let recorded = ctx.meta.move_fragment(seal.id, from, &row).await?;
     // The copy no longer referenced: the old one, or the new one when the seal was
     // deleted meanwhile. Best effort: a location being drained may be gone.
-    let stale = if recorded { from } else { to };
-    if let Ok(url) = gw.presigner.presign(stale, Method::Delete, name, ttl)
-        && let Err(e) = gw.transfer.delete(stale, url).await
-    {
-        tracing::debug!(location = %stale, error = %e, "old fragment copy not deleted");
+    let stale = at(if recorded { from } else { to });
+    if let Err(e) = ctx.store.delete(&stale).await {
+        tracing::debug!(location = %stale.location, error = %e, "old fragment copy not deleted");
     }
     Ok(Moved { to: to.to_string(), recorded })
-}
-
-/// The object name of the fragment being moved (kept: names carry no location).
-fn seal_object_name(item: &FragmentAt) -> String {
-    item.fragments
-        .iter()
-        .find(|f| f.idx == item.idx)
-        .map_or_else(|| format!("{}/{}", item.seal.id, item.idx), |f| f.object_name.clone())
 }

@@ -1,28 +1,116 @@
-//! The data path. [`put`] turns a byte stream into a stored seal: segments, sealed
-//! and coded off the async threads, streamed to `n` locations at once through
-//! presigned URLs, with bounded channels between the stages. [`get`] reads any `k`
-//! fragments back, replacing failed or corrupt ones as it goes, decodes and streams
-//! plaintext out. [`cleanup`] deletes the fragments nothing references any more.
+//! The data path: the only place where an object becomes fragments and back, and
+//! where a write becomes visible. Each entry point owns its transaction end to end.
+//!
+//! | call | file | what |
+//! |---|---|---|
+//! | [`put()`] | `put.rs` | a single-part object or one part of an upload: pending record → fragments out → write quorum → digests checked → committed (or discarded) |
+//! | [`complete()`] | `complete.rs` | a multipart upload's parts become one version |
+//! | [`get()`] | `get.rs` | bytes of an object from its [`Manifest`](crate::meta::Manifest): any `k` fragments, replaced as they fail |
+//! | [`drain::move_fragment`] | `drain.rs` | a fragment recoded from the others onto another location |
+//! | [`cleanup::collect_once`] | `cleanup.rs` | fragments nothing references, deleted |
 //!
 //! ```text
 //! body ─► segmenter ─(depth)─► seal+encode (blocking pool) ─(depth)─► n uploads
-//!    └──► hasher thread (ETag, x-amz-checksum-*) — in parallel, not in series
+//!    └──► hasher thread (ETag, checksum) — in parallel, not in series
 //! ```
 //!
 //! Memory per request is bounded by `pipeline.depth` segments in each channel, never
-//! by object size.
+//! by object size. Everything the data path uses comes in a [`PipelineCtx`]; locations
+//! are a [`FragmentStore`], so the whole path runs in-process on an in-memory store
+//! in the tests (`tests.rs`).
 
-pub mod cached;
 pub mod checksum;
 pub mod cleanup;
+mod complete;
 pub mod drain;
-pub mod get;
-pub mod put;
+mod get;
+mod put;
+mod read;
+pub mod shared;
+#[cfg(test)]
+mod tests;
+mod write;
 
-use crate::backend::PresignError;
-use crate::backend::transfer::TransferError;
-use crate::meta::MetaError;
-use crate::placement::PlacementError;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use codec::MasterKey;
+use offload::Offload;
+use tokio::sync::Semaphore;
+
+pub use complete::{CompleteOutcome, CompleteRequest, MAX_PART_NUMBER, MIN_PART, complete};
+pub use get::get;
+pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
+
+use self::checksum::HashMeters;
+use self::shared::{BufferPool, MatrixCache};
+use crate::backend::{FragmentStore, TransferError};
+use crate::catalog::Catalog;
+use crate::config::{EtagAlgorithm, PipelineConfig};
+use crate::meta::{ChecksumAlgorithm, MetaError, MetaStore};
+use crate::node::Node;
+use crate::placement::{Health, Placement, PlacementError};
+
+/// Everything the data path needs — and nothing else of the gateway.
+#[derive(Debug)]
+pub struct PipelineCtx {
+    /// Depth, transfers in flight, timeouts, grace, compression bound.
+    pub config: PipelineConfig,
+    /// The ETag function.
+    pub etag: EtagAlgorithm,
+    /// Offload engines.
+    pub offload: Offload,
+    /// Metadata.
+    pub meta: MetaStore,
+    /// The master key (wraps data keys).
+    pub master: Arc<MasterKey>,
+    /// The locations.
+    pub store: Arc<dyn FragmentStore>,
+    /// Chooses locations for fragments.
+    pub placement: Arc<dyn Placement>,
+    /// Locations and policies in force.
+    pub catalog: Arc<Catalog>,
+    /// Recent failures per location.
+    pub health: Arc<Health>,
+    /// This replica (recorded on the writes it starts).
+    pub node: Arc<Node>,
+    /// Coefficient matrices, one per `(k, n)`.
+    pub matrices: MatrixCache,
+    /// Recycled segment and record buffers.
+    pub buffers: BufferPool,
+    /// Meters of the ETag and checksum functions.
+    pub hashes: HashMeters,
+    /// Requests moving object data at once (`pipeline.max_transfers`).
+    pub transfers: Arc<Semaphore>,
+    /// Operations that failed for want of enough fragments.
+    pub quorum_failures: QuorumFailures,
+}
+
+/// Operations that failed for want of enough fragments.
+#[derive(Debug, Default)]
+pub struct QuorumFailures {
+    /// Writes that stored fewer than the write quorum.
+    pub write: AtomicU64,
+    /// Reads of a segment that found fewer than `k` usable fragments (or no
+    /// combination that authenticates).
+    pub read: AtomicU64,
+}
+
+/// An error from the client's side of a request body, opaque to the data path: the
+/// front end that made it reads it back ([`PipelineError::Body`]).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A request body.
+pub type BodyStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, BoxError>>;
+
+/// A digest the client sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digest {
+    /// `Content-MD5`.
+    ContentMd5,
+    /// A checksum of the S3 API.
+    Checksum(ChecksumAlgorithm),
+}
 
 /// The data path failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,9 +121,6 @@ pub enum PipelineError {
     /// The codec failed (a bug or corrupt metadata: never a location's fault).
     #[error("codec: {0}")]
     Codec(#[from] codec::CodecError),
-    /// A URL could not be signed.
-    #[error(transparent)]
-    Presign(#[from] PresignError),
     /// No placement fits the policy.
     #[error(transparent)]
     Placement(#[from] PlacementError),
@@ -72,9 +157,24 @@ pub enum PipelineError {
         /// Bytes received.
         got: u64,
     },
-    /// Reading the client's body failed.
+    /// Reading the client's body failed; the error is the front end's own.
     #[error("request body: {0}")]
-    Body(String),
+    Body(BoxError),
+    /// What the client sent does not match the digest it gave: nothing was stored.
+    #[error("the body does not match its {0:?}")]
+    BadDigest(Digest),
+    /// The multipart upload does not exist (any more).
+    #[error("no such upload")]
+    NoSuchUpload,
+    /// A Complete named parts out of order.
+    #[error("parts not in ascending order")]
+    PartOrder,
+    /// A Complete named a part that was not uploaded, or with another ETag.
+    #[error("part {0} not uploaded with that ETag")]
+    InvalidPart(u32),
+    /// A part other than the last is smaller than S3's minimum.
+    #[error("part {0} is smaller than the minimum part size")]
+    PartTooSmall(u32),
     /// A transfer failed in a way that is not a location being down.
     #[error(transparent)]
     Transfer(#[from] TransferError),
@@ -98,6 +198,7 @@ impl From<offload::random::RandomError> for PipelineError {
 /// A stream over a tokio receiver (what tokio-stream's `ReceiverStream` does,
 /// without the extra dependency). `Sync` when its items are `Send`, as s3s's
 /// response bodies need.
+#[derive(Debug)]
 pub struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
 
 impl<T> ReceiverStream<T> {
@@ -112,4 +213,10 @@ impl<T> futures::Stream for ReceiverStream<T> {
     fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
+}
+
+/// The name of fragment `index` of a seal at its location: random ids only, no
+/// bucket name, no object key.
+pub(crate) fn fragment_name(seal: crate::meta::SealId, index: u8) -> String {
+    format!("{seal}/{index}")
 }

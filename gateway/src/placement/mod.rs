@@ -1,10 +1,14 @@
-//! Placement: which location holds which fragment of a seal.
+//! Placement: which location holds which fragment of a seal, and where a fragment
+//! moved off a location (or rebuilt) goes.
+
+mod health;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub use health::Health;
+
 use crate::config::{Location, Policy, Tier};
-use crate::state::Health;
 
 /// No placement satisfies the policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +30,24 @@ pub trait Placement: Send + Sync + fmt::Debug {
         locations: &BTreeMap<String, Location>,
         health: &Health,
     ) -> Result<Vec<String>, PlacementError>;
+
+    /// Where one new fragment of a seal goes: one of `candidates` (locations that
+    /// take new fragments and hold none of the seal's), of `tier` first when given,
+    /// healthy first. `None` when there is no candidate.
+    fn replacement(
+        &self,
+        candidates: &[String],
+        seed: &[u8],
+        tier: Option<Tier>,
+        locations: &BTreeMap<String, Location>,
+        health: &Health,
+    ) -> Option<String>;
+}
+
+/// Where a seal's rotation starts among `len` locations: spreads load when a
+/// policy has more locations than fragments.
+fn rotation(seed: &[u8], len: usize) -> usize {
+    seed.iter().fold(0usize, |a, &b| a.wrapping_mul(31).wrapping_add(usize::from(b))) % len.max(1)
 }
 
 /// Spreads fragments over a policy's locations: one per location, the required
@@ -49,8 +71,8 @@ impl Placement for Spread {
         if order.len() < n {
             return Err(err(format!("policy {} has {} locations", policy.name, order.len())));
         }
-        let rot = seed.iter().fold(0usize, |a, &b| a.wrapping_mul(31).wrapping_add(usize::from(b))) % order.len();
-        order.rotate_left(rot);
+        let len = order.len();
+        order.rotate_left(rotation(seed, len));
         // Healthy first; the sort is stable, so the rotation is kept within each group.
         order.sort_by_key(|l| health.failures(l) > 0);
         let tier = |l: &str| locations.get(l).map(|x| x.tier);
@@ -76,6 +98,22 @@ impl Placement for Spread {
             }
         }
         Ok(chosen)
+    }
+
+    fn replacement(
+        &self,
+        candidates: &[String],
+        seed: &[u8],
+        tier: Option<Tier>,
+        locations: &BTreeMap<String, Location>,
+        health: &Health,
+    ) -> Option<String> {
+        let mut order: Vec<&String> = candidates.iter().collect();
+        let len = order.len();
+        order.rotate_left(rotation(seed, len));
+        // Stable: the rotation is kept within each group.
+        order.sort_by_key(|l| (tier.is_some() && locations.get(*l).map(|x| x.tier) != tier, health.failures(l) > 0));
+        order.first().map(|l| (*l).clone())
     }
 }
 
@@ -162,6 +200,24 @@ mod tests {
         }
         let placed = Spread.place(&p, &[0], &locs, &h).expect("place");
         assert!(placed[..2].iter().all(|l| l == "l6" || l == "l7"), "{placed:?}");
+    }
+
+    #[test]
+    fn replacements_prefer_the_tier_then_health_and_spread_by_seed() {
+        let locs = locations(&[Tier::Edge, Tier::Cloud, Tier::Cloud, Tier::Edge, Tier::Edge]);
+        let all: Vec<String> = locs.keys().cloned().collect();
+        let h = Health::default();
+        let picks: std::collections::BTreeSet<String> = (0u8..40)
+            .map(|s| Spread.replacement(&all, &[s], Some(Tier::Cloud), &locs, &h).expect("candidate"))
+            .collect();
+        assert_eq!(picks, ["l1", "l2"].map(String::from).into(), "cloud first, both used");
+        h.failed("l1");
+        for s in 0u8..10 {
+            assert_eq!(Spread.replacement(&all, &[s], Some(Tier::Cloud), &locs, &h).as_deref(), Some("l2"));
+        }
+        let edges = vec!["l0".to_string()];
+        assert_eq!(Spread.replacement(&edges, &[1], Some(Tier::Cloud), &locs, &h).as_deref(), Some("l0"));
+        assert_eq!(Spread.replacement(&[], &[1], None, &locs, &h), None);
     }
 
     #[test]

@@ -4,7 +4,6 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{S3Front, access, error, timestamp};
-use crate::meta::{BucketRow, now_ms};
 
 impl S3Front {
     pub(super) async fn op_list_buckets(
@@ -34,9 +33,8 @@ impl S3Front {
         if !s3s::path::check_bucket_name(&name) {
             return Err(s3_error!(InvalidBucketName));
         }
-        let policy = self.gw.settings.policy_for_new_bucket(&name).to_string();
-        let row = BucketRow { name: name.clone(), policy, created_at: now_ms(), tenant: tenant.to_string() };
-        if !self.gw.meta.create_bucket(&row).await.map_err(error::meta)? {
+        let policy = self.gw.settings.policy_for_new_bucket(&name);
+        if !self.gw.meta.create_bucket(&name, policy, &tenant).await.map_err(error::meta)? {
             // Taken, perhaps a moment ago by a request the access check did not see.
             let owner = self.gw.meta.bucket(&name).await.map_err(error::meta)?.map(|b| b.tenant);
             return Err(match owner {
@@ -44,7 +42,7 @@ impl S3Front {
                 _ => s3_error!(BucketAlreadyOwnedByYou),
             });
         }
-        tracing::info!(bucket = %name, tenant = %tenant, policy = %row.policy, "bucket created");
+        tracing::info!(bucket = %name, tenant = %tenant, policy = %policy, "bucket created");
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 

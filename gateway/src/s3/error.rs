@@ -4,57 +4,83 @@
 use s3s::{S3Error, S3ErrorCode, s3_error};
 use tracing::{error, warn};
 
+use super::body::BodyError;
 use crate::meta::MetaError;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{Digest, PipelineError};
+
+fn unavailable(message: String) -> S3Error {
+    let mut err = S3Error::with_message(S3ErrorCode::ServiceUnavailable, message);
+    err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
+    err
+}
 
 /// Maps a data-path failure to the S3 error a client should see.
 pub fn pipeline(e: PipelineError) -> S3Error {
     match e {
         PipelineError::WriteQuorum { needed, landed } => {
             warn!(needed, landed, "write failed: not enough locations");
-            let mut err = S3Error::with_message(
-                S3ErrorCode::ServiceUnavailable,
-                format!(
-                    "Only {landed} of the {needed} required storage locations accepted the data; nothing was stored."
-                ),
-            );
-            err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
-            err
+            unavailable(format!(
+                "Only {landed} of the {needed} required storage locations accepted the data; nothing was stored."
+            ))
         }
         PipelineError::ReadQuorum { segment, usable, needed } => {
             warn!(segment, usable, needed, "read failed: not enough locations");
-            let mut err = S3Error::with_message(
-                S3ErrorCode::ServiceUnavailable,
-                format!("Only {usable} of the {needed} storage locations needed to read this object are reachable."),
-            );
-            err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
-            err
+            unavailable(format!(
+                "Only {usable} of the {needed} storage locations needed to read this object are reachable."
+            ))
         }
         PipelineError::BodyLength { expected, got } if got < expected => s3_error!(
             IncompleteBody,
             "You did not provide the number of bytes specified by the Content-Length HTTP header."
         ),
         PipelineError::BodyLength { .. } => s3_error!(InvalidRequest, "The body is longer than its Content-Length."),
-        PipelineError::Body(msg) => {
-            warn!(error = %msg, "request body failed");
-            // Signature errors of aws-chunked bodies surface here.
-            if msg.contains("signature") || msg.contains("Signature") {
-                s3_error!(SignatureDoesNotMatch, "A chunk signature of the request body did not match.")
-            } else {
-                s3_error!(IncompleteBody, "The request body could not be read.")
+        PipelineError::Body(e) => match e.downcast::<BodyError>() {
+            Ok(b) => {
+                warn!(error = %b, "request body failed");
+                match *b {
+                    BodyError::Signature => {
+                        s3_error!(SignatureDoesNotMatch, "A chunk signature of the request body did not match.")
+                    }
+                    BodyError::Malformed(_) => s3_error!(IncompleteBody, "The aws-chunked request body is malformed."),
+                    BodyError::Read(_) => s3_error!(IncompleteBody, "The request body could not be read."),
+                }
             }
+            Err(other) => internal(other),
+        },
+        PipelineError::BadDigest(Digest::ContentMd5) => {
+            s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received.")
+        }
+        PipelineError::BadDigest(Digest::Checksum(alg)) => s3_error!(
+            BadDigest,
+            "The {} you specified did not match the calculated checksum.",
+            super::checksum::header(alg)
+        ),
+        PipelineError::NoSuchUpload => s3_error!(NoSuchUpload),
+        PipelineError::PartOrder => s3_error!(InvalidPartOrder, "The list of parts was not in ascending order."),
+        PipelineError::InvalidPart(n) => {
+            s3_error!(InvalidPart, "Part {n} could not be found, or its ETag does not match what was uploaded.")
+        }
+        PipelineError::PartTooSmall(_) => {
+            s3_error!(EntityTooSmall, "Your proposed upload is smaller than the minimum allowed size.")
         }
         PipelineError::Corrupt { segment } => {
             error!(segment, "stored data failed authentication with every set of fragments");
             s3_error!(InternalError, "The object's stored data failed its integrity check; no data was returned.")
         }
+        PipelineError::Meta(e) => meta(e),
         other => internal(other),
     }
 }
 
 /// Maps a metadata failure.
 pub fn meta(e: MetaError) -> S3Error {
-    internal(e)
+    match e {
+        MetaError::Conflict(why) => {
+            warn!(reason = %why, "write lost to a concurrent change");
+            unavailable("The write could not be completed; please retry.".into())
+        }
+        other => internal(other),
+    }
 }
 
 /// An internal error: logged, reported as `InternalError`.
@@ -68,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quorum_failures_are_503() {
+    fn data_path_errors_map_to_s3_codes() {
         let e = pipeline(PipelineError::WriteQuorum { needed: 5, landed: 3 });
         assert_eq!(e.code(), &S3ErrorCode::ServiceUnavailable);
         assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
@@ -78,5 +104,14 @@ mod tests {
         assert_eq!(e.code(), &S3ErrorCode::IncompleteBody);
         let e = pipeline(PipelineError::Corrupt { segment: 3 });
         assert_eq!(e.code(), &S3ErrorCode::InternalError);
+        let e = pipeline(PipelineError::Body(Box::new(BodyError::Signature)));
+        assert_eq!(e.code(), &S3ErrorCode::SignatureDoesNotMatch);
+        let e = pipeline(PipelineError::BadDigest(Digest::Checksum(crate::meta::ChecksumAlgorithm::Crc32)));
+        assert_eq!(e.code(), &S3ErrorCode::BadDigest);
+        assert!(e.message().is_some_and(|m| m.contains("x-amz-checksum-crc32")), "{e:?}");
+        assert_eq!(pipeline(PipelineError::PartOrder).code(), &S3ErrorCode::InvalidPartOrder);
+        assert_eq!(pipeline(PipelineError::PartTooSmall(1)).code(), &S3ErrorCode::EntityTooSmall);
+        let e = meta(MetaError::Conflict("x".into()));
+        assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     }
 }

@@ -218,7 +218,7 @@ impl S3Front {
 fn object(o: &ListedObject, enc: &impl Fn(&[u8]) -> String) -> Object {
     Object {
         key: Some(enc(&o.key)),
-        size: Some(o.size),
+        size: Some(o.size as i64),
         e_tag: Some(quoted(&o.etag)),
         last_modified: Some(timestamp(o.last_modified)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),

@@ -1,6 +1,8 @@
 //! The S3 front end, on s3s: s3s parses requests, verifies SigV4 (headers,
 //! presigned query strings, aws-chunked bodies) and serialises responses; this module
-//! maps each operation onto the metadata store and the pipeline.
+//! translates: S3 inputs into calls of the data path ([`crate::pipeline`]) and the
+//! metadata store, their results and errors into S3 outputs and error codes. No data
+//! path logic lives here.
 //!
 //! | file | operations |
 //! |---|---|
@@ -8,9 +10,12 @@
 //! | `object.rs` | PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects |
 //! | `list.rs` | ListObjectsV2, ListObjects |
 //! | `multipart.rs` | Create/UploadPart/Complete/Abort, ListParts, ListMultipartUploads |
+//! | `checksum.rs`, `body.rs`, `error.rs` | wire names of checksums, request bodies, S3 error codes |
 
 pub mod access;
+pub mod body;
 mod bucket;
+pub mod checksum;
 pub mod error;
 pub mod host;
 pub mod limits;
@@ -23,14 +28,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::config::Policy;
-use crate::meta::{BucketRow, ObjectAttrs};
-use crate::pipeline::checksum::ChecksumAlgorithm;
+use crate::meta::{BucketRow, ChecksumAlgorithm, ObjectAttrs};
+use crate::pipeline::Expected;
 use crate::state::Gateway;
 
 /// The S3 service.
@@ -105,49 +108,29 @@ fn attrs(
             headers.insert("expires".into(), String::from_utf8_lossy(&buf).into_owned());
         }
     }
-    ObjectAttrs {
-        content_type,
-        headers,
-        user_metadata: metadata.unwrap_or_default(),
-        checksum_algorithm: checksum.map(|c| c.name().to_string()),
-    }
+    ObjectAttrs { content_type, headers, user_metadata: metadata.unwrap_or_default(), checksum_algorithm: checksum }
 }
 
-/// The checksum algorithm a request asks for: named in `x-amz-sdk-checksum-algorithm`
-/// / `x-amz-checksum-algorithm`, implied by an `x-amz-checksum-*` header, or
-/// announced as a trailer.
-fn requested_checksum(
-    headers: &http::HeaderMap,
-    declared: Option<&ChecksumAlgorithmName>,
-) -> Option<ChecksumAlgorithm> {
-    if let Some(d) = declared.and_then(|d| ChecksumAlgorithm::from_name(d.as_str())) {
-        return Some(d);
-    }
-    for a in ChecksumAlgorithm::ALL {
-        if headers.contains_key(a.header()) {
-            return Some(a);
-        }
-    }
-    let trailer = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok())?;
-    trailer.split(',').find_map(ChecksumAlgorithm::from_header)
+/// The digests a PUT or UploadPart gave for its body: Content-MD5 (a malformed one
+/// is refused before the body is read) and the value of the checksum asked for.
+fn expected<T>(
+    req: &S3Request<T>,
+    content_md5: Option<&str>,
+    checksum: Option<ChecksumAlgorithm>,
+) -> S3Result<Expected> {
+    use base64::Engine as _;
+    let content_md5 = match content_md5 {
+        None => None,
+        Some(v) => match base64::engine::general_purpose::STANDARD.decode(v.trim()) {
+            Ok(d) => Some(<[u8; 16]>::try_from(d.as_slice()).map_err(|_| invalid_digest())?),
+            Err(_) => return Err(invalid_digest()),
+        },
+    };
+    Ok(Expected { content_md5, checksum: checksum.map(|alg| self::checksum::given(req, alg)) })
 }
 
-type ChecksumAlgorithmName = s3s::dto::ChecksumAlgorithm;
-
-/// The value a client gave for `alg`, in a header or a trailer.
-fn given_checksum<T>(req: &S3Request<T>, alg: ChecksumAlgorithm) -> Option<String> {
-    if let Some(v) = req.headers.get(alg.header()).and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_string());
-    }
-    req.trailing_headers
-        .as_ref()
-        .and_then(|t| t.read(|h| h.get(alg.header()).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string())))
-        .flatten()
-}
-
-/// The request body as a stream of bytes with string errors.
-fn body_stream(body: StreamingBlob) -> impl Stream<Item = Result<Bytes, String>> + Send + Unpin {
-    body.map(|r| r.map_err(|e| e.to_string()))
+fn invalid_digest() -> s3s::S3Error {
+    s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")
 }
 
 /// The length of a request's payload: `Content-Length`, or for an `aws-chunked`

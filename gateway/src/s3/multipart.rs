@@ -6,16 +6,11 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::object::{set_checksum, verify_digests};
-use super::{S3Front, attrs, body_stream, content_length, error, quoted, requested_checksum, timestamp};
-use crate::meta::{PartRow, UploadPartRow, UploadRow, VersionRow, now_ms};
-use crate::pipeline::checksum::{ChecksumAlgorithm, etag_digest, multipart_etag};
-use crate::pipeline::put::put_seal;
+use super::checksum::set_checksum;
+use super::{S3Front, attrs, body, checksum, content_length, error, expected, quoted, timestamp};
+use crate::meta::{ChecksumAlgorithm, UploadId, UploadRow, now_ms};
 
-/// Smallest part but the last, as S3 requires.
-const MIN_PART: i64 = 5 << 20;
-/// Highest part number.
-const MAX_PART_NUMBER: i32 = 10_000;
+use crate::pipeline::{self, CompleteRequest, MAX_PART_NUMBER, PutRequest, PutTarget};
 
 impl S3Front {
     async fn upload_of(
@@ -26,7 +21,9 @@ impl S3Front {
         upload_id: &str,
     ) -> S3Result<UploadRow> {
         self.bucket(extensions, bucket).await?;
-        match self.gw.meta.upload(upload_id).await.map_err(error::meta)? {
+        // An id that is not one of ours names no upload.
+        let Ok(id) = upload_id.parse::<UploadId>() else { return Err(s3_error!(NoSuchUpload)) };
+        match self.gw.meta.upload(id).await.map_err(error::meta)? {
             Some(u) if u.bucket == bucket && u.key == key.as_bytes() => Ok(u),
             _ => Err(s3_error!(NoSuchUpload)),
         }
@@ -39,9 +36,9 @@ impl S3Front {
         let i = req.input;
         self.bucket(&req.extensions, &i.bucket).await?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
-        let id = codec::VersionId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?.to_hex();
+        let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
         let row = UploadRow {
-            id: id.clone(),
+            id,
             bucket: i.bucket.clone(),
             key: i.key.as_bytes().to_vec(),
             created_at: now_ms(),
@@ -60,7 +57,7 @@ impl S3Front {
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(i.bucket),
             key: Some(i.key),
-            upload_id: Some(id),
+            upload_id: Some(id.to_string()),
             checksum_algorithm: i.checksum_algorithm,
             ..Default::default()
         }))
@@ -71,34 +68,25 @@ impl S3Front {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let upload = self.upload_of(&req.extensions, &req.input.bucket, &req.input.key, &req.input.upload_id).await?;
-        let n = req.input.part_number;
-        if !(1..=MAX_PART_NUMBER).contains(&n) {
-            return Err(s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"));
-        }
+        let number =
+            u32::try_from(req.input.part_number).ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(
+                || s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"),
+            )?;
         let bucket = self.bucket(&req.extensions, &upload.bucket).await?;
         let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
         if len > 5 << 30 {
             return Err(s3_error!(EntityTooLarge, "A part is at most 5 GiB."));
         }
-        let checksum = requested_checksum(&req.headers, req.input.checksum_algorithm.as_ref());
+        let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
+        let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
         let mut req = req;
-        let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
-        let stored = put_seal(&self.gw, &policy, len, checksum, body_stream(body)).await.map_err(error::pipeline)?;
-        verify_digests(self, &req, req.input.content_md5.as_deref(), &stored).await?;
-        let part = UploadPartRow {
-            part_number: i64::from(n),
-            seal_id: stored.seal_id.clone(),
-            size: len as i64,
-            etag: stored.hashes.etag.clone(),
-            checksum_value: stored.hashes.checksum.as_ref().map(|c| c.1.clone()),
-            last_modified: now_ms(),
-        };
-        if !self.gw.meta.put_upload_part(&upload.id, &part).await.map_err(error::meta)? {
-            return Err(s3_error!(NoSuchUpload));
-        }
-        let mut out = UploadPartOutput { e_tag: Some(quoted(&part.etag)), ..Default::default() };
-        if let Some((alg, value)) = stored.hashes.checksum {
+        let body = body::stream(req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
+        let target = PutTarget::Part { upload: upload.id, number };
+        let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
+        let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
+        let mut out = UploadPartOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
         }
         Ok(S3Response::new(out))
@@ -114,62 +102,19 @@ impl S3Front {
         if wanted.is_empty() {
             return Err(s3_error!(MalformedXML, "You must specify at least one part."));
         }
-        let stored = self.gw.meta.upload_parts(&upload.id, 0, i64::from(MAX_PART_NUMBER)).await.map_err(error::meta)?;
         let mut parts = Vec::with_capacity(wanted.len());
-        let mut digests = Vec::with_capacity(wanted.len());
-        let mut offset = 0i64;
-        // Order first, as S3 does: a misordered list is InvalidPartOrder whatever else.
-        let mut previous = 0i32;
         for w in &wanted {
             let number = w.part_number.ok_or_else(|| s3_error!(MalformedXML, "A part lacks its PartNumber."))?;
-            if number <= previous {
-                return Err(s3_error!(InvalidPartOrder, "The list of parts was not in ascending order."));
-            }
-            previous = number;
+            // Out of range: not a part of ours (InvalidPart), unless the order is wrong first.
+            let number = u32::try_from(number).unwrap_or(u32::MAX);
+            parts.push((number, w.e_tag.as_ref().map(|t| t.value().to_string()).unwrap_or_default()));
         }
-        for (pos, w) in wanted.iter().enumerate() {
-            let number = w.part_number.unwrap_or_default();
-            let have = stored
-                .iter()
-                .find(|p| p.part_number == i64::from(number))
-                .ok_or_else(|| s3_error!(InvalidPart, "One or more of the specified parts could not be found."))?;
-            let given = w.e_tag.as_ref().map(|t| t.value().to_string()).unwrap_or_default();
-            if given.trim_matches('"') != have.etag {
-                return Err(s3_error!(InvalidPart, "The ETag of part {number} does not match."));
-            }
-            if pos + 1 < wanted.len() && have.size < MIN_PART {
-                return Err(s3_error!(
-                    EntityTooSmall,
-                    "Your proposed upload is smaller than the minimum allowed size."
-                ));
-            }
-            digests.push(etag_digest(&have.etag).ok_or_else(|| error::internal("stored part ETag is not hex"))?);
-            parts.push(PartRow {
-                part_number: i64::from(number),
-                seal_id: have.seal_id.clone(),
-                offset,
-                size: have.size,
-            });
-            offset += have.size;
-        }
-        let etag = multipart_etag(self.gw.settings.etag, &digests);
-        let version = VersionRow {
-            id: codec::VersionId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?.to_hex(),
-            bucket: upload.bucket.clone(),
-            key: upload.key.clone(),
-            size: offset,
-            etag: etag.clone(),
-            last_modified: now_ms(),
-            attrs: upload.attrs.clone(),
-            checksum_value: None,
-            checksum_type: None,
-            part_count: parts.len() as i64,
-        };
-        self.gw.meta.commit_version(&version, &parts, Some(&upload.id)).await.map_err(error::meta)?;
+        let done =
+            pipeline::complete(&self.gw.pipeline, CompleteRequest { upload, parts }).await.map_err(error::pipeline)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
-            e_tag: Some(quoted(&etag)),
+            e_tag: Some(quoted(&done.etag)),
             location: Some(format!("/{}/{}", i.bucket, i.key)),
             ..Default::default()
         }))
@@ -181,7 +126,7 @@ impl S3Front {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let i = req.input;
         let upload = self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await?;
-        if !self.gw.meta.abort_upload(&upload.id).await.map_err(error::meta)? {
+        if !self.gw.meta.abort_upload(upload.id).await.map_err(error::meta)? {
             return Err(s3_error!(NoSuchUpload));
         }
         Ok(S3Response::with_status(AbortMultipartUploadOutput::default(), http::StatusCode::NO_CONTENT))
@@ -192,18 +137,22 @@ impl S3Front {
         let upload = self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await?;
         let max = i.max_parts.unwrap_or(1000).clamp(0, 1000);
         let after = i.part_number_marker.unwrap_or(0).max(0);
-        let mut parts =
-            self.gw.meta.upload_parts(&upload.id, i64::from(after), i64::from(max) + 1).await.map_err(error::meta)?;
+        let mut parts = self
+            .gw
+            .meta
+            .upload_parts(upload.id, u32::try_from(after).unwrap_or(0), i64::from(max) + 1)
+            .await
+            .map_err(error::meta)?;
         let truncated = parts.len() > max as usize;
         parts.truncate(max as usize);
-        let alg = upload.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name);
+        let alg = upload.attrs.checksum_algorithm;
         let listed: Vec<Part> = parts
             .iter()
             .map(|p| {
                 let mut part = Part {
-                    part_number: Some(p.part_number as i32),
+                    part_number: Some(p.number as i32),
                     e_tag: Some(quoted(&p.etag)),
-                    size: Some(p.size),
+                    size: Some(p.size as i64),
                     last_modified: Some(timestamp(p.last_modified)),
                     ..Default::default()
                 };
@@ -216,11 +165,11 @@ impl S3Front {
         Ok(S3Response::new(ListPartsOutput {
             bucket: Some(i.bucket),
             key: Some(i.key),
-            upload_id: Some(upload.id),
+            upload_id: Some(upload.id.to_string()),
             max_parts: Some(max),
             part_number_marker: Some(after),
             is_truncated: Some(truncated),
-            next_part_number_marker: if truncated { parts.last().map(|p| p.part_number as i32) } else { None },
+            next_part_number_marker: if truncated { parts.last().map(|p| p.number as i32) } else { None },
             parts: Some(listed),
             ..Default::default()
         }))
@@ -250,7 +199,7 @@ impl S3Front {
             }
             for u in batch {
                 key_marker = u.key.clone();
-                id_marker = u.id.clone();
+                id_marker = u.id.to_string();
                 if !u.key.starts_with(prefix.as_bytes()) {
                     if u.key.as_slice() > prefix.as_bytes()
                         && !u.key.starts_with(prefix.as_bytes())
@@ -272,7 +221,7 @@ impl S3Front {
             .into_iter()
             .map(|u| MultipartUpload {
                 key: Some(String::from_utf8_lossy(&u.key).into_owned()),
-                upload_id: Some(u.id),
+                upload_id: Some(u.id.to_string()),
                 initiated: Some(timestamp(u.created_at)),
                 ..Default::default()
             })
@@ -287,7 +236,7 @@ impl S3Front {
             next_key_marker: truncated
                 .then(|| last.as_ref().map(|u| String::from_utf8_lossy(&u.key).into_owned()))
                 .flatten(),
-            next_upload_id_marker: truncated.then(|| last.as_ref().map(|u| u.id.clone())).flatten(),
+            next_upload_id_marker: truncated.then(|| last.as_ref().map(|u| u.id.to_string())).flatten(),
             uploads: Some(listed),
             ..Default::default()
         }))

@@ -3,68 +3,10 @@
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::{
-    S3Front, attrs, body_stream, content_length, error, given_checksum, quoted, requested_checksum, timestamp,
-    unix_secs,
-};
-use crate::meta::{PartRow, VersionRow, now_ms};
-use crate::pipeline::checksum::ChecksumAlgorithm;
-use crate::pipeline::get::ReadPlan;
-use crate::pipeline::put::{StoredSeal, put_seal};
-
-/// Sets the checksum field of an output struct for `alg`.
-macro_rules! set_checksum {
-    ($out:expr, $alg:expr, $value:expr) => {
-        match $alg {
-            ChecksumAlgorithm::Crc32 => $out.checksum_crc32 = Some($value),
-            ChecksumAlgorithm::Crc32c => $out.checksum_crc32c = Some($value),
-            ChecksumAlgorithm::Crc64Nvme => $out.checksum_crc64nvme = Some($value),
-            ChecksumAlgorithm::Sha1 => $out.checksum_sha1 = Some($value),
-            ChecksumAlgorithm::Sha256 => $out.checksum_sha256 = Some($value),
-        }
-    };
-}
-pub(super) use set_checksum;
-
-/// Checks Content-MD5 and any `x-amz-checksum-*` value the client sent (in a header or
-/// a trailer) against what was computed; on a mismatch the seal is discarded.
-pub(super) async fn verify_digests<T>(
-    front: &S3Front,
-    req: &S3Request<T>,
-    content_md5: Option<&str>,
-    stored: &StoredSeal,
-) -> S3Result<()> {
-    let mut bad: Option<S3Error> = None;
-    if let Some(md5) = content_md5 {
-        use base64::Engine as _;
-        match base64::engine::general_purpose::STANDARD.decode(md5.trim()) {
-            Ok(d) if d.len() == 16 => {
-                if front.gw.settings.etag == crate::config::EtagAlgorithm::Md5 && d[..] != stored.hashes.etag_digest[..]
-                {
-                    bad = Some(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
-                }
-            }
-            _ => bad = Some(s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid.")),
-        }
-    }
-    if let Some((alg, computed)) = &stored.hashes.checksum
-        && let Some(given) = given_checksum(req, *alg)
-        && &given != computed
-    {
-        bad = Some(s3_error!(BadDigest, "The {} you specified did not match the calculated checksum.", alg.header()));
-    }
-    match bad {
-        None => Ok(()),
-        Some(e) => {
-            front.gw.meta.discard_seal(&stored.seal_id).await.map_err(error::meta)?;
-            Err(e)
-        }
-    }
-}
-
-fn random_id(front: &S3Front) -> S3Result<String> {
-    codec::VersionId::generate(front.gw.offload.random.as_ref()).map(|v| v.to_hex()).map_err(error::internal)
-}
+use super::checksum::set_checksum;
+use super::{S3Front, attrs, body, checksum, content_length, error, expected, quoted, timestamp, unix_secs};
+use crate::meta::VersionRow;
+use crate::pipeline::{self, PutRequest, PutTarget};
 
 /// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since
 /// (RFC 9110 order). `head_or_get`: a failed If-None-Match means 304 rather than 412.
@@ -120,66 +62,56 @@ impl S3Front {
         let bucket = self.bucket(&req.extensions, &req.input.bucket).await?;
         let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
-        let checksum = requested_checksum(&req.headers, req.input.checksum_algorithm.as_ref());
-        let mut req = req;
-        let body = req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?;
-        let stored = put_seal(&self.gw, &policy, len, checksum, body_stream(body)).await.map_err(error::pipeline)?;
-        verify_digests(self, &req, req.input.content_md5.as_deref(), &stored).await?;
-        let i = &req.input;
-        let version = VersionRow {
-            id: random_id(self)?,
-            bucket: i.bucket.clone(),
-            key: i.key.as_bytes().to_vec(),
-            size: len as i64,
-            etag: stored.hashes.etag.clone(),
-            last_modified: now_ms(),
-            attrs: attrs(
-                i.content_type.clone(),
-                i.cache_control.clone(),
-                i.content_disposition.clone(),
-                i.content_encoding.clone(),
-                i.content_language.clone(),
-                i.expires.as_ref(),
-                i.metadata.clone().map(|m| m.into_iter().collect()),
-                checksum,
-            ),
-            checksum_value: stored.hashes.checksum.as_ref().map(|c| c.1.clone()),
-            checksum_type: stored.hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
-            part_count: 1,
-        };
-        let part = PartRow { part_number: 1, seal_id: stored.seal_id.clone(), offset: 0, size: len as i64 };
-        self.gw.meta.commit_version(&version, &[part], None).await.map_err(error::meta)?;
-        let mut out = PutObjectOutput { e_tag: Some(quoted(&version.etag)), ..Default::default() };
-        if let Some((alg, value)) = stored.hashes.checksum {
+        let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
+        let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
+        let mut i = req.input;
+        let body = body::stream(i.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
+        let attrs = attrs(
+            i.content_type,
+            i.cache_control,
+            i.content_disposition,
+            i.content_encoding,
+            i.content_language,
+            i.expires.as_ref(),
+            i.metadata.map(|m| m.into_iter().collect()),
+            checksum,
+        );
+        let target = PutTarget::Object { bucket: i.bucket, key: i.key.into_bytes(), attrs };
+        let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
+        let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
+        let mut out = PutObjectOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
         Ok(S3Response::new(out))
     }
 
+    /// The visible version of a key and its parts (number, byte range).
     async fn version(
         &self,
         extensions: &http::Extensions,
         bucket: &str,
         key: &str,
-    ) -> S3Result<(VersionRow, Vec<PartRow>)> {
+    ) -> S3Result<(VersionRow, Vec<(u32, std::ops::Range<u64>)>)> {
         self.bucket(extensions, bucket).await?;
-        self.gw
+        let (v, parts) = self
+            .gw
             .meta
             .current_version(bucket, key.as_bytes())
             .await
             .map_err(error::meta)?
-            .ok_or_else(|| s3_error!(NoSuchKey))
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        Ok((v, parts.iter().map(|p| (p.number, p.offset..p.offset + p.size)).collect()))
     }
 
     /// The byte range to serve: the requested `Range`, or a part (`partNumber`).
     fn range(
-        v: &VersionRow,
-        parts: &[PartRow],
+        size: u64,
+        parts: &[(u32, std::ops::Range<u64>)],
         range: Option<&Range>,
         part_number: Option<i32>,
     ) -> S3Result<Option<std::ops::Range<u64>>> {
-        let size = v.size as u64;
         if let Some(n) = part_number {
             if range.is_some() {
                 return Err(s3_error!(
@@ -187,8 +119,8 @@ impl S3Front {
                     "Cannot specify both Range header and partNumber query parameter."
                 ));
             }
-            let p = parts.iter().find(|p| p.part_number == i64::from(n)).ok_or_else(|| s3_error!(InvalidPart))?;
-            return Ok(Some(p.offset as u64..(p.offset + p.size) as u64));
+            let p = parts.iter().find(|(number, _)| i64::from(*number) == i64::from(n));
+            return p.map(|(_, r)| Some(r.clone())).ok_or_else(|| s3_error!(InvalidPart));
         }
         match range {
             None => Ok(None),
@@ -200,7 +132,15 @@ impl S3Front {
 
     pub(super) async fn op_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
-        let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
+        self.bucket(&req.extensions, &i.bucket).await?;
+        let manifest = self
+            .gw
+            .meta
+            .manifest(&i.bucket, i.key.as_bytes())
+            .await
+            .map_err(error::meta)?
+            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let v = manifest.version.clone();
         check_conditions(
             &v,
             i.if_match.as_ref(),
@@ -208,11 +148,12 @@ impl S3Front {
             i.if_modified_since.as_ref(),
             i.if_unmodified_since.as_ref(),
         )?;
-        let range = Self::range(&v, &parts, i.range.as_ref(), i.part_number)?;
-        let size = v.size as u64;
+        let parts: Vec<(u32, std::ops::Range<u64>)> =
+            manifest.parts.iter().map(|p| (p.number, p.offset..p.offset + p.size)).collect();
+        let range = Self::range(v.size, &parts, i.range.as_ref(), i.part_number)?;
+        let size = v.size;
         let span = range.clone().unwrap_or(0..size);
-        let plan = ReadPlan::new(&self.gw, &parts, span.clone()).await.map_err(error::pipeline)?;
-        let body = plan.start(self.gw.clone()).await.map_err(error::pipeline)?;
+        let body = pipeline::get(&self.gw.pipeline, manifest, span.clone()).await.map_err(error::pipeline)?;
         let mut out = GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some((span.end - span.start) as i64),
@@ -237,8 +178,7 @@ impl S3Front {
         let wants = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
         if wants
             && range.is_none()
-            && let (Some(alg), Some(value)) =
-                (v.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name), v.checksum_value.clone())
+            && let (Some(alg), Some(value)) = (v.attrs.checksum_algorithm, v.checksum_value.clone())
         {
             set_checksum!(out, alg, value);
             out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
@@ -263,8 +203,8 @@ impl S3Front {
             i.if_modified_since.as_ref(),
             i.if_unmodified_since.as_ref(),
         )?;
-        let range = Self::range(&v, &parts, i.range.as_ref(), i.part_number)?;
-        let size = v.size as u64;
+        let range = Self::range(v.size, &parts, i.range.as_ref(), i.part_number)?;
+        let size = v.size;
         let span = range.clone().unwrap_or(0..size);
         let mut out = HeadObjectOutput {
             content_length: Some((span.end - span.start) as i64),
@@ -287,8 +227,7 @@ impl S3Front {
         let wants = i.checksum_mode.as_ref().is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
         if wants
             && range.is_none()
-            && let (Some(alg), Some(value)) =
-                (v.attrs.checksum_algorithm.as_deref().and_then(ChecksumAlgorithm::from_name), v.checksum_value.clone())
+            && let (Some(alg), Some(value)) = (v.attrs.checksum_algorithm, v.checksum_value.clone())
         {
             set_checksum!(out, alg, value);
             out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);

@@ -1,0 +1,322 @@
+//! Object versions: committing one (the moment a write becomes visible), reading
+//! what a GET needs in one snapshot, deleting, listing.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
+use super::types::{big, fit};
+use super::{
+    ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, ObjectAttrs, PartRow, Replaced, SealFinish,
+    SealId, SealState, UploadId, VersionId, VersionRow, json, now_ms, unjson,
+};
+
+/// The columns of a version, in the order [`version_row`] reads them.
+macro_rules! version_columns {
+    () => {
+        "v.id, v.bucket, v.object_key, v.size, v.etag, v.last_modified, v.content_type, v.headers, \
+         v.user_metadata, v.checksum_algorithm, v.checksum_value, v.checksum_type, v.part_count"
+    };
+}
+
+fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
+    Ok(VersionRow {
+        id: r.try_get::<String, _>(0)?.parse()?,
+        bucket: r.try_get(1)?,
+        key: r.try_get(2)?,
+        size: fit(r.try_get::<i64, _>(3)?, "object size")?,
+        etag: r.try_get(4)?,
+        last_modified: r.try_get(5)?,
+        attrs: ObjectAttrs {
+            content_type: r.try_get(6)?,
+            headers: unjson(&r.try_get::<String, _>(7)?)?,
+            user_metadata: unjson(&r.try_get::<String, _>(8)?)?,
+            checksum_algorithm: r.try_get::<Option<String>, _>(9)?.map(|s| s.parse()).transpose()?,
+        },
+        checksum_value: r.try_get(10)?,
+        checksum_type: r.try_get(11)?,
+        part_count: fit(r.try_get::<i64, _>(12)?, "part count")?,
+    })
+}
+
+fn part_row(r: &AnyRow) -> MetaResult<PartRow> {
+    Ok(PartRow {
+        number: fit(r.try_get::<i64, _>(0)?, "part number")?,
+        seal_id: r.try_get::<String, _>(1)?.parse()?,
+        offset: fit(r.try_get::<i64, _>(2)?, "part offset")?,
+        size: fit(r.try_get::<i64, _>(3)?, "part size")?,
+    })
+}
+
+/// Inserts `version` made of `parts` and makes it the visible version of its key,
+/// retiring every other version of the key.
+async fn commit_version(conn: &mut AnyConnection, version: &VersionRow, parts: &[PartRow]) -> MetaResult<Replaced> {
+    let id = version.id.to_string();
+    sqlx::query(
+        "INSERT INTO versions (id, bucket, object_key, size, etag, last_modified, content_type, headers, user_metadata, \
+         checksum_algorithm, checksum_value, checksum_type, part_count) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&id)
+    .bind(&version.bucket)
+    .bind(&version.key)
+    .bind(big(version.size))
+    .bind(&version.etag)
+    .bind(version.last_modified)
+    .bind(version.attrs.content_type.clone())
+    .bind(json(&version.attrs.headers))
+    .bind(json(&version.attrs.user_metadata))
+    .bind(version.attrs.checksum_algorithm.map(|a| a.as_str()))
+    .bind(version.checksum_value.clone())
+    .bind(version.checksum_type.clone())
+    .bind(i64::from(version.part_count))
+    .execute(&mut *conn)
+    .await?;
+    for p in parts {
+        sqlx::query(
+            "INSERT INTO version_parts (version_id, part_number, seal_id, part_offset, size) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(i64::from(p.number))
+        .bind(p.seal_id.to_string())
+        .bind(big(p.offset))
+        .bind(big(p.size))
+        .execute(&mut *conn)
+        .await?;
+    }
+    let previous: Option<String> = sqlx::query("SELECT version_id FROM objects WHERE bucket = $1 AND object_key = $2")
+        .bind(&version.bucket)
+        .bind(&version.key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    sqlx::query(
+        "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id",
+    )
+    .bind(&version.bucket)
+    .bind(&version.key)
+    .bind(&id)
+    .execute(&mut *conn)
+    .await?;
+    // Every other version of the key is retired. Asked after the upsert, which
+    // waits for a concurrent commit of the same key: its version is seen here and
+    // retired, so that concurrent overwrites never leak a version.
+    let others: Vec<String> = sqlx::query("SELECT id FROM versions WHERE bucket = $1 AND object_key = $2 AND id <> $3")
+        .bind(&version.bucket)
+        .bind(&version.key)
+        .bind(&id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let now = now_ms();
+    for old in &others {
+        retire_version(conn, old, now).await?;
+    }
+    Ok(Replaced { version_id: previous.map(|p| p.parse()).transpose()? })
+}
+
+/// Retires a version inside a transaction: its rows go, its seals become garbage.
+async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) -> MetaResult<()> {
+    sqlx::query(
+        "UPDATE seals SET state = $1, updated_at = $2 WHERE id IN (SELECT seal_id FROM version_parts WHERE version_id = $3)",
+    )
+    .bind(SealState::Garbage.as_str())
+    .bind(now)
+    .bind(version_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM version_parts WHERE version_id = $1").bind(version_id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM versions WHERE id = $1").bind(version_id).execute(&mut *conn).await?;
+    Ok(())
+}
+
+impl MetaStore {
+    /// Ends a single-part write in one transaction: records which fragments of
+    /// `seal` landed, makes it stored and `version` (of the one part `part`) the
+    /// visible version of its key, retiring the one it replaces.
+    pub async fn commit_object(
+        &self,
+        seal: SealId,
+        fin: &SealFinish,
+        version: &VersionRow,
+        part: &PartRow,
+    ) -> MetaResult<Replaced> {
+        let mut tx = self.begin_write().await?;
+        finish_seal(&mut tx, seal, fin).await?;
+        if !store_pending(&mut tx, seal, now_ms()).await? {
+            return Err(not_pending(seal));
+        }
+        let replaced = commit_version(&mut tx, version, std::slice::from_ref(part)).await?;
+        tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// Completes a multipart upload in one transaction: removes it, makes `version`
+    /// (of `parts`, seals of the upload's parts) the visible version of its key, and
+    /// turns the parts left out into garbage. `None` if the upload is gone (aborted,
+    /// or completed by a concurrent request): nothing changes then.
+    pub async fn complete_upload(
+        &self,
+        upload: UploadId,
+        version: &VersionRow,
+        parts: &[PartRow],
+    ) -> MetaResult<Option<Replaced>> {
+        let upload = upload.to_string();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        // Every part's seal is garbage unless chosen below. (Before the upload row
+        // goes: its parts go with it.)
+        sqlx::query(
+            "UPDATE seals SET state = $1, updated_at = $2 WHERE id IN \
+             (SELECT seal_id FROM upload_parts WHERE upload_id = $3)",
+        )
+        .bind(SealState::Garbage.as_str())
+        .bind(now)
+        .bind(&upload)
+        .execute(&mut *tx)
+        .await?;
+        // Removing the upload row serialises completions of one upload: only one
+        // finds it (the other rolls back), so two versions never share seals.
+        let gone = sqlx::query("DELETE FROM uploads WHERE id = $1").bind(&upload).execute(&mut *tx).await?;
+        if gone.rows_affected() != 1 {
+            return Ok(None);
+        }
+        for p in parts {
+            sqlx::query("UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3")
+                .bind(SealState::Stored.as_str())
+                .bind(now)
+                .bind(p.seal_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1").bind(&upload).execute(&mut *tx).await?;
+        let replaced = commit_version(&mut tx, version, parts).await?;
+        tx.commit().await?;
+        Ok(Some(replaced))
+    }
+
+    /// The visible version of a key, with its parts in order (what HEAD needs).
+    pub async fn current_version(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<(VersionRow, Vec<PartRow>)>> {
+        let mut conn = self.pool.acquire().await?;
+        let Some((version, _)) = visible_version(&mut conn, bucket, key).await? else { return Ok(None) };
+        let parts = sqlx::query(
+            "SELECT part_number, seal_id, part_offset, size FROM version_parts WHERE version_id = $1 ORDER BY part_number",
+        )
+        .bind(version.id.to_string())
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(part_row)
+        .collect::<MetaResult<_>>()?;
+        Ok(Some((version, parts)))
+    }
+
+    /// Everything a read of a key needs, from one snapshot: the visible version,
+    /// each part's seal and fragments, and the owning tenant's number.
+    pub async fn manifest(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<Manifest>> {
+        let mut tx = self.begin_snapshot().await?;
+        let Some((version, tenant_number)) = visible_version(&mut tx, bucket, key).await? else { return Ok(None) };
+        let rows = sqlx::query(concat!(
+            "SELECT p.part_number, p.part_offset, p.size, ",
+            seal_columns!("s"),
+            " FROM version_parts p JOIN seals s ON s.id = p.seal_id WHERE p.version_id = $1 ORDER BY p.part_number"
+        ))
+        .bind(version.id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut seals = rows.iter().map(|r| seal_row(r, 3)).collect::<MetaResult<Vec<_>>>()?;
+        load_fragments(&mut tx, &mut seals).await?;
+        tx.commit().await?;
+        let parts = rows
+            .iter()
+            .zip(seals)
+            .map(|(r, seal)| {
+                Ok(ManifestPart {
+                    number: fit(r.try_get::<i64, _>(0)?, "part number")?,
+                    offset: fit(r.try_get::<i64, _>(1)?, "part offset")?,
+                    size: fit(r.try_get::<i64, _>(2)?, "part size")?,
+                    seal,
+                })
+            })
+            .collect::<MetaResult<Vec<_>>>()?;
+        if parts.len() != version.part_count as usize {
+            return Err(MetaError::Corrupt(format!(
+                "version {} has {} of its {} parts",
+                version.id,
+                parts.len(),
+                version.part_count
+            )));
+        }
+        Ok(Some(Manifest { version, parts, tenant_number }))
+    }
+
+    /// Removes the visible version of a key (its seals become garbage). Returns the
+    /// removed version's id, if there was one.
+    pub async fn delete_object(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<VersionId>> {
+        let mut tx = self.begin_write().await?;
+        let current: Option<String> =
+            sqlx::query("DELETE FROM objects WHERE bucket = $1 AND object_key = $2 RETURNING version_id")
+                .bind(bucket)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+        if let Some(v) = &current {
+            retire_version(&mut tx, v, now_ms()).await?;
+        }
+        tx.commit().await?;
+        current.map(|v| v.parse()).transpose()
+    }
+
+    /// Up to `limit` visible objects of `bucket` with keys `>= from` (or `> from`
+    /// when `exclusive`), in byte order.
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        from: &[u8],
+        exclusive: bool,
+        limit: i64,
+    ) -> MetaResult<Vec<ListedObject>> {
+        const INCLUSIVE: &str = "SELECT o.object_key, v.size, v.etag, v.last_modified FROM objects o \
+            JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key >= $2 ORDER BY o.object_key LIMIT $3";
+        const EXCLUSIVE: &str = "SELECT o.object_key, v.size, v.etag, v.last_modified FROM objects o \
+            JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key > $2 ORDER BY o.object_key LIMIT $3";
+        let sql = if exclusive { EXCLUSIVE } else { INCLUSIVE };
+        let rows = sqlx::query(sql).bind(bucket).bind(from).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ListedObject {
+                    key: r.try_get(0)?,
+                    size: fit(r.try_get::<i64, _>(1)?, "object size")?,
+                    etag: r.try_get(2)?,
+                    last_modified: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The visible version of a key and the owning tenant's number.
+async fn visible_version(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> MetaResult<Option<(VersionRow, u32)>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        version_columns!(),
+        ", t.number FROM objects o JOIN versions v ON v.id = o.version_id \
+         JOIN buckets b ON b.name = o.bucket LEFT JOIN tenants t ON t.name = b.tenant \
+         WHERE o.bucket = $1 AND o.object_key = $2"
+    ))
+    .bind(bucket)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let version = version_row(&row)?;
+    let number: Option<i64> = row.try_get(13)?;
+    let number = number.ok_or_else(|| MetaError::Corrupt(format!("bucket {bucket}: its tenant is missing")))?;
+    Ok(Some((version, fit(number, "tenant number")?)))
+}

@@ -1,0 +1,324 @@
+//! Seals and their fragments: a write's pending record, what landed, garbage and
+//! its collection, and the leases that let one replica at a time collect.
+
+use std::collections::HashMap;
+
+use codec::{CodingParams, WrappedKey};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::types::{big, fit};
+use super::{
+    Compression, DeadWrites, Fragment, FragmentState, MetaError, MetaResult, MetaStore, Seal, SealFinish, SealId,
+    SealState, now_ms,
+};
+
+/// The columns of a seal, in the order [`seal_row`] reads them.
+macro_rules! seal_columns {
+    ($t:literal) => {
+        concat!(
+            $t,
+            ".id, ",
+            $t,
+            ".state, ",
+            $t,
+            ".size, ",
+            $t,
+            ".k, ",
+            $t,
+            ".n, ",
+            $t,
+            ".segment_size, ",
+            $t,
+            ".compression, ",
+            $t,
+            ".sealed_lens, ",
+            $t,
+            ".wrapped_key, ",
+            $t,
+            ".created_at"
+        )
+    };
+}
+pub(super) use seal_columns;
+
+/// Reads a seal (without its fragments) from the columns of [`seal_columns`],
+/// starting at column `at`.
+pub(super) fn seal_row(r: &AnyRow, at: usize) -> MetaResult<Seal> {
+    let id: SealId = r.try_get::<String, _>(at)?.parse()?;
+    let corrupt = |what: String| MetaError::Corrupt(format!("seal {id}: {what}"));
+    let k = fit(r.try_get::<i64, _>(at + 3)?, "k")?;
+    let n = fit(r.try_get::<i64, _>(at + 4)?, "n")?;
+    let segment_size = fit(r.try_get::<i64, _>(at + 5)?, "segment size")?;
+    let params = CodingParams::new(k, n, segment_size).map_err(|e| corrupt(e.to_string()))?;
+    let sealed_lens = match r.try_get::<Option<Vec<u8>>, _>(at + 7)? {
+        Some(b) if b.len() % 4 != 0 => return Err(corrupt("segment lengths".into())),
+        Some(b) => Some(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        None => None,
+    };
+    let wrapped: Vec<u8> = r.try_get(at + 8)?;
+    Ok(Seal {
+        state: r.try_get::<String, _>(at + 1)?.parse()?,
+        size: fit(r.try_get::<i64, _>(at + 2)?, "seal size")?,
+        params,
+        compression: Compression::from_column(r.try_get(at + 6)?)?,
+        sealed_lens,
+        wrapped_key: WrappedKey::from_bytes(&wrapped).map_err(|e| corrupt(e.to_string()))?,
+        created_at: r.try_get(at + 9)?,
+        fragments: Vec::new(),
+        id,
+    })
+}
+
+/// Reads a fragment from `seal_id, idx, location, object_name, size, state`.
+fn fragment_row(r: &AnyRow) -> MetaResult<(SealId, Fragment)> {
+    let seal: SealId = r.try_get::<String, _>(0)?.parse()?;
+    Ok((
+        seal,
+        Fragment {
+            index: fit(r.try_get::<i64, _>(1)?, "fragment index")?,
+            location: r.try_get(2)?,
+            name: r.try_get(3)?,
+            size: fit(r.try_get::<i64, _>(4)?, "fragment size")?,
+            state: r.try_get::<String, _>(5)?.parse()?,
+        },
+    ))
+}
+
+/// Ids per statement when fragments are loaded for a list of seals.
+const IDS_PER_QUERY: usize = 500;
+
+/// Fills in the fragments of `seals` (by index), a few statements for the lot.
+pub(super) async fn load_fragments(conn: &mut AnyConnection, seals: &mut [Seal]) -> MetaResult<()> {
+    let mut by_id: HashMap<SealId, Vec<Fragment>> = HashMap::new();
+    for chunk in seals.chunks(IDS_PER_QUERY) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT seal_id, idx, location, object_name, size, state FROM fragments WHERE seal_id IN ({}) \
+             ORDER BY seal_id, idx",
+            marks.join(", ")
+        );
+        // The statement is ours: a fixed text and numbered placeholders.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            q = q.bind(s.id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let (seal, f) = fragment_row(&r)?;
+            by_id.entry(seal).or_default().push(f);
+        }
+    }
+    for s in seals {
+        s.fragments = by_id.remove(&s.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Records what landed of a pending seal, inside a commit's transaction.
+pub(super) async fn finish_seal(conn: &mut AnyConnection, seal: SealId, fin: &SealFinish) -> MetaResult<()> {
+    let id = seal.to_string();
+    for &(idx, size) in &fin.stored {
+        sqlx::query("UPDATE fragments SET state = $1, size = $2 WHERE seal_id = $3 AND idx = $4")
+            .bind(FragmentState::Stored.as_str())
+            .bind(big(size))
+            .bind(&id)
+            .bind(i64::from(idx))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for &idx in &fin.missing {
+        sqlx::query("UPDATE fragments SET state = $1 WHERE seal_id = $2 AND idx = $3")
+            .bind(FragmentState::Missing.as_str())
+            .bind(&id)
+            .bind(i64::from(idx))
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(lens) = &fin.sealed_lens {
+        let bytes: Vec<u8> = lens.iter().flat_map(|l| l.to_le_bytes()).collect();
+        sqlx::query("UPDATE seals SET sealed_lens = $1 WHERE id = $2")
+            .bind(bytes)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks seals garbage.
+pub(super) async fn mark_garbage(conn: &mut AnyConnection, seal: SealId, now: i64) -> MetaResult<()> {
+    sqlx::query("UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3")
+        .bind(SealState::Garbage.as_str())
+        .bind(now)
+        .bind(seal.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Makes a pending seal stored. `false` if it is no longer pending (collected as a
+/// dead write meanwhile): then it must not become visible.
+pub(super) async fn store_pending(conn: &mut AnyConnection, seal: SealId, now: i64) -> MetaResult<bool> {
+    let r = sqlx::query("UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4")
+        .bind(SealState::Stored.as_str())
+        .bind(now)
+        .bind(seal.to_string())
+        .bind(SealState::Pending.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// A pending seal that can no longer be committed.
+pub(super) fn not_pending(seal: SealId) -> MetaError {
+    MetaError::Conflict(format!("seal {seal} is no longer pending: the write took longer than pipeline.pending_grace"))
+}
+
+impl MetaStore {
+    /// Records a write about to start on node `writer`: its seal and planned
+    /// fragments, all `pending` whatever `seal` says.
+    pub async fn insert_pending_seal(&self, seal: &Seal, writer: &str) -> MetaResult<()> {
+        let id = seal.id.to_string();
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, \
+             updated_at, writer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
+        )
+        .bind(&id)
+        .bind(SealState::Pending.as_str())
+        .bind(big(seal.size))
+        .bind(i64::from(seal.params.k()))
+        .bind(i64::from(seal.params.n()))
+        .bind(i64::from(seal.params.segment_size()))
+        .bind(seal.compression.column())
+        .bind(seal.sealed_lens.as_ref().map(|l| l.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+        .bind(seal.wrapped_key.0.to_vec())
+        .bind(now)
+        .bind(writer)
+        .execute(&mut *tx)
+        .await?;
+        for f in &seal.fragments {
+            sqlx::query(
+                "INSERT INTO fragments (seal_id, idx, location, object_name, size, state) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&id)
+            .bind(i64::from(f.index))
+            .bind(&f.location)
+            .bind(&f.name)
+            .bind(big(f.size))
+            .bind(FragmentState::Pending.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks a seal as garbage (a failed write, or one no longer referenced).
+    pub async fn discard_seal(&self, seal: SealId) -> MetaResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        mark_garbage(&mut conn, seal, now_ms()).await
+    }
+
+    /// A seal and its fragments.
+    pub async fn seal(&self, id: SealId) -> MetaResult<Option<Seal>> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query(concat!("SELECT ", seal_columns!("s"), " FROM seals s WHERE s.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut seals = [seal_row(&row, 0)?];
+        load_fragments(&mut conn, &mut seals).await?;
+        let [seal] = seals;
+        Ok(Some(seal))
+    }
+
+    /// Sets one fragment's state (after a failed read, or a repair).
+    pub async fn set_fragment_state(&self, seal: SealId, index: u8, state: FragmentState) -> MetaResult<()> {
+        sqlx::query("UPDATE fragments SET state = $1 WHERE seal_id = $2 AND idx = $3")
+            .bind(state.as_str())
+            .bind(seal.to_string())
+            .bind(i64::from(index))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Seals to collect, oldest first: garbage, and pending ones whose writes died
+    /// (see [`DeadWrites`]) — never one a version or an upload still references.
+    pub async fn collectable_seals(&self, dead: &DeadWrites<'_>, limit: i64) -> MetaResult<Vec<Seal>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            seal_columns!("s"),
+            " FROM seals s WHERE (s.state = $1 OR (s.state = $2 AND (s.updated_at < $3 OR (s.writer = $4 AND \
+             s.updated_at < $5)))) AND NOT EXISTS (SELECT 1 FROM version_parts p WHERE p.seal_id = s.id) \
+             AND NOT EXISTS (SELECT 1 FROM upload_parts u WHERE u.seal_id = s.id) ORDER BY s.updated_at LIMIT $6"
+        ))
+        .bind(SealState::Garbage.as_str())
+        .bind(SealState::Pending.as_str())
+        .bind(dead.before)
+        .bind(dead.writer)
+        .bind(dead.writer_before)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
+        load_fragments(&mut conn, &mut seals).await?;
+        Ok(seals)
+    }
+
+    /// Forgets a collected seal (its fragments were deleted). Refuses, returning
+    /// `false`, if anything still references it or it is no longer collectable.
+    pub async fn forget_seal(&self, seal: SealId) -> MetaResult<bool> {
+        let id = seal.to_string();
+        let mut tx = self.begin_write().await?;
+        let referenced = sqlx::query(
+            "SELECT 1 FROM version_parts WHERE seal_id = $1 UNION ALL SELECT 1 FROM upload_parts WHERE seal_id = $1 LIMIT 1",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if referenced.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM fragments WHERE seal_id = $1").bind(&id).execute(&mut *tx).await?;
+        let r = sqlx::query("DELETE FROM seals WHERE id = $1 AND state <> $2")
+            .bind(&id)
+            .bind(SealState::Stored.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `ttl_ms` from now. True
+    /// if `holder` holds it now: it was free, expired, or already `holder`'s. Each
+    /// step is one atomic statement, so two replicas racing never both win.
+    pub async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> MetaResult<bool> {
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = $2, expires_at = $3 WHERE name = $1 AND (holder = $2 OR expires_at < $4)",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,85 @@
+//! Completing a multipart upload: the parts a client names, checked against those
+//! it uploaded as S3 checks them, become one version in one transaction. No data
+//! moves: each part is already a seal of its own.
+
+use super::checksum::{etag_digest, multipart_etag};
+use super::{PipelineCtx, PipelineError};
+use crate::meta::{PartRow, UploadRow, VersionId, VersionRow, now_ms};
+
+/// Smallest part but the last, as S3 requires.
+pub const MIN_PART: u64 = 5 << 20;
+/// Highest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// A completion: the upload and the parts the client named, in its order, each
+/// with the ETag it gave (quotes allowed).
+#[derive(Debug, Clone)]
+pub struct CompleteRequest {
+    /// The upload.
+    pub upload: UploadRow,
+    /// Part numbers and ETags, as listed.
+    pub parts: Vec<(u32, String)>,
+}
+
+/// What a completion made visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompleteOutcome {
+    /// The new version.
+    pub version: VersionId,
+    /// Its ETag: the digest of the parts' digests, `-N`.
+    pub etag: String,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Completes an upload: the listed parts must be in ascending order, uploaded with
+/// the ETags given, and all but the last at least [`MIN_PART`]. A concurrent
+/// completion or abort of the same upload makes this one [`PipelineError::NoSuchUpload`].
+pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<CompleteOutcome, PipelineError> {
+    let CompleteRequest { upload, parts: wanted } = req;
+    // Order first, as S3 does: a misordered list is InvalidPartOrder whatever else.
+    if wanted.windows(2).any(|w| w[1].0 <= w[0].0) {
+        return Err(PipelineError::PartOrder);
+    }
+    let stored = ctx.meta.upload_parts(upload.id, 0, i64::from(MAX_PART_NUMBER)).await?;
+    let mut parts = Vec::with_capacity(wanted.len());
+    let mut digests = Vec::with_capacity(wanted.len());
+    let mut offset = 0u64;
+    for (pos, (number, given)) in wanted.iter().enumerate() {
+        let Some(have) = stored.iter().find(|p| p.number == *number) else {
+            // Its parts go with the upload: a completed or aborted one has none.
+            return Err(match ctx.meta.upload(upload.id).await? {
+                Some(_) => PipelineError::InvalidPart(*number),
+                None => PipelineError::NoSuchUpload,
+            });
+        };
+        if given.trim().trim_matches('"') != have.etag {
+            return Err(PipelineError::InvalidPart(*number));
+        }
+        if pos + 1 < wanted.len() && have.size < MIN_PART {
+            return Err(PipelineError::PartTooSmall(*number));
+        }
+        digests.push(etag_digest(&have.etag).ok_or_else(|| {
+            PipelineError::Meta(crate::meta::MetaError::Corrupt(format!("part {number}: ETag is not a digest")))
+        })?);
+        parts.push(PartRow { number: *number, seal_id: have.seal_id, offset, size: have.size });
+        offset += have.size;
+    }
+    let etag = multipart_etag(ctx.etag, &digests);
+    let version = VersionRow {
+        id: VersionId::generate(ctx.offload.random.as_ref())?,
+        bucket: upload.bucket.clone(),
+        key: upload.key.clone(),
+        size: offset,
+        etag: etag.clone(),
+        last_modified: now_ms(),
+        attrs: upload.attrs.clone(),
+        checksum_value: None,
+        checksum_type: None,
+        part_count: parts.len() as u32,
+    };
+    match ctx.meta.complete_upload(upload.id, &version, &parts).await? {
+        Some(_) => Ok(CompleteOutcome { version: version.id, etag, size: offset }),
+        None => Err(PipelineError::NoSuchUpload),
+    }
+}

@@ -1,0 +1,594 @@
+//! The data path in process: real metadata (SQLite in a scratch directory), the real
+//! codec and offload engines, and an in-memory fragment store with the faults real
+//! locations have. No server, no network: the whole set runs in seconds. Later
+//! changes to the data path add their cases here.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use codec::fragment::{HEADER_LEN, record_checksum};
+use codec::{CodingParams, MasterKey};
+use futures::StreamExt;
+use offload::aead::DataKey;
+use offload::compress::Algorithm;
+use zeroize::Zeroizing;
+
+use super::*;
+use crate::backend::memory::{Fault, MemoryStore};
+use crate::catalog::Catalog;
+use crate::config::{HumanDuration, Location, LocationKind, Policy, Tier};
+use crate::meta::{FragmentAt, FragmentState, Manifest, ObjectAttrs, SealState, UploadId, UploadRow, now_ms};
+use crate::placement::Spread;
+
+/// A small segment, so that objects span many of them quickly.
+const SEG: u32 = 4096;
+
+/// How a rig is set up.
+struct Options {
+    k: u8,
+    n: u8,
+    segment: u32,
+    /// Locations beyond the `n` the policy uses (targets for moves).
+    spare_locations: usize,
+    compression: Option<Algorithm>,
+    /// Put the fragment cache (on a file) in front of the store.
+    cache: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { k: 4, n: 6, segment: SEG, spare_locations: 0, compression: None, cache: false }
+    }
+}
+
+/// A data path over an in-memory store, with bucket `b` of tenant `default`.
+struct Rig {
+    ctx: Arc<PipelineCtx>,
+    store: Arc<MemoryStore>,
+    cache: Option<Arc<crate::cache::store::Cache>>,
+    policy: Policy,
+}
+
+fn location(name: &str) -> Location {
+    Location {
+        name: name.into(),
+        kind: LocationKind::Edge,
+        endpoint: url::Url::parse("https://127.0.0.1:1").expect("url"),
+        tier: Tier::Edge,
+        region: None,
+        prefix: "p".into(),
+        container: String::new(),
+        access_key_id: String::new(),
+        secret: Zeroizing::new("a-secret-for-tests".into()),
+        signing_region: String::new(),
+        ca_file: None,
+    }
+}
+
+impl Rig {
+    async fn new(o: Options) -> Rig {
+        static RIGS: AtomicU64 = AtomicU64::new(0);
+        let dir = crate::testing::scratch_dir(&format!("pipeline-{}", RIGS.fetch_add(1, Ordering::Relaxed)));
+        let (offload, _) =
+            offload::Offload::select(&offload::OffloadConfig::default(), &offload::probe()).expect("engines");
+        let meta = crate::meta::MetaStore::connect(&format!("sqlite://{}", dir.join("meta.db").display()))
+            .await
+            .expect("metadata");
+        let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &DataKey::from_bytes([5; 32]), 1).expect("kek"));
+        let names: Vec<String> = (0..usize::from(o.n) + o.spare_locations).map(|i| format!("l{i}")).collect();
+        let locations: BTreeMap<String, Location> = names.iter().map(|n| (n.clone(), location(n))).collect();
+        let policy = Policy {
+            name: "p".into(),
+            params: CodingParams::new(o.k, o.n, o.segment).expect("params"),
+            locations: names[..usize::from(o.n)].to_vec(),
+            all_locations: false,
+            min_cloud: 0,
+            min_edge: 0,
+            compression: o.compression,
+            write_quorum: (o.k + 1).min(o.n),
+        };
+        let policies = BTreeMap::from([("p".to_string(), policy.clone())]);
+        let store = Arc::new(MemoryStore::default());
+        let cache = o.cache.then(|| {
+            let device = crate::cache::device::FileDevice::open(&dir.join("cache.img"), 16 << 20).expect("device");
+            let blocks = crate::cache::device::BlockDevice::block_count(&device);
+            let evict = crate::cache::evict::by_name("s3fifo", blocks).expect("policy");
+            let cache = crate::cache::store::Cache::open(
+                Arc::new(device),
+                &dir.join("cache.index"),
+                evict,
+                offload.clone(),
+                master.clone(),
+            )
+            .expect("cache");
+            Arc::new(cache)
+        });
+        let fragments: Arc<dyn crate::backend::FragmentStore> = match &cache {
+            Some(c) => Arc::new(crate::cache::layer::CachedStore::new(store.clone(), c.clone(), true, true)),
+            None => store.clone(),
+        };
+        let node = crate::node::Node::claim(&dir, offload.random.as_ref()).expect("node");
+        let config = crate::config::PipelineConfig {
+            stall_timeout: HumanDuration(Duration::from_millis(800)),
+            ..Default::default()
+        };
+        let ctx = Arc::new(PipelineCtx {
+            config,
+            etag: crate::config::EtagAlgorithm::Md5,
+            hashes: checksum::HashMeters::register(&offload.meters),
+            offload,
+            meta,
+            catalog: Arc::new(Catalog::new(&locations, &policies, master.clone())),
+            master,
+            store: fragments,
+            placement: Arc::new(Spread),
+            health: Arc::default(),
+            node: Arc::new(node),
+            matrices: shared::MatrixCache::default(),
+            buffers: shared::BufferPool::new(4),
+            transfers: Arc::new(tokio::sync::Semaphore::new(8)),
+            quorum_failures: QuorumFailures::default(),
+        });
+        assert!(ctx.meta.create_bucket("b", "p", "default").await.expect("bucket"));
+        Rig { ctx, store, cache, policy }
+    }
+
+    fn request(&self, key: &str, len: u64, body: BodyStream, expect: Expected) -> PutRequest {
+        PutRequest {
+            policy: self.policy.clone(),
+            tenant: 0,
+            len,
+            body,
+            checksum: None,
+            expect,
+            target: PutTarget::Object {
+                bucket: "b".into(),
+                key: key.as_bytes().to_vec(),
+                attrs: ObjectAttrs::default(),
+            },
+        }
+    }
+
+    async fn try_put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, PipelineError> {
+        put(&self.ctx, self.request(key, data.len() as u64, body(data), Expected::default())).await
+    }
+
+    async fn put(&self, key: &str, data: &[u8]) -> PutOutcome {
+        self.try_put(key, data).await.unwrap_or_else(|e| panic!("PUT {key} ({} B): {e}", data.len()))
+    }
+
+    async fn manifest(&self, key: &str) -> Option<Manifest> {
+        self.ctx.meta.manifest("b", key.as_bytes()).await.expect("manifest")
+    }
+
+    /// Bytes `range` of `key`: an error before the first byte is the pipeline's,
+    /// one later is the stream's.
+    async fn get(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, String> {
+        let m = self.manifest(key).await.ok_or("no such key")?;
+        let mut stream = get(&self.ctx, m, range).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| format!("mid-stream: {e}"))?);
+        }
+        Ok(out)
+    }
+
+    async fn get_all(&self, key: &str) -> Vec<u8> {
+        let size = self.manifest(key).await.expect("visible").version.size;
+        self.get(key, 0..size).await.unwrap_or_else(|e| panic!("GET {key}: {e}"))
+    }
+
+    /// Where each fragment of `key`'s first part is: (location, name).
+    async fn fragments(&self, key: &str) -> Vec<(String, String)> {
+        let m = self.manifest(key).await.expect("visible");
+        m.parts[0].seal.fragments.iter().map(|f| (f.location.clone(), f.name.clone())).collect()
+    }
+
+    /// Waits until the seal's discard (spawned when a write is dropped) is recorded.
+    async fn seal_state(&self, seal: crate::meta::SealId) -> Option<SealState> {
+        self.ctx.meta.seal(seal).await.expect("seal").map(|s| s.state)
+    }
+}
+
+fn body(data: &[u8]) -> BodyStream {
+    let chunks: Vec<Result<Bytes, BoxError>> = data.chunks(7919).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    futures::stream::iter(chunks).boxed()
+}
+
+/// Incompressible bytes.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Seals written so far, by state.
+async fn seals_in(rig: &Rig, state: SealState) -> usize {
+    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0 };
+    let all = rig.ctx.meta.collectable_seals(&dead, 1000).await.expect("seals");
+    all.iter().filter(|s| s.state == state).count()
+}
+
+#[tokio::test]
+async fn objects_of_every_awkward_size_round_trip() {
+    let rig = Rig::new(Options::default()).await;
+    let s = SEG as usize;
+    for len in [0, 1, s - 1, s, s + 1, 2 * s - 1, 10 * s + 17] {
+        let key = format!("k{len}");
+        let d = data(len, len as u64);
+        let stored = rig.put(&key, &d).await;
+        assert_eq!(stored.stored, 6, "every fragment landed");
+        assert_eq!(rig.get_all(&key).await, d, "{len} B");
+        // Every location holds one fragment of it: header plus one record per segment.
+        assert_eq!(
+            rig.fragments(&key).await.iter().map(|(l, _)| l.clone()).collect::<std::collections::BTreeSet<_>>().len(),
+            6
+        );
+    }
+}
+
+#[tokio::test]
+async fn ranges_return_exactly_the_bytes_asked_for() {
+    let rig = Rig::new(Options::default()).await;
+    let s = u64::from(SEG);
+    let d = data(10 * s as usize + 333, 7);
+    rig.put("r", &d).await;
+    let len = d.len() as u64;
+    for r in [0..1, len - 1..len, s - 1..s + 1, 3 * s..4 * s, 2 * s + 5..7 * s + 9, 0..len, 17..18] {
+        let got = rig.get("r", r.clone()).await.unwrap_or_else(|e| panic!("{r:?}: {e}"));
+        assert!(got == d[r.start as usize..r.end as usize], "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn any_n_minus_k_lost_fragments_are_survived_one_more_is_503() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(5 * SEG as usize + 9, 3);
+    rig.put("x", &d).await;
+    let frags = rig.fragments("x").await;
+    // Two of six lost, in several combinations (one object each: a fragment found
+    // missing stays marked so).
+    for (i, (a, b)) in [(0, 1), (2, 5), (4, 3)].into_iter().enumerate() {
+        let key = format!("x{i}");
+        rig.put(&key, &d).await;
+        let f = rig.fragments(&key).await;
+        rig.store.lose(&f[a].0, &f[a].1);
+        rig.store.lose(&f[b].0, &f[b].1);
+        assert_eq!(rig.get_all(&key).await, d, "lost {a} and {b}");
+    }
+    // Locations down rather than objects lost: the same.
+    rig.store.set_fault(&frags[1].0, Some(Fault::Down));
+    rig.store.set_fault(&frags[4].0, Some(Fault::Down));
+    assert_eq!(rig.get_all("x").await, d);
+    // A third: fewer than k left, and the answer is an error, never bytes.
+    rig.store.lose(&frags[0].0, &frags[0].1);
+    let e = rig.get("x", 0..d.len() as u64).await.expect_err("only 3 of 4 needed");
+    assert!(e.contains("only 3 of 4"), "{e}");
+    assert!(rig.ctx.quorum_failures.read.load(Ordering::Relaxed) >= 1);
+    // The fragment the location no longer has is marked missing.
+    let m = rig.manifest("x").await.expect("visible");
+    assert_eq!(m.parts[0].seal.fragments[0].state, FragmentState::Missing);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_anywhere_in_a_fragment_never_reaches_the_client() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(3 * SEG as usize + 100, 11);
+    rig.put("f", &d).await;
+    let (loc, name) = rig.fragments("f").await[2].clone();
+    let original = rig.store.bytes(&loc, &name).expect("stored").to_vec();
+    let k = 4usize;
+    let record = original.len() - HEADER_LEN; // the records, for the offsets below
+    let first_record_len = (record - 100) / 3; // the first records are all full
+    let spots = [
+        ("header: magic", 1),
+        ("header: index", 10),
+        ("header: checksum", 61),
+        ("record: sealed length", HEADER_LEN + 1),
+        ("record: flags", HEADER_LEN + 4),
+        ("record: coefficient", HEADER_LEN + 8 + 1),
+        ("record: symbol", HEADER_LEN + 8 + k + 100),
+        ("record: checksum", HEADER_LEN + first_record_len - 2),
+        ("last record: symbol", original.len() - 40),
+    ];
+    for (what, at) in spots {
+        rig.store.flip(&loc, &name, at, 3);
+        assert_eq!(rig.get_all("f").await, d, "{what}");
+        assert_eq!(rig.get("f", 10..SEG as u64 + 10).await.expect("range"), d[10..SEG as usize + 10], "{what}");
+        rig.store.replace(&loc, &name, original.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_forged_record_with_a_valid_checksum_is_outvoted() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(2 * SEG as usize, 5);
+    rig.put("forged", &d).await;
+    let m = rig.manifest("forged").await.expect("visible");
+    let seal = m.parts[0].seal.clone();
+    let (loc, name) = (seal.fragments[0].location.clone(), seal.fragments[0].name.clone());
+    let mut bytes = rig.store.bytes(&loc, &name).expect("stored").to_vec();
+    // Change the first record's symbol and make its checksum right again: only the
+    // AEAD can tell now.
+    let len = (bytes.len() - HEADER_LEN) / 2;
+    bytes[HEADER_LEN + 8 + 4 + 10] ^= 0xff;
+    let end = HEADER_LEN + len - 4;
+    let crc = record_checksum(rig.ctx.offload.crc32c.as_ref(), &seal.id.codec(), 0, &bytes[HEADER_LEN..end]);
+    bytes[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+    rig.store.replace(&loc, &name, bytes);
+    assert_eq!(rig.get_all("forged").await, d, "a spare fragment outvotes the forgery");
+}
+
+#[tokio::test]
+async fn a_location_failing_mid_put_above_quorum_is_recorded_missing() {
+    let rig = Rig::new(Options::default()).await;
+    rig.store.set_fault("l3", Some(Fault::FailPutAfter(3000)));
+    let d = data(8 * SEG as usize, 2);
+    let stored = rig.put("q", &d).await;
+    assert_eq!(stored.stored, 5);
+    let m = rig.manifest("q").await.expect("visible");
+    let states: Vec<(String, FragmentState)> =
+        m.parts[0].seal.fragments.iter().map(|f| (f.location.clone(), f.state)).collect();
+    assert!(states.contains(&("l3".into(), FragmentState::Missing)), "{states:?}");
+    assert_eq!(states.iter().filter(|(_, s)| *s == FragmentState::Stored).count(), 5);
+    assert!(rig.store.names("l3").is_empty(), "a failed upload leaves nothing");
+    assert_eq!(rig.get_all("q").await, d);
+}
+
+#[tokio::test]
+async fn a_put_below_quorum_stores_nothing_and_leaves_garbage_only() {
+    let rig = Rig::new(Options::default()).await;
+    rig.store.set_fault("l1", Some(Fault::FailPutAfter(5000)));
+    rig.store.set_fault("l4", Some(Fault::Down));
+    let d = data(6 * SEG as usize, 4);
+    let e = rig.try_put("nq", &d).await.expect_err("4 of 6 cannot make a quorum of 5");
+    assert!(matches!(e, PipelineError::WriteQuorum { needed: 5, landed: 4 }), "{e}");
+    assert!(rig.manifest("nq").await.is_none(), "nothing visible");
+    assert_eq!(rig.ctx.quorum_failures.write.load(Ordering::Relaxed), 1);
+    // The seal is garbage (its guard discarded it), and collection removes what landed.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seals_in(&rig, SealState::Garbage).await, 1);
+    rig.store.set_fault("l1", None);
+    rig.store.set_fault("l4", None);
+    let collected = cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 10).await.expect("collect");
+    assert_eq!(collected, 1);
+    assert!(rig.store.all().is_empty(), "no fragment left anywhere: {:?}", rig.store.all());
+}
+
+#[tokio::test]
+async fn a_stalled_location_is_given_up_on_after_the_stall_timeout() {
+    let rig = Rig::new(Options::default()).await;
+    rig.store.set_fault("l2", Some(Fault::StallPutAfter(1)));
+    // Enough segments that the stalled upload's channel fills up.
+    let d = data(64 * SEG as usize, 6);
+    let started = std::time::Instant::now();
+    let stored = rig.put("stall", &d).await;
+    assert_eq!(stored.stored, 5);
+    assert!(started.elapsed() < Duration::from_secs(20), "given up on, not waited for");
+    assert_eq!(rig.get_all("stall").await, d);
+}
+
+#[tokio::test]
+async fn digests_that_do_not_match_store_nothing() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(SEG as usize + 5, 8);
+    let md5: [u8; 16] = <md5::Md5 as md5::Digest>::digest(&d).into();
+    // Right Content-MD5: stored.
+    let ok = Expected { content_md5: Some(md5), checksum: None };
+    put(&rig.ctx, rig.request("good", d.len() as u64, body(&d), ok)).await.expect("matching MD5");
+    // Wrong Content-MD5, and a wrong checksum arriving as a trailer: refused.
+    let mut wrong = md5;
+    wrong[0] ^= 1;
+    let bad = Expected { content_md5: Some(wrong), checksum: None };
+    let e = put(&rig.ctx, rig.request("bad-md5", d.len() as u64, body(&d), bad)).await.expect_err("wrong MD5");
+    assert!(matches!(e, PipelineError::BadDigest(Digest::ContentMd5)), "{e}");
+    let mut req = rig.request("bad-crc", d.len() as u64, body(&d), Expected::default());
+    req.checksum = Some(crate::meta::ChecksumAlgorithm::Crc32c);
+    req.expect.checksum = Some(Box::new(|| Some("AAAAAA==".to_string())));
+    let e = put(&rig.ctx, req).await.expect_err("wrong checksum");
+    assert!(matches!(e, PipelineError::BadDigest(Digest::Checksum(crate::meta::ChecksumAlgorithm::Crc32c))), "{e}");
+    assert!(rig.manifest("bad-md5").await.is_none() && rig.manifest("bad-crc").await.is_none());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seals_in(&rig, SealState::Garbage).await, 2, "both refused writes are garbage");
+    // The right checksum is kept and returned.
+    let mut req = rig.request("crc", d.len() as u64, body(&d), Expected::default());
+    req.checksum = Some(crate::meta::ChecksumAlgorithm::Crc32c);
+    let stored = put(&rig.ctx, req).await.expect("checksum computed");
+    let (alg, value) = stored.checksum.expect("checksum");
+    let m = rig.manifest("crc").await.expect("visible");
+    assert_eq!((m.version.attrs.checksum_algorithm, m.version.checksum_value), (Some(alg), Some(value)));
+}
+
+#[tokio::test]
+async fn a_body_shorter_or_longer_than_announced_stores_nothing() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(3 * SEG as usize, 9);
+    let e = put(&rig.ctx, rig.request("short", d.len() as u64 + 1, body(&d), Expected::default())).await;
+    assert!(matches!(e, Err(PipelineError::BodyLength { got, .. }) if got == d.len() as u64), "{e:?}");
+    let e = put(&rig.ctx, rig.request("long", d.len() as u64 - 1, body(&d), Expected::default())).await;
+    assert!(matches!(e, Err(PipelineError::BodyLength { .. })), "{e:?}");
+    // A body that fails halfway (the client's connection broke).
+    let broken: BodyStream =
+        futures::stream::iter([Ok(Bytes::from(d.clone())), Err::<Bytes, BoxError>("connection reset".into())]).boxed();
+    let e = put(&rig.ctx, rig.request("broken", d.len() as u64 * 2, broken, Expected::default())).await;
+    assert!(matches!(e, Err(PipelineError::Body(_))), "{e:?}");
+    for k in ["short", "long", "broken"] {
+        assert!(rig.manifest(k).await.is_none(), "{k}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_put_leaves_only_garbage() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(4 * SEG as usize, 10);
+    // Half a body, then nothing more, ever.
+    let half: BodyStream = futures::stream::iter([Ok::<Bytes, BoxError>(Bytes::from(d[..d.len() / 2].to_vec()))])
+        .chain(futures::stream::pending())
+        .boxed();
+    let request = rig.request("gone", d.len() as u64, half, Expected::default());
+    assert!(tokio::time::timeout(Duration::from_millis(300), put(&rig.ctx, request)).await.is_err());
+    // The request future was dropped: its guard discards the seal.
+    let mut garbage = 0;
+    for _ in 0..50 {
+        garbage = seals_in(&rig, SealState::Garbage).await;
+        if garbage == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(garbage, 1);
+    assert!(rig.manifest("gone").await.is_none());
+}
+
+#[tokio::test]
+async fn overwrites_retire_the_old_seal_and_collection_deletes_its_fragments() {
+    let rig = Rig::new(Options::default()).await;
+    let (a, b) = (data(2 * SEG as usize, 1), data(SEG as usize / 2, 2));
+    let first = rig.put("o", &a).await;
+    let old: Vec<(String, String)> = rig.fragments("o").await;
+    let second = rig.put("o", &b).await;
+    assert_ne!(first.seal, second.seal);
+    assert_eq!(rig.seal_state(first.seal).await, Some(SealState::Garbage));
+    assert_eq!(rig.get_all("o").await, b);
+    let n = cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 10).await.expect("collect");
+    assert_eq!(n, 1);
+    assert!(old.iter().all(|(l, name)| rig.store.bytes(l, name).is_none()), "old fragments deleted");
+    assert_eq!(rig.seal_state(first.seal).await, None, "forgotten");
+    assert_eq!(rig.get_all("o").await, b, "the new version untouched");
+}
+
+#[tokio::test]
+async fn compressed_objects_round_trip_by_range() {
+    for algorithm in [Algorithm::Zstd, Algorithm::Lz4] {
+        let rig = Rig::new(Options { compression: Some(algorithm), ..Options::default() }).await;
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog; ".repeat(2000);
+        rig.put("z", &text).await;
+        let m = rig.manifest("z").await.expect("visible");
+        assert_eq!(m.parts[0].seal.compression.algorithm(), Some(algorithm));
+        let stored: u64 = m.parts[0].seal.fragments.iter().map(|f| f.size).sum();
+        assert!(stored < text.len() as u64, "{algorithm:?}: {stored} B stored for {} B", text.len());
+        assert_eq!(rig.get_all("z").await, text);
+        let r = 5000..30_001u64;
+        assert_eq!(rig.get("z", r.clone()).await.expect("range"), text[r.start as usize..r.end as usize]);
+    }
+}
+
+#[tokio::test]
+async fn a_drain_recodes_a_fragment_elsewhere_without_reading_the_drained_location() {
+    let rig = Rig::new(Options { spare_locations: 1, ..Options::default() }).await;
+    let d = data(7 * SEG as usize + 3, 12);
+    rig.put("d", &d).await;
+    let m = rig.manifest("d").await.expect("visible");
+    let from = m.parts[0].seal.fragments[0].location.clone();
+    // The drained location is gone: it must not be needed.
+    rig.store.set_fault(&from, Some(Fault::Down));
+    let before = rig.store.counts(&from);
+    let item = FragmentAt { seal: m.parts[0].seal.clone(), index: 0 };
+    let view = rig.ctx.catalog.view();
+    let to = drain::target(&rig.ctx, &view, &from, &item).expect("a target");
+    assert_eq!(to, "l6", "the only location holding none of the seal");
+    let moved = drain::move_fragment(&rig.ctx, &from, &item, &to).await.expect("moved");
+    assert!(moved.recorded);
+    assert_eq!(rig.store.counts(&from).gets, before.gets, "the drained location was never read");
+    let after = rig.manifest("d").await.expect("visible");
+    assert_eq!(after.parts[0].seal.fragments[0].location, "l6");
+    // Every k-subset still decodes: read with two other locations down besides.
+    let others: Vec<String> = after.parts[0].seal.fragments[1..3].iter().map(|f| f.location.clone()).collect();
+    for l in &others {
+        rig.store.set_fault(l, Some(Fault::Down));
+    }
+    assert_eq!(rig.get_all("d").await, d, "the recoded fragment decodes with the others");
+}
+
+#[tokio::test]
+async fn multipart_uploads_complete_once_and_read_across_parts() {
+    // Parts must be at least 5 MiB (but the last): a larger segment keeps this quick.
+    let rig = Rig::new(Options { segment: 1 << 20, ..Options::default() }).await;
+    let upload = UploadRow {
+        id: UploadId::generate(rig.ctx.offload.random.as_ref()).expect("id"),
+        bucket: "b".into(),
+        key: b"big".to_vec(),
+        created_at: now_ms(),
+        attrs: ObjectAttrs::default(),
+    };
+    rig.ctx.meta.create_upload(&upload).await.expect("upload");
+    let parts = [data(MIN_PART as usize, 21), data(MIN_PART as usize + 7, 22), data(1000, 23)];
+    let mut etags = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let mut req = rig.request("big", p.len() as u64, body(p), Expected::default());
+        req.target = PutTarget::Part { upload: upload.id, number: i as u32 + 1 };
+        let stored = put(&rig.ctx, req).await.expect("part");
+        assert_eq!(stored.version, None, "a part is no version");
+        etags.push((i as u32 + 1, format!("\"{}\"", stored.etag)));
+    }
+    assert!(rig.manifest("big").await.is_none(), "parts are invisible until completed");
+    let complete_with = |parts: Vec<(u32, String)>| CompleteRequest { upload: upload.clone(), parts };
+    // The rules S3 has, each refused without changing anything.
+    let e = complete(&rig.ctx, complete_with(vec![etags[1].clone(), etags[0].clone()])).await;
+    assert!(matches!(e, Err(PipelineError::PartOrder)), "{e:?}");
+    let e = complete(&rig.ctx, complete_with(vec![(1, "\"0123\"".into())])).await;
+    assert!(matches!(e, Err(PipelineError::InvalidPart(1))), "{e:?}");
+    let e = complete(&rig.ctx, complete_with(vec![etags[2].clone(), (4, etags[0].1.clone())])).await;
+    assert!(matches!(e, Err(PipelineError::PartTooSmall(3))), "only the last part may be small: {e:?}");
+    let e = complete(&rig.ctx, complete_with(vec![etags[0].clone(), (4, etags[0].1.clone())])).await;
+    assert!(matches!(e, Err(PipelineError::InvalidPart(4))), "{e:?}");
+    let done = complete(&rig.ctx, complete_with(etags.clone())).await.expect("complete");
+    assert!(done.etag.ends_with("-3"), "{}", done.etag);
+    let whole: Vec<u8> = parts.concat();
+    assert_eq!(rig.get_all("big").await, whole);
+    let across = MIN_PART - 10..MIN_PART + 10;
+    assert_eq!(rig.get("big", across.clone()).await.expect("range"), whole[across.start as usize..across.end as usize]);
+    // Completing it again (a retry racing the first) finds no upload.
+    let again = complete(&rig.ctx, complete_with(etags)).await;
+    assert!(matches!(again, Err(PipelineError::NoSuchUpload)), "{again:?}");
+    assert_eq!(rig.manifest("big").await.expect("visible").version.id, done.version);
+}
+
+#[tokio::test]
+async fn the_cache_layer_serves_reads_with_every_location_down_under_the_tenant_key() {
+    let rig = Rig::new(Options { cache: true, ..Options::default() }).await;
+    let cache = rig.cache.clone().expect("cache");
+    // A bucket of another tenant: its fragments are cached under that tenant's key.
+    assert!(rig.ctx.meta.create_tenant("acme").await.expect("tenant"));
+    assert!(rig.ctx.meta.create_bucket("acme-b", "p", "acme").await.expect("bucket"));
+    let tenant = rig.ctx.meta.bucket("acme-b").await.expect("bucket").expect("exists").tenant_number;
+    assert_ne!(tenant, 0);
+    let d = data(5 * SEG as usize + 1, 13);
+    let mut req = rig.request("c", d.len() as u64, body(&d), Expected::default());
+    req.tenant = tenant;
+    req.target = PutTarget::Object { bucket: "acme-b".into(), key: b"c".to_vec(), attrs: ObjectAttrs::default() };
+    put(&rig.ctx, req).await.expect("put");
+    let m = rig.ctx.meta.manifest("acme-b", b"c").await.expect("manifest").expect("visible");
+    assert_eq!(m.tenant_number, tenant);
+    // The cache commits an entry on its own thread once the upload succeeded.
+    for f in &m.parts[0].seal.fragments {
+        let mut cached = None;
+        for _ in 0..100 {
+            cached = cache.tenant_of(&f.name);
+            if cached.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(cached, Some(tenant), "written through under the tenant's key");
+    }
+    for i in 0..6 {
+        rig.store.set_fault(&format!("l{i}"), Some(Fault::Down));
+    }
+    let mut stream = get(&rig.ctx, m, 0..d.len() as u64).await.expect("read from the cache");
+    let mut got = Vec::new();
+    while let Some(c) = stream.next().await {
+        got.extend_from_slice(&c.expect("chunk"));
+    }
+    assert_eq!(got, d);
+}

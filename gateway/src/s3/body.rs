@@ -1,0 +1,71 @@
+//! Request bodies: s3s's body stream (already unwrapped from aws-chunked framing,
+//! each chunk's signature checked) as the data path's [`BodyStream`], with its
+//! errors classified once into a typed [`BodyError`] that the error mapping reads
+//! back.
+
+use futures::StreamExt as _;
+use s3s::dto::StreamingBlob;
+
+use crate::pipeline::{BodyStream, BoxError};
+
+/// Reading a request body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// A chunk signature of an aws-chunked body did not match.
+    #[error("a chunk signature of the request body did not match")]
+    Signature,
+    /// The aws-chunked framing is malformed or exceeds its limits.
+    #[error("the aws-chunked request body is malformed: {0}")]
+    Malformed(String),
+    /// The connection failed or ended while the body was read.
+    #[error("the request body could not be read: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    /// Classifies an error of s3s's body stream. s3s keeps its aws-chunked error
+    /// type private, so the messages of the error and its sources are what there is
+    /// to tell a signature mismatch from a framing error: this is the one place
+    /// that reads them.
+    fn classify(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut text = Vec::new();
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            text.push(err.to_string());
+            cur = err.source();
+        }
+        let all = text.join(": ");
+        if all.contains("SignatureMismatch") {
+            BodyError::Signature
+        } else if ["FormatError", "ChunkMetaTooLarge", "TrailersTooLarge", "TooManyTrailerHeaders"]
+            .iter()
+            .any(|k| all.contains(k))
+        {
+            BodyError::Malformed(all)
+        } else {
+            BodyError::Read(all)
+        }
+    }
+}
+
+/// The body of a request as the data path reads it.
+pub fn stream(body: StreamingBlob) -> BodyStream {
+    body.map(|r| r.map_err(|e| Box::new(BodyError::classify(e.as_ref())) as BoxError)).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("AwsChunkedStreamError: {0}")]
+    struct Chunked(&'static str);
+
+    #[test]
+    fn classifies_s3s_body_errors() {
+        assert!(matches!(BodyError::classify(&Chunked("SignatureMismatch")), BodyError::Signature));
+        assert!(matches!(BodyError::classify(&Chunked("FormatError")), BodyError::Malformed(_)));
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        assert!(matches!(BodyError::classify(&reset), BodyError::Read(_)));
+    }
+}
