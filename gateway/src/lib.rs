@@ -27,4 +27,3 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 pub mod tls;
-pub mod units;

@@ -238,8 +238,8 @@ fn open_cache(
         .map_err(io(format!("opening the cache device {}", path.display())))?;
     let index = c.index.clone().unwrap_or_else(|| settings.data_dir.join("cache.index"));
     let blocks = crate::cache::device::BlockDevice::block_count(&device);
-    let policy = crate::cache::evict::by_name(&c.policy, blocks)
-        .ok_or_else(|| ConfigError::Invalid(format!("cache.policy {:?}", c.policy)))?;
+    let policy = crate::cache::evict::by_name(c.policy.as_str(), blocks)
+        .ok_or_else(|| ConfigError::Invalid(format!("cache.policy {:?}", c.policy.as_str())))?;
     let (kind, direct) = (device.kind(), crate::cache::device::BlockDevice::direct(&device));
     let cache = crate::cache::store::Cache::open(Arc::new(device), &index, policy, offload.clone(), master.clone())
         .map_err(|e| ServeError::Io {
@@ -252,7 +252,7 @@ fn open_cache(
         o_direct = direct,
         blocks,
         entries = cache.len(),
-        policy = %c.policy,
+        policy = c.policy.as_str(),
         "fragment cache open"
     );
     Ok(Some(Arc::new(cache)))

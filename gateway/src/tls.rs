@@ -284,8 +284,7 @@ mod tests {
 
     #[test]
     fn the_ca_survives_a_restart_and_issues_verifiable_certificates() {
-        let dir = std::env::temp_dir().join(format!("skyshard-tls-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::scratch_dir("tls");
         let (ca, created) = LocalCa::open_or_create(&dir.join(TLS_DIR)).expect("create");
         assert!(created);
         let key_mode = {

@@ -417,7 +417,9 @@ fn text(v: &Value, key: &str) -> String {
 }
 
 fn bytes_h(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_i64).map_or_else(|| "-".into(), |b| gateway::units::format_size(b.max(0) as u64))
+    v.get(key)
+        .and_then(Value::as_i64)
+        .map_or_else(|| "-".into(), |b| gateway::config::units::format_size(b.max(0) as u64))
 }
 
 /// A table with aligned columns.

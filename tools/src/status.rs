@@ -26,7 +26,7 @@ pub struct StatusArgs {
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Bytes each engine processes for its calibration.
-    #[arg(long, default_value = "32M", value_parser = gateway::units::parse_size)]
+    #[arg(long, default_value = "32M", value_parser = gateway::config::units::parse_size)]
     pub calibrate: u64,
     /// Skip the calibration.
     #[arg(long)]

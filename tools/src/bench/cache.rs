@@ -23,7 +23,7 @@ use anyhow::bail;
 use super::MachineInfo;
 use super::rig::{self, Rig, RigOptions};
 use gateway::cache::evict::{Zipf, by_name, hit_ratio};
-use gateway::units::{format_size, parse_size};
+use gateway::config::units::{format_size, parse_size};
 
 /// Arguments of `skyshard bench cache`.
 #[derive(Debug, Clone, clap::Args)]

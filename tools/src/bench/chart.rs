@@ -75,7 +75,7 @@ fn bars(report: &Report, area: &DrawingArea<BitMapBackend<'_>, plotters::coord::
     let labels: Vec<String> = ops.iter().map(|o| format!("{} {}/{}", o.op, o.tls, o.aead)).collect();
     let caption = format!(
         "Gateway CPU per object byte, by engine — {} object, {}-of-{}, {} ({} CPUs)",
-        gateway::units::format_size(report.size),
+        gateway::config::units::format_size(report.size),
         report.k,
         report.n,
         report.machine.cpu,
@@ -167,7 +167,7 @@ fn sweep(
         .x_labels(((xmax - xmin) * 4.0) as usize + 2)
         .x_label_formatter(&|v| {
             if (v - v.round()).abs() < 0.01 {
-                gateway::units::format_size(2f64.powf(v.round()) as u64)
+                gateway::config::units::format_size(2f64.powf(v.round()) as u64)
             } else {
                 String::new()
             }

@@ -32,7 +32,7 @@ use offload::{AlignedBuf, EngineChoice, Offload, OffloadConfig, SelectError, Sel
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use super::{MachineInfo, gbps, median, thread_cpu};
-use gateway::units::{format_size, parse_size};
+use gateway::config::units::{format_size, parse_size};
 
 /// Arguments of `skyshard bench codec`.
 #[derive(Debug, Clone, clap::Args)]

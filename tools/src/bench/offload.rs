@@ -24,7 +24,7 @@ use offload::tls::{TlsEngine, TlsKind};
 
 use super::MachineInfo;
 use super::rig::{self, BenchClient, Rig, RigOptions};
-use gateway::units::{format_size, parse_size};
+use gateway::config::units::{format_size, parse_size};
 
 /// Arguments of `skyshard bench offload`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,4 +1,55 @@
-//! Human units for sizes: `4M`, `64MiB`, `1.5G`, `4096`.
+//! Human units: sizes (`4M`, `64MiB`, `1.5G`, `4096`) and durations (`500ms`,
+//! `30s`, `15m`), as configuration values and on the command line.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A byte size written with units (`"4M"`, `"64MiB"`, `4096`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SizeRepr", into = "String")]
+pub struct Size(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for Size {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Number(n) => Ok(Size(n)),
+            SizeRepr::Text(s) => parse_size(&s).map(Size),
+        }
+    }
+}
+
+impl From<Size> for String {
+    fn from(s: Size) -> String {
+        s.0.to_string()
+    }
+}
+
+/// A duration written with units (`"15m"`, `"30s"`, `"500ms"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HumanDuration(pub Duration);
+
+impl TryFrom<String> for HumanDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_duration(&s).map(HumanDuration)
+    }
+}
+
+impl From<HumanDuration> for String {
+    fn from(d: HumanDuration) -> String {
+        format!("{}ms", d.0.as_millis())
+    }
+}
 
 /// Parses a byte size: a number with an optional binary suffix (`K`, `M`, `G`, `T`,
 /// optionally followed by `i`/`iB`/`B`; all powers of 1024).

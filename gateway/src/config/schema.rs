@@ -1,0 +1,441 @@
+//! The configuration file's shape: what an operator may write, with a doc comment
+//! per key and a default where one makes sense.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use offload::OffloadConfig;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, HumanDuration, Size};
+
+/// How single-part ETags are computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtagAlgorithm {
+    /// The MD5 of the content, as S3 clients expect (about 0.5 GB/s per core).
+    #[default]
+    Md5,
+    /// The first 128 bits of BLAKE3 (several GB/s per core). Clients that check an
+    /// ETag against the MD5 they computed will complain.
+    Blake3,
+}
+
+/// Kind of storage location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocationKind {
+    /// Any S3-compatible endpoint, through SigV4 presigned URLs.
+    S3,
+    /// An OpenStack Swift container, through TempURLs.
+    Swift,
+    /// A `skyshard edge` store.
+    Edge,
+}
+
+/// Tier of a location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Public or private cloud storage.
+    Cloud,
+    /// An edge device.
+    Edge,
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tier::Cloud => "cloud",
+            Tier::Edge => "edge",
+        })
+    }
+}
+
+/// Segment compression of a policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionChoice {
+    /// Store segments as they are.
+    #[default]
+    None,
+    /// Zstandard (level from `offload.zstd_level`).
+    Zstd,
+    /// LZ4.
+    Lz4,
+}
+
+/// One storage location.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationConfig {
+    /// Unique name; fragments record it, so do not rename a location holding data.
+    pub name: String,
+    /// `s3`, `swift` or `edge`.
+    pub kind: LocationKind,
+    /// Base URL: `http(s)://host:port` for S3 and edge; the account URL
+    /// (`http://host:port/v1/AUTH_account`) for Swift.
+    pub endpoint: String,
+    /// `cloud` or `edge` (default: `edge` for edge stores, `cloud` otherwise).
+    pub tier: Option<Tier>,
+    /// A region tag, for operators and placement reports.
+    pub region: Option<String>,
+    /// Relative share of fragments (reserved for weighted placement; default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Prefix of fragment object names at this location.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// S3: the bucket holding fragments.
+    pub bucket: Option<String>,
+    /// S3: access key id.
+    pub access_key_id: Option<String>,
+    /// S3: secret access key (or `secret_access_key_file`, or the environment
+    /// variable `SKYSHARD_LOCATION_<NAME>_SECRET`).
+    pub secret_access_key: Option<String>,
+    /// S3: file holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// S3: region used in signatures (default `us-east-1`).
+    pub signing_region: Option<String>,
+    /// Swift: the container holding fragments.
+    pub container: Option<String>,
+    /// Swift: the account's `Temp-URL-Key` (or `temp_url_key_file`, or
+    /// `SKYSHARD_LOCATION_<NAME>_SECRET`).
+    pub temp_url_key: Option<String>,
+    /// Swift: file holding the TempURL key.
+    pub temp_url_key_file: Option<PathBuf>,
+    /// Edge: the shared signing secret (or `secret_file`, or
+    /// `SKYSHARD_LOCATION_<NAME>_SECRET`).
+    pub secret: Option<String>,
+    /// Edge: file holding the signing secret.
+    pub secret_file: Option<PathBuf>,
+    /// CA certificates (PEM) trusted for this location's `https` endpoint, in
+    /// addition to the system's roots. Verification cannot be turned off.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// TLS of the S3 endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve plain HTTP. Only for a trusted network or behind a proxy that
+    /// terminates TLS.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// Certificate chain (PEM, the server's first). Without one, a CA and a server
+    /// certificate are generated under `<data_dir>/tls/` (the CA is kept; the server
+    /// certificate is reissued at each start for the names in use).
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the generated certificate (`localhost`,
+    /// `127.0.0.1`, `::1`, the listen address and the virtual-host domains are
+    /// always in it).
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// The local fragment cache (off unless `path` is given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// A file (created and sized to `size`) or a block device (used whole: an NVMe
+    /// namespace, local or over NVMe/TCP; a loop device).
+    pub path: Option<PathBuf>,
+    /// Size of a cache file.
+    #[serde(default = "default_cache_size")]
+    pub size: Size,
+    /// The index log (default `<data_dir>/cache.index`).
+    pub index: Option<PathBuf>,
+    /// Eviction: `s3fifo` (default) or `lru`.
+    #[serde(default)]
+    pub policy: Eviction,
+    /// Cache fragments as a PUT uploads them.
+    #[serde(default = "yes")]
+    pub write_through: bool,
+    /// Cache fragments a GET reads whole from locations.
+    #[serde(default = "yes")]
+    pub fill_on_read: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            size: default_cache_size(),
+            index: None,
+            policy: Eviction::default(),
+            write_through: true,
+            fill_on_read: true,
+        }
+    }
+}
+
+fn default_cache_size() -> Size {
+    Size(1 << 30)
+}
+
+/// How the fragment cache chooses what to evict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Eviction {
+    /// S3-FIFO: a small probationary queue in front of the main one; one-hit
+    /// wonders leave without displacing what is reused.
+    #[default]
+    S3fifo,
+    /// Least recently used.
+    Lru,
+}
+
+impl Eviction {
+    /// The name in the configuration (`s3fifo`, `lru`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::S3fifo => "s3fifo",
+            Eviction::Lru => "lru",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_prefix() -> String {
+    "skyshard".into()
+}
+
+/// A placement policy: how objects of the buckets using it are coded and spread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Fragments needed to read.
+    #[serde(default = "default_k")]
+    pub k: u8,
+    /// Fragments written, one per location.
+    #[serde(default = "default_n")]
+    pub n: u8,
+    /// Locations this policy may use (default: all).
+    #[serde(default)]
+    pub locations: Vec<String>,
+    /// Fragments that must go to cloud locations.
+    #[serde(default)]
+    pub min_cloud: u8,
+    /// Fragments that must go to edge locations.
+    #[serde(default)]
+    pub min_edge: u8,
+    /// Plaintext bytes per segment.
+    #[serde(default = "default_segment_size")]
+    pub segment_size: Size,
+    /// Segment compression.
+    #[serde(default)]
+    pub compression: CompressionChoice,
+    /// Fragments that must land before a write is acknowledged (default `k + 1`,
+    /// at most `n`, never below `k`).
+    pub write_quorum: Option<u8>,
+}
+
+fn default_k() -> u8 {
+    4
+}
+
+fn default_n() -> u8 {
+    6
+}
+
+fn default_segment_size() -> Size {
+    Size(u64::from(codec::params::DEFAULT_SEGMENT_SIZE))
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            k: default_k(),
+            n: default_n(),
+            locations: Vec::new(),
+            min_cloud: 0,
+            min_edge: 0,
+            segment_size: default_segment_size(),
+            compression: CompressionChoice::None,
+            write_quorum: None,
+        }
+    }
+}
+
+/// Data-path tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Segments a request may have in flight between stages. Memory per request is
+    /// about `depth × segment_size × (2 + n/k)`.
+    #[serde(default = "default_depth")]
+    pub depth: usize,
+    /// Requests moving object data at once; more wait their turn. With `depth`, this
+    /// bounds the gateway's memory.
+    #[serde(default = "default_max_transfers")]
+    pub max_transfers: usize,
+    /// Lifetime of presigned URLs.
+    #[serde(default = "default_presign_ttl")]
+    pub presign_ttl: HumanDuration,
+    /// Time to connect to a location.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// A location that makes no progress for this long is given up on.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: HumanDuration,
+    /// How often garbage (fragments of deleted, overwritten or failed writes) is
+    /// collected.
+    #[serde(default = "default_gc_interval")]
+    pub gc_interval: HumanDuration,
+    /// An unfinished write older than this is considered dead and collected.
+    #[serde(default = "default_pending_grace")]
+    pub pending_grace: HumanDuration,
+    /// Largest object compressed when its policy asks for compression: fragment
+    /// sizes must be known before the upload starts, so compressed fragments are
+    /// built in memory; larger objects are stored uncompressed.
+    #[serde(default = "default_compress_max")]
+    pub compress_max_object: Size,
+}
+
+fn default_depth() -> usize {
+    2
+}
+fn default_max_transfers() -> usize {
+    32
+}
+fn default_presign_ttl() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15 * 60))
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+fn default_stall_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_gc_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn default_pending_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+fn default_compress_max() -> Size {
+    Size(64 << 20)
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            depth: default_depth(),
+            max_transfers: default_max_transfers(),
+            presign_ttl: default_presign_ttl(),
+            connect_timeout: default_connect_timeout(),
+            stall_timeout: default_stall_timeout(),
+            gc_interval: default_gc_interval(),
+            pending_grace: default_pending_grace(),
+            compress_max_object: default_compress_max(),
+        }
+    }
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the S3 endpoint (default `127.0.0.1:9000`).
+    pub listen: Option<SocketAddr>,
+    /// Address of the admin endpoint: metrics, health, the offload report (default:
+    /// the S3 address with the next port; port 0 when the S3 port is 0).
+    pub admin_listen: Option<SocketAddr>,
+    /// Directory for local state (default `./skyshard-data`).
+    pub data_dir: Option<PathBuf>,
+    /// Metadata database: `sqlite://PATH` (default `<data_dir>/meta.db`) or
+    /// `postgres://…` (also `database_url_file`, or `SKYSHARD_DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// File holding the database URL.
+    pub database_url_file: Option<PathBuf>,
+    /// Region the endpoint reports (default `us-east-1`).
+    pub region: Option<String>,
+    /// Domains for virtual-host-style requests: `bucket.<domain>`.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// ETag of single-part objects: `md5` (default) or `blake3`.
+    #[serde(default)]
+    pub etag: EtagAlgorithm,
+    /// Master key, 64 hex digits (or `master_key_file`, or `SKYSHARD_MASTER_KEY`).
+    /// Without any, `<data_dir>/master.key` is used, created if missing (0600).
+    pub master_key: Option<String>,
+    /// File holding the master key (64 hex digits).
+    pub master_key_file: Option<PathBuf>,
+    /// A bearer token of the admin API (`sst_<id>_<secret>`, as `skyshard admin
+    /// token` prints; or `admin_token_file`, or `SKYSHARD_ADMIN_TOKEN`), stored
+    /// (hashed) if new. Without any, the first start creates one in
+    /// `<data_dir>/admin.token` (0600).
+    pub admin_token: Option<String>,
+    /// File holding an admin token.
+    pub admin_token_file: Option<PathBuf>,
+    /// First access key, created when the store has none (also
+    /// `SKYSHARD_ACCESS_KEY_ID`); generated if not given.
+    pub access_key_id: Option<String>,
+    /// Its secret (or `secret_access_key_file`, or `SKYSHARD_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// File holding the first secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// TLS of the S3 endpoint.
+    #[serde(default)]
+    pub tls: TlsConfig,
+    /// Offload engines.
+    #[serde(default)]
+    pub offload: OffloadConfig,
+    /// Storage locations.
+    #[serde(default)]
+    pub locations: Vec<LocationConfig>,
+    /// Placement policies by name; `default` is used unless a bucket says otherwise.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Policy of buckets created with names listed here (bucket → policy).
+    #[serde(default)]
+    pub bucket_policies: BTreeMap<String, String>,
+    /// Data-path tuning.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The local fragment cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Edge stores this process runs itself, each serving the edge location of the
+    /// same name (the embedded default uses six).
+    #[serde(default)]
+    pub run_edges: Vec<RunEdge>,
+}
+
+/// An edge store run inside the gateway process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunEdge {
+    /// The edge location it serves.
+    pub name: String,
+    /// Address it listens on.
+    pub listen: SocketAddr,
+    /// Directory holding its fragments.
+    pub data_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })
+    }
+}
