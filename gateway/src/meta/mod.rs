@@ -104,6 +104,18 @@ fn unjson(s: &str) -> MetaResult<BTreeMap<String, String>> {
     serde_json::from_str(s).map_err(|e| MetaError::Corrupt(format!("metadata JSON: {e}")))
 }
 
+/// Reads descriptive fields from the columns `content_type, headers, user_metadata,
+/// checksum_algorithm`, starting at column `at` (versions and uploads both keep them).
+fn attrs_row(r: &sqlx::any::AnyRow, at: usize) -> MetaResult<ObjectAttrs> {
+    use sqlx::Row as _;
+    Ok(ObjectAttrs {
+        content_type: r.try_get(at)?,
+        headers: unjson(&r.try_get::<String, _>(at + 1)?)?,
+        user_metadata: unjson(&r.try_get::<String, _>(at + 2)?)?,
+        checksum_algorithm: r.try_get::<Option<String>, _>(at + 3)?.map(|s| s.parse()).transpose()?,
+    })
+}
+
 impl MetaStore {
     /// Connects to `url` (creating a SQLite file if needed) and migrates the schema.
     pub async fn connect(url: &str) -> MetaResult<Self> {

@@ -7,8 +7,7 @@ use sqlx::any::AnyRow;
 use super::seals::{finish_seal, mark_garbage, not_pending, store_pending};
 use super::types::{big, fit};
 use super::{
-    MetaResult, MetaStore, ObjectAttrs, SealFinish, SealId, SealState, UploadId, UploadPartRow, UploadRow, json,
-    now_ms, unjson,
+    MetaResult, MetaStore, SealFinish, SealId, SealState, UploadId, UploadPartRow, UploadRow, attrs_row, json, now_ms,
 };
 
 fn upload_row(r: &AnyRow) -> MetaResult<UploadRow> {
@@ -17,12 +16,7 @@ fn upload_row(r: &AnyRow) -> MetaResult<UploadRow> {
         bucket: r.try_get(1)?,
         key: r.try_get(2)?,
         created_at: r.try_get(3)?,
-        attrs: ObjectAttrs {
-            content_type: r.try_get(4)?,
-            headers: unjson(&r.try_get::<String, _>(5)?)?,
-            user_metadata: unjson(&r.try_get::<String, _>(6)?)?,
-            checksum_algorithm: r.try_get::<Option<String>, _>(7)?.map(|s| s.parse()).transpose()?,
-        },
+        attrs: attrs_row(r, 4)?,
     })
 }
 

@@ -7,8 +7,8 @@ use sqlx::{AnyConnection, Row};
 use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
 use super::types::{big, fit};
 use super::{
-    ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, ObjectAttrs, PartRow, Replaced, SealFinish,
-    SealId, SealState, UploadId, VersionId, VersionRow, json, now_ms, unjson,
+    ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, PartRow, Replaced, SealFinish, SealId,
+    SealState, UploadId, VersionId, VersionRow, attrs_row, json, now_ms,
 };
 
 /// The columns of a version, in the order [`version_row`] reads them.
@@ -27,12 +27,7 @@ fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
         size: fit(r.try_get::<i64, _>(3)?, "object size")?,
         etag: r.try_get(4)?,
         last_modified: r.try_get(5)?,
-        attrs: ObjectAttrs {
-            content_type: r.try_get(6)?,
-            headers: unjson(&r.try_get::<String, _>(7)?)?,
-            user_metadata: unjson(&r.try_get::<String, _>(8)?)?,
-            checksum_algorithm: r.try_get::<Option<String>, _>(9)?.map(|s| s.parse()).transpose()?,
-        },
+        attrs: attrs_row(r, 6)?,
         checksum_value: r.try_get(10)?,
         checksum_type: r.try_get(11)?,
         part_count: fit(r.try_get::<i64, _>(12)?, "part count")?,

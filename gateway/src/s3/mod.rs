@@ -84,20 +84,33 @@ fn quoted(etag: &str) -> ETag {
 const KEPT_HEADERS: [&str; 5] =
     ["cache-control", "content-disposition", "content-encoding", "content-language", "expires"];
 
-/// Collects descriptive fields from a PUT or CreateMultipartUpload.
-#[allow(clippy::too_many_arguments)]
+/// The descriptive fields of a PutObject or CreateMultipartUpload input (both have
+/// the same ones), with the checksum asked for.
+macro_rules! attrs_of {
+    ($input:expr, $checksum:expr) => {{
+        let i = $input;
+        $crate::s3::attrs(
+            [i.cache_control, i.content_disposition, i.content_encoding, i.content_language],
+            i.content_type,
+            i.expires.as_ref(),
+            i.metadata.map(|m| m.into_iter().collect()),
+            $checksum,
+        )
+    }};
+}
+use attrs_of;
+
+/// Collects descriptive fields: the kept standard headers (in [`KEPT_HEADERS`]
+/// order), Content-Type, Expires, user metadata and the checksum algorithm.
 fn attrs(
+    kept: [Option<String>; 4],
     content_type: Option<String>,
-    cache_control: Option<String>,
-    content_disposition: Option<String>,
-    content_encoding: Option<String>,
-    content_language: Option<String>,
     expires: Option<&Timestamp>,
     metadata: Option<BTreeMap<String, String>>,
     checksum: Option<ChecksumAlgorithm>,
 ) -> ObjectAttrs {
     let mut headers = BTreeMap::new();
-    for (k, v) in KEPT_HEADERS.iter().zip([cache_control, content_disposition, content_encoding, content_language]) {
+    for (k, v) in KEPT_HEADERS.iter().zip(kept) {
         if let Some(v) = v {
             headers.insert((*k).to_string(), v);
         }

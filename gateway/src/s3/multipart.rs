@@ -7,7 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
-use super::{S3Front, attrs, body, checksum, content_length, error, expected, quoted, timestamp};
+use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, timestamp};
 use crate::meta::{ChecksumAlgorithm, UploadId, UploadRow, now_ms};
 
 use crate::pipeline::{self, CompleteRequest, MAX_PART_NUMBER, PutRequest, PutTarget};
@@ -37,30 +37,17 @@ impl S3Front {
         self.bucket(&req.extensions, &i.bucket).await?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
         let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
-        let row = UploadRow {
-            id,
-            bucket: i.bucket.clone(),
-            key: i.key.as_bytes().to_vec(),
-            created_at: now_ms(),
-            attrs: attrs(
-                i.content_type,
-                i.cache_control,
-                i.content_disposition,
-                i.content_encoding,
-                i.content_language,
-                i.expires.as_ref(),
-                i.metadata.map(|m| m.into_iter().collect()),
-                checksum,
-            ),
-        };
-        self.gw.meta.create_upload(&row).await.map_err(error::meta)?;
-        Ok(S3Response::new(CreateMultipartUploadOutput {
-            bucket: Some(i.bucket),
-            key: Some(i.key),
+        let output = CreateMultipartUploadOutput {
+            bucket: Some(i.bucket.clone()),
+            key: Some(i.key.clone()),
             upload_id: Some(id.to_string()),
-            checksum_algorithm: i.checksum_algorithm,
+            checksum_algorithm: i.checksum_algorithm.clone(),
             ..Default::default()
-        }))
+        };
+        let (bucket, key) = (i.bucket.clone(), i.key.as_bytes().to_vec());
+        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs: attrs_of!(i, checksum) };
+        self.gw.meta.create_upload(&row).await.map_err(error::meta)?;
+        Ok(S3Response::new(output))
     }
 
     pub(super) async fn op_upload_part(

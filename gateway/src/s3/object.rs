@@ -4,7 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
-use super::{S3Front, attrs, body, checksum, content_length, error, expected, quoted, timestamp, unix_secs};
+use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, timestamp, unix_secs};
 use crate::meta::VersionRow;
 use crate::pipeline::{self, PutRequest, PutTarget};
 
@@ -66,17 +66,9 @@ impl S3Front {
         let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
         let mut i = req.input;
         let body = body::stream(i.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
-        let attrs = attrs(
-            i.content_type,
-            i.cache_control,
-            i.content_disposition,
-            i.content_encoding,
-            i.content_language,
-            i.expires.as_ref(),
-            i.metadata.map(|m| m.into_iter().collect()),
-            checksum,
-        );
-        let target = PutTarget::Object { bucket: i.bucket, key: i.key.into_bytes(), attrs };
+        let (bucket_name, key) = (std::mem::take(&mut i.bucket), std::mem::take(&mut i.key));
+        let attrs = attrs_of!(i, checksum);
+        let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs };
         let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
         let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
         let mut out = PutObjectOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
