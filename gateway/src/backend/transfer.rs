@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 
 /// A transfer failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransferError {
     /// The location has no such object.
     #[error("not found at the location")]

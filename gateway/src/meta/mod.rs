@@ -58,6 +58,7 @@ pub fn now_ms() -> i64 {
 
 /// A metadata operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetaError {
     /// The database failed or is unreachable.
     #[error("metadata database: {0}")]

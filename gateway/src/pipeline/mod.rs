@@ -114,6 +114,7 @@ pub enum Digest {
 
 /// The data path failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PipelineError {
     /// The metadata store failed.
     #[error(transparent)]
