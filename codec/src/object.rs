@@ -311,6 +311,16 @@ pub struct DecodedSegment {
     pub rejected: Vec<(u8, RecordError)>,
 }
 
+/// A recoded segment's record, and the surviving fragments whose records were
+/// left out (corrupt or inconsistent): a repairer marks those for repair too.
+#[derive(Debug)]
+pub struct RecodedSegment {
+    /// The new fragment's record of the segment.
+    pub record: AlignedBuf,
+    /// Survivors whose records failed their checks.
+    pub rejected: Vec<(u8, RecordError)>,
+}
+
 /// Records that passed their checks, with the fragment each came from.
 type Accepted<'a> = Vec<(u8, RecordView<'a>)>;
 
@@ -614,7 +624,7 @@ impl Recoder {
     /// The new fragment's record of segment `index`, from the records of surviving
     /// fragments (all of them, so that the new coefficients can be checked against
     /// every subset they will be decoded with).
-    pub fn recode_segment(&self, index: u64, survivors: &[(u8, &[u8])]) -> Result<AlignedBuf, CodecError> {
+    pub fn recode_segment(&self, index: u64, survivors: &[(u8, &[u8])]) -> Result<RecodedSegment, CodecError> {
         let h = &self.header;
         let k = usize::from(h.k);
         let max_sealed = h.segment_size + TAG_LEN as u32;
@@ -630,8 +640,10 @@ impl Recoder {
             }
         }
         let rows: Vec<&[u8]> = valid.iter().map(|v| v.coeffs).collect();
-        let plan =
-            plan_decode(k, &rows).map_err(|usable| CodecError::Insufficient { index, usable, needed: k, rejected })?;
+        let plan = match plan_decode(k, &rows) {
+            Ok(plan) => plan,
+            Err(usable) => return Err(CodecError::Insufficient { index, usable, needed: k, rejected }),
+        };
         let sources: Vec<&RecordView<'_>> = plan.selected.iter().map(|&i| &valid[i]).collect();
         let source_rows: Vec<&[u8]> = sources.iter().map(|v| v.coeffs).collect();
         let mut mix = vec![0u8; k];
@@ -659,6 +671,6 @@ impl Recoder {
         let body = len - CHECKSUM_LEN;
         let sum = record_checksum(self.crc.as_ref(), &h.version, index, &rec[..body]);
         rec[body..].copy_from_slice(&sum.to_le_bytes());
-        Ok(rec)
+        Ok(RecodedSegment { record: rec, rejected })
     }
 }

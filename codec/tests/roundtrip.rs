@@ -172,7 +172,7 @@ fn recoded_fragments_decode_with_any_others() {
         let mut fresh = recoder.header().to_vec();
         for s in 0..count {
             let recs: Vec<(u8, &[u8])> = split.iter().map(|(i, r)| (*i, r[s as usize])).collect();
-            fresh.extend_from_slice(&recoder.recode_segment(s, &recs).expect("recode"));
+            fresh.extend_from_slice(&recoder.recode_segment(s, &recs).expect("recode").record);
         }
         assert_ne!(fresh, e.fragments[lost], "a recoded fragment is a new combination");
         e.fragments[lost] = fresh;

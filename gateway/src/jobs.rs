@@ -7,12 +7,16 @@
 //! |---|---|
 //! | `drain` | moves every fragment off a location by recoding, then marks it `drained` |
 //! | `gc` | one garbage-collection round now |
+//! | `repair` | every degraded object repaired now, backoffs ignored (the background repairer pauses meanwhile) |
+//! | `scrub` | every stored fragment read back and checked now, in a pass of its own that resumes after a restart |
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::durability::rate::RateLimiter;
+use crate::durability::{repair, scrub};
 use crate::meta::{JobKind, JobRow, JobState, LocationState, MetaError};
 use crate::pipeline::{cleanup, drain};
 use crate::state::Gateway;
@@ -37,7 +41,7 @@ pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let holder = gw.node.id().to_string();
         loop {
-            match gw.meta.claim_job(&holder, LEASE_MS).await {
+            match gw.meta.claim_job(&holder, LEASE_MS, gw.node.started_ms()).await {
                 Ok(Some(job)) => {
                     info!(job = %job.id, kind = %job.kind, target = %job.target, "job started");
                     let (state, message) = match run(&gw, &holder, &job).await {
@@ -69,7 +73,80 @@ async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError>
             let n = cleanup::collect_once(ctx, &cleanup::dead_writes(ctx), 4096).await?;
             Ok(End::Succeeded(format!("{n} seals collected")))
         }
+        JobKind::Repair => run_repair(gw, holder, job).await,
+        JobKind::Scrub => run_scrub(gw, holder, job).await,
     }
+}
+
+/// Repairs every degraded seal now: their backoffs are lifted, then batches run
+/// until the queue is empty (what could not be repaired is deferred again).
+async fn run_repair(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
+    gw.meta.undefer_repairs().await?;
+    let (_, fragments) = gw.meta.repair_backlog().await?;
+    let mut p = Progress { gw, holder, id: &job.id, total: fragments.max(job.total), done: job.done, failed: 0 };
+    let mut total = repair::RepairReport::default();
+    loop {
+        match p.report("repairing").await? {
+            None => return Ok(End::Lost),
+            Some(JobState::Cancelling) => {
+                return Ok(End::Cancelled(format!("cancelled after {} fragments rebuilt", total.rebuilt)));
+            }
+            Some(_) => {}
+        }
+        let Some(r) = repair::repair_batch(&gw.upkeep).await? else { break };
+        total = total.plus(&r);
+        p.done += (r.rebuilt + r.restored) as i64;
+        p.failed += r.failed as i64;
+        p.total = p.total.max(p.done + p.failed);
+    }
+    let (seals, left) = gw.meta.repair_backlog().await?;
+    let message = format!(
+        "{} fragments rebuilt, {} found good again; {left} fragments of {seals} objects still to repair",
+        total.rebuilt, total.restored
+    );
+    if p.report(&message).await?.is_none() {
+        return Ok(End::Lost);
+    }
+    Ok(End::Succeeded(message))
+}
+
+/// Scrubs every stored fragment now, in a pass of the job's own (`job:<id>`), at the
+/// repair rate.
+async fn run_scrub(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
+    let pass = format!("job:{}", job.id);
+    let rate = RateLimiter::new(gw.upkeep.config.repair_rate.0);
+    let total = gw.meta.stored_fragment_count().await?;
+    let mut p = Progress { gw, holder, id: &job.id, total, done: job.done, failed: job.failed };
+    let mut found = scrub::ScrubReport::default();
+    loop {
+        match p.report("scrubbing").await? {
+            None => return Ok(End::Lost),
+            Some(JobState::Cancelling) => {
+                gw.meta.delete_pass(&pass).await?;
+                return Ok(End::Cancelled(format!("cancelled after {} fragments checked", p.done)));
+            }
+            Some(_) => {}
+        }
+        let r = scrub::scrub_step(&gw.upkeep, &pass, &rate, Duration::from_secs(5)).await?;
+        found.missing += r.missing;
+        found.corrupt += r.corrupt;
+        found.unreachable += r.unreachable;
+        let checked = gw.meta.pass(&pass).await?.map_or(p.done, |s| s.checked);
+        p.done = if r.finished { p.total } else { checked };
+        p.failed = (found.missing + found.corrupt) as i64;
+        if r.finished {
+            break;
+        }
+    }
+    gw.meta.delete_pass(&pass).await?;
+    let message = format!(
+        "{} fragments checked: {} missing, {} corrupt (queued for repair), {} not reachable",
+        p.total, found.missing, found.corrupt, found.unreachable
+    );
+    if p.report(&message).await?.is_none() {
+        return Ok(End::Lost);
+    }
+    Ok(End::Succeeded(message))
 }
 
 /// Progress of a drain, reported with each step.

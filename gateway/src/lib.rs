@@ -13,6 +13,7 @@ pub mod backend;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod durability;
 pub mod edge;
 pub mod jobs;
 pub mod keys;

@@ -108,6 +108,12 @@ where
                         }
                     };
                     if let Err(e) = result {
+                        if aborted(e.as_ref()) {
+                            // A response cut short must not pass for a whole one.
+                            warn!(peer = %peer, error = %e, "response cut short: connection reset");
+                            reset(handle);
+                            return;
+                        }
                         debug!(peer = %peer, error = %e, "connection ended with an error");
                     }
                     linger(handle).await;
@@ -119,6 +125,46 @@ where
             }
         }
     }
+}
+
+/// The error a response body fails with when the response cannot be finished (a
+/// read of stored data failed after the status line went out): the connection is
+/// then reset, not closed, so that no client takes the short body for a whole one
+/// — with a close, a client that does not check the length would.
+#[derive(Debug, thiserror::Error)]
+#[error("response aborted: {0}")]
+pub struct AbortResponse(pub String);
+
+impl AbortResponse {
+    /// The error to end a response body with.
+    pub fn io(why: impl std::fmt::Display) -> std::io::Error {
+        std::io::Error::other(AbortResponse(why.to_string()))
+    }
+}
+
+/// Whether a connection's error comes from a body that ended in [`AbortResponse`].
+fn aborted(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<AbortResponse>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<AbortResponse>())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Resets a connection: closed with a zero linger time, the kernel sends RST.
+fn reset(handle: std::net::TcpStream) {
+    if let Err(e) = socket2::SockRef::from(&handle).set_linger(Some(Duration::ZERO)) {
+        debug!(error = %e, "cannot set a zero linger time");
+    }
+    drop(handle);
 }
 
 /// A second handle on a connection's socket (a duplicated descriptor), which keeps

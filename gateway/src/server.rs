@@ -208,24 +208,6 @@ fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Resu
     ))
 }
 
-/// The locations as the data path sees them: presigned transfers, behind the
-/// fragment cache when there is one.
-fn fragment_store(
-    settings: &Settings,
-    presigner: Arc<dyn crate::backend::Presigner>,
-    transfer: Transfer,
-    cache: Option<Arc<crate::cache::store::Cache>>,
-) -> Arc<dyn crate::backend::FragmentStore> {
-    let store = Arc::new(PresignedStore::new(presigner, transfer, settings.pipeline.presign_ttl.0));
-    match cache {
-        Some(cache) => {
-            let c = &settings.cache;
-            Arc::new(crate::cache::layer::CachedStore::new(store, cache, c.write_through, c.fill_on_read))
-        }
-        None => store,
-    }
-}
-
 /// Opens the fragment cache when one is configured.
 fn open_cache(
     settings: &Settings,
@@ -292,24 +274,6 @@ fn s3_transport(
     };
     let config = crate::tls::server_config(identity, engine)?;
     Ok((Transport::Tls { engine: engine.clone(), config }, ca_file))
-}
-
-/// Checks at start-up that each location can be reached (and, for `https`, that
-/// its certificate verifies), logging those that cannot; a failed location is
-/// marked unhealthy so that writes prefer the others.
-fn check_locations(gw: &Arc<Gateway>) {
-    for (name, loc) in gw.catalog.view().locations.iter() {
-        let (gw, name, endpoint) = (gw.clone(), name.clone(), loc.endpoint.clone());
-        tokio::spawn(async move {
-            match gw.transfer.probe(&name, &endpoint).await {
-                Ok(()) => tracing::debug!(location = %name, "location reachable"),
-                Err(e) => {
-                    gw.health.failed(&name);
-                    warn!(location = %name, error = %e, "location check failed");
-                }
-            }
-        });
-    }
 }
 
 /// How often a replica re-reads the catalog (locations and policies other replicas
@@ -414,7 +378,20 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let cache = open_cache(&settings, &offload, &master)?;
     let catalog = Arc::new(crate::catalog::Catalog::new(&settings.locations, &settings.policies, master.clone()));
     let presigner: Arc<dyn crate::backend::Presigner> = Arc::new(LocationSigner::new(settings.locations.clone()));
-    let store = fragment_store(&settings, presigner.clone(), transfer.clone(), cache.clone());
+    let locations: Arc<dyn crate::backend::FragmentStore> =
+        Arc::new(PresignedStore::new(presigner.clone(), transfer.clone(), settings.pipeline.presign_ttl.0));
+    let store = match &cache {
+        Some(cache) => {
+            let c = &settings.cache;
+            Arc::new(crate::cache::layer::CachedStore::new(
+                locations.clone(),
+                cache.clone(),
+                c.write_through,
+                c.fill_on_read,
+            ))
+        }
+        None => locations.clone(),
+    };
     let health = Arc::new(Health::default());
     let node = Arc::new(node);
     let pipeline = Arc::new(PipelineCtx {
@@ -424,6 +401,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         meta: meta.clone(),
         master: master.clone(),
         store,
+        locations,
         placement: Arc::new(Spread),
         catalog: catalog.clone(),
         health: health.clone(),
@@ -434,6 +412,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
         quorum_failures: Default::default(),
     });
+    let upkeep = Arc::new(crate::durability::Upkeep::new(
+        pipeline.clone(),
+        settings.durability.clone(),
+        settings.default_policy.clone(),
+        Arc::new(transfer.clone()),
+    ));
     let gw = Arc::new(Gateway {
         settings: settings.clone(),
         catalog,
@@ -446,6 +430,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         health,
         node,
         pipeline,
+        upkeep,
     });
     let view = gw.refresh_catalog().await?;
     for why in &view.invalid {
@@ -453,8 +438,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
     spawn_catalog_refresh(gw.clone());
     crate::jobs::spawn_runner(gw.clone());
-    crate::pipeline::cleanup::spawn_collector(gw.pipeline.clone());
-    check_locations(&gw);
+    crate::durability::spawn(gw.upkeep.clone());
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
     builder.set_auth(credentials.clone());

@@ -11,6 +11,7 @@ use crate::backend::transfer::Transfer;
 use crate::cache::store::Cache;
 use crate::catalog::{Catalog, CatalogError, CatalogView};
 use crate::config::Settings;
+use crate::durability::Upkeep;
 use crate::meta::MetaStore;
 use crate::node::Node;
 use crate::pipeline::PipelineCtx;
@@ -41,6 +42,8 @@ pub struct Gateway {
     pub node: Arc<Node>,
     /// The data path.
     pub pipeline: Arc<PipelineCtx>,
+    /// Repair, scrub, sweep, collection: their settings and figures.
+    pub upkeep: Arc<Upkeep>,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -88,6 +88,20 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: JobsCommand,
     },
+    /// Read every stored fragment back from its location now and check it (missing
+    /// or corrupt ones go to the repair queue). Starts a job.
+    Scrub {
+        /// Follow the job to its end, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Repair every degraded object now, backoffs ignored: lost and corrupt
+    /// fragments checked again, then rebuilt by recoding. Starts a job.
+    Repair {
+        /// Follow the job to its end, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// `skyshard admin locations …`
@@ -612,6 +626,87 @@ fn print(json_out: bool, value: &Value, human: impl FnOnce(&Value) -> String) ->
     Ok(())
 }
 
+/// A Unix-milliseconds field as a UTC date and time (`-` for 0 or none).
+fn when(v: &Value, key: &str) -> String {
+    let ms = v.get(key).and_then(Value::as_i64).unwrap_or(0);
+    if ms <= 0 {
+        return "-".into();
+    }
+    match time::OffsetDateTime::from_unix_timestamp(ms / 1000) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{ms} ms"),
+    }
+}
+
+/// `skyshard admin status` for people.
+fn status_text(v: &Value) -> String {
+    let mut out = String::new();
+    let locations = v.get("locations").and_then(Value::as_object).cloned().unwrap_or_default();
+    let locations: Vec<String> = locations.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    out.push_str(&format!(
+        "skyshard {} on {}: locations {}; {} policies; {} live jobs\n",
+        text(v, "version"),
+        text(v, "database"),
+        locations.join(", "),
+        text(v, "policies"),
+        text(v, "live_jobs")
+    ));
+    if let Some(unhealthy) = v.get("unhealthy_locations").and_then(Value::as_array).filter(|u| !u.is_empty()) {
+        let names: Vec<String> = unhealthy.iter().filter_map(Value::as_str).map(str::to_string).collect();
+        out.push_str(&format!("failing recently: {}\n", names.join(", ")));
+    }
+    let r = v.get("redundancy").cloned().unwrap_or_default();
+    let margins: Vec<Vec<String>> = r
+        .get("margins")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| vec![text(m, "margin"), text(m, "objects"), bytes_h(m, "bytes")])
+        .collect();
+    if margins.is_empty() {
+        out.push_str("no objects stored\n");
+    } else {
+        out.push_str("objects by margin (fragments each can still lose):\n");
+        out.push_str(&table(&["MARGIN", "OBJECTS", "BYTES"], margins));
+    }
+    let rate = r.get("repair_fragments_per_second").and_then(Value::as_f64).unwrap_or(0.0);
+    out.push_str(&format!(
+        "repair queue: {} objects missing {} fragments; since start {} rebuilt ({rate:.2}/s over the last minute), \
+         {} found good again, {} failed attempts\n",
+        text(&r, "repair_queue_objects"),
+        text(&r, "repair_queue_fragments"),
+        text(&r, "rebuilt"),
+        text(&r, "restored"),
+        text(&r, "repair_failures")
+    ));
+    match r.get("scrub") {
+        Some(s) => out.push_str(&format!(
+            "scrub: {} fragments checked in this pass ({} problems), started {}; last full pass {}\n",
+            text(s, "checked"),
+            text(s, "found"),
+            when(s, "started_at"),
+            when(s, "last_full_pass")
+        )),
+        None => out.push_str("scrub: no pass yet\n"),
+    }
+    out.push_str(&format!(
+        "collected {} seals, deleted {} orphans since start; CPU {:.1} s\n",
+        text(&r, "collected"),
+        text(&r, "orphans_deleted"),
+        v.get("process_cpu_seconds").and_then(Value::as_f64).unwrap_or(0.0)
+    ));
+    out
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default() + "\n"
 }
@@ -631,7 +726,13 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
     let j = args.json;
     match &args.command {
         AdminCommand::Openapi => print!("{}", gateway::admin::openapi::yaml()),
-        AdminCommand::Status => print(j, &c.get("/v1/status").await?, pretty)?,
+        AdminCommand::Status => print(j, &c.get("/v1/status").await?, status_text)?,
+        AdminCommand::Scrub { wait } | AdminCommand::Repair { wait } => {
+            let kind = if matches!(args.command, AdminCommand::Scrub { .. }) { "scrub" } else { "repair" };
+            let job = c.call(Method::POST, "/v1/jobs", Some(json!({ "kind": kind }))).await?;
+            let v = if *wait { watch(&c, &text(&job, "id"), j).await? } else { job };
+            print(j, &v, |v| job_rows(std::slice::from_ref(v)))?
+        }
         AdminCommand::Locations { what } => match what {
             LocationsCommand::List => {
                 let items = c.all("/v1/locations").await?;
@@ -778,11 +879,15 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                             text(&f, "location_state"),
                             text(&f, "state"),
                             bytes_h(&f, "size"),
+                            when(&f, "verified_at"),
                         ]);
                     }
                 }
                 format!("{}/{}: {} bytes, version {}\n", bucket, key, text(v, "size"), text(v, "version"))
-                    + &table(&["PART", "CODE", "FRAGMENT", "LOCATION", "LOCATION_STATE", "STATE", "SIZE"], rows)
+                    + &table(
+                        &["PART", "CODE", "FRAGMENT", "LOCATION", "LOCATION_STATE", "STATE", "SIZE", "VERIFIED"],
+                        rows,
+                    )
             })?
         }
         AdminCommand::Jobs { what } => match what {
@@ -819,6 +924,13 @@ mod tests {
     fn tables_align_columns() {
         let t = table(&["A", "LONGER"], vec![vec!["xyz".into(), "1".into()], vec!["a".into(), "22".into()]]);
         assert_eq!(t, "A    LONGER\nxyz  1\na    22\n");
+    }
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(when(&json!({ "t": 0 }), "t"), "-");
+        assert_eq!(when(&json!({ "t": 1_700_000_000_123i64 }), "t"), "2023-11-14 22:13:20");
+        assert_eq!(when(&json!({ "t": 951_782_400_000i64 }), "t"), "2000-02-29 00:00:00");
     }
 
     #[test]

@@ -162,3 +162,10 @@ impl FragmentStore for MemoryStore {
         Ok(())
     }
 }
+
+#[async_trait::async_trait]
+impl crate::durability::watch::Prober for MemoryStore {
+    async fn probe(&self, location: &str, _endpoint: &url::Url) -> bool {
+        self.fault(location) != Some(Fault::Down)
+    }
+}

@@ -344,6 +344,54 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Keeping every object at full redundancy: repair rebuilds lost or corrupt
+/// fragments by recoding, scrub reads fragments back to find what was lost
+/// quietly, the sweep removes fragments no seal references. Each runs on one
+/// replica at a time, at a bounded rate, so that clients keep their bandwidth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DurabilityConfig {
+    /// Repair degraded objects in the background.
+    pub repair: bool,
+    /// Bytes per second repair may move: fragments read to recode from, plus those
+    /// written (`0`: unlimited).
+    pub repair_rate: Size,
+    /// Objects repaired at once.
+    pub repair_concurrency: usize,
+    /// How often the repair queue is looked at.
+    pub repair_interval: HumanDuration,
+    /// How long an object whose repair failed waits before it is tried again (a
+    /// location it waits for coming back ends the wait at once).
+    pub repair_backoff: HumanDuration,
+    /// Bytes per second the background scrub reads back and checks (`0`: no
+    /// background scrub; `skyshard admin scrub` still runs one pass).
+    pub scrub_rate: Size,
+    /// Pause between two complete background scrub passes.
+    pub scrub_interval: HumanDuration,
+    /// How often each location is probed, to notice one coming back.
+    pub watch_interval: HumanDuration,
+    /// How often each location is listed for orphans: fragments that no seal
+    /// references, older than `pipeline.pending_grace`, which are deleted (`0s`:
+    /// no background sweep).
+    pub sweep_interval: HumanDuration,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self {
+            repair: true,
+            repair_rate: Size(32 << 20),
+            repair_concurrency: 2,
+            repair_interval: HumanDuration(Duration::from_secs(5)),
+            repair_backoff: HumanDuration(Duration::from_secs(60)),
+            scrub_rate: Size(4 << 20),
+            scrub_interval: HumanDuration(Duration::from_secs(3600)),
+            watch_interval: HumanDuration(Duration::from_secs(10)),
+            sweep_interval: HumanDuration(Duration::from_secs(6 * 3600)),
+        }
+    }
+}
+
 /// The configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -405,6 +453,9 @@ pub struct Config {
     /// Data-path tuning.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// Keeping objects at full redundancy: repair, scrub, orphan sweep.
+    #[serde(default)]
+    pub durability: DurabilityConfig,
     /// The local fragment cache.
     #[serde(default)]
     pub cache: CacheConfig,

@@ -141,6 +141,8 @@ pub struct Settings {
     pub bucket_policies: BTreeMap<String, String>,
     /// Pipeline tuning.
     pub pipeline: PipelineConfig,
+    /// Repair, scrub, sweep.
+    pub durability: DurabilityConfig,
     /// The fragment cache.
     pub cache: CacheConfig,
     /// Edge stores to run in this process.
@@ -227,6 +229,15 @@ impl Settings {
         if config.tls.plain_http && config.tls.cert_file.is_some() {
             return Err(invalid("tls.plain_http and tls.cert_file contradict each other"));
         }
+        let d = &config.durability;
+        if d.repair_concurrency == 0 {
+            return Err(invalid("durability.repair_concurrency must be at least 1"));
+        }
+        if [d.repair_interval, d.watch_interval, d.repair_backoff].iter().any(|i| i.0 < Duration::from_millis(100)) {
+            return Err(invalid(
+                "durability.repair_interval, watch_interval and repair_backoff must be at least 100ms",
+            ));
+        }
         let p = &config.pipeline;
         if p.depth == 0 || p.max_transfers == 0 {
             return Err(invalid("pipeline.depth and pipeline.max_transfers must be at least 1"));
@@ -256,6 +267,7 @@ impl Settings {
             default_policy: "default".into(),
             bucket_policies: config.bucket_policies,
             pipeline: config.pipeline,
+            durability: config.durability,
             cache: config.cache,
             run_edges: config.run_edges,
         })

@@ -186,7 +186,7 @@ impl MetaStore {
     /// copy is the caller's to delete).
     pub async fn move_fragment(&self, seal: SealId, from: &str, to: &Fragment) -> MetaResult<bool> {
         let r = sqlx::query(
-            "UPDATE fragments SET location = $1, object_name = $2, size = $3, state = $4 \
+            "UPDATE fragments SET location = $1, object_name = $2, size = $3, state = $4, verified_at = $9 \
              WHERE seal_id = $5 AND idx = $6 AND location = $7 \
              AND EXISTS (SELECT 1 FROM seals WHERE id = $5 AND state = $8)",
         )
@@ -198,6 +198,7 @@ impl MetaStore {
         .bind(i64::from(to.index))
         .bind(from)
         .bind(SealState::Stored.as_str())
+        .bind(now_ms())
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)

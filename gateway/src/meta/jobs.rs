@@ -18,6 +18,10 @@ db_enum! {
         Drain = "drain",
         /// One garbage-collection round now.
         Gc = "gc",
+        /// Every degraded object repaired now (backoffs ignored).
+        Repair = "repair",
+        /// Every stored fragment read back and checked now.
+        Scrub = "scrub",
     }
 }
 
@@ -175,17 +179,22 @@ impl MetaStore {
     }
 
     /// Takes the oldest live job that no replica holds (queued, or its holder's
-    /// lease ran out) for `holder` until `ttl_ms` from now.
-    pub async fn claim_job(&self, holder: &str, ttl_ms: i64) -> MetaResult<Option<JobRow>> {
+    /// lease ran out — or its holder is `holder` itself from before it `started`: a
+    /// restarted replica takes its own jobs back at once) for `holder` until `ttl_ms`
+    /// from now.
+    pub async fn claim_job(&self, holder: &str, ttl_ms: i64, started: i64) -> MetaResult<Option<JobRow>> {
         let now = now_ms();
         let candidates = sqlx::query(
-            "SELECT id FROM jobs WHERE state IN ($1, $2, $3) AND (holder = '' OR lease_expires < $4) \
+            "SELECT id FROM jobs WHERE state IN ($1, $2, $3) \
+             AND (holder = '' OR lease_expires < $4 OR (holder = $5 AND updated_at < $6)) \
              ORDER BY created_at LIMIT 4",
         )
         .bind(JobState::LIVE[0].as_str())
         .bind(JobState::LIVE[1].as_str())
         .bind(JobState::LIVE[2].as_str())
         .bind(now)
+        .bind(holder)
+        .bind(started)
         .fetch_all(&self.pool)
         .await?;
         for c in candidates {
@@ -193,7 +202,8 @@ impl MetaStore {
             let taken = sqlx::query(
                 "UPDATE jobs SET holder = $1, lease_expires = $2, updated_at = $3, \
                  state = CASE WHEN state = 'queued' THEN 'running' ELSE state END \
-                 WHERE id = $4 AND state IN ($5, $6, $7) AND (holder = '' OR lease_expires < $3)",
+                 WHERE id = $4 AND state IN ($5, $6, $7) \
+                 AND (holder = '' OR lease_expires < $3 OR (holder = $1 AND updated_at < $8))",
             )
             .bind(holder)
             .bind(now + ttl_ms)
@@ -202,6 +212,7 @@ impl MetaStore {
             .bind(JobState::LIVE[0].as_str())
             .bind(JobState::LIVE[1].as_str())
             .bind(JobState::LIVE[2].as_str())
+            .bind(started)
             .execute(&self.pool)
             .await?;
             if taken.rows_affected() == 1 {

@@ -16,6 +16,7 @@
 //! | `seals.rs` | seals and fragments: pending writes, collection, leases |
 //! | `objects.rs` | versions: commit, manifest, delete, listing |
 //! | `multipart.rs` | multipart uploads and their parts |
+//! | `health.rs` | margins, the repair queue, fragments being rebuilt, background passes |
 //! | `catalog.rs` | locations and policies added at run time, location states, fragments per location, usage |
 //! | `jobs.rs` | background jobs |
 //!
@@ -29,6 +30,7 @@
 
 mod buckets;
 mod catalog;
+mod health;
 mod jobs;
 mod keys;
 mod multipart;
@@ -44,11 +46,12 @@ use sqlx::any::AnyPoolOptions;
 
 pub use buckets::TenantRow;
 pub use catalog::{BucketUsage, CatalogRow, FragmentAt, LocationState};
+pub use health::{MarginCount, PassRow, RepairItem};
 pub use jobs::{JobKind, JobRow, JobState};
 pub use types::{
     AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, Fragment, FragmentState, ListedObject,
     Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState, UploadId,
-    UploadPartRow, UploadRow, VersionId, VersionRow,
+    UploadPartRow, UploadRow, VersionId, VersionRow, margin,
 };
 
 /// Milliseconds since the Unix epoch.

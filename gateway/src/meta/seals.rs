@@ -70,7 +70,8 @@ pub(super) fn seal_row(r: &AnyRow, at: usize) -> MetaResult<Seal> {
     })
 }
 
-/// Reads a fragment from `seal_id, idx, location, object_name, size, state`.
+/// Reads a fragment from `seal_id, idx, location, object_name, size, state,
+/// verified_at`.
 fn fragment_row(r: &AnyRow) -> MetaResult<(SealId, Fragment)> {
     let seal: SealId = r.try_get::<String, _>(0)?.parse()?;
     Ok((
@@ -81,6 +82,7 @@ fn fragment_row(r: &AnyRow) -> MetaResult<(SealId, Fragment)> {
             name: r.try_get(3)?,
             size: fit(r.try_get::<i64, _>(4)?, "fragment size")?,
             state: r.try_get::<String, _>(5)?.parse()?,
+            verified_at: r.try_get(6)?,
         },
     ))
 }
@@ -94,7 +96,8 @@ pub(super) async fn load_fragments(conn: &mut AnyConnection, seals: &mut [Seal])
     for chunk in seals.chunks(IDS_PER_QUERY) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT seal_id, idx, location, object_name, size, state FROM fragments WHERE seal_id IN ({}) \
+            "SELECT seal_id, idx, location, object_name, size, state, verified_at FROM fragments \
+             WHERE seal_id IN ({}) \
              ORDER BY seal_id, idx",
             marks.join(", ")
         );
@@ -118,9 +121,11 @@ pub(super) async fn load_fragments(conn: &mut AnyConnection, seals: &mut [Seal])
 pub(super) async fn finish_seal(conn: &mut AnyConnection, seal: SealId, fin: &SealFinish) -> MetaResult<()> {
     let id = seal.to_string();
     for &(idx, size) in &fin.stored {
-        sqlx::query("UPDATE fragments SET state = $1, size = $2 WHERE seal_id = $3 AND idx = $4")
+        // Written whole and acknowledged: as good as verified.
+        sqlx::query("UPDATE fragments SET state = $1, size = $2, verified_at = $3 WHERE seal_id = $4 AND idx = $5")
             .bind(FragmentState::Stored.as_str())
             .bind(big(size))
+            .bind(now_ms())
             .bind(&id)
             .bind(i64::from(idx))
             .execute(&mut *conn)
@@ -142,6 +147,20 @@ pub(super) async fn finish_seal(conn: &mut AnyConnection, seal: SealId, fin: &Se
             .execute(&mut *conn)
             .await?;
     }
+    recount(conn, seal).await
+}
+
+/// Brings a seal's count of healthy fragments (its margin plus k) up to date after
+/// its fragments changed, in the same transaction.
+pub(super) async fn recount(conn: &mut AnyConnection, seal: SealId) -> MetaResult<()> {
+    sqlx::query(
+        "UPDATE seals SET healthy = (SELECT COUNT(*) FROM fragments f WHERE f.seal_id = $1 AND f.state = $2) \
+         WHERE id = $1",
+    )
+    .bind(seal.to_string())
+    .bind(FragmentState::Stored.as_str())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -235,12 +254,36 @@ impl MetaStore {
         Ok(Some(seal))
     }
 
-    /// Sets one fragment's state (after a failed read, or a repair).
+    /// Sets one fragment's state (after a read found it missing or corrupt, or a
+    /// check found it good again: `stored` also records it as verified now). A
+    /// fragment being rebuilt is left alone; the seal's count of healthy fragments
+    /// follows in the same transaction.
     pub async fn set_fragment_state(&self, seal: SealId, index: u8, state: FragmentState) -> MetaResult<()> {
-        sqlx::query("UPDATE fragments SET state = $1 WHERE seal_id = $2 AND idx = $3")
-            .bind(state.as_str())
+        let mut tx = self.begin_write().await?;
+        let verified = if state == FragmentState::Stored { now_ms() } else { 0 };
+        sqlx::query(
+            "UPDATE fragments SET state = $1, verified_at = CASE WHEN $2 > 0 THEN $2 ELSE verified_at END \
+             WHERE seal_id = $3 AND idx = $4 AND state <> $5",
+        )
+        .bind(state.as_str())
+        .bind(verified)
+        .bind(seal.to_string())
+        .bind(i64::from(index))
+        .bind(FragmentState::Repairing.as_str())
+        .execute(&mut *tx)
+        .await?;
+        recount(&mut tx, seal).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a fragment was read back whole and found good.
+    pub async fn fragment_verified(&self, seal: SealId, index: u8) -> MetaResult<()> {
+        sqlx::query("UPDATE fragments SET verified_at = $1 WHERE seal_id = $2 AND idx = $3 AND state = $4")
+            .bind(now_ms())
             .bind(seal.to_string())
             .bind(i64::from(index))
+            .bind(FragmentState::Stored.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -270,28 +313,56 @@ impl MetaStore {
         Ok(seals)
     }
 
-    /// Forgets a collected seal (its fragments were deleted). Refuses, returning
-    /// `false`, if anything still references it or it is no longer collectable.
-    pub async fn forget_seal(&self, seal: SealId) -> MetaResult<bool> {
-        let id = seal.to_string();
+    /// Forgets collected seals (their fragments were deleted), in one transaction.
+    /// A seal anything still references, or that is no longer collectable, is
+    /// refused. Returns how many were forgotten.
+    pub async fn forget_seals(&self, seals: &[SealId]) -> MetaResult<usize> {
         let mut tx = self.begin_write().await?;
-        let referenced = sqlx::query(
-            "SELECT 1 FROM version_parts WHERE seal_id = $1 UNION ALL SELECT 1 FROM upload_parts WHERE seal_id = $1 LIMIT 1",
-        )
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if referenced.is_some() {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM fragments WHERE seal_id = $1").bind(&id).execute(&mut *tx).await?;
-        let r = sqlx::query("DELETE FROM seals WHERE id = $1 AND state <> $2")
+        let mut forgotten = 0;
+        for seal in seals {
+            let id = seal.to_string();
+            let referenced = sqlx::query(
+                "SELECT 1 FROM version_parts WHERE seal_id = $1 UNION ALL \
+                 SELECT 1 FROM upload_parts WHERE seal_id = $1 LIMIT 1",
+            )
             .bind(&id)
-            .bind(SealState::Stored.as_str())
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            if referenced.is_some() {
+                continue;
+            }
+            sqlx::query("DELETE FROM fragments WHERE seal_id = $1").bind(&id).execute(&mut *tx).await?;
+            let r = sqlx::query("DELETE FROM seals WHERE id = $1 AND state <> $2")
+                .bind(&id)
+                .bind(SealState::Stored.as_str())
+                .execute(&mut *tx)
+                .await?;
+            forgotten += r.rows_affected() as usize;
+        }
         tx.commit().await?;
-        Ok(r.rows_affected() == 1)
+        Ok(forgotten)
+    }
+
+    /// Sends collectable seals whose fragments could not all be deleted to the back
+    /// of the collection queue (as garbage: a dead write stays dead).
+    pub async fn postpone_collection(&self, seals: &[SealId]) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        for seal in seals {
+            sqlx::query("UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 AND state <> $4")
+                .bind(SealState::Garbage.as_str())
+                .bind(now_ms())
+                .bind(seal.to_string())
+                .bind(SealState::Stored.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets one collected seal; see [`Self::forget_seals`].
+    pub async fn forget_seal(&self, seal: SealId) -> MetaResult<bool> {
+        Ok(self.forget_seals(&[seal]).await? == 1)
     }
 
     /// Takes or renews the lease `name` for `holder` until `ttl_ms` from now. True

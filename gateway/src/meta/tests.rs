@@ -60,6 +60,7 @@ fn seal(id: SealId) -> Seal {
                 name: format!("{id}/{i}"),
                 size: 0,
                 state: FragmentState::Pending,
+                verified_at: 0,
             })
             .collect(),
     }

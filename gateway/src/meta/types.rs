@@ -147,14 +147,20 @@ db_enum! {
 }
 
 db_enum! {
-    /// The state of a fragment.
+    /// The state of a fragment. Only `stored` counts towards a seal's margin; the
+    /// others are repair candidates, and each is checked again before it is rebuilt
+    /// (a file restored at its location is stored again, not rebuilt).
     pub enum FragmentState {
         /// Upload in progress.
         Pending = "pending",
-        /// Landed at its location.
+        /// Landed at its location (and, when verified, read back whole).
         Stored = "stored",
-        /// Failed to land or found lost; a repair candidate.
+        /// Failed to land, or its location answered that it has no such object.
         Missing = "missing",
+        /// Read back with a record or header that failed its check.
+        Corrupt = "corrupt",
+        /// Being rebuilt.
+        Repairing = "repairing",
     }
 }
 
@@ -251,6 +257,9 @@ pub struct Fragment {
     pub size: u64,
     /// State.
     pub state: FragmentState,
+    /// When it was last read back whole and found good (Unix ms; 0: not since it
+    /// was written).
+    pub verified_at: i64,
 }
 
 /// One sealed, coded unit and where its fragments are.
@@ -281,6 +290,22 @@ impl Seal {
     pub fn fragment(&self, index: u8) -> Option<&Fragment> {
         self.fragments.iter().find(|f| f.index == index)
     }
+
+    /// Fragments stored (the healthy ones).
+    pub fn healthy(&self) -> usize {
+        self.fragments.iter().filter(|f| f.state == FragmentState::Stored).count()
+    }
+
+    /// How many more fragments the seal can lose and still be read: healthy
+    /// fragments minus `k` (negative: unreadable until repaired, if ever).
+    pub fn margin(&self) -> i64 {
+        margin(self.healthy(), self.params.k())
+    }
+}
+
+/// The margin of a seal with `healthy` stored fragments of which `k` rebuild it.
+pub fn margin(healthy: usize, k: u8) -> i64 {
+    healthy as i64 - i64::from(k)
 }
 
 /// What a write learned of its fragments: which landed (and their bytes), which

@@ -3,32 +3,50 @@
 //! `pipeline.pending_grace`, or pending from before this process started when this
 //! node wrote them (or, on a single-node SQLite store, whoever did).
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tracing::{debug, info, warn};
+use futures::StreamExt as _;
+use tracing::debug;
 
 use super::PipelineCtx;
 use super::read::fragment_ref;
-use crate::meta::{Backend, DeadWrites, MetaError, now_ms};
+use crate::backend::FragmentRef;
+use crate::meta::{Backend, DeadWrites, MetaError, SealId, now_ms};
 
-/// Collects up to `batch` seals once. Returns how many were forgotten.
+/// Deletes in flight at once while collecting.
+const DELETES_IN_FLIGHT: usize = 32;
+
+/// Collects up to `batch` seals once: their fragments deleted, many at once, then
+/// the seals whose fragments are all gone forgotten in one transaction. Returns
+/// how many were forgotten.
 pub async fn collect_once(ctx: &PipelineCtx, dead: &DeadWrites<'_>, batch: i64) -> Result<usize, MetaError> {
-    let mut forgotten = 0;
-    for seal in ctx.meta.collectable_seals(dead, batch).await? {
-        let mut all_gone = true;
-        for f in &seal.fragments {
-            if let Err(e) = ctx.store.delete(&fragment_ref(f, f.size, None)).await {
-                debug!(seal = %seal.id, location = %f.location, error = %e, "fragment delete failed; will retry");
-                ctx.health.failed(&f.location);
-                all_gone = false;
-            }
-        }
-        if all_gone && ctx.meta.forget_seal(seal.id).await? {
-            forgotten += 1;
+    let seals = ctx.meta.collectable_seals(dead, batch).await?;
+    let deletes: Vec<(SealId, FragmentRef)> = seals
+        .iter()
+        .flat_map(|seal| seal.fragments.iter().map(move |f| (seal.id, fragment_ref(f, f.size, None))))
+        .collect();
+    let results: Vec<Option<SealId>> = futures::stream::iter(deletes)
+        .map(|(seal, at)| delete_fragment(ctx, seal, at))
+        .buffer_unordered(DELETES_IN_FLIGHT)
+        .collect()
+        .await;
+    let failed: std::collections::HashSet<SealId> = results.into_iter().flatten().collect();
+    let gone: Vec<SealId> = seals.iter().map(|s| s.id).filter(|id| !failed.contains(id)).collect();
+    if !failed.is_empty() {
+        // Not in the way of the rest: their turn comes again after the others'.
+        ctx.meta.postpone_collection(&failed.into_iter().collect::<Vec<_>>()).await?;
+    }
+    ctx.meta.forget_seals(&gone).await
+}
+
+/// Deletes one fragment of `seal`; the seal back if that failed.
+async fn delete_fragment(ctx: &PipelineCtx, seal: SealId, at: FragmentRef) -> Option<SealId> {
+    match ctx.store.delete(&at).await {
+        Ok(()) => None,
+        Err(e) => {
+            debug!(%seal, location = %at.location, error = %e, "fragment delete failed; will retry");
+            ctx.health.failed(&at.location);
+            Some(seal)
         }
     }
-    Ok(forgotten)
 }
 
 /// The pending writes this node can tell are dead now: those older than
@@ -42,29 +60,4 @@ pub fn dead_writes(ctx: &PipelineCtx) -> DeadWrites<'_> {
         before = before.max(started);
     }
     DeadWrites { before, writer: ctx.node.id(), writer_before: started }
-}
-
-/// Runs the collector every `pipeline.gc_interval` until the process ends.
-pub fn spawn_collector(ctx: Arc<PipelineCtx>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let interval = ctx.config.gc_interval.0;
-        // Replicas sharing a database collect one at a time: the one holding the
-        // `gc` lease (renewed each round, lost after three missed rounds). The
-        // holder is this node's id, kept in its data directory, so that a restarted
-        // replica takes its own lease back at once.
-        let holder = ctx.node.id();
-        let ttl = (3 * interval).max(Duration::from_secs(10)).as_millis() as i64;
-        loop {
-            match ctx.meta.acquire_lease("gc", holder, ttl).await {
-                Ok(true) => match collect_once(&ctx, &dead_writes(&ctx), 256).await {
-                    Ok(0) => {}
-                    Ok(n) => info!(seals = n, "garbage collected"),
-                    Err(e) => warn!(error = %e, "garbage collection failed"),
-                },
-                Ok(false) => {}
-                Err(e) => warn!(error = %e, "garbage collection lease unavailable"),
-            }
-            tokio::time::sleep(interval.max(Duration::from_millis(100))).await;
-        }
-    })
 }

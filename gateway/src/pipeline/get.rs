@@ -13,6 +13,7 @@ use tracing::warn;
 use super::read::PartReader;
 use super::{PipelineCtx, PipelineError, ReceiverStream};
 use crate::meta::{Manifest, Seal};
+use crate::net::AbortResponse;
 
 /// The reading of one part: its seal, its first and last segment, and the bytes of
 /// those segments to keep (offset into the first, total count).
@@ -22,6 +23,13 @@ struct Step {
     segments: (u64, u64),
     skip: usize,
     take: u64,
+}
+
+/// A part to read: opened (with its first segment read) before the answer, or
+/// later.
+enum Ready {
+    Open(Box<PartReader>, Option<offload::AlignedBuf>, usize, u64),
+    Later(Step),
 }
 
 /// The parts of `manifest` that `range` (object offsets, end exclusive) covers.
@@ -53,15 +61,30 @@ pub async fn get(
     range: Range<u64>,
 ) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
     let tenant = manifest.tenant_number;
-    let mut steps = plan(manifest, &range).into_iter();
-    let Some(step) = steps.next() else {
+    let mut planned = plan(manifest, &range).into_iter();
+    let Some(first) = planned.next() else {
         let (_, rx) = mpsc::channel(1);
         return Ok(ReceiverStream::new(rx));
     };
     let permit = ctx.transfers.clone().acquire_owned().await.map_err(|e| PipelineError::Task(e.to_string()))?;
-    let (skip, take) = (step.skip, step.take);
-    let mut reader = PartReader::open(ctx.clone(), step.seal, tenant, step.segments)?;
+    // The first part's first segment is read before the answer starts, and so is
+    // every later part's that the metadata already knows to be short of fragments:
+    // a failure known now is a 503, not a response cut short.
+    let (skip, take) = (first.skip, first.take);
+    let mut reader = PartReader::open(ctx.clone(), first.seal, tenant, first.segments)?;
     let head = reader.next_segment().await?;
+    let mut rest = Vec::new();
+    for step in planned {
+        if step.seal.healthy() < usize::from(step.seal.params.k()) {
+            let (skip, take) = (step.skip, step.take);
+            let mut r = PartReader::open(ctx.clone(), step.seal, tenant, step.segments)?;
+            let head = r.next_segment().await?;
+            rest.push(Ready::Open(Box::new(r), head, skip, take));
+        } else {
+            rest.push(Ready::Later(step));
+        }
+    }
+    let mut steps = rest.into_iter();
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(ctx.config.depth);
     let ctx = ctx.clone();
     tokio::spawn(async move {
@@ -75,8 +98,8 @@ pub async fn get(
                         Ok(Some(seg)) => seg,
                         Ok(None) => break,
                         Err(e) => {
-                            warn!(error = %e, "read failed mid-stream");
-                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                            warn!(error = %e, "read failed mid-stream: the response is aborted");
+                            let _ = tx.send(Err(AbortResponse::io(e))).await;
                             return;
                         }
                     },
@@ -93,15 +116,20 @@ pub async fn get(
                     break;
                 }
             }
-            if let Some(step) = steps.next() {
-                let (skip, take) = (step.skip, step.take);
-                match PartReader::open(ctx.clone(), step.seal, tenant, step.segments) {
-                    Ok(r) => current = Some((r, None, skip, take)),
-                    Err(e) => {
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                        return;
+            match steps.next() {
+                Some(Ready::Open(r, head, skip, take)) => current = Some((*r, head, skip, take)),
+                Some(Ready::Later(step)) => {
+                    let (skip, take) = (step.skip, step.take);
+                    match PartReader::open(ctx.clone(), step.seal, tenant, step.segments) {
+                        Ok(r) => current = Some((r, None, skip, take)),
+                        Err(e) => {
+                            warn!(error = %e, "read failed mid-stream: the response is aborted");
+                            let _ = tx.send(Err(AbortResponse::io(e))).await;
+                            return;
+                        }
                     }
                 }
+                None => {}
             }
         }
     });

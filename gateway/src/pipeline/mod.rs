@@ -26,9 +26,11 @@ pub mod drain;
 mod get;
 mod put;
 mod read;
+pub mod rebuild;
 pub mod shared;
 #[cfg(test)]
 mod tests;
+pub mod verify;
 mod write;
 
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use tokio::sync::Semaphore;
 pub use complete::{CompleteOutcome, CompleteRequest, MAX_PART_NUMBER, MIN_PART, complete};
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
+pub use read::fragment_layout;
 
 use self::checksum::HashMeters;
 use self::shared::{BufferPool, MatrixCache};
@@ -64,8 +67,12 @@ pub struct PipelineCtx {
     pub meta: MetaStore,
     /// The master key (wraps data keys).
     pub master: Arc<MasterKey>,
-    /// The locations.
+    /// The locations, as reads and writes reach them (the cache in front, when
+    /// there is one).
     pub store: Arc<dyn FragmentStore>,
+    /// The locations themselves, without the cache: what checking a location's
+    /// copy reads.
+    pub locations: Arc<dyn FragmentStore>,
     /// Chooses locations for fragments.
     pub placement: Arc<dyn Placement>,
     /// Locations and policies in force.
@@ -134,7 +141,7 @@ pub enum PipelineError {
         landed: usize,
     },
     /// Fewer than `k` fragments could be read.
-    #[error("segment {segment}: only {usable} of {needed} fragments readable")]
+    #[error("segment {segment}: only {usable} of {needed} fragments readable ({damaged} missing or corrupt)")]
     ReadQuorum {
         /// The segment.
         segment: u64,
@@ -142,6 +149,9 @@ pub enum PipelineError {
         usable: usize,
         /// `k`.
         needed: usize,
+        /// Fragments known missing or corrupt (the others that failed are at
+        /// locations that did not answer).
+        damaged: usize,
     },
     /// Every combination of readable fragments failed authentication: the stored
     /// data was tampered with or the key is wrong. No bytes are returned.

@@ -166,6 +166,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
             name: fragment_name(id, index),
             size: 0,
             state: FragmentState::Pending,
+            verified_at: 0,
         })
         .collect();
     let seal = Seal {

@@ -21,7 +21,7 @@ use crate::backend::{FragmentRef, FragmentStream, TransferError};
 use crate::meta::{Compression, Fragment, FragmentState, MetaError, Seal};
 
 /// The byte layout of a seal's fragments.
-pub(crate) fn fragment_layout(seal: &Seal) -> Result<FragmentLayout, PipelineError> {
+pub fn fragment_layout(seal: &Seal) -> Result<FragmentLayout, PipelineError> {
     let segs = SegmentLayout::new(seal.size, seal.params.segment_size());
     if seal.compression == Compression::None {
         return Ok(FragmentLayout::uncompressed(&seal.params, &segs));
@@ -38,6 +38,26 @@ pub(crate) fn fragment_layout(seal: &Seal) -> Result<FragmentLayout, PipelineErr
 /// The reference to fragment `f` of a seal whose fragments are `len` bytes long.
 pub(crate) fn fragment_ref(f: &Fragment, len: u64, tenant: Option<u32>) -> FragmentRef {
     FragmentRef { location: f.location.clone(), name: f.name.clone(), len, tenant }
+}
+
+/// Why a fragment could not be used.
+#[derive(Debug)]
+pub(crate) enum ReadFault {
+    /// The location did not deliver it: down, refused, or not there
+    /// ([`TransferError::NotFound`]).
+    Transfer(TransferError),
+    /// What came is not the fragment: a header naming another object, index or
+    /// code, or bytes that fail their check.
+    Corrupt(String),
+}
+
+impl std::fmt::Display for ReadFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFault::Transfer(e) => e.fmt(f),
+            ReadFault::Corrupt(why) => write!(f, "corrupt: {why}"),
+        }
+    }
 }
 
 /// One fragment being read: a range read split into records.
@@ -73,29 +93,40 @@ impl FragReader {
     /// Reads and checks the fragment's header: it must name `seal`'s version and
     /// coding parameters and this reader's index — a misplaced or foreign object is
     /// caught before any record is decoded.
-    pub(crate) async fn check_header(
-        &mut self,
-        ctx: &PipelineCtx,
-        seal: &Seal,
-    ) -> Result<FragmentHeader, TransferError> {
-        let bytes = self.next_record(HEADER_LEN).await?;
+    pub(crate) async fn check_header(&mut self, ctx: &PipelineCtx, seal: &Seal) -> Result<FragmentHeader, ReadFault> {
+        let bytes = self.next_record(HEADER_LEN).await.map_err(ReadFault::Transfer)?;
         let h = FragmentHeader::parse(&bytes, ctx.offload.crc32c.as_ref())
-            .map_err(|e| TransferError::Protocol(format!("fragment header: {e}")))?;
+            .map_err(|e| ReadFault::Corrupt(format!("fragment header: {e}")))?;
         if h.version != seal.id.codec() || h.index != self.index || h.k != seal.params.k() || h.n != seal.params.n() {
-            return Err(TransferError::Protocol("fragment header names another object or index".into()));
+            return Err(ReadFault::Corrupt("fragment header names another object, index or code".into()));
         }
         Ok(h)
     }
 }
 
-/// Notes a fragment that could not be read: its location's health, and its state
-/// when the location no longer has it.
-pub(crate) async fn fragment_failed(ctx: &PipelineCtx, seal: &Seal, f: &Fragment, e: &TransferError) {
-    warn!(seal = %seal.id, fragment = f.index, location = %f.location, error = %e, "fragment unreadable");
-    ctx.health.failed(&f.location);
-    if matches!(e, TransferError::NotFound) {
-        let _ = ctx.meta.set_fragment_state(seal.id, f.index, FragmentState::Missing).await;
+/// Notes a fragment that could not be used. A location that failed to deliver is
+/// the location's problem (its health); a location that says it has no such
+/// object, or delivered bytes that are not the fragment, is the fragment's: it is
+/// marked missing or corrupt, which puts its seal in the repair queue (repair checks
+/// it again before rebuilding it, so one bad answer condemns nothing for ever).
+/// Returns whether the fragment itself is damaged (missing or corrupt), rather
+/// than its location failing.
+pub(crate) async fn fragment_failed(ctx: &PipelineCtx, seal: &Seal, f: &Fragment, fault: &ReadFault) -> bool {
+    warn!(seal = %seal.id, fragment = f.index, location = %f.location, error = %fault, "fragment unusable");
+    let state = match fault {
+        ReadFault::Transfer(TransferError::NotFound) => FragmentState::Missing,
+        ReadFault::Corrupt(_) => FragmentState::Corrupt,
+        ReadFault::Transfer(_) => {
+            ctx.health.failed(&f.location);
+            return false;
+        }
+    };
+    if f.state == FragmentState::Stored
+        && let Err(e) = ctx.meta.set_fragment_state(seal.id, f.index, state).await
+    {
+        warn!(seal = %seal.id, fragment = f.index, error = %e, "could not record a fragment's state");
     }
+    true
 }
 
 /// Opens a range read of records `range` of fragment `f` of `seal` (fragments
@@ -109,10 +140,11 @@ async fn open_fragment(
     f: &Fragment,
     (tenant, whole): (u32, u64),
     range: Range<u64>,
-) -> Result<FragReader, TransferError> {
+) -> Result<FragReader, ReadFault> {
     let with_header = range.start == HEADER_LEN as u64;
     let ask = if with_header { 0..range.end } else { range };
-    let mut reader = FragReader::new(f.index, ctx.store.get(&fragment_ref(f, whole, Some(tenant)), ask).await?);
+    let at = fragment_ref(f, whole, Some(tenant));
+    let mut reader = FragReader::new(f.index, ctx.store.get(&at, ask).await.map_err(ReadFault::Transfer)?);
     if with_header {
         reader.check_header(ctx, seal).await?;
     }
@@ -133,6 +165,8 @@ pub(super) struct PartReader {
     /// Fragments (positions in `seal.fragments`) not tried yet, best last.
     unused: Vec<usize>,
     spares: usize,
+    /// Fragments known missing or corrupt, by the metadata or by this read.
+    damaged: std::collections::BTreeSet<u8>,
 }
 
 impl PartReader {
@@ -146,14 +180,23 @@ impl PartReader {
         let key = ctx.master.unwrap_key(&seal.wrapped_key, &seal.id.codec())?;
         let decoder = ObjectDecoder::new(&ctx.offload, seal.params, seal.id.codec(), &key, seal.size)?;
         let layout = fragment_layout(&seal)?;
-        // Stored fragments only: local (cached) first, then healthiest locations,
-        // then by index.
+        // Stored fragments first — local (cached) first, then healthiest locations,
+        // then by index —, and those the metadata has as missing or corrupt last:
+        // before giving up, a read tries them too (one may be back).
         let whole = layout.fragment_len();
         let frags = &seal.fragments;
-        let mut order: Vec<usize> = (0..frags.len()).filter(|&i| frags[i].state == FragmentState::Stored).collect();
+        let mut order: Vec<usize> = (0..frags.len()).filter(|&i| frags[i].state != FragmentState::Pending).collect();
         let local = |i: usize| ctx.store.is_local(&fragment_ref(&frags[i], whole, Some(tenant)));
-        order.sort_by_cached_key(|&i| (!local(i), ctx.health.failures(&frags[i].location), frags[i].index));
+        order.sort_by_cached_key(|&i| {
+            (
+                frags[i].state != FragmentState::Stored,
+                !local(i),
+                ctx.health.failures(&frags[i].location),
+                frags[i].index,
+            )
+        });
         order.reverse(); // popped from the back
+        let damaged = frags.iter().filter(|f| f.state != FragmentState::Stored).map(|f| f.index).collect();
         Ok(Self {
             k: usize::from(seal.params.k()),
             ctx,
@@ -166,6 +209,7 @@ impl PartReader {
             readers: Vec::new(),
             unused: order,
             spares: 0,
+            damaged,
         })
     }
 
@@ -185,9 +229,17 @@ impl PartReader {
                 .iter()
                 .map(|&pos| open_fragment(ctx, seal, &seal.fragments[pos], (tenant, whole), range.clone()));
             for (pos, r) in picked.iter().zip(futures::future::join_all(opens).await) {
+                let f = &self.seal.fragments[*pos];
                 match r {
-                    Ok(reader) => self.readers.push(reader),
-                    Err(e) => fragment_failed(&self.ctx, &self.seal, &self.seal.fragments[*pos], &e).await,
+                    Ok(reader) => {
+                        self.damaged.remove(&f.index);
+                        self.readers.push(reader);
+                    }
+                    Err(e) => {
+                        if fragment_failed(&self.ctx, &self.seal, f, &e).await {
+                            self.damaged.insert(f.index);
+                        }
+                    }
                 }
             }
         }
@@ -226,8 +278,10 @@ impl PartReader {
                         got.insert(index, rec);
                     }
                     Err(e) => {
-                        if let Some(f) = self.seal.fragment(index) {
-                            fragment_failed(&self.ctx, &self.seal, f, &e).await;
+                        if let Some(f) = self.seal.fragment(index)
+                            && fragment_failed(&self.ctx, &self.seal, f, &ReadFault::Transfer(e)).await
+                        {
+                            self.damaged.insert(index);
                         }
                         dead.push(index);
                     }
@@ -236,7 +290,12 @@ impl PartReader {
             self.readers.retain(|r| !dead.contains(&r.index));
             if got.len() < self.k {
                 if self.unused.is_empty() {
-                    return Err(PipelineError::ReadQuorum { segment: s, usable: got.len(), needed: self.k });
+                    return Err(PipelineError::ReadQuorum {
+                        segment: s,
+                        usable: got.len(),
+                        needed: self.k,
+                        damaged: self.damaged.len(),
+                    });
                 }
                 continue;
             }
@@ -254,7 +313,7 @@ impl PartReader {
             match result {
                 Ok(seg) => {
                     for (index, why) in &seg.rejected {
-                        self.reject(*index, why);
+                        self.reject(*index, why).await;
                     }
                     self.next += 1;
                     return Ok(Some(seg.data));
@@ -262,7 +321,7 @@ impl PartReader {
                 Err(CodecError::Insufficient { rejected, .. }) => {
                     // Corrupt records: drop their readers; replacements read segment s.
                     for (index, why) in rejected {
-                        self.reject(index, &why);
+                        self.reject(index, &why).await;
                         got.remove(&index);
                     }
                     if self.unused.is_empty() && self.readers.len() < self.k {
@@ -270,6 +329,7 @@ impl PartReader {
                             segment: s,
                             usable: self.readers.len(),
                             needed: self.k,
+                            damaged: self.damaged.len(),
                         });
                     }
                 }
@@ -285,12 +345,15 @@ impl PartReader {
         }
     }
 
-    /// Drops the reader of a fragment whose record was rejected.
-    fn reject(&mut self, index: u8, why: &impl std::fmt::Display) {
-        warn!(seal = %self.seal.id, fragment = index, reason = %why, "fragment record rejected");
-        if let Some(f) = self.seal.fragment(index) {
-            self.ctx.health.failed(&f.location);
-        }
+    /// Drops the reader of a fragment whose record was rejected, and marks it
+    /// corrupt (once).
+    async fn reject(&mut self, index: u8, why: &impl std::fmt::Display) {
         self.readers.retain(|r| r.index != index);
+        if let Some(pos) = self.seal.fragments.iter().position(|f| f.index == index) {
+            let fault = ReadFault::Corrupt(why.to_string());
+            fragment_failed(&self.ctx, &self.seal, &self.seal.fragments[pos], &fault).await;
+            self.seal.fragments[pos].state = FragmentState::Corrupt;
+            self.damaged.insert(index);
+        }
     }
 }

@@ -3,221 +3,18 @@
 //! locations have. No server, no network: the whole set runs in seconds. Later
 //! changes to the data path add their cases here.
 
-use std::collections::BTreeMap;
-use std::ops::Range;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use codec::fragment::{HEADER_LEN, record_checksum};
-use codec::{CodingParams, MasterKey};
 use futures::StreamExt;
-use offload::aead::DataKey;
 use offload::compress::Algorithm;
-use zeroize::Zeroizing;
 
 use super::*;
-use crate::backend::memory::{Fault, MemoryStore};
-use crate::catalog::Catalog;
-use crate::config::{HumanDuration, Location, LocationKind, Policy, Tier};
-use crate::meta::{FragmentAt, FragmentState, Manifest, ObjectAttrs, SealState, UploadId, UploadRow, now_ms};
-use crate::placement::Spread;
-
-/// A small segment, so that objects span many of them quickly.
-const SEG: u32 = 4096;
-
-/// How a rig is set up.
-struct Options {
-    k: u8,
-    n: u8,
-    segment: u32,
-    /// Locations beyond the `n` the policy uses (targets for moves).
-    spare_locations: usize,
-    compression: Option<Algorithm>,
-    /// Put the fragment cache (on a file) in front of the store.
-    cache: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self { k: 4, n: 6, segment: SEG, spare_locations: 0, compression: None, cache: false }
-    }
-}
-
-/// A data path over an in-memory store, with bucket `b` of tenant `default`.
-struct Rig {
-    ctx: Arc<PipelineCtx>,
-    store: Arc<MemoryStore>,
-    cache: Option<Arc<crate::cache::store::Cache>>,
-    policy: Policy,
-}
-
-fn location(name: &str) -> Location {
-    Location {
-        name: name.into(),
-        kind: LocationKind::Edge,
-        endpoint: url::Url::parse("https://127.0.0.1:1").expect("url"),
-        tier: Tier::Edge,
-        region: None,
-        prefix: "p".into(),
-        container: String::new(),
-        access_key_id: String::new(),
-        secret: Zeroizing::new("a-secret-for-tests".into()),
-        signing_region: String::new(),
-        ca_file: None,
-    }
-}
-
-impl Rig {
-    async fn new(o: Options) -> Rig {
-        static RIGS: AtomicU64 = AtomicU64::new(0);
-        let dir = crate::testing::scratch_dir(&format!("pipeline-{}", RIGS.fetch_add(1, Ordering::Relaxed)));
-        let (offload, _) =
-            offload::Offload::select(&offload::OffloadConfig::default(), &offload::probe()).expect("engines");
-        let meta = crate::meta::MetaStore::connect(&format!("sqlite://{}", dir.join("meta.db").display()))
-            .await
-            .expect("metadata");
-        let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &DataKey::from_bytes([5; 32]), 1).expect("kek"));
-        let names: Vec<String> = (0..usize::from(o.n) + o.spare_locations).map(|i| format!("l{i}")).collect();
-        let locations: BTreeMap<String, Location> = names.iter().map(|n| (n.clone(), location(n))).collect();
-        let policy = Policy {
-            name: "p".into(),
-            params: CodingParams::new(o.k, o.n, o.segment).expect("params"),
-            locations: names[..usize::from(o.n)].to_vec(),
-            all_locations: false,
-            min_cloud: 0,
-            min_edge: 0,
-            compression: o.compression,
-            write_quorum: (o.k + 1).min(o.n),
-        };
-        let policies = BTreeMap::from([("p".to_string(), policy.clone())]);
-        let store = Arc::new(MemoryStore::default());
-        let cache = o.cache.then(|| {
-            let device = crate::cache::device::FileDevice::open(&dir.join("cache.img"), 16 << 20).expect("device");
-            let blocks = crate::cache::device::BlockDevice::block_count(&device);
-            let evict = crate::cache::evict::by_name("s3fifo", blocks).expect("policy");
-            let cache = crate::cache::store::Cache::open(
-                Arc::new(device),
-                &dir.join("cache.index"),
-                evict,
-                offload.clone(),
-                master.clone(),
-            )
-            .expect("cache");
-            Arc::new(cache)
-        });
-        let fragments: Arc<dyn crate::backend::FragmentStore> = match &cache {
-            Some(c) => Arc::new(crate::cache::layer::CachedStore::new(store.clone(), c.clone(), true, true)),
-            None => store.clone(),
-        };
-        let node = crate::node::Node::claim(&dir, offload.random.as_ref()).expect("node");
-        let config = crate::config::PipelineConfig {
-            stall_timeout: HumanDuration(Duration::from_millis(800)),
-            ..Default::default()
-        };
-        let ctx = Arc::new(PipelineCtx {
-            config,
-            etag: crate::config::EtagAlgorithm::Md5,
-            hashes: checksum::HashMeters::register(&offload.meters),
-            offload,
-            meta,
-            catalog: Arc::new(Catalog::new(&locations, &policies, master.clone())),
-            master,
-            store: fragments,
-            placement: Arc::new(Spread),
-            health: Arc::default(),
-            node: Arc::new(node),
-            matrices: shared::MatrixCache::default(),
-            buffers: shared::BufferPool::new(4),
-            transfers: Arc::new(tokio::sync::Semaphore::new(8)),
-            quorum_failures: QuorumFailures::default(),
-        });
-        assert!(ctx.meta.create_bucket("b", "p", "default").await.expect("bucket"));
-        Rig { ctx, store, cache, policy }
-    }
-
-    fn request(&self, key: &str, len: u64, body: BodyStream, expect: Expected) -> PutRequest {
-        PutRequest {
-            policy: self.policy.clone(),
-            tenant: 0,
-            len,
-            body,
-            checksum: None,
-            expect,
-            target: PutTarget::Object {
-                bucket: "b".into(),
-                key: key.as_bytes().to_vec(),
-                attrs: ObjectAttrs::default(),
-            },
-        }
-    }
-
-    async fn try_put(&self, key: &str, data: &[u8]) -> Result<PutOutcome, PipelineError> {
-        put(&self.ctx, self.request(key, data.len() as u64, body(data), Expected::default())).await
-    }
-
-    async fn put(&self, key: &str, data: &[u8]) -> PutOutcome {
-        self.try_put(key, data).await.unwrap_or_else(|e| panic!("PUT {key} ({} B): {e}", data.len()))
-    }
-
-    async fn manifest(&self, key: &str) -> Option<Manifest> {
-        self.ctx.meta.manifest("b", key.as_bytes()).await.expect("manifest")
-    }
-
-    /// Bytes `range` of `key`: an error before the first byte is the pipeline's,
-    /// one later is the stream's.
-    async fn get(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, String> {
-        let m = self.manifest(key).await.ok_or("no such key")?;
-        let mut stream = get(&self.ctx, m, range).await.map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            out.extend_from_slice(&chunk.map_err(|e| format!("mid-stream: {e}"))?);
-        }
-        Ok(out)
-    }
-
-    async fn get_all(&self, key: &str) -> Vec<u8> {
-        let size = self.manifest(key).await.expect("visible").version.size;
-        self.get(key, 0..size).await.unwrap_or_else(|e| panic!("GET {key}: {e}"))
-    }
-
-    /// Where each fragment of `key`'s first part is: (location, name).
-    async fn fragments(&self, key: &str) -> Vec<(String, String)> {
-        let m = self.manifest(key).await.expect("visible");
-        m.parts[0].seal.fragments.iter().map(|f| (f.location.clone(), f.name.clone())).collect()
-    }
-
-    /// Waits until the seal's discard (spawned when a write is dropped) is recorded.
-    async fn seal_state(&self, seal: crate::meta::SealId) -> Option<SealState> {
-        self.ctx.meta.seal(seal).await.expect("seal").map(|s| s.state)
-    }
-}
-
-fn body(data: &[u8]) -> BodyStream {
-    let chunks: Vec<Result<Bytes, BoxError>> = data.chunks(7919).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    futures::stream::iter(chunks).boxed()
-}
-
-/// Incompressible bytes.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Seals written so far, by state.
-async fn seals_in(rig: &Rig, state: SealState) -> usize {
-    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0 };
-    let all = rig.ctx.meta.collectable_seals(&dead, 1000).await.expect("seals");
-    all.iter().filter(|s| s.state == state).count()
-}
+use crate::backend::memory::Fault;
+use crate::meta::{FragmentAt, FragmentState, ObjectAttrs, SealState, UploadId, UploadRow, now_ms};
+use crate::testing::{Options, Rig, SEG, body, data, seals_in};
 
 #[tokio::test]
 async fn objects_of_every_awkward_size_round_trip() {
@@ -591,4 +388,58 @@ async fn the_cache_layer_serves_reads_with_every_location_down_under_the_tenant_
         got.extend_from_slice(&c.expect("chunk"));
     }
     assert_eq!(got, d);
+}
+
+#[tokio::test]
+async fn a_read_tries_fragments_marked_lost_before_it_gives_up() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(3 * SEG as usize + 11, 14);
+    rig.put("h", &d).await;
+    let m = rig.manifest("h").await.expect("visible");
+    let seal = m.parts[0].seal.clone();
+    // The metadata says two fragments are lost, but their files are back...
+    for i in [0, 1] {
+        rig.ctx.meta.set_fragment_state(seal.id, i, FragmentState::Missing).await.expect("mark");
+    }
+    // ...and two of the four it believes in are down: only those two make up k.
+    rig.store.set_fault(&seal.fragments[2].location, Some(Fault::Down));
+    rig.store.set_fault(&seal.fragments[3].location, Some(Fault::Down));
+    assert_eq!(rig.get_all("h").await, d);
+}
+
+#[tokio::test]
+async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
+    let rig = Rig::new(Options { segment: 1 << 20, ..Options::default() }).await;
+    let upload = UploadRow {
+        id: UploadId::generate(rig.ctx.offload.random.as_ref()).expect("id"),
+        bucket: "b".into(),
+        key: b"two".to_vec(),
+        created_at: now_ms(),
+        attrs: ObjectAttrs::default(),
+    };
+    rig.ctx.meta.create_upload(&upload).await.expect("upload");
+    let parts = [data(MIN_PART as usize, 31), data(5000, 32)];
+    let mut listed = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let mut req = rig.request("two", p.len() as u64, body(p), Expected::default());
+        req.target = PutTarget::Part { upload: upload.id, number: i as u32 + 1 };
+        listed.push((i as u32 + 1, put(&rig.ctx, req).await.expect("part").etag));
+    }
+    complete(&rig.ctx, CompleteRequest { upload, parts: listed }).await.expect("complete");
+    // Part 2 lost three of its six fragments, and the metadata knows it.
+    let m = rig.manifest("two").await.expect("visible");
+    let second = m.parts[1].seal.clone();
+    for f in &second.fragments[..3] {
+        rig.store.lose(&f.location, &f.name);
+        rig.ctx.meta.set_fragment_state(second.id, f.index, FragmentState::Missing).await.expect("mark");
+    }
+    let m = rig.manifest("two").await.expect("visible");
+    let size = m.version.size;
+    match get(&rig.ctx, m, 0..size).await {
+        Err(PipelineError::ReadQuorum { usable: 3, needed: 4, damaged: 3, .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a read that cannot finish must fail before its answer starts"),
+    }
+    // A range of the first part alone still reads.
+    assert_eq!(rig.get("two", 0..1000).await.expect("first part"), parts[0][..1000]);
 }

@@ -23,10 +23,16 @@ pub fn pipeline(e: PipelineError) -> S3Error {
                 "Only {landed} of the {needed} required storage locations accepted the data; nothing was stored."
             ))
         }
-        PipelineError::ReadQuorum { segment, usable, needed } => {
-            warn!(segment, usable, needed, "read failed: not enough locations");
+        PipelineError::ReadQuorum { segment, usable, needed, damaged } => {
+            warn!(segment, usable, needed, damaged, "read failed: not enough fragments");
+            let why = match damaged {
+                0 => "the others are at locations that do not answer".to_string(),
+                d => format!(
+                    "{d} were found missing or corrupt and are queued for repair; any others are at locations that do not answer"
+                ),
+            };
             unavailable(format!(
-                "Only {usable} of the {needed} storage locations needed to read this object are reachable."
+                "This object cannot be read now: only {usable} of the {needed} fragments needed are readable ({why})."
             ))
         }
         PipelineError::BodyLength { expected, got } if got < expected => s3_error!(
@@ -98,8 +104,9 @@ mod tests {
         let e = pipeline(PipelineError::WriteQuorum { needed: 5, landed: 3 });
         assert_eq!(e.code(), &S3ErrorCode::ServiceUnavailable);
         assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
-        let e = pipeline(PipelineError::ReadQuorum { segment: 0, usable: 2, needed: 4 });
+        let e = pipeline(PipelineError::ReadQuorum { segment: 0, usable: 2, needed: 4, damaged: 2 });
         assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+        assert!(e.message().is_some_and(|m| m.contains("2 were found missing or corrupt")), "{e:?}");
         let e = pipeline(PipelineError::BodyLength { expected: 10, got: 3 });
         assert_eq!(e.code(), &S3ErrorCode::IncompleteBody);
         let e = pipeline(PipelineError::Corrupt { segment: 3 });

@@ -145,8 +145,11 @@ pub struct FragmentInfo {
     pub location_state: LocationState,
     /// Bytes.
     pub size: i64,
-    /// `pending`, `stored` or `missing`.
+    /// `pending`, `stored`, `missing`, `corrupt` or `repairing`.
     pub state: String,
+    /// When it was last read back whole and found good, Unix milliseconds (0: not
+    /// since it was written).
+    pub verified_at: i64,
 }
 
 /// One part (one coded seal) of an object.
@@ -166,6 +169,8 @@ pub struct PartInfo {
     pub n: i64,
     /// `zstd` or `lz4` when compressed.
     pub compression: Option<String>,
+    /// Healthy fragments minus k: how many more it can lose.
+    pub margin: i64,
     /// Its fragments.
     pub fragments: Vec<FragmentInfo>,
 }
@@ -215,6 +220,7 @@ pub async fn inspect_object(
             k: i64::from(p.seal.params.k()),
             n: i64::from(p.seal.params.n()),
             compression: p.seal.compression.column().map(String::from),
+            margin: p.seal.margin(),
             fragments: p
                 .seal
                 .fragments
@@ -225,6 +231,7 @@ pub async fn inspect_object(
                     location: f.location,
                     size: f.size as i64,
                     state: f.state.to_string(),
+                    verified_at: f.verified_at,
                 })
                 .collect(),
         })

@@ -20,7 +20,7 @@ use crate::meta::{JobKind, JobRow};
 pub struct JobInfo {
     /// Id.
     pub id: String,
-    /// `drain` or `gc`.
+    /// `drain`, `gc`, `repair` or `scrub`.
     pub kind: String,
     /// The location of a drain.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,8 +62,8 @@ impl From<JobRow> for JobInfo {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobCreate {
-    /// `drain` (needs `location`) or `gc`.
-    #[schema(pattern = "^(drain|gc)$")]
+    /// `drain` (needs `location`), `gc`, `repair` or `scrub`.
+    #[schema(pattern = "^(drain|gc|repair|scrub)$")]
     pub kind: String,
     /// The location to drain.
     pub location: Option<String>,
@@ -80,8 +80,8 @@ pub(super) async fn start_job(admin: &Admin, kind: &str, location: Option<&str>)
             l
         }
         (JobKind::Drain, None) => return Err(Problem::bad_request("a drain needs a location")),
-        (JobKind::Gc, None) => "",
-        (JobKind::Gc, Some(_)) => return Err(Problem::bad_request("gc takes no location")),
+        (JobKind::Gc | JobKind::Repair | JobKind::Scrub, None) => "",
+        (_, Some(_)) => return Err(Problem::bad_request(format!("a {kind} job takes no location"))),
     };
     if let Some(live) = admin.gw.meta.live_job(kind, target).await? {
         return Err(Problem::conflict(format!("job {} ({kind}) is already {}", live.id, live.state)));

@@ -31,6 +31,88 @@ pub struct CacheStatus {
     pub policy: String,
 }
 
+/// Stored seals at one margin.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MarginInfo {
+    /// Healthy fragments minus k: fragments each can still lose (0: one more loss
+    /// makes it unreadable; negative: unreadable until repaired).
+    pub margin: i64,
+    /// Seals (single-part objects and parts of multipart objects).
+    pub objects: i64,
+    /// Their plaintext bytes.
+    pub bytes: i64,
+}
+
+/// A background scrub pass.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScrubInfo {
+    /// Fragments checked in the pass in progress.
+    pub checked: i64,
+    /// Problems found in it (fragments missing or corrupt).
+    pub found: i64,
+    /// When the pass in progress began, Unix milliseconds.
+    pub started_at: i64,
+    /// When the last complete pass ended, Unix milliseconds (0: none yet).
+    pub last_full_pass: i64,
+}
+
+/// Redundancy: objects by margin, the repair queue and what the upkeep did since
+/// this process started.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Redundancy {
+    /// Stored seals by margin, lowest first.
+    pub margins: Vec<MarginInfo>,
+    /// Seals in the repair queue (fewer than n healthy fragments).
+    pub repair_queue_objects: i64,
+    /// Fragments they miss.
+    pub repair_queue_fragments: i64,
+    /// Fragments rebuilt per second over the last minute.
+    pub repair_fragments_per_second: f64,
+    /// Bytes rebuilt per second over the last minute.
+    pub repair_bytes_per_second: f64,
+    /// Fragments rebuilt since start.
+    pub rebuilt: u64,
+    /// Fragments found good again when checked before a rebuild, since start.
+    pub restored: u64,
+    /// Rebuilds that failed since start (each retried after the backoff).
+    pub repair_failures: u64,
+    /// The background scrub, once it has started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<ScrubInfo>,
+    /// Orphan fragments deleted from locations since start.
+    pub orphans_deleted: u64,
+    /// Seals collected since start.
+    pub collected: u64,
+}
+
+async fn redundancy(admin: &Admin) -> ApiResult<Redundancy> {
+    use crate::durability::Stats;
+    let meta = &admin.gw.meta;
+    let margins = meta.margins().await?;
+    let (objects, fragments) = meta.repair_backlog().await?;
+    let scrub = meta.pass(crate::durability::scrub::BACKGROUND).await?.map(|p| ScrubInfo {
+        checked: p.checked,
+        found: p.found,
+        started_at: p.started_at,
+        last_full_pass: p.finished_at,
+    });
+    let s = &admin.gw.upkeep.stats;
+    let (fps, bps) = s.repair_rate();
+    Ok(Redundancy {
+        margins: margins.iter().map(|m| MarginInfo { margin: m.margin, objects: m.seals, bytes: m.bytes }).collect(),
+        repair_queue_objects: objects,
+        repair_queue_fragments: fragments,
+        repair_fragments_per_second: fps,
+        repair_bytes_per_second: bps,
+        rebuilt: Stats::get(&s.rebuilt),
+        restored: Stats::get(&s.restored),
+        repair_failures: Stats::get(&s.repair_failures),
+        scrub,
+        orphans_deleted: Stats::get(&s.orphans_deleted),
+        collected: Stats::get(&s.collected),
+    })
+}
+
 /// The gateway at a glance.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Status {
@@ -51,6 +133,8 @@ pub struct Status {
     /// The fragment cache, when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStatus>,
+    /// Objects by margin, repair and scrub.
+    pub redundancy: Redundancy,
     /// CPU time of this process, seconds.
     pub process_cpu_seconds: f64,
 }
@@ -90,6 +174,7 @@ pub async fn status(State(admin): State<Arc<Admin>>) -> ApiResult<Json<Status>> 
         invalid_catalog_entries: view.invalid.clone(),
         live_jobs,
         cache: cache_status(&admin),
+        redundancy: redundancy(&admin).await?,
         process_cpu_seconds: crate::admin::process_cpu_seconds(),
     }))
 }

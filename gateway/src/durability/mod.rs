@@ -1,0 +1,169 @@
+//! Durability as maintained state: every object goes back to full redundancy by
+//! itself.
+//!
+//! | file | what |
+//! |---|---|
+//! | `repair.rs` | degraded seals, lowest margin first: each lost or corrupt fragment checked again, then rebuilt by recoding (no key, no plaintext) at its own location or, when that one is out of service, at another under the object's policy |
+//! | `scrub.rs` | every fragment read back whole from its location and checked, at a bounded rate, resuming where it stopped |
+//! | `watch.rs` | each location probed; one coming back puts what it missed at the head of the queue |
+//! | `collect.rs` | garbage collection until nothing is left, many deletes at once |
+//! | `rate.rs` | the token bucket that keeps background work to its rate |
+//!
+//! Each background task runs on one replica at a time (a lease in the metadata
+//! store, held by the node id, so that a restarted replica takes its own back at
+//! once), and the operator can run a pass now (`skyshard admin repair|scrub|sweep`,
+//! jobs that resume on another replica or after a restart).
+
+pub mod collect;
+pub mod rate;
+pub mod repair;
+pub mod scrub;
+#[cfg(test)]
+mod tests;
+pub mod watch;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::DurabilityConfig;
+use crate::pipeline::PipelineCtx;
+
+/// What the background upkeep needs.
+#[derive(Debug)]
+pub struct Upkeep {
+    /// The data path (metadata, locations, placement, catalog, health).
+    pub ctx: Arc<PipelineCtx>,
+    /// Rates and intervals.
+    pub config: DurabilityConfig,
+    /// The default placement policy (for objects whose bucket has none left).
+    pub default_policy: String,
+    /// Tells the watcher whether a location answers.
+    pub prober: Arc<dyn watch::Prober>,
+    /// Counters.
+    pub stats: Stats,
+    /// Repair's share of bandwidth.
+    pub repair_rate: rate::RateLimiter,
+    /// The background scrub's share.
+    pub scrub_rate: rate::RateLimiter,
+}
+
+impl Upkeep {
+    /// Upkeep of `ctx` as `config` says.
+    pub fn new(
+        ctx: Arc<PipelineCtx>,
+        config: DurabilityConfig,
+        default_policy: String,
+        prober: Arc<dyn watch::Prober>,
+    ) -> Self {
+        let repair_rate = rate::RateLimiter::new(config.repair_rate.0);
+        let scrub_rate = rate::RateLimiter::new(config.scrub_rate.0);
+        Self { ctx, config, default_policy, prober, stats: Stats::default(), repair_rate, scrub_rate }
+    }
+}
+
+/// Counters of the upkeep since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Fragments rebuilt by recoding.
+    pub rebuilt: AtomicU64,
+    /// Their bytes.
+    pub rebuilt_bytes: AtomicU64,
+    /// Bytes read from surviving fragments to rebuild them.
+    pub survivor_bytes: AtomicU64,
+    /// Fragments found good again when checked before a rebuild (a file put back,
+    /// a location back).
+    pub restored: AtomicU64,
+    /// Rebuilds that failed (retried after the backoff).
+    pub repair_failures: AtomicU64,
+    /// Fragments read back whole by scrub.
+    pub scrubbed: AtomicU64,
+    /// Their bytes.
+    pub scrubbed_bytes: AtomicU64,
+    /// Fragments scrub found missing.
+    pub found_missing: AtomicU64,
+    /// Fragments scrub found corrupt.
+    pub found_corrupt: AtomicU64,
+    /// Orphans the sweep deleted.
+    pub orphans_deleted: AtomicU64,
+    /// Seals collected.
+    pub collected: AtomicU64,
+    /// Fragments rebuilt in the last minute (time, bytes), for the rate.
+    recent: Mutex<VecDeque<(Instant, u64)>>,
+}
+
+/// The window of [`Stats::repair_rate`].
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+impl Stats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a rebuilt fragment of `bytes`, from `read` bytes of survivors.
+    pub fn rebuilt(&self, bytes: u64, read: u64) {
+        Self::add(&self.rebuilt, 1);
+        Self::add(&self.rebuilt_bytes, bytes);
+        Self::add(&self.survivor_bytes, read);
+        if let Ok(mut r) = self.recent.lock() {
+            let now = Instant::now();
+            r.push_back((now, bytes));
+            while r.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+                r.pop_front();
+            }
+        }
+    }
+
+    /// Fragments and bytes per second rebuilt over the last minute.
+    pub fn repair_rate(&self) -> (f64, f64) {
+        let Ok(r) = self.recent.lock() else { return (0.0, 0.0) };
+        let now = Instant::now();
+        let recent: Vec<u64> =
+            r.iter().filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW).map(|(_, b)| *b).collect();
+        let secs = RATE_WINDOW.as_secs_f64();
+        (recent.len() as f64 / secs, recent.iter().sum::<u64>() as f64 / secs)
+    }
+
+    /// A counter's value.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a background task under the lease `name`: `step` runs whenever this
+/// replica holds it, then the task sleeps `pause` (what `step` returns).
+pub(crate) fn spawn_leased<F, Fut>(ctx: Arc<PipelineCtx>, name: &'static str, ttl: Duration, mut step: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Duration> + Send,
+{
+    tokio::spawn(async move {
+        let holder = ctx.node.id().to_string();
+        let ttl_ms = ttl.max(Duration::from_secs(10)).as_millis() as i64;
+        loop {
+            let pause = match ctx.meta.acquire_lease(name, &holder, ttl_ms).await {
+                Ok(true) => step().await,
+                Ok(false) => Duration::from_secs(5),
+                Err(e) => {
+                    tracing::warn!(task = name, error = %e, "lease unavailable");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::time::sleep(pause.max(Duration::from_millis(100))).await;
+        }
+    });
+}
+
+/// Starts the background upkeep: repair, scrub, the location watcher, the sweep and
+/// garbage collection.
+pub fn spawn(up: Arc<Upkeep>) {
+    collect::spawn(up.clone());
+    watch::spawn(up.clone());
+    if up.config.repair {
+        repair::spawn(up.clone());
+    }
+    if up.config.scrub_rate.0 > 0 {
+        scrub::spawn(up.clone());
+    }
+}

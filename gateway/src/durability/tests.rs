@@ -1,0 +1,256 @@
+//! The upkeep in process, over the in-memory locations of the pipeline's tests:
+//! fragments lost at write time, lost later, corrupted, restored; locations down and
+//! back, out of service; the queue's order; scrub's resumption; collection.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::repair::repair_batch;
+use super::scrub::scrub_step;
+use super::*;
+use crate::backend::memory::Fault;
+use crate::meta::{FragmentState, LocationState, SealState, margin};
+use crate::pipeline::cleanup::{collect_once, dead_writes};
+use crate::testing::{Options, Rig, SEG, data};
+
+/// Each fragment of `key`'s first seal: (location, state).
+async fn states(rig: &Rig, key: &str) -> Vec<(String, FragmentState)> {
+    let m = rig.manifest(key).await.expect("visible");
+    m.parts[0].seal.fragments.iter().map(|f| (f.location.clone(), f.state)).collect()
+}
+
+/// Reads `key` with every location in `down` down (then up again).
+async fn read_without(rig: &Rig, key: &str, down: &[&str]) -> Vec<u8> {
+    for l in down {
+        rig.store.set_fault(l, Some(Fault::Down));
+    }
+    let got = rig.get_all(key).await;
+    for l in down {
+        rig.store.set_fault(l, None);
+    }
+    got
+}
+
+/// Repairs until the queue is empty (what waits out a backoff left aside).
+async fn repair_all(up: &Upkeep) -> repair::RepairReport {
+    let mut total = repair::RepairReport::default();
+    while let Some(r) = repair_batch(up).await.expect("repair") {
+        total = total.plus(&r);
+    }
+    total
+}
+
+#[test]
+fn margins_are_healthy_fragments_minus_k() {
+    assert_eq!(margin(6, 4), 2);
+    assert_eq!(margin(4, 4), 0);
+    assert_eq!(margin(3, 4), -1, "unreadable until repaired");
+    assert_eq!(margin(0, 1), -1);
+}
+
+#[tokio::test]
+async fn a_fragment_that_missed_its_write_is_rebuilt_in_place_once_its_location_is_back() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    rig.store.set_fault("l3", Some(Fault::Down));
+    let d = data(5 * SEG as usize + 7, 1);
+    assert_eq!(rig.put("o", &d).await.stored, 5, "the write quorum, not n");
+    assert!(states(&rig, "o").await.contains(&("l3".into(), FragmentState::Missing)));
+    let margins = rig.ctx.meta.margins().await.expect("margins");
+    assert_eq!((margins[0].margin, margins[0].seals), (1, 1), "{margins:?}");
+    assert_eq!(rig.ctx.meta.repair_backlog().await.expect("backlog"), (1, 1));
+
+    // Its location still down: repair waits (the seal is deferred, not retried in a loop).
+    let r = repair_batch(&up).await.expect("repair").expect("one seal queued");
+    assert_eq!((r.rebuilt, r.failed), (0, 1));
+    assert!(repair_batch(&up).await.expect("repair").is_none(), "deferred: out of the queue for the backoff");
+
+    // Back: the watcher's probe puts it at the head of the queue again.
+    rig.store.set_fault("l3", None);
+    assert!(up.prober.probe("l3", &url::Url::parse("https://127.0.0.1:1").expect("url")).await);
+    super::watch::location_back(&up, "l3").await;
+    let r = repair_all(&up).await;
+    assert_eq!((r.rebuilt, r.healed), (1, 1), "{r:?}");
+    assert!(states(&rig, "o").await.iter().all(|(_, s)| *s == FragmentState::Stored));
+    assert_eq!(rig.ctx.meta.margins().await.expect("margins")[0].margin, 2);
+    assert_eq!(rig.store.names("l3").len(), 1, "rebuilt where it belongs");
+    // Full redundancy again: any two other locations may go.
+    assert_eq!(read_without(&rig, "o", &["l0", "l5"]).await, d);
+    assert_eq!(Stats::get(&up.stats.rebuilt), 1);
+}
+
+#[tokio::test]
+async fn a_fragment_found_missing_then_put_back_is_stored_again_not_rebuilt() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    let d = data(3 * SEG as usize, 2);
+    rig.put("r", &d).await;
+    let (loc, name) = rig.fragments("r").await[1].clone();
+    let saved = rig.store.bytes(&loc, &name).expect("stored");
+    rig.store.lose(&loc, &name);
+    // A read that needs it finds it gone (with three others down it needs all three left).
+    let others: Vec<String> = rig.fragments("r").await.iter().map(|(l, _)| l.clone()).filter(|l| *l != loc).collect();
+    assert_eq!(read_without(&rig, "r", &[&others[0]]).await, d);
+    assert!(states(&rig, "r").await.contains(&(loc.clone(), FragmentState::Missing)));
+    // The file comes back (restored from a backup, a location's hiccup over).
+    rig.store.replace(&loc, &name, saved.to_vec());
+    let puts_before = rig.store.counts(&loc).puts;
+    let r = repair_all(&up).await;
+    assert_eq!((r.restored, r.rebuilt), (1, 0), "{r:?}");
+    assert_eq!(rig.store.counts(&loc).puts, puts_before, "nothing rewritten");
+    assert!(states(&rig, "r").await.iter().all(|(_, s)| *s == FragmentState::Stored));
+}
+
+#[tokio::test]
+async fn scrub_finds_a_corrupt_fragment_and_repair_rebuilds_it() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    let d = data(4 * SEG as usize + 1, 3);
+    rig.put("c", &d).await;
+    rig.put("other", &data(100, 4)).await;
+    let (loc, name) = rig.fragments("c").await[4].clone();
+    let len = rig.store.bytes(&loc, &name).expect("stored").len();
+    rig.store.flip(&loc, &name, len / 2, 1);
+    let r = scrub_step(&up, "test", &up.scrub_rate, Duration::from_secs(60)).await.expect("scrub");
+    assert!(r.finished, "a pass over two small objects finishes");
+    assert_eq!((r.fragments, r.corrupt, r.missing), (11, 1, 0), "{r:?}");
+    assert!(states(&rig, "c").await.contains(&(loc.clone(), FragmentState::Corrupt)));
+    let pass = rig.ctx.meta.pass("test").await.expect("pass").expect("recorded");
+    assert!(pass.finished_at > 0 && pass.cursor.is_empty());
+    let r = repair_all(&up).await;
+    assert_eq!(r.rebuilt, 1, "{r:?}");
+    // The rebuilt copy checks out, and the object survives two other losses.
+    let r = scrub_step(&up, "test", &up.scrub_rate, Duration::from_secs(60)).await.expect("scrub");
+    assert_eq!((r.corrupt, r.missing), (0, 0));
+    let others: Vec<String> = rig.fragments("c").await.iter().map(|(l, _)| l.clone()).filter(|l| *l != loc).collect();
+    assert_eq!(read_without(&rig, "c", &[&others[0], &others[1]]).await, d);
+}
+
+#[tokio::test]
+async fn scrub_resumes_where_it_stopped() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    for i in 0..12 {
+        rig.put(&format!("s{i}"), &data(1000, i)).await;
+    }
+    // A budget of nothing still does one batch (8 seals): the place is kept.
+    let first = scrub_step(&up, "p", &up.scrub_rate, Duration::ZERO).await.expect("scrub");
+    assert!(!first.finished);
+    assert_eq!(first.fragments, 8 * 6);
+    let kept = rig.ctx.meta.pass("p").await.expect("pass").expect("recorded");
+    assert_eq!(kept.checked, 48);
+    let rest = scrub_step(&up, "p", &up.scrub_rate, Duration::from_secs(60)).await.expect("scrub");
+    assert!(rest.finished);
+    assert_eq!(rest.fragments, 4 * 6, "only what the first step had not checked");
+}
+
+#[tokio::test]
+async fn repairs_go_elsewhere_under_the_policy_when_the_location_is_out_of_service() {
+    let rig = Rig::new(Options { spare_locations: 1, all_locations: true, ..Options::default() }).await;
+    let up = rig.upkeep();
+    let d = data(2 * SEG as usize, 5);
+    rig.put("m", &d).await;
+    let before = rig.fragments("m").await;
+    let spare = (0..7).map(|i| format!("l{i}")).find(|l| before.iter().all(|(h, _)| h != l)).expect("one free");
+    let (loc, name) = before[0].clone();
+    rig.store.lose(&loc, &name);
+    let sid = rig.manifest("m").await.expect("m").parts[0].seal.id;
+    rig.ctx.meta.set_fragment_state(sid, 0, FragmentState::Missing).await.expect("mark");
+    // The operator took the location out of service.
+    rig.ctx.meta.set_location_state(&loc, LocationState::Removed).await.expect("state");
+    rig.ctx.catalog.reload(&rig.ctx.meta).await.expect("reload");
+    let r = repair_all(&up).await;
+    assert_eq!(r.rebuilt, 1, "{r:?}");
+    let after = states(&rig, "m").await;
+    assert_eq!(after[0], (spare, FragmentState::Stored), "the policy's location holding none of the seal");
+    let (l1, l2) = (after[1].0.clone(), after[2].0.clone());
+    assert_eq!(read_without(&rig, "m", &[&l1, &l2]).await, d);
+}
+
+#[tokio::test]
+async fn the_queue_takes_the_most_endangered_first() {
+    let rig = Rig::new(Options::default()).await;
+    let d = data(500, 6);
+    for key in ["a", "b", "c"] {
+        rig.put(key, &d).await;
+    }
+    let seal = |key: &'static str| {
+        let rig = &rig;
+        async move { rig.manifest(key).await.expect("visible").parts[0].seal.id }
+    };
+    let (a, b, c) = (seal("a").await, seal("b").await, seal("c").await);
+    // a loses one fragment, b two, c one (c is newest).
+    for (s, idx) in [(a, 0), (b, 0), (b, 1), (c, 2)] {
+        rig.ctx.meta.set_fragment_state(s, idx, FragmentState::Missing).await.expect("mark");
+    }
+    let queue: Vec<_> =
+        rig.ctx.meta.repair_queue(10, false).await.expect("queue").into_iter().map(|i| i.seal.id).collect();
+    assert_eq!(queue, [b, a, c], "lowest margin first, then oldest");
+    let by_margin: Vec<(i64, i64)> =
+        rig.ctx.meta.margins().await.expect("margins").iter().map(|m| (m.margin, m.seals)).collect();
+    assert_eq!(by_margin, [(0, 1), (1, 2)]);
+    assert_eq!(rig.ctx.meta.repair_backlog().await.expect("backlog"), (3, 4));
+    rig.ctx.meta.defer_repair(b, crate::meta::now_ms() + 60_000).await.expect("defer");
+    let queue: Vec<_> =
+        rig.ctx.meta.repair_queue(10, false).await.expect("queue").into_iter().map(|i| i.seal.id).collect();
+    assert_eq!(queue, [a, c], "a deferred seal waits");
+    assert_eq!(rig.ctx.meta.undefer_repairs().await.expect("undefer"), 1);
+    assert_eq!(rig.ctx.meta.repair_queue(10, false).await.expect("queue").len(), 3);
+}
+
+#[tokio::test]
+async fn a_corrupt_survivor_met_during_a_rebuild_is_marked_and_repaired_too() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    let d = data(3 * SEG as usize, 7);
+    rig.put("x", &d).await;
+    let frags = rig.fragments("x").await;
+    let sid = rig.manifest("x").await.expect("x").parts[0].seal.id;
+    // Fragment 0 lost (and known so); fragment 3 quietly corrupt in its last record.
+    rig.store.lose(&frags[0].0, &frags[0].1);
+    rig.ctx.meta.set_fragment_state(sid, 0, FragmentState::Missing).await.expect("mark");
+    let len = rig.store.bytes(&frags[3].0, &frags[3].1).expect("stored").len();
+    rig.store.flip(&frags[3].0, &frags[3].1, len - 20, 0);
+    let r = repair_all(&up).await;
+    assert_eq!(r.rebuilt, 2, "the lost one, then the corrupt one it found: {r:?}");
+    assert!(states(&rig, "x").await.iter().all(|(_, s)| *s == FragmentState::Stored));
+    assert_eq!(read_without(&rig, "x", &[&frags[1].0, &frags[2].0]).await, d);
+}
+
+#[tokio::test]
+async fn a_rebuild_with_too_few_survivors_fails_cleanly_and_waits() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    rig.put("lost", &data(1000, 8)).await;
+    let frags = rig.fragments("lost").await;
+    let sid = rig.manifest("lost").await.expect("lost").parts[0].seal.id;
+    for (i, (l, n)) in frags.iter().enumerate().take(3) {
+        rig.store.lose(l, n);
+        rig.ctx.meta.set_fragment_state(sid, i as u8, FragmentState::Missing).await.expect("mark");
+    }
+    let r = repair_batch(&up).await.expect("repair").expect("queued");
+    assert_eq!((r.rebuilt, r.failed), (0, 3), "{r:?}");
+    assert!(states(&rig, "lost").await.iter().all(|(_, s)| *s != FragmentState::Repairing), "nothing left half done");
+    assert!(repair_batch(&up).await.expect("repair").is_none(), "deferred");
+    assert_eq!(Stats::get(&up.stats.repair_failures), 3);
+}
+
+#[tokio::test]
+async fn collection_clears_many_seals_per_round_and_puts_failures_last() {
+    let rig = Rig::new(Options::default()).await;
+    for i in 0..40 {
+        rig.put("same", &data(300, i)).await;
+    }
+    // 39 overwritten seals are garbage; one location refuses deletes for a while.
+    rig.store.set_fault("l2", Some(Fault::Down));
+    let n = collect_once(&rig.ctx, &dead_writes(&rig.ctx), 512).await.expect("collect");
+    assert_eq!(n, 0, "no seal whose fragments are not all gone is forgotten");
+    rig.store.set_fault("l2", None);
+    let n = collect_once(&rig.ctx, &dead_writes(&rig.ctx), 512).await.expect("collect");
+    assert_eq!(n, 39, "all in one round");
+    assert_eq!(rig.store.all().len(), 6, "only the live version's fragments are left");
+    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0 };
+    let left = rig.ctx.meta.collectable_seals(&dead, 100).await.expect("seals");
+    assert!(left.iter().all(|s| s.state != SealState::Garbage));
+    assert!(rig.ctx.quorum_failures.write.load(Ordering::Relaxed) == 0);
+}
