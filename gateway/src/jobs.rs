@@ -9,6 +9,7 @@
 //! | `gc` | one garbage-collection round now |
 //! | `repair` | every degraded object repaired now, backoffs ignored (the background repairer pauses meanwhile) |
 //! | `scrub` | every stored fragment read back and checked now, in a pass of its own that resumes after a restart |
+//! | `sweep` | every location listed now and its orphans deleted, in a pass of its own |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use crate::durability::rate::RateLimiter;
-use crate::durability::{repair, scrub};
+use crate::durability::{repair, scrub, sweep};
 use crate::meta::{JobKind, JobRow, JobState, LocationState, MetaError};
 use crate::pipeline::{cleanup, drain};
 use crate::state::Gateway;
@@ -75,7 +76,49 @@ async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError>
         }
         JobKind::Repair => run_repair(gw, holder, job).await,
         JobKind::Scrub => run_scrub(gw, holder, job).await,
+        JobKind::Sweep => run_sweep(gw, holder, job).await,
     }
+}
+
+/// Lists every location now and deletes its orphans, in a pass of the job's own.
+async fn run_sweep(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
+    let pass = format!("job:{}", job.id);
+    let mut p = Progress { gw, holder, id: &job.id, total: job.total, done: job.done, failed: job.failed };
+    let mut total = sweep::SweepReport::default();
+    loop {
+        match p.report("sweeping").await? {
+            None => return Ok(End::Lost),
+            Some(JobState::Cancelling) => {
+                gw.meta.delete_pass(&pass).await?;
+                return Ok(End::Cancelled(format!("cancelled after {} orphans deleted", total.deleted)));
+            }
+            Some(_) => {}
+        }
+        let r = sweep::sweep_step(&gw.upkeep, &pass, Duration::from_secs(5)).await?;
+        total.listed += r.listed;
+        total.deleted += r.deleted;
+        total.young += r.young;
+        total.skipped.extend(r.skipped);
+        p.done = total.listed as i64;
+        p.total = p.done;
+        p.failed = total.deleted as i64;
+        if r.finished {
+            break;
+        }
+    }
+    gw.meta.delete_pass(&pass).await?;
+    total.skipped.sort();
+    total.skipped.dedup();
+    let skipped =
+        if total.skipped.is_empty() { String::new() } else { format!("; not swept: {}", total.skipped.join(", ")) };
+    let message = format!(
+        "{} objects listed: {} orphans deleted, {} younger than the grace left{skipped}",
+        total.listed, total.deleted, total.young
+    );
+    if p.report(&message).await?.is_none() {
+        return Ok(End::Lost);
+    }
+    Ok(End::Succeeded(message))
 }
 
 /// Repairs every degraded seal now: their backoffs are lifted, then batches run

@@ -102,6 +102,13 @@ pub enum AdminCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// List every location now and delete the fragments no object references
+    /// (older than the pending grace). Starts a job.
+    Sweep {
+        /// Follow the job to its end, with a progress bar.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// `skyshard admin locations …`
@@ -727,8 +734,12 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
     match &args.command {
         AdminCommand::Openapi => print!("{}", gateway::admin::openapi::yaml()),
         AdminCommand::Status => print(j, &c.get("/v1/status").await?, status_text)?,
-        AdminCommand::Scrub { wait } | AdminCommand::Repair { wait } => {
-            let kind = if matches!(args.command, AdminCommand::Scrub { .. }) { "scrub" } else { "repair" };
+        AdminCommand::Scrub { wait } | AdminCommand::Repair { wait } | AdminCommand::Sweep { wait } => {
+            let kind = match args.command {
+                AdminCommand::Scrub { .. } => "scrub",
+                AdminCommand::Repair { .. } => "repair",
+                _ => "sweep",
+            };
             let job = c.call(Method::POST, "/v1/jobs", Some(json!({ "kind": kind }))).await?;
             let v = if *wait { watch(&c, &text(&job, "id"), j).await? } else { job };
             print(j, &v, |v| job_rows(std::slice::from_ref(v)))?

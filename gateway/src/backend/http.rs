@@ -6,7 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::transfer::{Transfer, TransferError};
-use super::{FragmentBody, FragmentRef, FragmentStore, FragmentStream, Method, Presigner};
+use super::{
+    FragmentBody, FragmentRef, FragmentStore, FragmentStream, ListFormat, ListPage, Listed, Method, Presigner,
+};
+
+/// Largest listing answer read (1,000 names, with room to spare).
+const MAX_LISTING: usize = 4 << 20;
 
 /// Fragments at locations reached through presigned URLs.
 #[derive(Debug, Clone)]
@@ -45,5 +50,109 @@ impl FragmentStore for PresignedStore {
     async fn delete(&self, at: &FragmentRef) -> Result<(), TransferError> {
         let url = self.url(at, Method::Delete)?;
         self.transfer.delete(&at.location, url).await
+    }
+
+    async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
+        let (url, format) = self
+            .presigner
+            .presign_list(location, after, self.ttl)
+            .map_err(|e| TransferError::Unsigned(e.to_string()))?;
+        // An S3 listing names keys in full; the prefix it was asked for comes off.
+        let prefix = url.query_pairs().find(|(k, _)| k == "prefix").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        let body = self.transfer.get_small(location, url, MAX_LISTING).await?;
+        match format {
+            ListFormat::Edge => {
+                let page: crate::edge::ListPage =
+                    serde_json::from_slice(&body).map_err(|e| TransferError::Protocol(format!("listing: {e}")))?;
+                let objects = page
+                    .objects
+                    .into_iter()
+                    .map(|o| Listed { name: o.name, size: o.size, modified: o.modified })
+                    .collect();
+                Ok(ListPage { objects, next: page.next })
+            }
+            ListFormat::S3 => parse_s3_listing(&body, &prefix),
+        }
+    }
+}
+
+/// Reads an S3 `ListObjectsV2` answer: the keys (`prefix` taken off), sizes and
+/// times; the next page starts after the last key when the answer is truncated.
+fn parse_s3_listing(xml: &[u8], prefix: &str) -> Result<ListPage, TransferError> {
+    use quick_xml::events::Event;
+    let bad = |why: String| TransferError::Protocol(format!("listing: {why}"));
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut path: Vec<String> = Vec::new();
+    let mut page = ListPage::default();
+    let mut truncated = false;
+    let mut current: Option<(String, u64, i64)> = None;
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf).map_err(|e| bad(e.to_string()))? {
+            Event::Start(e) => {
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                if name == "Contents" {
+                    current = Some((String::new(), 0, 0));
+                }
+                path.push(name);
+            }
+            Event::End(_) => {
+                if path.pop().as_deref() == Some("Contents")
+                    && let Some((key, size, modified)) = current.take()
+                {
+                    let Some(name) = key.strip_prefix(prefix) else {
+                        return Err(bad(format!("key {key:?} outside the prefix asked for")));
+                    };
+                    page.objects.push(Listed { name: name.to_string(), size, modified });
+                }
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(|e| bad(e.to_string()))?;
+                let text = quick_xml::escape::unescape(&text).map_err(|e| bad(e.to_string()))?;
+                match (path.last().map(String::as_str), current.as_mut()) {
+                    (Some("Key"), Some(c)) => c.0.push_str(&text),
+                    (Some("Size"), Some(c)) => c.1 = text.trim().parse().map_err(|_| bad(format!("size {text:?}")))?,
+                    (Some("LastModified"), Some(c)) => {
+                        let t =
+                            time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+                                .map_err(|e| bad(format!("time {text:?}: {e}")))?;
+                        c.2 = (t.unix_timestamp_nanos() / 1_000_000) as i64;
+                    }
+                    (Some("IsTruncated"), None) => truncated = text.trim() == "true",
+                    _ => {}
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if truncated {
+        page.next = page.objects.last().map(|o| o.name.clone());
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_listings_are_read() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>frags</Name><Prefix>sky/</Prefix>
+<KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>
+<Contents><Key>sky/ab12/0</Key><LastModified>2026-11-29T12:00:00.000Z</LastModified><ETag>&quot;x&quot;</ETag><Size>1234</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>sky/ab12/1</Key><LastModified>2026-11-29T12:00:01Z</LastModified><Size>5</Size></Contents>
+</ListBucketResult>"#;
+        let page = parse_s3_listing(xml, "sky/").expect("parse");
+        assert_eq!(page.objects.len(), 2);
+        assert_eq!(page.objects[0], Listed { name: "ab12/0".into(), size: 1234, modified: 1_795_953_600_000 });
+        assert_eq!(page.objects[1].modified, 1_795_953_601_000);
+        assert_eq!(page.next.as_deref(), Some("ab12/1"));
+        assert!(parse_s3_listing(xml, "other/").is_err(), "keys outside the prefix");
+        assert!(
+            parse_s3_listing(b"<ListBucketResult><Contents><Size>x</Size></Contents></ListBucketResult>", "").is_err()
+        );
     }
 }

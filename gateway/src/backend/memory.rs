@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt as _;
 
-use super::{FragmentBody, FragmentRef, FragmentStore, FragmentStream, TransferError};
+use super::{FragmentBody, FragmentRef, FragmentStore, FragmentStream, ListPage, Listed, TransferError};
 
 /// What a location does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,8 @@ pub(crate) struct Counts {
 #[derive(Debug, Default)]
 pub(crate) struct MemoryStore {
     objects: Mutex<BTreeMap<(String, String), Bytes>>,
+    /// When objects were written, when a test set it (else: now).
+    modified: Mutex<HashMap<(String, String), i64>>,
     faults: Mutex<HashMap<String, Fault>>,
     counts: Mutex<HashMap<String, Counts>>,
 }
@@ -88,6 +90,12 @@ impl MemoryStore {
         }
     }
 
+    /// Plants an object no seal knows of, written at `modified` (Unix ms).
+    pub(crate) fn plant(&self, location: &str, name: &str, bytes: &[u8], modified: i64) {
+        self.replace(location, name, bytes.to_vec());
+        lock(&self.modified).insert((location.to_string(), name.to_string()), modified);
+    }
+
     /// Loses a fragment.
     pub(crate) fn lose(&self, location: &str, name: &str) {
         lock(&self.objects).remove(&(location.to_string(), name.to_string()));
@@ -106,8 +114,30 @@ fn down() -> TransferError {
     TransferError::Unavailable("location down (test fault)".into())
 }
 
+/// Objects a listing page holds at most (small, so that tests page).
+const LIST_PAGE: usize = 7;
+
 #[async_trait::async_trait]
 impl FragmentStore for MemoryStore {
+    async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
+        if self.fault(location) == Some(Fault::Down) {
+            return Err(down());
+        }
+        let now = crate::meta::now_ms();
+        let mut objects: Vec<Listed> = lock(&self.objects)
+            .iter()
+            .filter(|((l, n), _)| l == location && after.is_none_or(|a| n.as_str() > a))
+            .map(|((_, n), b)| Listed {
+                name: n.clone(),
+                size: b.len() as u64,
+                modified: *lock(&self.modified).get(&(location.to_string(), n.clone())).unwrap_or(&now),
+            })
+            .collect();
+        let next = (objects.len() > LIST_PAGE).then(|| objects[LIST_PAGE - 1].name.clone());
+        objects.truncate(LIST_PAGE);
+        Ok(ListPage { objects, next })
+    }
+
     async fn put(&self, at: &FragmentRef, mut body: FragmentBody) -> Result<(), TransferError> {
         self.count(&at.location, |c| c.puts += 1);
         let fault = self.fault(&at.location);

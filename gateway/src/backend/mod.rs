@@ -23,7 +23,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-pub use presign::{LocationSigner, Method, PresignError, Presigner, hmac_hex, hmac_payload, verify_edge};
+pub use presign::{ListFormat, LocationSigner, Method, PresignError, Presigner, hmac_hex, hmac_payload, verify_edge};
 pub use transfer::TransferError;
 
 /// One fragment at its location.
@@ -47,6 +47,26 @@ pub type FragmentStream = BoxStream<'static, Result<Bytes, TransferError>>;
 /// Fragment bytes to store.
 pub type FragmentBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
+/// An object found at a location by a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its name below the location's prefix (`<seal id>/<index>` for fragments).
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// Last modified, Unix milliseconds.
+    pub modified: i64,
+}
+
+/// A page of a location's listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects in name order.
+    pub objects: Vec<Listed>,
+    /// Where the next page starts (`after`); `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Where fragments are kept: every location, by name.
 #[async_trait::async_trait]
 pub trait FragmentStore: Send + Sync + fmt::Debug {
@@ -59,6 +79,13 @@ pub trait FragmentStore: Send + Sync + fmt::Debug {
 
     /// Deletes the fragment `at`; one that is not there counts as deleted.
     async fn delete(&self, at: &FragmentRef) -> Result<(), TransferError>;
+
+    /// A page of the objects at `location`, names after `after`. A location that
+    /// cannot be listed refuses ([`TransferError::Unsigned`]).
+    async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
+        let _ = after;
+        Err(TransferError::Unsigned(format!("{location} cannot be listed")))
+    }
 
     /// Whether reading `at` needs no location (a local cache holds it): reads try
     /// such fragments first.

@@ -46,6 +46,14 @@ pub enum PresignError {
     /// No location of that name.
     #[error("unknown location {0:?}")]
     UnknownLocation(String),
+    /// The location cannot do this through a signed URL.
+    #[error("location {location} does not support {what} through signed URLs")]
+    Unsupported {
+        /// The location.
+        location: String,
+        /// What was asked.
+        what: &'static str,
+    },
     /// The signer refused (bad endpoint, bad credentials format).
     #[error("cannot sign for location {location}: {reason}")]
     Sign {
@@ -56,10 +64,34 @@ pub enum PresignError {
     },
 }
 
+/// How the answer to a listing URL is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    /// S3 `ListObjectsV2` XML (`Contents` with `Key`, `Size`, `LastModified`).
+    S3,
+    /// The edge store's JSON (`objects` with `name`, `size`, `modified`; `next`).
+    Edge,
+}
+
 /// Issues short-lived URLs for one fragment and one method.
 pub trait Presigner: Send + Sync + fmt::Debug {
     /// A URL allowing `method` on `object` at `location` for `ttl`.
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError>;
+
+    /// A URL listing up to 1,000 of the fragments at `location` whose names (below
+    /// the location's prefix) sort after `after`, valid for `ttl`, and how its
+    /// answer is written. A location that cannot be listed through a signed URL
+    /// refuses ([`PresignError::Unsupported`]) rather than being listed some other
+    /// way.
+    fn presign_list(
+        &self,
+        location: &str,
+        after: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(url::Url, ListFormat), PresignError> {
+        let _ = (after, ttl);
+        Err(PresignError::Unsupported { location: location.into(), what: "listing" })
+    }
 
     /// The catalog's locations changed (an operator added, updated or removed one).
     /// A signer in another process learns of changes from its own source and may
@@ -146,7 +178,46 @@ impl Presigner for LocationSigner {
                     .append_pair("temp_url_expires", &expires.to_string());
                 Ok(url)
             }
-            LocationKind::S3 => presign_s3(loc, method, object, ttl).map_err(err),
+            LocationKind::S3 => {
+                sign_s3(loc, method, join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]), ttl).map_err(err)
+            }
+        }
+    }
+
+    fn presign_list(
+        &self,
+        location: &str,
+        after: Option<&str>,
+        ttl: Duration,
+    ) -> Result<(url::Url, ListFormat), PresignError> {
+        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        let err = |reason: String| PresignError::Sign { location: location.into(), reason };
+        match loc.kind {
+            LocationKind::Edge => {
+                let url = join_path(&loc.endpoint, &["l", &loc.prefix]);
+                let expires = unix_now() + ttl.as_secs();
+                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload("GET", expires, url.path()));
+                let mut url = url;
+                url.query_pairs_mut().append_pair(EDGE_EXPIRES, &expires.to_string()).append_pair(EDGE_SIGNATURE, &sig);
+                if let Some(a) = after {
+                    url.query_pairs_mut().append_pair("after", a);
+                }
+                Ok((url, ListFormat::Edge))
+            }
+            LocationKind::S3 => {
+                let mut url = join_path(&loc.endpoint, &[&loc.container]);
+                // The key prefix fragments are written under (as `join_path` builds it).
+                let prefix: String = loc.prefix.split('/').filter(|s| !s.is_empty()).map(|s| format!("{s}/")).collect();
+                url.query_pairs_mut().append_pair("list-type", "2").append_pair("max-keys", "1000");
+                url.query_pairs_mut().append_pair("prefix", &prefix);
+                if let Some(a) = after {
+                    url.query_pairs_mut().append_pair("start-after", &format!("{prefix}{a}"));
+                }
+                Ok((sign_s3(loc, Method::Get, url, ttl).map_err(err)?, ListFormat::S3))
+            }
+            // TempURLs cover objects, not container listings.
+            LocationKind::Swift => Err(PresignError::Unsupported { location: location.into(), what: "listing" }),
         }
     }
 
@@ -157,16 +228,16 @@ impl Presigner for LocationSigner {
     }
 }
 
-/// A SigV4 query-string presigned URL: path style, `UNSIGNED-PAYLOAD`, and no signed
-/// header but `host` — the transfer sends no `x-amz-*` header at all.
-fn presign_s3(loc: &Location, method: Method, object: &str, ttl: Duration) -> Result<url::Url, String> {
+/// `url` (its query included) as a SigV4 query-string presigned URL: path style,
+/// `UNSIGNED-PAYLOAD`, and no signed header but `host` — the transfer sends no
+/// `x-amz-*` header at all.
+fn sign_s3(loc: &Location, method: Method, url: url::Url, ttl: Duration) -> Result<url::Url, String> {
     use aws_sigv4::http_request::{
         PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
         UriPathNormalizationMode, sign,
     };
     use aws_sigv4::sign::v4;
 
-    let url = join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]);
     let identity =
         aws_credential_types::Credentials::new(&loc.access_key_id, loc.secret.as_str(), None, None, "skyshard").into();
     let mut settings = SigningSettings::default();
@@ -290,5 +361,34 @@ mod tests {
         let expires: u64 = q["temp_url_expires"].parse().expect("expiry");
         let expect = hmac_hex(b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", &format!("PUT\n{expires}\n{}", u.path()));
         assert_eq!(q["temp_url_sig"], expect);
+    }
+
+    #[test]
+    fn listings_are_signed_for_edge_and_s3_and_refused_for_swift() {
+        let ttl = Duration::from_secs(60);
+        let (u, format) =
+            signer(LocationKind::Edge, "http://127.0.0.1:9101").presign_list("l", Some("ab/1"), ttl).expect("edge");
+        assert_eq!((u.path(), format), ("/l/sky", ListFormat::Edge));
+        let q = u.query().expect("query");
+        let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        assert_eq!(verify_edge(secret, "GET", u.path(), q, unix_now()), Ok(()));
+        assert!(verify_edge(secret, "GET", "/l/other", q, unix_now()).is_err(), "another prefix");
+
+        let mut nested = loc(LocationKind::S3, "http://127.0.0.1:9200");
+        nested.prefix = "/a//b/".into();
+        let s = LocationSigner::new(BTreeMap::from([("l".to_string(), nested)]));
+        let (u, format) = s.presign_list("l", Some("ab/1"), ttl).expect("s3");
+        assert_eq!((u.path(), format), ("/frags", ListFormat::S3));
+        let q: BTreeMap<String, String> = u.query_pairs().into_owned().collect();
+        assert_eq!(
+            (q["list-type"].as_str(), q["prefix"].as_str()),
+            ("2", "a/b/"),
+            "the prefix fragments are written under"
+        );
+        assert_eq!(q["start-after"], "a/b/ab/1");
+        assert_eq!(q["X-Amz-Signature"].len(), 64);
+
+        let swift = signer(LocationKind::Swift, "http://127.0.0.1:8080/v1/AUTH_test").presign_list("l", None, ttl);
+        assert!(matches!(swift, Err(PresignError::Unsupported { .. })), "{swift:?}");
     }
 }

@@ -446,6 +446,31 @@ impl Transfer {
         })
     }
 
+    /// Reads the whole (small) answer to a GET of `url` at `location`: a listing.
+    /// Fails past `max` bytes.
+    pub async fn get_small(&self, location: &str, url: url::Url, max: usize) -> Result<Bytes, TransferError> {
+        let started = Instant::now();
+        let r = async {
+            let resp = check(self.send_empty(location, Method::GET, &url, None).await?).await?;
+            let mut out = Vec::new();
+            let mut data = BodyDataStream::new(resp.into_body());
+            while let Some(chunk) = tokio::time::timeout(self.stall, data.next())
+                .await
+                .map_err(|_| TransferError::Unavailable("the answer stalled".into()))?
+            {
+                let chunk = chunk.map_err(|e| TransferError::Unavailable(redact(&e.to_string())))?;
+                if out.len() + chunk.len() > max {
+                    return Err(TransferError::Protocol(format!("answer larger than {max} bytes")));
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(Bytes::from(out))
+        }
+        .await;
+        self.observe(location, "list", started, &r);
+        r
+    }
+
     /// Deletes the object at `location`; a missing object counts as deleted.
     pub async fn delete(&self, location: &str, url: url::Url) -> Result<(), TransferError> {
         let started = Instant::now();

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::store::Cache;
-use crate::backend::{FragmentBody, FragmentRef, FragmentStore, FragmentStream, TransferError};
+use crate::backend::{FragmentBody, FragmentRef, FragmentStore, FragmentStream, ListPage, TransferError};
 
 /// Bytes read from the cache per step.
 const CHUNK: u64 = 1 << 20;
@@ -101,6 +101,10 @@ impl FragmentStore for CachedStore {
     async fn delete(&self, at: &FragmentRef) -> Result<(), TransferError> {
         self.cache.remove(&at.name);
         self.inner.delete(at).await
+    }
+
+    async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
+        self.inner.list(location, after).await
     }
 
     fn is_local(&self, at: &FragmentRef) -> bool {

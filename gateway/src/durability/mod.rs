@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `repair.rs` | degraded seals, lowest margin first: each lost or corrupt fragment checked again, then rebuilt by recoding (no key, no plaintext) at its own location or, when that one is out of service, at another under the object's policy |
 //! | `scrub.rs` | every fragment read back whole from its location and checked, at a bounded rate, resuming where it stopped |
+//! | `sweep.rs` | each location listed; fragments no seal references, older than the pending grace, deleted |
 //! | `watch.rs` | each location probed; one coming back puts what it missed at the head of the queue |
 //! | `collect.rs` | garbage collection until nothing is left, many deletes at once |
 //! | `rate.rs` | the token bucket that keeps background work to its rate |
@@ -18,6 +19,7 @@ pub mod collect;
 pub mod rate;
 pub mod repair;
 pub mod scrub;
+pub mod sweep;
 #[cfg(test)]
 mod tests;
 pub mod watch;
@@ -165,5 +167,8 @@ pub fn spawn(up: Arc<Upkeep>) {
     }
     if up.config.scrub_rate.0 > 0 {
         scrub::spawn(up.clone());
+    }
+    if !up.config.sweep_interval.0.is_zero() {
+        sweep::spawn(up);
     }
 }

@@ -22,6 +22,8 @@ db_enum! {
         Repair = "repair",
         /// Every stored fragment read back and checked now.
         Scrub = "scrub",
+        /// Every location listed now, and its orphans deleted.
+        Sweep = "sweep",
     }
 }
 

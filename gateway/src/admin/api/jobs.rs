@@ -20,7 +20,7 @@ use crate::meta::{JobKind, JobRow};
 pub struct JobInfo {
     /// Id.
     pub id: String,
-    /// `drain`, `gc`, `repair` or `scrub`.
+    /// `drain`, `gc`, `repair`, `scrub` or `sweep`.
     pub kind: String,
     /// The location of a drain.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,8 +62,8 @@ impl From<JobRow> for JobInfo {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobCreate {
-    /// `drain` (needs `location`), `gc`, `repair` or `scrub`.
-    #[schema(pattern = "^(drain|gc|repair|scrub)$")]
+    /// `drain` (needs `location`), `gc`, `repair`, `scrub` or `sweep`.
+    #[schema(pattern = "^(drain|gc|repair|scrub|sweep)$")]
     pub kind: String,
     /// The location to drain.
     pub location: Option<String>,
@@ -80,7 +80,7 @@ pub(super) async fn start_job(admin: &Admin, kind: &str, location: Option<&str>)
             l
         }
         (JobKind::Drain, None) => return Err(Problem::bad_request("a drain needs a location")),
-        (JobKind::Gc | JobKind::Repair | JobKind::Scrub, None) => "",
+        (JobKind::Gc | JobKind::Repair | JobKind::Scrub | JobKind::Sweep, None) => "",
         (_, Some(_)) => return Err(Problem::bad_request(format!("a {kind} job takes no location"))),
     };
     if let Some(live) = admin.gw.meta.live_job(kind, target).await? {
