@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::DurabilityConfig;
+use crate::meta::MetaError;
 use crate::pipeline::PipelineCtx;
 
 /// What the background upkeep needs.
@@ -155,6 +156,18 @@ where
             tokio::time::sleep(pause.max(Duration::from_millis(100))).await;
         }
     });
+}
+
+/// How long until the next pass of `name` is due, `interval` after the last one
+/// ended: a pass in progress, or one never run, is due now. (After a restart, a
+/// pass that finished an hour ago is not started again at once.)
+pub(crate) async fn pass_due_in(ctx: &PipelineCtx, name: &str, interval: Duration) -> Result<Duration, MetaError> {
+    let Some(pass) = ctx.meta.pass(name).await? else { return Ok(Duration::ZERO) };
+    if !pass.cursor.is_empty() || pass.checked > 0 || pass.finished_at <= 0 {
+        return Ok(Duration::ZERO);
+    }
+    let due = pass.finished_at.saturating_add(interval.as_millis() as i64);
+    Ok(Duration::from_millis(due.saturating_sub(crate::meta::now_ms()).max(0) as u64))
 }
 
 /// Starts the background upkeep: repair, scrub, the location watcher, the sweep and

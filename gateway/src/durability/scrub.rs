@@ -131,6 +131,11 @@ pub fn spawn(up: Arc<Upkeep>) {
     super::spawn_leased(ctx, "scrub", Duration::from_secs(60), move || {
         let up = up.clone();
         async move {
+            match super::pass_due_in(&up.ctx, BACKGROUND, up.config.scrub_interval.0).await {
+                Ok(wait) if !wait.is_zero() => return wait,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot read the pass"),
+            }
             match scrub_step(&up, BACKGROUND, &up.scrub_rate, Duration::from_secs(20)).await {
                 Ok(r) if r.finished => up.config.scrub_interval.0,
                 Ok(_) => Duration::ZERO,

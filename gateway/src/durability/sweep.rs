@@ -158,6 +158,11 @@ pub fn spawn(up: Arc<Upkeep>) {
     super::spawn_leased(ctx, "sweep", Duration::from_secs(60), move || {
         let up = up.clone();
         async move {
+            match super::pass_due_in(&up.ctx, BACKGROUND, up.config.sweep_interval.0).await {
+                Ok(wait) if !wait.is_zero() => return wait,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot read the pass"),
+            }
             match sweep_step(&up, BACKGROUND, Duration::from_secs(20)).await {
                 Ok(r) if r.finished => up.config.sweep_interval.0,
                 Ok(_) => Duration::ZERO,

@@ -145,6 +145,24 @@ async fn scrub_resumes_where_it_stopped() {
 }
 
 #[tokio::test]
+async fn a_finished_pass_is_due_again_only_after_its_interval() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    let hour = Duration::from_secs(3600);
+    let due = |name: &'static str| super::pass_due_in(&rig.ctx, name, hour);
+    assert_eq!(due("p").await.expect("due"), Duration::ZERO, "never run: due now");
+    rig.put("x", &data(100, 1)).await;
+    assert!(scrub_step(&up, "p", &up.scrub_rate, Duration::from_secs(60)).await.expect("scrub").finished);
+    let wait = due("p").await.expect("due");
+    assert!(wait > hour - Duration::from_secs(60) && wait <= hour, "{wait:?}");
+    // A pass in progress is due at once.
+    let mut pass = rig.ctx.meta.pass("p").await.expect("pass").expect("kept");
+    pass.cursor = "00".repeat(16);
+    rig.ctx.meta.save_pass(&pass).await.expect("save");
+    assert_eq!(due("p").await.expect("due"), Duration::ZERO);
+}
+
+#[tokio::test]
 async fn repairs_go_elsewhere_under_the_policy_when_the_location_is_out_of_service() {
     let rig = Rig::new(Options { spare_locations: 1, all_locations: true, ..Options::default() }).await;
     let up = rig.upkeep();
