@@ -195,7 +195,7 @@ impl FragmentStore for MemoryStore {
 
 #[async_trait::async_trait]
 impl crate::durability::watch::Prober for MemoryStore {
-    async fn probe(&self, location: &str, _endpoint: &url::Url) -> bool {
-        self.fault(location) != Some(Fault::Down)
+    async fn probe(&self, location: &str, _endpoint: &url::Url) -> Result<(), String> {
+        if self.fault(location) == Some(Fault::Down) { Err("location down (test fault)".into()) } else { Ok(()) }
     }
 }

@@ -17,14 +17,14 @@ use crate::backend::transfer::Transfer;
 #[async_trait::async_trait]
 pub trait Prober: Send + Sync + std::fmt::Debug {
     /// Whether `location`, at `endpoint`, accepts a connection (and a TLS
-    /// handshake, for `https`) now.
-    async fn probe(&self, location: &str, endpoint: &url::Url) -> bool;
+    /// handshake, for `https`) now; why not, if not.
+    async fn probe(&self, location: &str, endpoint: &url::Url) -> Result<(), String>;
 }
 
 #[async_trait::async_trait]
 impl Prober for Transfer {
-    async fn probe(&self, location: &str, endpoint: &url::Url) -> bool {
-        Transfer::probe(self, location, endpoint).await.is_ok()
+    async fn probe(&self, location: &str, endpoint: &url::Url) -> Result<(), String> {
+        Transfer::probe(self, location, endpoint).await.map_err(|e| e.to_string())
     }
 }
 
@@ -40,24 +40,34 @@ pub async fn location_back(up: &Upkeep, name: &str) {
     }
 }
 
+/// Probes every location once. A location answering is "back" when the last probe
+/// found it down — or when data requests failed there since (an outage shorter
+/// than the probe interval still delayed repairs, which must not wait out their
+/// backoff).
+pub async fn watch_once(up: &Upkeep, up_before: &mut HashMap<String, bool>) {
+    let view = up.ctx.catalog.view();
+    for (name, loc) in view.locations.iter() {
+        let answer = up.prober.probe(name, &loc.endpoint).await;
+        let was = up_before.insert(name.clone(), answer.is_ok());
+        match answer {
+            Ok(()) if was != Some(true) || up.ctx.health.failures(name) > 0 => location_back(up, name).await,
+            Ok(()) => {}
+            Err(e) => {
+                up.ctx.health.failed(name);
+                if was != Some(false) {
+                    warn!(location = %name, error = %e, "location check failed");
+                }
+            }
+        }
+    }
+}
+
 /// Starts the watcher.
 pub fn spawn(up: Arc<Upkeep>) {
     tokio::spawn(async move {
         let mut up_before: HashMap<String, bool> = HashMap::new();
         loop {
-            let view = up.ctx.catalog.view();
-            for (name, loc) in view.locations.iter() {
-                let ok = up.prober.probe(name, &loc.endpoint).await;
-                let was = up_before.insert(name.clone(), ok);
-                if !ok {
-                    up.ctx.health.failed(name);
-                }
-                if ok && was != Some(true) {
-                    location_back(&up, name).await;
-                } else if !ok && was != Some(false) {
-                    warn!(location = %name, "location down");
-                }
-            }
+            watch_once(&up, &mut up_before).await;
             tokio::time::sleep(up.config.watch_interval.0).await;
         }
     });
