@@ -6,7 +6,7 @@
 //! | kind | what |
 //! |---|---|
 //! | `drain` | moves every fragment off a location by recoding, then marks it `drained` |
-//! | `gc` | one garbage-collection round now |
+//! | `gc` | garbage collected now, until nothing collectable is left |
 //! | `repair` | every degraded object repaired now, backoffs ignored (the background repairer pauses meanwhile) |
 //! | `scrub` | every stored fragment read back and checked now, in a pass of its own that resumes after a restart |
 //! | `sweep` | every location listed now and its orphans deleted, in a pass of its own |
@@ -69,15 +69,37 @@ pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
 async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
     match job.kind {
         JobKind::Drain => run_drain(gw, holder, job).await,
-        JobKind::Gc => {
-            let ctx = &gw.pipeline;
-            let n = cleanup::collect_once(ctx, &cleanup::dead_writes(ctx), 4096).await?;
-            Ok(End::Succeeded(format!("{n} seals collected")))
-        }
+        JobKind::Gc => run_gc(gw, holder, job).await,
         JobKind::Repair => run_repair(gw, holder, job).await,
         JobKind::Scrub => run_scrub(gw, holder, job).await,
         JobKind::Sweep => run_sweep(gw, holder, job).await,
     }
+}
+
+/// Collects garbage now, batch after batch, until nothing collectable is left.
+async fn run_gc(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
+    const BATCH: i64 = 512;
+    let ctx = &gw.pipeline;
+    let mut p = Progress { gw, holder, id: &job.id, total: job.total, done: job.done, failed: 0 };
+    loop {
+        match p.report("collecting").await? {
+            None => return Ok(End::Lost),
+            Some(JobState::Cancelling) => return Ok(End::Cancelled(format!("cancelled after {} seals", p.done))),
+            Some(_) => {}
+        }
+        let n = cleanup::collect_once(ctx, &cleanup::dead_writes(ctx), BATCH).await?;
+        gw.upkeep.stats.collected.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        p.done += n as i64;
+        p.total = p.done;
+        if (n as i64) < BATCH {
+            break;
+        }
+    }
+    let message = format!("{} seals collected", p.done);
+    if p.report(&message).await?.is_none() {
+        return Ok(End::Lost);
+    }
+    Ok(End::Succeeded(message))
 }
 
 /// Lists every location now and deletes its orphans, in a pass of the job's own.

@@ -318,7 +318,7 @@ pub enum JobsCommand {
         /// Job id.
         id: String,
     },
-    /// Start a garbage-collection round now.
+    /// Collect garbage now, until nothing collectable is left (a job).
     Gc,
     /// Follow a job with a progress bar until it ends.
     Watch {

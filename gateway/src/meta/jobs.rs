@@ -16,7 +16,7 @@ db_enum! {
     pub enum JobKind {
         /// Moves every fragment off a location by recoding, then marks it drained.
         Drain = "drain",
-        /// One garbage-collection round now.
+        /// Garbage collected now, until nothing collectable is left.
         Gc = "gc",
         /// Every degraded object repaired now (backoffs ignored).
         Repair = "repair",
