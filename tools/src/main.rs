@@ -144,6 +144,10 @@ enum BenchCommand {
     /// The fragment cache: LRU against S3-FIFO on a Zipf workload, and GET throughput,
     /// latency and hit ratio through the gateway with the cache off and on.
     Cache(tools::bench::cache::CacheBenchArgs),
+    /// Redundancy upkeep: repair and scrub throughput against a GET's read rate,
+    /// collection rate against the write rate, and client throughput while a repair
+    /// runs against idle.
+    Durability(tools::bench::durability::DurabilityBenchArgs),
 }
 
 fn init_tracing(format: &str) {
@@ -252,6 +256,7 @@ fn main() -> ExitCode {
         Command::Bench { what: BenchCommand::Codec(args) } => tools::bench::codec::run(&args).map_err(Into::into),
         Command::Bench { what: BenchCommand::Offload(args) } => tools::bench::offload::run(&args),
         Command::Bench { what: BenchCommand::Cache(args) } => tools::bench::cache::run(&args),
+        Command::Bench { what: BenchCommand::Durability(args) } => tools::bench::durability::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod chart;
 pub mod codec;
+pub mod durability;
 pub mod offload;
 pub mod rig;
 

@@ -23,6 +23,13 @@ use gateway::keys::{SECRET_ALPHABET, random_token, write_private_file};
 /// A child process killed when dropped.
 pub struct Proc(Child);
 
+impl Proc {
+    /// Kills it and waits until it is gone (its port free again).
+    pub async fn stop(mut self) {
+        let _ = self.0.kill().await;
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.start_kill();
@@ -39,10 +46,12 @@ pub async fn spawn<T>(
 ) -> anyhow::Result<(Proc, T)> {
     let exe = std::env::current_exe().context("finding the skyshard binary")?;
     let stderr = std::fs::File::create(log)?;
+    // Quiet unless asked otherwise (`SKYSHARD_BENCH_LOG=info`).
+    let level = std::env::var("SKYSHARD_BENCH_LOG").unwrap_or_else(|_| "warn".into());
     let mut child = Command::new(exe)
         .args(args)
         .envs(envs.iter().copied())
-        .env("SKYSHARD_LOG", "warn")
+        .env("SKYSHARD_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -217,12 +226,24 @@ pub struct RigOptions {
     pub extra: String,
 }
 
+/// One edge store: how it was started, so that it can start again on its address.
+struct EdgeProc {
+    proc: Option<Proc>,
+    args: Vec<String>,
+    secret: String,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
 /// Edge stores, a gateway configured over them, a bucket, and a client.
 pub struct Rig {
     /// The client.
     pub client: BenchClient,
+    admin: String,
+    gateway_data: std::path::PathBuf,
+    ca: std::path::PathBuf,
     _gateway: Proc,
-    _edges: Vec<Proc>,
+    edges: Vec<EdgeProc>,
 }
 
 impl Rig {
@@ -264,11 +285,8 @@ impl Rig {
                 a.push("--plain-http".into());
             }
             let log = dir.join(format!("edge-{i}.log"));
-            let (p, addr) = spawn(&a, &[("SKYSHARD_EDGE_SECRET", &secret)], &log, |l| {
-                l.rsplit_once("://").map(|(_, addr)| addr.trim().to_string())
-            })
-            .await?;
-            edges.push(p);
+            let (p, addr) = spawn(&a, &[("SKYSHARD_EDGE_SECRET", &secret)], &log, announced).await?;
+            edges.push(EdgeProc { proc: Some(p), args: a, secret: secret.to_string(), addr: addr.clone(), log });
             let name = format!("edge-{i}");
             let _ = write!(
                 config,
@@ -320,6 +338,71 @@ impl Rig {
         let client = BenchClient::new(&s3, &admin, ca.cert_path(), &access, &secret)?;
         let bucket = client.url(Method::Put, "")?;
         client.transfer.put("gateway", bucket, 0, futures::stream::empty()).await.context("creating the bucket")?;
-        Ok(Self { client, _gateway: gateway, _edges: edges })
+        Ok(Self {
+            client,
+            admin,
+            gateway_data: dir.join("gw"),
+            ca: ca.cert_path().to_path_buf(),
+            _gateway: gateway,
+            edges,
+        })
     }
+
+    /// Stops edge store `i` (from 0), as a location lost.
+    pub async fn stop_edge(&mut self, i: usize) {
+        if let Some(p) = self.edges.get_mut(i).and_then(|e| e.proc.take()) {
+            p.stop().await;
+        }
+    }
+
+    /// Starts edge store `i` again on its address, with what it stored.
+    pub async fn restart_edge(&mut self, i: usize) -> anyhow::Result<()> {
+        let e = self.edges.get_mut(i).context("no such edge store")?;
+        if e.proc.is_some() {
+            return Ok(());
+        }
+        let mut args = e.args.clone();
+        if let Some(listen) = args.iter().position(|a| a == "--listen") {
+            args[listen + 1] = e.addr.clone();
+        }
+        // The address may take a moment to be free again.
+        for _ in 0..20 {
+            if let Ok((p, _)) = spawn(&args, &[("SKYSHARD_EDGE_SECRET", &e.secret)], &e.log, announced).await {
+                e.proc = Some(p);
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        bail!("edge store {i} did not start again on {}", e.addr)
+    }
+
+    /// The data directory of edge store `i`.
+    pub fn edge_dir(&self, i: usize) -> Option<&str> {
+        let e = self.edges.get(i)?;
+        e.args.iter().position(|a| a == "--data").and_then(|d| e.args.get(d + 1)).map(String::as_str)
+    }
+
+    /// Runs `skyshard admin --json ARGS` against the gateway; its JSON answer.
+    pub async fn admin_cli(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let exe = std::env::current_exe().context("finding the skyshard binary")?;
+        let out = Command::new(exe)
+            .args(["admin", "--endpoint", &self.admin, "--json", "--data"])
+            .arg(&self.gateway_data)
+            .arg("--ca-file")
+            .arg(&self.ca)
+            .args(args)
+            .env("SKYSHARD_LOG", "warn")
+            .output()
+            .await
+            .context("running skyshard admin")?;
+        if !out.status.success() {
+            bail!("skyshard admin {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        serde_json::from_slice(&out.stdout).context("skyshard admin printed no JSON")
+    }
+}
+
+/// The address a server announces on its first line (`… on https://ADDR`).
+fn announced(line: &str) -> Option<String> {
+    line.rsplit_once("://").map(|(_, addr)| addr.trim().to_string())
 }
