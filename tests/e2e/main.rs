@@ -5,6 +5,7 @@
 mod admin;
 mod backends;
 mod cache;
+mod durability;
 mod failures;
 mod operate;
 mod s3;

@@ -260,31 +260,54 @@ pub struct Edge {
 impl Edge {
     /// Starts one on a free port, serving HTTPS with the locations' certificate.
     pub fn start(dir: PathBuf, n: usize) -> Self {
-        let port = free_port();
         let secret = format!("edge-secret-{n:04}-0123456789abcdef");
-        let pki = locations_pki();
-        let child = Command::new(&env().skyshard)
-            .args(["edge", "--data"])
-            .arg(&dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(&pki.cert)
-            .arg("--tls-key")
-            .arg(&pki.key)
-            .env("SKYSHARD_EDGE_SECRET", &secret)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn skyshard edge");
-        assert!(wait_port(port, Duration::from_secs(10)), "skyshard edge did not start");
-        Edge { port, dir, secret, child: Some(child) }
+        let mut e = Edge { port: 0, dir, secret, child: None };
+        e.restart();
+        e
     }
 
-    /// Kills it.
+    /// Starts it (again) if it is not running: on the same port and directory, as a
+    /// location back from an outage.
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        let pki = locations_pki();
+        for _ in 0..5 {
+            let port = if self.port == 0 { free_port() } else { self.port };
+            let child = Command::new(&env().skyshard)
+                .args(["edge", "--data"])
+                .arg(&self.dir)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .arg("--tls-cert")
+                .arg(&pki.cert)
+                .arg("--tls-key")
+                .arg(&pki.key)
+                .env("SKYSHARD_EDGE_SECRET", &self.secret)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn skyshard edge");
+            self.child = Some(child);
+            if wait_port(port, Duration::from_secs(10)) {
+                self.port = port;
+                return;
+            }
+            self.stop();
+        }
+        panic!("skyshard edge did not start on port {}", self.port);
+    }
+
+    /// Kills it (a location lost).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             kill(&mut c);
         }
+    }
+
+    /// Every fragment file it stores.
+    pub fn files(&self) -> Vec<PathBuf> {
+        walk(&self.dir.join("objects"))
     }
 }
 
