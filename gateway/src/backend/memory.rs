@@ -30,6 +30,8 @@ pub(crate) struct Counts {
     pub(crate) puts: u64,
     pub(crate) gets: u64,
     pub(crate) deletes: u64,
+    /// Batch delete requests (their names count in `deletes`).
+    pub(crate) batches: u64,
 }
 
 /// Fragments in memory, by location and name.
@@ -39,6 +41,8 @@ pub(crate) struct MemoryStore {
     /// When objects were written, when a test set it (else: now).
     modified: Mutex<HashMap<(String, String), i64>>,
     faults: Mutex<HashMap<String, Fault>>,
+    /// Locations that cannot delete in bulk (as Swift through TempURLs).
+    unbatched: Mutex<std::collections::HashSet<String>>,
     counts: Mutex<HashMap<String, Counts>>,
 }
 
@@ -88,6 +92,11 @@ impl MemoryStore {
             v[byte] ^= 1 << bit;
             *b = Bytes::from(v);
         }
+    }
+
+    /// Makes `location` refuse batch deletes.
+    pub(crate) fn refuse_batches(&self, location: &str) {
+        lock(&self.unbatched).insert(location.to_string());
     }
 
     /// Plants an object no seal knows of, written at `modified` (Unix ms).
@@ -190,6 +199,23 @@ impl FragmentStore for MemoryStore {
         }
         self.lose(&at.location, &at.name);
         Ok(())
+    }
+
+    async fn delete_batch(&self, location: &str, names: &[String]) -> Result<Vec<(String, String)>, TransferError> {
+        if lock(&self.unbatched).contains(location) {
+            return Err(TransferError::Unsupported(format!("{location} cannot delete in bulk")));
+        }
+        self.count(location, |c| {
+            c.batches += 1;
+            c.deletes += names.len() as u64;
+        });
+        if self.fault(location) == Some(Fault::Down) {
+            return Err(down());
+        }
+        for n in names {
+            self.lose(location, n);
+        }
+        Ok(Vec::new())
     }
 }
 

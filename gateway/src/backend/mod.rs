@@ -23,7 +23,10 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-pub use presign::{ListFormat, LocationSigner, Method, PresignError, Presigner, hmac_hex, hmac_payload, verify_edge};
+pub use presign::{
+    BATCH_DELETE_MAX, BatchDelete, Dialect, LocationSigner, Method, PresignError, Presigner, hmac_hex, hmac_payload,
+    verify_edge,
+};
 pub use transfer::TransferError;
 
 /// One fragment at its location.
@@ -81,10 +84,20 @@ pub trait FragmentStore: Send + Sync + fmt::Debug {
     async fn delete(&self, at: &FragmentRef) -> Result<(), TransferError>;
 
     /// A page of the objects at `location`, names after `after`. A location that
-    /// cannot be listed refuses ([`TransferError::Unsigned`]).
+    /// cannot be listed refuses ([`TransferError::Unsupported`]).
     async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
         let _ = after;
-        Err(TransferError::Unsigned(format!("{location} cannot be listed")))
+        Err(TransferError::Unsupported(format!("{location} cannot be listed")))
+    }
+
+    /// Deletes the fragments `names` at `location` in one request (at most
+    /// [`BATCH_DELETE_MAX`]); a fragment that is not there counts as deleted.
+    /// Returns those that could not be deleted, with why. A location that cannot
+    /// delete in bulk refuses ([`TransferError::Unsupported`]), and its fragments
+    /// are deleted one by one.
+    async fn delete_batch(&self, location: &str, names: &[String]) -> Result<Vec<(String, String)>, TransferError> {
+        let _ = names;
+        Err(TransferError::Unsupported(format!("{location} cannot delete in bulk")))
     }
 
     /// Whether reading `at` needs no location (a local cache holds it): reads try

@@ -27,6 +27,8 @@ pub enum Method {
     Get,
     /// Delete a fragment.
     Delete,
+    /// Delete many fragments (one request with their names).
+    Post,
 }
 
 impl Method {
@@ -36,6 +38,7 @@ impl Method {
             Method::Put => "PUT",
             Method::Get => "GET",
             Method::Delete => "DELETE",
+            Method::Post => "POST",
         }
     }
 }
@@ -64,14 +67,30 @@ pub enum PresignError {
     },
 }
 
-/// How the answer to a listing URL is written.
+/// How a listing's or a batch delete's request and answer are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListFormat {
-    /// S3 `ListObjectsV2` XML (`Contents` with `Key`, `Size`, `LastModified`).
+pub enum Dialect {
+    /// S3: `ListObjectsV2` XML (`Contents` with `Key`, `Size`, `LastModified`);
+    /// `DeleteObjects` (`<Delete>` of keys, quiet, `Content-MD5`).
     S3,
-    /// The edge store's JSON (`objects` with `name`, `size`, `modified`; `next`).
+    /// The edge store's JSON: `objects` with `name`, `size`, `modified`, and `next`;
+    /// `{"names": […]}` answered with `{"failed": […]}`.
     Edge,
 }
+
+/// A URL that deletes many fragments of a location in one request.
+#[derive(Debug, Clone)]
+pub struct BatchDelete {
+    /// Where to POST.
+    pub url: url::Url,
+    /// How to write the request and read its answer.
+    pub dialect: Dialect,
+    /// What goes before a fragment's name in the request (an S3 key's prefix).
+    pub key_prefix: String,
+}
+
+/// Names a batch delete may carry at most (S3's limit).
+pub const BATCH_DELETE_MAX: usize = 1000;
 
 /// Issues short-lived URLs for one fragment and one method.
 pub trait Presigner: Send + Sync + fmt::Debug {
@@ -88,9 +107,17 @@ pub trait Presigner: Send + Sync + fmt::Debug {
         location: &str,
         after: Option<&str>,
         ttl: Duration,
-    ) -> Result<(url::Url, ListFormat), PresignError> {
+    ) -> Result<(url::Url, Dialect), PresignError> {
         let _ = (after, ttl);
         Err(PresignError::Unsupported { location: location.into(), what: "listing" })
+    }
+
+    /// A URL deleting up to [`BATCH_DELETE_MAX`] fragments at `location` in one
+    /// request, valid for `ttl`. A location that cannot do that through a signed URL
+    /// refuses ([`PresignError::Unsupported`]); its fragments are deleted one by one.
+    fn presign_delete_batch(&self, location: &str, ttl: Duration) -> Result<BatchDelete, PresignError> {
+        let _ = ttl;
+        Err(PresignError::Unsupported { location: location.into(), what: "batch deletes" })
     }
 
     /// The catalog's locations changed (an operator added, updated or removed one).
@@ -189,7 +216,7 @@ impl Presigner for LocationSigner {
         location: &str,
         after: Option<&str>,
         ttl: Duration,
-    ) -> Result<(url::Url, ListFormat), PresignError> {
+    ) -> Result<(url::Url, Dialect), PresignError> {
         let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
@@ -203,21 +230,43 @@ impl Presigner for LocationSigner {
                 if let Some(a) = after {
                     url.query_pairs_mut().append_pair("after", a);
                 }
-                Ok((url, ListFormat::Edge))
+                Ok((url, Dialect::Edge))
             }
             LocationKind::S3 => {
                 let mut url = join_path(&loc.endpoint, &[&loc.container]);
-                // The key prefix fragments are written under (as `join_path` builds it).
-                let prefix: String = loc.prefix.split('/').filter(|s| !s.is_empty()).map(|s| format!("{s}/")).collect();
+                let prefix = key_prefix(loc);
                 url.query_pairs_mut().append_pair("list-type", "2").append_pair("max-keys", "1000");
                 url.query_pairs_mut().append_pair("prefix", &prefix);
                 if let Some(a) = after {
                     url.query_pairs_mut().append_pair("start-after", &format!("{prefix}{a}"));
                 }
-                Ok((sign_s3(loc, Method::Get, url, ttl).map_err(err)?, ListFormat::S3))
+                Ok((sign_s3(loc, Method::Get, url, ttl).map_err(err)?, Dialect::S3))
             }
             // TempURLs cover objects, not container listings.
             LocationKind::Swift => Err(PresignError::Unsupported { location: location.into(), what: "listing" }),
+        }
+    }
+
+    fn presign_delete_batch(&self, location: &str, ttl: Duration) -> Result<BatchDelete, PresignError> {
+        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        let err = |reason: String| PresignError::Sign { location: location.into(), reason };
+        match loc.kind {
+            LocationKind::Edge => {
+                let mut url = join_path(&loc.endpoint, &["d", &loc.prefix]);
+                let expires = unix_now() + ttl.as_secs();
+                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload("POST", expires, url.path()));
+                url.query_pairs_mut().append_pair(EDGE_EXPIRES, &expires.to_string()).append_pair(EDGE_SIGNATURE, &sig);
+                Ok(BatchDelete { url, dialect: Dialect::Edge, key_prefix: String::new() })
+            }
+            LocationKind::S3 => {
+                let mut url = join_path(&loc.endpoint, &[&loc.container]);
+                url.query_pairs_mut().append_pair("delete", "");
+                let url = sign_s3(loc, Method::Post, url, ttl).map_err(err)?;
+                Ok(BatchDelete { url, dialect: Dialect::S3, key_prefix: key_prefix(loc) })
+            }
+            // A bulk delete needs a Swift token; TempURLs cover one object each.
+            LocationKind::Swift => Err(PresignError::Unsupported { location: location.into(), what: "batch deletes" }),
         }
     }
 
@@ -226,6 +275,12 @@ impl Presigner for LocationSigner {
             *l = Arc::new(locations.clone());
         }
     }
+}
+
+/// The S3 key prefix a location's fragments are written under (as `join_path`
+/// builds their URLs): its prefix's segments, each followed by `/`.
+fn key_prefix(loc: &Location) -> String {
+    loc.prefix.split('/').filter(|s| !s.is_empty()).map(|s| format!("{s}/")).collect()
 }
 
 /// `url` (its query included) as a SigV4 query-string presigned URL: path style,
@@ -368,7 +423,7 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let (u, format) =
             signer(LocationKind::Edge, "http://127.0.0.1:9101").presign_list("l", Some("ab/1"), ttl).expect("edge");
-        assert_eq!((u.path(), format), ("/l/sky", ListFormat::Edge));
+        assert_eq!((u.path(), format), ("/l/sky", Dialect::Edge));
         let q = u.query().expect("query");
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         assert_eq!(verify_edge(secret, "GET", u.path(), q, unix_now()), Ok(()));
@@ -378,7 +433,7 @@ mod tests {
         nested.prefix = "/a//b/".into();
         let s = LocationSigner::new(BTreeMap::from([("l".to_string(), nested)]));
         let (u, format) = s.presign_list("l", Some("ab/1"), ttl).expect("s3");
-        assert_eq!((u.path(), format), ("/frags", ListFormat::S3));
+        assert_eq!((u.path(), format), ("/frags", Dialect::S3));
         let q: BTreeMap<String, String> = u.query_pairs().into_owned().collect();
         assert_eq!(
             (q["list-type"].as_str(), q["prefix"].as_str()),
@@ -389,6 +444,24 @@ mod tests {
         assert_eq!(q["X-Amz-Signature"].len(), 64);
 
         let swift = signer(LocationKind::Swift, "http://127.0.0.1:8080/v1/AUTH_test").presign_list("l", None, ttl);
+        assert!(matches!(swift, Err(PresignError::Unsupported { .. })), "{swift:?}");
+    }
+
+    #[test]
+    fn batch_deletes_are_signed_for_edge_and_s3_and_refused_for_swift() {
+        let ttl = Duration::from_secs(60);
+        let b = signer(LocationKind::Edge, "http://127.0.0.1:9101").presign_delete_batch("l", ttl).expect("edge");
+        assert_eq!((b.url.path(), b.dialect, b.key_prefix.as_str()), ("/d/sky", Dialect::Edge, ""));
+        let q = b.url.query().expect("query");
+        let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        assert_eq!(verify_edge(secret, "POST", b.url.path(), q, unix_now()), Ok(()));
+        assert!(verify_edge(secret, "DELETE", b.url.path(), q, unix_now()).is_err(), "another method");
+        let b = signer(LocationKind::S3, "http://127.0.0.1:9200").presign_delete_batch("l", ttl).expect("s3");
+        assert_eq!((b.url.path(), b.dialect, b.key_prefix.as_str()), ("/frags", Dialect::S3, "sky/"));
+        let q: BTreeMap<String, String> = b.url.query_pairs().into_owned().collect();
+        assert!(q.contains_key("delete"));
+        assert_eq!(q["X-Amz-Signature"].len(), 64);
+        let swift = signer(LocationKind::Swift, "http://127.0.0.1:8080/v1/AUTH_test").presign_delete_batch("l", ttl);
         assert!(matches!(swift, Err(PresignError::Unsupported { .. })), "{swift:?}");
     }
 }

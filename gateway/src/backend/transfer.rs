@@ -63,6 +63,10 @@ pub enum TransferError {
     /// credentials cannot sign): nothing was sent.
     #[error("cannot sign for the location: {0}")]
     Unsigned(String),
+    /// The location cannot do this through a signed URL (a Swift TempURL cannot
+    /// list or delete in bulk): nothing was sent.
+    #[error("not supported by the location: {0}")]
+    Unsupported(String),
 }
 
 impl TransferError {
@@ -75,6 +79,7 @@ impl TransferError {
             TransferError::Tls(_) => "tls",
             TransferError::Protocol(_) => "protocol",
             TransferError::Unsigned(_) => "unsigned",
+            TransferError::Unsupported(_) => "unsupported",
         }
     }
 
@@ -451,24 +456,59 @@ impl Transfer {
     pub async fn get_small(&self, location: &str, url: url::Url, max: usize) -> Result<Bytes, TransferError> {
         let started = Instant::now();
         let r = async {
-            let resp = check(self.send_empty(location, Method::GET, &url, None).await?).await?;
-            let mut out = Vec::new();
-            let mut data = BodyDataStream::new(resp.into_body());
-            while let Some(chunk) = tokio::time::timeout(self.stall, data.next())
-                .await
-                .map_err(|_| TransferError::Unavailable("the answer stalled".into()))?
-            {
-                let chunk = chunk.map_err(|e| TransferError::Unavailable(redact(&e.to_string())))?;
-                if out.len() + chunk.len() > max {
-                    return Err(TransferError::Protocol(format!("answer larger than {max} bytes")));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(Bytes::from(out))
+            self.read_small(check(self.send_empty(location, Method::GET, &url, None).await?).await?, max).await
         }
         .await;
         self.observe(location, "list", started, &r);
         r
+    }
+
+    /// POSTs `body` (with `headers`) to `url` at `location` and reads the whole
+    /// (small) answer: a batch of deletes. Fails past `max` bytes.
+    pub async fn post_small(
+        &self,
+        location: &str,
+        url: url::Url,
+        body: Bytes,
+        headers: &[(http::header::HeaderName, String)],
+        max: usize,
+    ) -> Result<Bytes, TransferError> {
+        let started = Instant::now();
+        let r = async {
+            let body = http_body_util::Full::new(body).map_err(|never| match never {}).boxed_unsync();
+            let mut req = Self::request(Method::POST, &url, body)?;
+            for (name, value) in headers {
+                let value = value.parse().map_err(|_| TransferError::Protocol(format!("header {name}")))?;
+                req.headers_mut().insert(name, value);
+            }
+            let resp = check(self.head(&self.client(location), req).await?).await?;
+            self.read_small(resp, max).await
+        }
+        .await;
+        self.observe(location, "delete_batch", started, &r);
+        r
+    }
+
+    /// An answer's body, whole; at most `max` bytes, each piece within the stall
+    /// timeout.
+    async fn read_small(
+        &self,
+        resp: http::Response<hyper::body::Incoming>,
+        max: usize,
+    ) -> Result<Bytes, TransferError> {
+        let mut out = Vec::new();
+        let mut data = BodyDataStream::new(resp.into_body());
+        while let Some(chunk) = tokio::time::timeout(self.stall, data.next())
+            .await
+            .map_err(|_| TransferError::Unavailable("the answer stalled".into()))?
+        {
+            let chunk = chunk.map_err(|e| TransferError::Unavailable(redact(&e.to_string())))?;
+            if out.len() + chunk.len() > max {
+                return Err(TransferError::Protocol(format!("answer larger than {max} bytes")));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
     }
 
     /// Deletes the object at `location`; a missing object counts as deleted.

@@ -103,6 +103,13 @@ impl FragmentStore for CachedStore {
         self.inner.delete(at).await
     }
 
+    async fn delete_batch(&self, location: &str, names: &[String]) -> Result<Vec<(String, String)>, TransferError> {
+        for n in names {
+            self.cache.remove(n);
+        }
+        self.inner.delete_batch(location, names).await
+    }
+
     async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
         self.inner.list(location, after).await
     }

@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use super::Upkeep;
 use crate::backend::FragmentRef;
 use crate::meta::{MetaError, PassRow, SealId, now_ms};
+use crate::pipeline::cleanup::delete_fragments;
 
 /// The cursor's location once every location is done (no location can be named
 /// so: names are letters, digits, - and _).
@@ -103,6 +104,7 @@ pub async fn sweep_step(up: &Upkeep, name: &str, budget: Duration) -> Result<Swe
         let (known, _) = ctx.meta.fragments_at_count(&location).await?;
         let cap = MIN_DELETE_CAP.max(known as u64 / 10);
         let mut refused = false;
+        let mut orphans = Vec::new();
         for o in &page.objects {
             report.listed += 1;
             pass.checked += 1;
@@ -113,21 +115,21 @@ pub async fn sweep_step(up: &Upkeep, name: &str, budget: Duration) -> Result<Swe
                 report.young += 1;
                 continue;
             }
-            if deleted_here >= cap {
+            if deleted_here + orphans.len() as u64 >= cap {
                 refused = true;
                 break;
             }
-            let at = FragmentRef { location: location.clone(), name: o.name.clone(), len: o.size, tenant: None };
-            match ctx.locations.delete(&at).await {
-                Ok(()) => {
-                    deleted_here += 1;
-                    report.deleted += 1;
-                    pass.found += 1;
-                    up.stats.orphans_deleted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Err(e) => warn!(location = %location, error = %e, "orphan not deleted; the next pass tries again"),
-            }
+            orphans.push(FragmentRef { location: location.clone(), name: o.name.clone(), len: o.size, tenant: None });
         }
+        let tried = orphans.len() as u64;
+        let failed = delete_fragments(ctx, orphans).await.len() as u64;
+        if failed > 0 {
+            warn!(location = %location, failed, "orphans not deleted; the next pass tries again");
+        }
+        deleted_here += tried - failed;
+        report.deleted += tried - failed;
+        pass.found += (tried - failed) as i64;
+        up.stats.orphans_deleted.fetch_add(tried - failed, std::sync::atomic::Ordering::Relaxed);
         if refused {
             error!(
                 location = %location,

@@ -267,9 +267,21 @@ async fn collection_clears_many_seals_per_round_and_puts_failures_last() {
     let n = collect_once(&rig.ctx, &dead_writes(&rig.ctx), 512).await.expect("collect");
     assert_eq!(n, 0, "no seal whose fragments are not all gone is forgotten");
     rig.store.set_fault("l2", None);
+    // l5 deletes one fragment at a time (as Swift through TempURLs); the others in
+    // bulk.
+    rig.store.refuse_batches("l5");
+    let before: Vec<_> = (0..6).map(|i| rig.store.counts(&format!("l{i}"))).collect();
     let n = collect_once(&rig.ctx, &dead_writes(&rig.ctx), 512).await.expect("collect");
     assert_eq!(n, 39, "all in one round");
     assert_eq!(rig.store.all().len(), 6, "only the live version's fragments are left");
+    for (i, b) in before.iter().enumerate() {
+        let now = rig.store.counts(&format!("l{i}"));
+        let (batches, deletes) = (now.batches - b.batches, now.deletes - b.deletes);
+        match i {
+            5 => assert_eq!((batches, deletes), (0, 39), "one by one"),
+            _ => assert_eq!((batches, deletes), (1, 39), "l{i}: one request for all 39"),
+        }
+    }
     let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0 };
     let left = rig.ctx.meta.collectable_seals(&dead, 100).await.expect("seals");
     assert!(left.iter().all(|s| s.state != SealState::Garbage));

@@ -1,10 +1,10 @@
 //! `skyshard edge`: a small fragment store for an edge device.
 //!
 //! It serves `PUT`, `GET` (with a byte range), `HEAD` and `DELETE` on `/f/<path>`, a
-//! listing of the fragments below a prefix on `GET /l/<prefix>` (JSON, 1,000 names a
-//! page, `after=` the last name of the page before), and accepts only URLs presigned
-//! for it: an HMAC-SHA256 over method, expiry and path
-//! under the secret it shares with the gateway's presigner (see
+//! listing of the fragments below a prefix on `GET /l/<prefix>` and a batch delete
+//! on `POST /d/<prefix>` (`bulk.rs`), and accepts only URLs presigned for it: an
+//! HMAC-SHA256 over method, expiry and path under the secret it shares with the
+//! gateway's presigner (see
 //! [`crate::backend::verify_edge`]). Writes are durable before they are acknowledged:
 //! the body goes to a temporary file that is synced, renamed into place, and the
 //! directory synced. It never sees plaintext or object names: only fragments under
@@ -25,6 +25,10 @@ use tokio_util::io::ReaderStream;
 use zeroize::Zeroizing;
 
 use crate::backend::verify_edge;
+
+mod bulk;
+
+pub use bulk::{DeleteBatch, DeleteBatchAnswer, DeleteFailure, ListPage, Listed};
 
 /// An edge store.
 pub struct EdgeState {
@@ -98,21 +102,15 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
         return (StatusCode::FORBIDDEN, why).into_response();
     }
     if let Some(prefix) = path.strip_prefix("/l/") {
-        if method != Method::GET {
-            return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        }
-        let after =
-            url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "after").map(|(_, v)| v.into_owned());
-        let Some(dir) = object_path(&state.root, &format!("/f/{prefix}")) else {
-            return plain(StatusCode::BAD_REQUEST, "bad prefix");
+        return match method {
+            Method::GET => bulk::list_response(&state.root, prefix, &query).await,
+            _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
-        return match tokio::task::spawn_blocking(move || list(&dir, after.as_deref(), LIST_PAGE)).await {
-            Ok(Ok(page)) => axum::Json(page).into_response(),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "edge listing failed");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, "storage error")
-            }
-            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "storage error"),
+    }
+    if let Some(prefix) = path.strip_prefix("/d/") {
+        return match method {
+            Method::POST => bulk::delete_response(&state.root, prefix, req).await,
+            _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
     }
     let Some(file) = object_path(&state.root, &path) else {
@@ -176,67 +174,6 @@ async fn put(state: &EdgeState, file: &Path, req: Request) -> std::io::Result<Re
     // The rename is durable once the directory is.
     tokio::fs::File::open(&parent).await?.sync_all().await?;
     Ok(StatusCode::OK.into_response())
-}
-
-/// Names a listing page holds at most.
-const LIST_PAGE: usize = 1000;
-
-/// One object below a listed prefix.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Listed {
-    /// Its name below the prefix (`<seal id>/<index>`).
-    pub name: String,
-    /// Bytes.
-    pub size: u64,
-    /// Last modified, Unix milliseconds.
-    pub modified: i64,
-}
-
-/// A page of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ListPage {
-    /// Objects, by name.
-    pub objects: Vec<Listed>,
-    /// Pass as `after` for the next page; absent on the last.
-    pub next: Option<String>,
-}
-
-/// Up to `limit` objects below `dir` (two levels: `<seal>/<index>`) with names after
-/// `after`, in byte order of their names.
-fn list(dir: &Path, after: Option<&str>, limit: usize) -> std::io::Result<ListPage> {
-    let mut objects = Vec::new();
-    let mut seals: Vec<String> = match std::fs::read_dir(dir) {
-        Ok(d) => d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    seals.sort();
-    let after_seal = after.and_then(|a| a.split('/').next()).unwrap_or("");
-    for seal in seals.into_iter().filter(|s| s.as_str() >= after_seal) {
-        let mut names: Vec<String> = match std::fs::read_dir(dir.join(&seal)) {
-            Ok(d) => d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect(),
-            Err(_) => continue,
-        };
-        names.sort();
-        for n in names {
-            let name = format!("{seal}/{n}");
-            if after.is_some_and(|a| name.as_str() <= a) {
-                continue;
-            }
-            if objects.len() == limit {
-                let next = objects.last().map(|o: &Listed| o.name.clone());
-                return Ok(ListPage { objects, next });
-            }
-            let Ok(meta) = std::fs::metadata(dir.join(&seal).join(&n)) else { continue };
-            let modified = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64);
-            objects.push(Listed { name, size: meta.len(), modified });
-        }
-    }
-    Ok(ListPage { objects, next: None })
 }
 
 /// Parses a single `bytes=` range against an object of `size` bytes.
@@ -318,24 +255,6 @@ mod tests {
         for bad in ["/f/../x", "/f/a//b", "/f/a/./b", "/x/a", "/f/a%2F..", "/f/", "/f/a b"] {
             assert_eq!(object_path(root, bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn listings_page_in_name_order() {
-        let dir = crate::testing::scratch_dir("edge-list");
-        for (seal, i) in [("bb", 1), ("aa", 10), ("aa", 2), ("cc", 0)] {
-            std::fs::create_dir_all(dir.join(seal)).expect("dir");
-            std::fs::write(dir.join(seal).join(i.to_string()), b"xyz").expect("file");
-        }
-        let first = list(&dir, None, 2).expect("list");
-        let names: Vec<&str> = first.objects.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(names, ["aa/10", "aa/2"]);
-        assert_eq!(first.next.as_deref(), Some("aa/2"));
-        let rest = list(&dir, first.next.as_deref(), 10).expect("list");
-        let names: Vec<&str> = rest.objects.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!((names, rest.next), (vec!["bb/1", "cc/0"], None));
-        assert_eq!(rest.objects[0].size, 3);
-        assert!(list(&dir.join("none"), None, 10).expect("empty").objects.is_empty());
     }
 
     #[test]
