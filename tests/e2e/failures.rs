@@ -84,6 +84,17 @@ fn locations_lost(db: Db) {
     // Deleting removes the fragments too.
     cl.aws(&["s3", "rm", "--recursive", "s3://keep"]).ok();
     assert!(eventually(Duration::from_secs(30), || fragment_files(&c) == 0), "{} fragments left", fragment_files(&c));
+    // In bulk (S3 DeleteObjects through a presigned POST), not one request each.
+    let m = e2e::metrics(&c.gw);
+    for i in 0..6 {
+        let batches = m.get(&format!(
+            r#"skyshard_location_requests_total{{location="rc{i}",operation="delete_batch",outcome="ok"}}"#
+        ));
+        assert!(batches.copied().unwrap_or(0.0) >= 1.0, "rc{i} deleted in bulk: {m:?}");
+        let singles =
+            m.get(&format!(r#"skyshard_location_requests_total{{location="rc{i}",operation="delete",outcome="ok"}}"#));
+        assert_eq!(singles.copied().unwrap_or(0.0), 0.0, "rc{i}: no single deletes");
+    }
 }
 
 fn killed_mid_upload(db: Db) {
