@@ -96,10 +96,7 @@ async fn run_gc(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaErr
         }
     }
     let message = format!("{} seals collected", p.done);
-    if p.report(&message).await?.is_none() {
-        return Ok(End::Lost);
-    }
-    Ok(End::Succeeded(message))
+    p.succeed(message).await
 }
 
 /// Lists every location now and deletes its orphans, in a pass of the job's own.
@@ -137,10 +134,7 @@ async fn run_sweep(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
         "{} objects listed: {} orphans deleted, {} younger than the grace left{skipped}",
         total.listed, total.deleted, total.young
     );
-    if p.report(&message).await?.is_none() {
-        return Ok(End::Lost);
-    }
-    Ok(End::Succeeded(message))
+    p.succeed(message).await
 }
 
 /// Repairs every degraded seal now: their backoffs are lifted, then batches run
@@ -169,10 +163,7 @@ async fn run_repair(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Met
         "{} fragments rebuilt, {} found good again; {left} fragments of {seals} objects still to repair",
         total.rebuilt, total.restored
     );
-    if p.report(&message).await?.is_none() {
-        return Ok(End::Lost);
-    }
-    Ok(End::Succeeded(message))
+    p.succeed(message).await
 }
 
 /// Scrubs every stored fragment now, in a pass of the job's own (`job:<id>`), at the
@@ -208,10 +199,7 @@ async fn run_scrub(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
         "{} fragments checked: {} missing, {} corrupt (queued for repair), {} not reachable",
         p.total, found.missing, found.corrupt, found.unreachable
     );
-    if p.report(&message).await?.is_none() {
-        return Ok(End::Lost);
-    }
-    Ok(End::Succeeded(message))
+    p.succeed(message).await
 }
 
 /// Progress of a drain, reported with each step.
@@ -229,6 +217,15 @@ impl Progress<'_> {
     async fn report(&self, message: &str) -> Result<Option<JobState>, MetaError> {
         let counts = (self.total, self.done, self.failed);
         self.gw.meta.job_progress(self.id, self.holder, LEASE_MS, counts, message).await
+    }
+
+    /// Reports the closing `message`: the job succeeded, unless another replica
+    /// has taken it meanwhile.
+    async fn succeed(&self, message: String) -> Result<End, MetaError> {
+        Ok(match self.report(&message).await? {
+            None => End::Lost,
+            Some(_) => End::Succeeded(message),
+        })
     }
 }
 

@@ -13,14 +13,12 @@ use crate::pipeline::cleanup::{collect_once, dead_writes};
 
 /// Seals per batch.
 const BATCH: i64 = 512;
-/// How long one turn under the lease may collect before it renews it.
-const TURN: Duration = Duration::from_secs(20);
 
 /// Starts the collector.
 pub fn spawn(up: Arc<Upkeep>) {
     let interval = up.ctx.config.gc_interval.0;
     let ctx = up.ctx.clone();
-    super::spawn_leased(ctx, "gc", (3 * interval).max(TURN * 3), move || {
+    super::spawn_leased(ctx, "gc", (3 * interval).max(super::STRETCH * 3), move || {
         let up = up.clone();
         async move {
             let started = Instant::now();
@@ -30,7 +28,7 @@ pub fn spawn(up: Arc<Upkeep>) {
                     Ok(n) => {
                         total += n;
                         up.stats.collected.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                        if (n as i64) < BATCH || started.elapsed() > TURN {
+                        if (n as i64) < BATCH || started.elapsed() > super::STRETCH {
                             if total > 0 {
                                 info!(seals = total, "garbage collected");
                             }

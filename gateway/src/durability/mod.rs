@@ -170,6 +170,39 @@ pub(crate) async fn pass_due_in(ctx: &PipelineCtx, name: &str, interval: Duratio
     Ok(Duration::from_millis(due.saturating_sub(crate::meta::now_ms()).max(0) as u64))
 }
 
+/// How long a background pass runs before it saves its place and renews its lease.
+const STRETCH: Duration = Duration::from_secs(20);
+
+/// Runs the background pass `name` (also its lease's name) on the replica holding
+/// the lease: due `interval` after the last complete pass ended, then `step` after
+/// `step` (each a stretch of the pass; `true` when the pass is complete).
+pub(crate) fn spawn_pass<F, Fut>(up: Arc<Upkeep>, name: &'static str, interval: Duration, step: F)
+where
+    F: Fn(Arc<Upkeep>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<bool, MetaError>> + Send + 'static,
+{
+    let ctx = up.ctx.clone();
+    spawn_leased(ctx, name, Duration::from_secs(60), move || {
+        let stretch = step(up.clone());
+        let ctx = up.ctx.clone();
+        async move {
+            match pass_due_in(&ctx, name, interval).await {
+                Ok(wait) if !wait.is_zero() => return wait,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(pass = name, error = %e, "cannot read where the pass stands"),
+            }
+            match stretch.await {
+                Ok(true) => interval,
+                Ok(false) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(pass = name, error = %e, "background pass failed");
+                    Duration::from_secs(30)
+                }
+            }
+        }
+    });
+}
+
 /// Starts the background upkeep: repair, scrub, the location watcher, the sweep and
 /// garbage collection.
 pub fn spawn(up: Arc<Upkeep>) {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::Upkeep;
 use super::rate::RateLimiter;
+use super::{STRETCH, Upkeep};
 use crate::meta::{FragmentState, MetaError, PassRow, SealId, now_ms};
 use crate::pipeline::verify::{Verdict, verify};
 
@@ -127,23 +127,8 @@ pub const BACKGROUND: &str = "scrub";
 
 /// Runs the background scrub on the replica holding the `scrub` lease.
 pub fn spawn(up: Arc<Upkeep>) {
-    let ctx = up.ctx.clone();
-    super::spawn_leased(ctx, "scrub", Duration::from_secs(60), move || {
-        let up = up.clone();
-        async move {
-            match super::pass_due_in(&up.ctx, BACKGROUND, up.config.scrub_interval.0).await {
-                Ok(wait) if !wait.is_zero() => return wait,
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "cannot read the pass"),
-            }
-            match scrub_step(&up, BACKGROUND, &up.scrub_rate, Duration::from_secs(20)).await {
-                Ok(r) if r.finished => up.config.scrub_interval.0,
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    warn!(error = %e, "scrub failed");
-                    Duration::from_secs(30)
-                }
-            }
-        }
+    let interval = up.config.scrub_interval.0;
+    super::spawn_pass(up, BACKGROUND, interval, |up| async move {
+        scrub_step(&up, BACKGROUND, &up.scrub_rate, STRETCH).await.map(|r| r.finished)
     });
 }

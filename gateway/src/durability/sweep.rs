@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use super::Upkeep;
+use super::{STRETCH, Upkeep};
 use crate::backend::FragmentRef;
 use crate::meta::{MetaError, PassRow, SealId, now_ms};
 use crate::pipeline::cleanup::delete_fragments;
@@ -156,24 +156,9 @@ pub const BACKGROUND: &str = "sweep";
 
 /// Runs the background sweep on the replica holding the `sweep` lease.
 pub fn spawn(up: Arc<Upkeep>) {
-    let ctx = up.ctx.clone();
-    super::spawn_leased(ctx, "sweep", Duration::from_secs(60), move || {
-        let up = up.clone();
-        async move {
-            match super::pass_due_in(&up.ctx, BACKGROUND, up.config.sweep_interval.0).await {
-                Ok(wait) if !wait.is_zero() => return wait,
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "cannot read the pass"),
-            }
-            match sweep_step(&up, BACKGROUND, Duration::from_secs(20)).await {
-                Ok(r) if r.finished => up.config.sweep_interval.0,
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    warn!(error = %e, "sweep failed");
-                    Duration::from_secs(60)
-                }
-            }
-        }
+    let interval = up.config.sweep_interval.0;
+    super::spawn_pass(up, BACKGROUND, interval, |up| async move {
+        sweep_step(&up, BACKGROUND, STRETCH).await.map(|r| r.finished)
     });
 }
 

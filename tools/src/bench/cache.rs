@@ -150,12 +150,7 @@ pub fn run(args: &CacheBenchArgs) -> anyhow::Result<()> {
         policies,
         gets,
     };
-    std::fs::write(out.join("cache.json"), serde_json::to_string_pretty(&report)?)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
+    super::publish(&out, "cache.json", &report, args.json, render)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

@@ -163,12 +163,7 @@ pub fn run(args: &DurabilityBenchArgs) -> anyhow::Result<()> {
         collection,
         cost,
     };
-    std::fs::write(out.join("durability.json"), serde_json::to_string_pretty(&report)?)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
+    super::publish(&out, "durability.json", &report, args.json, render)?;
     // The logs stay; the stores' gigabytes go.
     for entry in walk_dirs(&work) {
         if entry.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("edge-")) && entry.is_dir() {

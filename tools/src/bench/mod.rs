@@ -32,6 +32,25 @@ pub fn gbps(bytes: u64, d: Duration) -> f64 {
     if d.is_zero() { 0.0 } else { bytes as f64 / d.as_secs_f64() / 1e9 }
 }
 
+/// Writes `report` to `out/file` as JSON, and prints it: as JSON with `json`, else
+/// as `render` writes it.
+pub fn publish<R: serde::Serialize>(
+    out: &std::path::Path,
+    file: &str,
+    report: &R,
+    json: bool,
+    render: impl FnOnce(&R) -> String,
+) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(out.join(file), &text)?;
+    if json {
+        println!("{text}");
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
+}
+
 /// What the machine is, for the report header.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MachineInfo {

@@ -214,14 +214,9 @@ pub fn run(args: &OffloadBenchArgs) -> anyhow::Result<()> {
         tls_share_by_difference,
         sweep,
     };
-    std::fs::write(out.join("offload.json"), serde_json::to_string_pretty(&report)?)?;
     let png = out.join("offload.png");
     let chart = super::chart::draw(&report, &png);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render(&report));
-    }
+    super::publish(&out, "offload.json", &report, args.json, render)?;
     match chart {
         Ok(()) => eprintln!("bench offload: wrote {} and {}", out.join("offload.json").display(), png.display()),
         Err(e) => bail!("drawing {}: {e:#}", png.display()),
