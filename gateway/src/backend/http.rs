@@ -66,14 +66,7 @@ impl FragmentStore for PresignedStore {
         let body = self.transfer.get_small(location, url, MAX_LISTING).await?;
         match format {
             Dialect::Edge => {
-                let page: crate::edge::ListPage =
-                    serde_json::from_slice(&body).map_err(|e| TransferError::Protocol(format!("listing: {e}")))?;
-                let objects = page
-                    .objects
-                    .into_iter()
-                    .map(|o| Listed { name: o.name, size: o.size, modified: o.modified })
-                    .collect();
-                Ok(ListPage { objects, next: page.next })
+                serde_json::from_slice(&body).map_err(|e| TransferError::Protocol(format!("listing: {e}")))
             }
             Dialect::S3 => parse_s3_listing(&body, &prefix),
         }
@@ -86,11 +79,11 @@ impl FragmentStore for PresignedStore {
         let batch = self.presigner.presign_delete_batch(location, self.ttl).map_err(unsigned)?;
         match batch.dialect {
             Dialect::Edge => {
-                let body = serde_json::to_vec(&crate::edge::DeleteBatch { names: names.to_vec() })
+                let body = serde_json::to_vec(&super::DeleteBatch { names: names.to_vec() })
                     .map_err(|e| TransferError::Protocol(e.to_string()))?;
                 let headers = [(http::header::CONTENT_TYPE, "application/json".to_string())];
                 let answer = self.transfer.post_small(location, batch.url, body.into(), &headers, MAX_LISTING).await?;
-                let answer: crate::edge::DeleteBatchAnswer = serde_json::from_slice(&answer)
+                let answer: super::DeleteBatchAnswer = serde_json::from_slice(&answer)
                     .map_err(|e| TransferError::Protocol(format!("batch delete: {e}")))?;
                 Ok(answer.failed.into_iter().map(|f| (f.name, f.error)).collect())
             }

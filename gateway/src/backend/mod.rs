@@ -50,8 +50,9 @@ pub type FragmentStream = BoxStream<'static, Result<Bytes, TransferError>>;
 /// Fragment bytes to store.
 pub type FragmentBody = BoxStream<'static, Result<Bytes, std::io::Error>>;
 
-/// An object found at a location by a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An object found at a location by a listing (also the edge store's listing
+/// format).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listed {
     /// Its name below the location's prefix (`<seal id>/<index>` for fragments).
     pub name: String,
@@ -61,13 +62,36 @@ pub struct Listed {
     pub modified: i64,
 }
 
-/// A page of a location's listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A page of a location's listing (also the edge store's listing format).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ListPage {
     /// Objects in name order.
     pub objects: Vec<Listed>,
     /// Where the next page starts (`after`); `None` on the last page.
     pub next: Option<String>,
+}
+
+/// An edge store's batch delete request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteBatch {
+    /// Names below the prefix (`<seal id>/<index>`).
+    pub names: Vec<String>,
+}
+
+/// A name a batch delete could not delete.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteFailure {
+    /// The name.
+    pub name: String,
+    /// Why.
+    pub error: String,
+}
+
+/// An edge store's answer to a batch delete.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeleteBatchAnswer {
+    /// What could not be deleted (a name that was not there was deleted).
+    pub failed: Vec<DeleteFailure>,
 }
 
 /// Where fragments are kept: every location, by name.

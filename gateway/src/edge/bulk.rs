@@ -10,30 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{object_path, plain};
-use crate::backend::BATCH_DELETE_MAX;
+use crate::backend::{BATCH_DELETE_MAX, DeleteBatch, DeleteBatchAnswer, DeleteFailure, ListPage, Listed};
 
 /// Names a listing page holds at most.
 const LIST_PAGE: usize = 1000;
-
-/// One object below a listed prefix.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Listed {
-    /// Its name below the prefix (`<seal id>/<index>`).
-    pub name: String,
-    /// Bytes.
-    pub size: u64,
-    /// Last modified, Unix milliseconds.
-    pub modified: i64,
-}
-
-/// A page of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ListPage {
-    /// Objects, by name.
-    pub objects: Vec<Listed>,
-    /// Pass as `after` for the next page; absent on the last.
-    pub next: Option<String>,
-}
 
 /// Up to `limit` objects below `dir` (two levels: `<seal>/<index>`) with names after
 /// `after`, in byte order of their names.
@@ -71,29 +51,6 @@ pub(super) fn list(dir: &Path, after: Option<&str>, limit: usize) -> std::io::Re
         }
     }
     Ok(ListPage { objects, next: None })
-}
-
-/// A batch delete's request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeleteBatch {
-    /// Names below the prefix (`<seal id>/<index>`).
-    pub names: Vec<String>,
-}
-
-/// A name a batch delete could not delete.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeleteFailure {
-    /// The name.
-    pub name: String,
-    /// Why.
-    pub error: String,
-}
-
-/// A batch delete's answer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DeleteBatchAnswer {
-    /// What could not be deleted (a name that was not there was deleted).
-    pub failed: Vec<DeleteFailure>,
 }
 
 /// Largest batch delete request read.

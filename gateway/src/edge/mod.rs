@@ -28,8 +28,6 @@ use crate::backend::verify_edge;
 
 mod bulk;
 
-pub use bulk::{DeleteBatch, DeleteBatchAnswer, DeleteFailure, ListPage, Listed};
-
 /// An edge store.
 pub struct EdgeState {
     root: PathBuf,
