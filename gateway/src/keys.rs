@@ -30,6 +30,9 @@ pub enum KeyError {
     /// The file may be read by other users.
     #[error("key file {0} is readable by group or others (it holds a secret); run: chmod 600 {0}")]
     Permissions(String),
+    /// A secret file every user may read.
+    #[error("secret file {0} is readable by every user (it holds a secret); run: chmod 600 {0}")]
+    Public(String),
     /// The random source failed.
     #[error("no randomness for a new master key")]
     Random,
@@ -67,6 +70,50 @@ pub fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyError> {
         return Err(KeyError::Permissions(path.display().to_string()));
     }
     Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?))
+}
+
+/// Refuses a secret file that every user of the machine may read (or write). A
+/// group bit is tolerated in files the operator provides: Kubernetes mounts
+/// secrets group-readable for the pod's `fsGroup`.
+pub fn refuse_public(path: &Path) -> Result<(), KeyError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.permissions().mode() & 0o007 != 0 {
+        return Err(KeyError::Public(path.display().to_string()));
+    }
+    Ok(())
+}
+
+/// Makes what this process creates from now on private: files 0600, directories
+/// 0700 (the metadata database and its WAL, fragment files, cache files, keys,
+/// certificates' keys), whatever the umask it was started with.
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Raises the soft limit on open files to the hard limit (connections are files:
+/// the connection limits, not the default soft limit of 1,024, should decide how
+/// many clients are served). Returns the limit now in force.
+pub fn raise_open_files() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        l.current = l.maximum;
+        let _ = setrlimit(Resource::Nofile, l);
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Tightens a file or directory that holds names or keys to `mode` when others may
+/// read it (one created by an older version, or before [`private_umask`]).
+pub fn make_private(path: &Path, mode: u32) -> Result<(), KeyError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
 }
 
 /// The configured master key, or the data directory's key file (created if absent).

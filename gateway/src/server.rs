@@ -25,7 +25,7 @@ use crate::backend::transfer::Transfer;
 use crate::config::{Config, ConfigError, LocationConfig, LocationKind, PolicyConfig, RunEdge, Settings, Tier};
 use crate::keys::{SECRET_ALPHABET, random_token, write_private_file};
 use crate::meta::MetaStore;
-use crate::net::Transport;
+use crate::net::{ConnLimits, Transport};
 use crate::pipeline::PipelineCtx;
 use crate::pipeline::checksum::HashMeters;
 use crate::pipeline::shared::{BufferPool, MatrixCache};
@@ -291,8 +291,33 @@ fn spawn_catalog_refresh(gw: Arc<Gateway>) {
     });
 }
 
+/// Makes the data directory and the SQLite files (object names, wrapped keys)
+/// private, as a version before these rules may have left them, and raises the
+/// limit on open files so that the connection limits decide.
+fn make_private(settings: &Settings) -> Result<(), ServeError> {
+    crate::keys::make_private(&settings.data_dir, 0o700)?;
+    if let Some(path) = settings.database_url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            crate::keys::make_private(Path::new(&format!("{path}{suffix}")), 0o600)?;
+        }
+    }
+    let endpoints = 2 + settings.run_edges.len() as u64;
+    let wanted = endpoints * settings.limits.max_connections as u64 + 256;
+    match crate::keys::raise_open_files() {
+        Some(have) if have < wanted => warn!(
+            open_files = have,
+            wanted,
+            "the limit on open files is below what limits.max_connections allows: raise it (ulimit -n) or lower that"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Starts everything and serves until interrupted.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
+    crate::keys::private_umask();
     let random = offload::random::SystemRandom::new();
     let embedded = opts.config.is_none();
     let (mut config, data_dir) = match &opts.config {
@@ -328,6 +353,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         settings.admin_listen = crate::config::default_admin_listen(settings.listen);
     }
     let settings = Arc::new(settings);
+    make_private(&settings)?;
 
     let caps = probe();
     let (offload, selection) = Offload::select(&settings.offload, &caps)?;
@@ -338,6 +364,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         }
     }
 
+    let conn_metrics = Arc::new(crate::net::ConnMetrics::default());
     for (e, listener) in settings.run_edges.iter().zip(edge_listeners) {
         let loc = &settings.locations[&e.name];
         let state = crate::edge::EdgeState::new(e.data_dir.clone(), loc.secret.as_bytes())
@@ -350,7 +377,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             Transport::Plain
         };
         info!(edge = %e.name, listen = %e.listen, scheme = transport.scheme(), "edge store running");
-        tokio::spawn(crate::edge::serve(listener, transport, state));
+        let guard = crate::net::ConnGuard::new(crate::edge::limits(&settings.limits), conn_metrics.clone());
+        tokio::spawn(crate::edge::serve(listener, transport, state, guard));
     }
 
     let meta = MetaStore::connect(&settings.database_url).await?;
@@ -409,7 +437,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         matrices: MatrixCache::default(),
         buffers: BufferPool::new(2 * settings.pipeline.max_transfers.min(16)),
         hashes,
-        transfers: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.max_transfers)),
+        transfers: Arc::new(crate::pipeline::shared::Transfers::new(
+            settings.pipeline.max_transfers,
+            settings.limits.transfers_per_tenant.min(settings.pipeline.max_transfers),
+        )),
         quorum_failures: Default::default(),
     });
     let upkeep = Arc::new(crate::durability::Upkeep::new(
@@ -442,7 +473,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
 
     let mut builder = s3s::service::S3ServiceBuilder::new(S3Front::new(gw.clone()));
     builder.set_auth(credentials.clone());
-    builder.set_access(crate::s3::access::Tenancy::new(credentials.clone(), meta.clone()));
+    let rates = crate::s3::rate::KeyRates::new(settings.limits.requests_per_second, settings.limits.request_burst);
+    builder.set_access(crate::s3::access::Tenancy::new(credentials.clone(), meta.clone(), rates));
     let s3_metrics = Arc::new(crate::s3::telemetry::S3Metrics::new(gw.offload.random.as_ref()));
     if !settings.domains.is_empty() {
         builder.set_host(crate::s3::host::Domains::new(&settings.domains));
@@ -467,9 +499,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         t => t.clone(),
     };
     let admin_endpoint = format!("{}://{admin_addr}", admin_transport.scheme());
-    let admin = crate::admin::Admin::new(gw.clone(), caps, selection, &s3_metrics, credentials).router();
+    let admin = crate::admin::Admin::new(gw.clone(), caps, selection, &s3_metrics, &conn_metrics, credentials).router();
     let admin = hyper_util::service::TowerToHyperService::new(admin);
-    tokio::spawn(crate::net::serve(admin_listener, admin_transport, admin, std::future::pending()));
+    let admin_guard =
+        crate::net::ConnGuard::new(ConnLimits::from_config("admin", &settings.limits), conn_metrics.clone());
+    tokio::spawn(crate::net::serve(admin_listener, admin_transport, admin, admin_guard, std::future::pending()));
 
     let urls = Endpoints {
         s3: &endpoint,
@@ -478,7 +512,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         admin_token_file: admin_token_file.as_deref(),
     };
     announce(&settings, &urls, &access_key, &secret, embedded || created, embedded);
-    crate::net::serve(listener, transport, service, shutdown_signal()).await;
+    let guard = crate::net::ConnGuard::new(ConnLimits::from_config("s3", &settings.limits), conn_metrics);
+    crate::net::serve(listener, transport, service, guard, shutdown_signal()).await;
     meta.close().await;
     Ok(())
 }

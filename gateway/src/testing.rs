@@ -143,7 +143,7 @@ impl Rig {
             node: Arc::new(node),
             matrices: shared::MatrixCache::default(),
             buffers: shared::BufferPool::new(4),
-            transfers: Arc::new(tokio::sync::Semaphore::new(8)),
+            transfers: Arc::new(shared::Transfers::new(8, 8)),
             quorum_failures: QuorumFailures::default(),
         });
         assert!(ctx.meta.create_bucket("b", "p", "default").await.expect("bucket"));

@@ -89,6 +89,7 @@ pub fn load_identity(cert_file: &Path, key_file: &Path) -> Result<Identity, TlsE
     if chain.is_empty() {
         return Err(TlsError::Pem { path: cert_file.to_path_buf(), why: "no certificate in the file".into() });
     }
+    crate::keys::refuse_public(key_file)?;
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| TlsError::Pem { path: key_file.to_path_buf(), why: e.to_string() })?;
     Ok(Identity { chain, key })
@@ -151,7 +152,7 @@ impl LocalCa {
             write_private_file(&key_path, key.serialize_pem().as_bytes())?;
             std::fs::write(&cert_path, cert.pem()).map_err(io_err(&cert_path))?;
         }
-        let key_pem = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        let key_pem = crate::keys::read_private_file(&key_path)?;
         let key =
             KeyPair::from_pem(&key_pem).map_err(|e| TlsError::Pem { path: key_path.clone(), why: e.to_string() })?;
         let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;

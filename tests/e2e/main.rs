@@ -7,6 +7,7 @@ mod backends;
 mod cache;
 mod durability;
 mod failures;
+mod hostile;
 mod operate;
 mod s3;
 mod scaleout;

@@ -9,6 +9,7 @@ writes the body to it. Special operations:
   upload_file / download_file  boto3's managed transfers (multipart above the
                                threshold in JSON_PARAMS["Threshold"], default 8 MiB)
   presign                      generate_presigned_url(Method, Params, ExpiresIn)
+JSON_PARAMS["_tamper_md5"]: true sends a wrong Content-MD5 (a body changed in transit).
 Prints {"ok": result} or {"error": {"code", "status", "message"}}; a connection that
 fails (an untrusted certificate, say) is an error with status 0 and the exception's
 name as its code.
@@ -32,6 +33,7 @@ def main():
     path = sys.argv[6] if len(sys.argv) > 6 else None
     params = json.loads(raw)
     addressing = params.pop("_addressing", "path")
+    tamper = params.pop("_tamper_md5", False)
     checksum = params.pop("_checksum", None)
     extra = {}
     if checksum == "when_required":
@@ -50,6 +52,12 @@ def main():
         region_name="us-east-1",
         config=cfg,
     )
+    if tamper:
+        # A body digest that does not match the body, as a body changed in transit
+        # would have: set after boto3 computed its own, before signing.
+        def spoil(request, **_):
+            request.headers["Content-MD5"] = "AAAAAAAAAAAAAAAAAAAAAA=="
+        s3.meta.events.register("before-sign.s3.*", spoil)
     try:
         if op == "upload_file":
             threshold = params.get("Threshold", 8 << 20)

@@ -175,7 +175,10 @@ struct EdgeTls {
 }
 
 fn edge(data: PathBuf, listen: SocketAddr, secret_file: Option<PathBuf>, tls: EdgeTls) -> anyhow::Result<()> {
+    gateway::keys::private_umask();
+    gateway::keys::raise_open_files();
     std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    gateway::keys::make_private(&data, 0o700)?;
     let secret = match (std::env::var("SKYSHARD_EDGE_SECRET").ok().filter(|s| !s.is_empty()), secret_file) {
         (Some(s), _) => s,
         (None, Some(f)) => gateway::keys::read_private_file(&f)?.trim().to_string(),
@@ -213,7 +216,9 @@ fn edge(data: PathBuf, listen: SocketAddr, secret_file: Option<PathBuf>, tls: Ed
         let state = gateway::edge::EdgeState::new(data.clone(), secret.as_bytes())?;
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         println!("skyshard edge: serving {} on {}://{}", data.display(), transport.scheme(), listener.local_addr()?);
-        gateway::edge::serve(listener, transport, state).await;
+        let limits = gateway::edge::limits(&gateway::config::LimitsConfig::default());
+        let guard = gateway::net::ConnGuard::new(limits, Default::default());
+        gateway::edge::serve(listener, transport, state, guard).await;
         Ok(())
     })
 }

@@ -56,10 +56,12 @@ impl Admin {
         caps: Capabilities,
         selection: Selection,
         s3: &crate::s3::telemetry::S3Metrics,
+        connections: &crate::net::ConnMetrics,
         credentials: crate::auth::CredentialStore,
     ) -> Arc<Self> {
         let mut registry = Registry::with_prefix("skyshard");
         s3.register(&mut registry);
+        connections.register(&mut registry);
         gw.transfer.stats.register(&mut registry);
         registry.register_collector(Box::new(OffloadCollector {
             meters: gw.offload.meters.clone(),

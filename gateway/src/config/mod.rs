@@ -11,12 +11,14 @@
 //! | `settings.rs` | [`Settings`], [`Location`], [`Policy`]: checked, with secrets resolved |
 //! | `units.rs` | human units: sizes (`4M`) and durations (`15m`) |
 
+mod limits;
 mod schema;
 mod settings;
 pub mod units;
 
 use std::path::PathBuf;
 
+pub use limits::LimitsConfig;
 pub use schema::*;
 pub use settings::*;
 pub use units::{HumanDuration, Size};

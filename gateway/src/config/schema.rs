@@ -10,7 +10,7 @@ use std::time::Duration;
 use offload::OffloadConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, HumanDuration, Size};
+use super::{ConfigError, HumanDuration, LimitsConfig, Size};
 
 /// How single-part ETags are computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,7 +281,9 @@ pub struct PipelineConfig {
     /// bounds the gateway's memory.
     #[serde(default = "default_max_transfers")]
     pub max_transfers: usize,
-    /// Lifetime of presigned URLs.
+    /// Lifetime of presigned URLs: long enough for a transfer to start (a location
+    /// checks it when a request arrives), short enough that a leaked URL is soon
+    /// useless.
     #[serde(default = "default_presign_ttl")]
     pub presign_ttl: HumanDuration,
     /// Time to connect to a location.
@@ -311,7 +313,7 @@ fn default_max_transfers() -> usize {
     32
 }
 fn default_presign_ttl() -> HumanDuration {
-    HumanDuration(Duration::from_secs(15 * 60))
+    HumanDuration(Duration::from_secs(5 * 60))
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))
@@ -456,6 +458,9 @@ pub struct Config {
     /// Keeping objects at full redundancy: repair, scrub, orphan sweep.
     #[serde(default)]
     pub durability: DurabilityConfig,
+    /// Connection, request and transfer limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The local fragment cache.
     #[serde(default)]
     pub cache: CacheConfig,

@@ -28,6 +28,7 @@ pub fn resolve_secret(
         return Ok(Some(Zeroizing::new(v)));
     }
     if let Some(path) = file {
+        crate::keys::refuse_public(path).map_err(|e| invalid(e.to_string()))?;
         let v =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         return Ok(Some(Zeroizing::new(v.trim().to_string())));
@@ -143,6 +144,8 @@ pub struct Settings {
     pub pipeline: PipelineConfig,
     /// Repair, scrub, sweep.
     pub durability: DurabilityConfig,
+    /// Connection, request and transfer limits.
+    pub limits: LimitsConfig,
     /// The fragment cache.
     pub cache: CacheConfig,
     /// Edge stores to run in this process.
@@ -245,6 +248,7 @@ impl Settings {
         if p.presign_ttl.0 < Duration::from_secs(10) || p.presign_ttl.0 > Duration::from_secs(7 * 24 * 3600) {
             return Err(invalid("pipeline.presign_ttl must be between 10s and 7 days"));
         }
+        config.limits.check().map_err(|e| invalid(&e))?;
         if admin_listen == listen && listen.port() != 0 {
             return Err(invalid("admin_listen must differ from listen"));
         }
@@ -268,6 +272,7 @@ impl Settings {
             bucket_policies: config.bucket_policies,
             pipeline: config.pipeline,
             durability: config.durability,
+            limits: config.limits,
             cache: config.cache,
             run_edges: config.run_edges,
         })

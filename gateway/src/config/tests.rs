@@ -94,6 +94,11 @@ fn secrets_from_files() {
     let dir = crate::testing::scratch_dir("config");
     let f = dir.join("secret");
     std::fs::write(&f, "from-a-file\n").expect("write");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let refused = resolve_secret(None, Some(&f), "SKYSHARD_TEST_UNSET_VARIABLE").expect_err("an error").to_string();
+    assert!(refused.contains("readable by every user"), "{refused}");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).expect("chmod");
     let got = resolve_secret(Some("inline"), Some(&f), "SKYSHARD_TEST_UNSET_VARIABLE").expect("read");
     assert_eq!(got.as_deref().map(String::as_str), Some("from-a-file"));
     let got = resolve_secret(Some("inline"), None, "SKYSHARD_TEST_UNSET_VARIABLE").expect("read");

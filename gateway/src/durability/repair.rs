@@ -221,9 +221,9 @@ async fn repair_fragment(
         }
         return Ok(Done::Later("not being rebuilt by this repairer any more"));
     }
-    if to != f.location {
-        // Rebuilt elsewhere: whatever is left at the old place is stale.
-        let old = FragmentRef { location: f.location.clone(), ..new };
+    if to != f.location || f.name != new.name {
+        // Rebuilt under a new name: whatever is left of the old copy is stale.
+        let old = FragmentRef { location: f.location.clone(), name: f.name.clone(), ..new };
         if let Err(e) = ctx.store.delete(&old).await {
             debug!(location = %f.location, error = %e, "stale fragment copy not deleted");
         }

@@ -53,10 +53,15 @@ fn split(cursor: &str) -> (&str, Option<&str>, u64) {
     (location, after, deleted)
 }
 
-/// Whether a listed name is a fragment's (`<seal id>/<index>`): anything else below
-/// the prefix is not the gateway's to judge.
+/// Whether a listed name is a fragment's (`<seal id>/<index>`, or
+/// `<seal id>/<index>.<hex>` when rebuilt): anything else below the prefix is not
+/// the gateway's to judge.
 fn fragment_name(name: &str) -> bool {
-    name.split_once('/').is_some_and(|(seal, i)| seal.parse::<SealId>().is_ok() && i.parse::<u8>().is_ok())
+    let index = |i: &str| match i.split_once('.') {
+        Some((i, tag)) => i.parse::<u8>().is_ok() && !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => i.parse::<u8>().is_ok(),
+    };
+    name.split_once('/').is_some_and(|(seal, i)| seal.parse::<SealId>().is_ok() && index(i))
 }
 
 /// Sweeps the pass `name` from where it stands, for about `budget`, saving its place
@@ -172,6 +177,7 @@ mod tests {
         assert_eq!(split("l1\t\t0"), ("l1", None, 0));
         assert_eq!(split("l1\tab/3\t12"), ("l1", Some("ab/3"), 12));
         assert!(fragment_name(&format!("{}/3", "ab".repeat(16))));
+        assert!(fragment_name(&format!("{}/3.0a1b2c3d4e5f", "ab".repeat(16))));
         for other in ["ab/3", &format!("{}/x", "ab".repeat(16)), "README", &format!("{}/300", "ab".repeat(16))] {
             assert!(!fragment_name(other), "{other}");
         }

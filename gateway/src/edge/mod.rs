@@ -6,8 +6,10 @@
 //! HMAC-SHA256 over method, expiry and path under the secret it shares with the
 //! gateway's presigner (see
 //! [`crate::backend::verify_edge`]). Writes are durable before they are acknowledged:
-//! the body goes to a temporary file that is synced, renamed into place, and the
-//! directory synced. It never sees plaintext or object names: only fragments under
+//! the body goes to a temporary file that is synced, linked into place, and the
+//! directory synced. A name is written once: a PUT to a name that exists is
+//! refused (412), so a presigned URL replayed within its lifetime cannot replace a
+//! fragment. It never sees plaintext or object names: only fragments under
 //! random names.
 
 use std::io::SeekFrom;
@@ -58,10 +60,25 @@ pub fn router(state: Arc<EdgeState>) -> Router {
     Router::new().route("/health", axum::routing::get(|| async { "ok" })).fallback(handle).with_state(state)
 }
 
-/// Serves the edge store on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, transport: crate::net::Transport, state: Arc<EdgeState>) {
+/// Serves the edge store on `listener` until the process ends, under `guard`'s
+/// connection limits.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    transport: crate::net::Transport,
+    state: Arc<EdgeState>,
+    guard: Arc<crate::net::ConnGuard>,
+) {
     let service = hyper_util::service::TowerToHyperService::new(router(state));
-    crate::net::serve(listener, transport, service, std::future::pending()).await;
+    crate::net::serve(listener, transport, service, guard, std::future::pending()).await;
+}
+
+/// The connection limits of an edge store. Bodies are not held to a minimum rate:
+/// only the gateway, whose URLs are checked before a body is read, sends any, and
+/// its fragment streams pause while a slow client's next segment arrives.
+pub fn limits(config: &crate::config::LimitsConfig) -> crate::net::ConnLimits {
+    let mut l = crate::net::ConnLimits::from_config("edge", config);
+    l.body_rate.min = 0;
+    l
 }
 
 fn plain(status: StatusCode, msg: &'static str) -> Response {
@@ -132,6 +149,13 @@ async fn put(state: &EdgeState, file: &Path, req: Request) -> std::io::Result<Re
     else {
         return Ok(plain(StatusCode::LENGTH_REQUIRED, "Content-Length required"));
     };
+    // Each name is written once: a presigned URL replayed cannot replace a fragment.
+    if tokio::fs::try_exists(file).await? {
+        return Ok(plain(
+            StatusCode::PRECONDITION_FAILED,
+            "a fragment of this name exists; fragments are never replaced",
+        ));
+    }
     let mut name = [0u8; 12];
     offload::random::SecureRandom::fill(&offload::random::SystemRandom::new(), &mut name)
         .map_err(|_| std::io::Error::other("no randomness"))?;
@@ -168,8 +192,21 @@ async fn put(state: &EdgeState, file: &Path, req: Request) -> std::io::Result<Re
     }
     let parent = file.parent().unwrap_or(&state.root).to_path_buf();
     tokio::fs::create_dir_all(&parent).await?;
-    tokio::fs::rename(&tmp, file).await?;
-    // The rename is durable once the directory is.
+    // A link, not a rename: it fails if the name was taken meanwhile (two PUTs of
+    // one URL racing), where a rename would replace the file.
+    let linked = tokio::fs::hard_link(&tmp, file).await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Ok(plain(
+                StatusCode::PRECONDITION_FAILED,
+                "a fragment of this name exists; fragments are never replaced",
+            ));
+        }
+        Err(e) => return Err(e),
+    }
+    // The link is durable once the directory is.
     tokio::fs::File::open(&parent).await?.sync_all().await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -47,9 +47,10 @@ pub async fn move_fragment(ctx: &PipelineCtx, from: &str, item: &FragmentAt, to:
     let recorded = ctx.meta.move_fragment(item.seal.id, from, &rebuilt.fragment).await?;
     // The copy no longer referenced: the old one, or the new one when the seal was
     // deleted meanwhile. Best effort: a location being drained may be gone.
-    let stale = FragmentRef {
-        location: if recorded { from } else { to }.to_string(),
-        ..fragment_ref(&rebuilt.fragment, rebuilt.fragment.size, None)
+    let new = fragment_ref(&rebuilt.fragment, rebuilt.fragment.size, None);
+    let stale = match item.seal.fragment(item.index) {
+        Some(old) if recorded => FragmentRef { location: from.to_string(), name: old.name.clone(), ..new },
+        _ => new,
     };
     if let Err(e) = ctx.store.delete(&stale).await {
         tracing::debug!(location = %stale.location, error = %e, "old fragment copy not deleted");

@@ -66,7 +66,7 @@ pub async fn get(
         let (_, rx) = mpsc::channel(1);
         return Ok(ReceiverStream::new(rx));
     };
-    let permit = ctx.transfers.clone().acquire_owned().await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    let permit = ctx.transfers.acquire(tenant).await.map_err(|e| PipelineError::Task(e.to_string()))?;
     // The first part's first segment is read before the answer starts, and so is
     // every later part's that the metadata already knows to be short of fragments:
     // a failure known now is a 503, not a response cut short.

@@ -38,7 +38,6 @@ use std::sync::atomic::AtomicU64;
 
 use codec::MasterKey;
 use offload::Offload;
-use tokio::sync::Semaphore;
 
 pub use complete::{CompleteOutcome, CompleteRequest, MAX_PART_NUMBER, MIN_PART, complete};
 pub use get::get;
@@ -87,8 +86,9 @@ pub struct PipelineCtx {
     pub buffers: BufferPool,
     /// Meters of the ETag and checksum functions.
     pub hashes: HashMeters,
-    /// Requests moving object data at once (`pipeline.max_transfers`).
-    pub transfers: Arc<Semaphore>,
+    /// Requests moving object data at once (`pipeline.max_transfers`), shared
+    /// between tenants.
+    pub transfers: Arc<shared::Transfers>,
     /// Operations that failed for want of enough fragments.
     pub quorum_failures: QuorumFailures,
 }
@@ -230,4 +230,18 @@ impl<T> futures::Stream for ReceiverStream<T> {
 /// bucket name, no object key.
 pub(crate) fn fragment_name(seal: crate::meta::SealId, index: u8) -> String {
     format!("{seal}/{index}")
+}
+
+/// The name of a rebuilt fragment `index`: never the name of an earlier copy
+/// (`<seal>/<index>.<random>`), since locations accept each name once — a
+/// presigned URL replayed cannot replace a fragment, and a rebuild does not need
+/// to.
+pub(crate) fn rebuilt_fragment_name(
+    seal: crate::meta::SealId,
+    index: u8,
+    random: &dyn offload::random::SecureRandom,
+) -> Result<String, PipelineError> {
+    let mut tag = [0u8; 6];
+    random.fill(&mut tag).map_err(|_| PipelineError::Task("no randomness".into()))?;
+    Ok(format!("{seal}/{index}.{}", checksum::hex(&tag)))
 }

@@ -145,7 +145,7 @@ pub async fn put(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pipel
 
 async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, PipelineError> {
     let PutRequest { policy, tenant, len, body, checksum, expect, target } = req;
-    let _permit = ctx.transfers.acquire().await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    let _permit = ctx.transfers.acquire(tenant).await.map_err(|e| PipelineError::Task(e.to_string()))?;
     let random = ctx.offload.random.as_ref();
     let id = SealId::generate(random)?;
     let key = DataKey::generate(random)?;

@@ -1,4 +1,5 @@
-//! Rebuilding one fragment by recoding: a new fragment with the same index is
+//! Rebuilding one fragment by recoding: a new fragment with the same index (and a
+//! name of its own: locations accept each name once) is
 //! computed from the seal's other stored fragments — random combinations of their
 //! coded records — and written to a location. No key is unwrapped and nothing is
 //! decrypted; the fragment being replaced is never read, so one whose location is
@@ -37,10 +38,10 @@ pub async fn rebuild(ctx: &PipelineCtx, seal: &Seal, index: u8, to: &str) -> Res
     let k = seal.params.k();
     let layout = fragment_layout(seal)?;
     let whole = layout.fragment_len();
-    let name = seal
-        .fragment(index)
-        .map(|f| f.name.clone())
-        .ok_or_else(|| PipelineError::Meta(MetaError::Corrupt(format!("seal {} has no fragment {index}", seal.id))))?;
+    if seal.fragment(index).is_none() {
+        return Err(PipelineError::Meta(MetaError::Corrupt(format!("seal {} has no fragment {index}", seal.id))));
+    }
+    let name = super::rebuilt_fragment_name(seal.id, index, ctx.offload.random.as_ref())?;
 
     // Open every other stored fragment whole; keep those whose header is right.
     let survivors = seal.fragments.iter().filter(|f| f.index != index && f.state == FragmentState::Stored);

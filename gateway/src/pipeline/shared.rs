@@ -114,3 +114,44 @@ mod tests {
         assert!(pool.take().is_empty(), "recycled buffers come back empty");
     }
 }
+
+/// The transfer slots (`pipeline.max_transfers`): requests moving object data at
+/// once, shared between tenants so that no tenant holds more than its share
+/// (`limits.transfers_per_tenant`) and the others always find slots free.
+#[derive(Debug)]
+pub struct Transfers {
+    global: Arc<tokio::sync::Semaphore>,
+    per_tenant: usize,
+    tenants: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A transfer slot, given back on drop.
+#[derive(Debug)]
+pub struct TransferSlot {
+    _tenant: tokio::sync::OwnedSemaphorePermit,
+    _global: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Transfers {
+    /// `max` slots in all, at most `per_tenant` to one tenant.
+    pub fn new(max: usize, per_tenant: usize) -> Self {
+        Self { global: Arc::new(tokio::sync::Semaphore::new(max)), per_tenant, tenants: Mutex::default() }
+    }
+
+    /// A slot for `tenant`: first a place in the tenant's share (waiting there
+    /// holds nothing of the others'), then one of the slots in all.
+    pub async fn acquire(&self, tenant: u32) -> Result<TransferSlot, tokio::sync::AcquireError> {
+        let share = {
+            let mut t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            t.entry(tenant).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_tenant))).clone()
+        };
+        let tenant = share.acquire_owned().await?;
+        let global = self.global.clone().acquire_owned().await?;
+        Ok(TransferSlot { _tenant: tenant, _global: global })
+    }
+
+    /// Slots free in all.
+    pub fn available(&self) -> usize {
+        self.global.available_permits()
+    }
+}

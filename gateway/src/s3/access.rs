@@ -34,12 +34,13 @@ pub struct NamedBucket {
 pub struct Tenancy {
     credentials: CredentialStore,
     meta: MetaStore,
+    rates: Option<Arc<super::rate::KeyRates>>,
 }
 
 impl Tenancy {
     /// The rules over these keys and this metadata.
-    pub fn new(credentials: CredentialStore, meta: MetaStore) -> Self {
-        Self { credentials, meta }
+    pub fn new(credentials: CredentialStore, meta: MetaStore, rates: Option<super::rate::KeyRates>) -> Self {
+        Self { credentials, meta, rates: rates.map(Arc::new) }
     }
 }
 
@@ -50,6 +51,10 @@ impl S3Access for Tenancy {
         let Some(credentials) = cx.credentials() else {
             return Err(s3_error!(AccessDenied, "Signature is required"));
         };
+        super::protect::check(cx.s3_op().name(), cx.headers())?;
+        if let Some(rates) = &self.rates {
+            rates.take(&credentials.access_key, std::time::Instant::now()).map_err(super::rate::slow_down)?;
+        }
         let tenant = match self.credentials.tenant_of(&credentials.access_key).await {
             Ok(Some(t)) => t,
             // Revoked between the signature check and now.

@@ -17,6 +17,9 @@ pub enum BodyError {
     /// The aws-chunked framing is malformed or exceeds its limits.
     #[error("the aws-chunked request body is malformed: {0}")]
     Malformed(String),
+    /// The client sent the body more slowly than the endpoint's minimum rate.
+    #[error("the request body arrived too slowly: {0}")]
+    TooSlow(String),
     /// The connection failed or ended while the body was read.
     #[error("the request body could not be read: {0}")]
     Read(String),
@@ -31,6 +34,9 @@ impl BodyError {
         let mut text = Vec::new();
         let mut cur = Some(e);
         while let Some(err) = cur {
+            if let Some(slow) = err.downcast_ref::<crate::net::BodyTooSlow>() {
+                return BodyError::TooSlow(slow.to_string());
+            }
             text.push(err.to_string());
             cur = err.source();
         }

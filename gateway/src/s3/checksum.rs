@@ -85,3 +85,59 @@ mod tests {
         assert_eq!(requested(&h, Some(&declared)), Some(ChecksumAlgorithm::Crc64Nvme));
     }
 }
+
+/// Whether a whole request body held in memory matches every digest its headers
+/// give (`Content-MD5`, `x-amz-checksum-*`); `Err` names the first that does not.
+/// For the XML bodies S3 checks before acting on them (DeleteObjects above all:
+/// a body changed in transit must delete nothing).
+pub fn check_whole_body(headers: &http::HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    use base64::Engine as _;
+    let b64 = |raw: &[u8]| base64::engine::general_purpose::STANDARD.encode(raw);
+    let given = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(md5) = given("content-md5") {
+        use md5::Digest as _;
+        if b64(&md5::Md5::digest(body)) != md5 {
+            return Err("Content-MD5");
+        }
+    }
+    for alg in ChecksumAlgorithm::ALL.iter().copied() {
+        let Some(value) = given(header(alg)) else { continue };
+        let raw: Vec<u8> = match alg {
+            ChecksumAlgorithm::Crc32 => crc32fast::hash(body).to_be_bytes().to_vec(),
+            ChecksumAlgorithm::Crc32c => {
+                (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, body) as u32).to_be_bytes().to_vec()
+            }
+            ChecksumAlgorithm::Crc64Nvme => {
+                crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, body).to_be_bytes().to_vec()
+            }
+            ChecksumAlgorithm::Sha1 => {
+                ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, body).as_ref().to_vec()
+            }
+            ChecksumAlgorithm::Sha256 => ring::digest::digest(&ring::digest::SHA256, body).as_ref().to_vec(),
+        };
+        if b64(&raw) != value {
+            return Err(header(alg));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod whole_body_tests {
+    use super::*;
+
+    #[test]
+    fn whole_body_digests() {
+        let body = b"<Delete><Object><Key>a</Key></Object></Delete>";
+        let mut h = http::HeaderMap::new();
+        assert_eq!(check_whole_body(&h, body), Ok(()));
+        // MD5 and CRC32 of the body, computed elsewhere (python3 hashlib/zlib).
+        h.insert("content-md5", "1B2M2Y8AsgTpgAmY7PhCfg==".parse().expect("test value"));
+        assert_eq!(check_whole_body(&h, b""), Ok(()), "the MD5 of nothing");
+        assert_eq!(check_whole_body(&h, body), Err("Content-MD5"));
+        h.remove("content-md5");
+        h.insert("x-amz-checksum-crc32", "AAAAAA==".parse().expect("test value"));
+        assert_eq!(check_whole_body(&h, b""), Ok(()), "the CRC32 of nothing");
+        assert_eq!(check_whole_body(&h, body), Err("x-amz-checksum-crc32"));
+    }
+}

@@ -49,6 +49,11 @@ pub fn pipeline(e: PipelineError) -> S3Error {
                     }
                     BodyError::Malformed(_) => s3_error!(IncompleteBody, "The aws-chunked request body is malformed."),
                     BodyError::Read(_) => s3_error!(IncompleteBody, "The request body could not be read."),
+                    BodyError::TooSlow(_) => s3_error!(
+                        RequestTimeout,
+                        "Your socket connection to the server was not read from or written to within the timeout \
+                         period: the body arrived more slowly than the least rate allowed."
+                    ),
                 }
             }
             Err(other) => internal(other),

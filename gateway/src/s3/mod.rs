@@ -22,6 +22,8 @@ pub mod limits;
 mod list;
 mod multipart;
 mod object;
+mod protect;
+pub mod rate;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
@@ -76,6 +78,12 @@ fn unix_secs(t: &Timestamp) -> i64 {
 }
 
 /// A quoted ETag.
+/// What every object here is: encrypted at rest with AES-256 under a key of its
+/// own (SSE-S3 in S3's words), said in every response that describes an object.
+fn sse_s3() -> s3s::dto::ServerSideEncryption {
+    s3s::dto::ServerSideEncryption::from_static(s3s::dto::ServerSideEncryption::AES256)
+}
+
 fn quoted(etag: &str) -> ETag {
     ETag::Strong(etag.to_string())
 }

@@ -38,6 +38,7 @@ impl S3Front {
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
         let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
         let output = CreateMultipartUploadOutput {
+            server_side_encryption: Some(super::sse_s3()),
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
             upload_id: Some(id.to_string()),
@@ -72,7 +73,11 @@ impl S3Front {
         let target = PutTarget::Part { upload: upload.id, number };
         let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
         let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
-        let mut out = UploadPartOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        let mut out = UploadPartOutput {
+            e_tag: Some(quoted(&stored.etag)),
+            server_side_encryption: Some(super::sse_s3()),
+            ..Default::default()
+        };
         if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
         }
@@ -99,6 +104,7 @@ impl S3Front {
         let done =
             pipeline::complete(&self.gw.pipeline, CompleteRequest { upload, parts }).await.map_err(error::pipeline)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
+            server_side_encryption: Some(super::sse_s3()),
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
             e_tag: Some(quoted(&done.etag)),

@@ -71,7 +71,11 @@ impl S3Front {
         let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs };
         let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
         let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
-        let mut out = PutObjectOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        let mut out = PutObjectOutput {
+            e_tag: Some(quoted(&stored.etag)),
+            server_side_encryption: Some(super::sse_s3()),
+            ..Default::default()
+        };
         if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
@@ -147,6 +151,7 @@ impl S3Front {
         let span = range.clone().unwrap_or(0..size);
         let body = pipeline::get(&self.gw.pipeline, manifest, span.clone()).await.map_err(error::pipeline)?;
         let mut out = GetObjectOutput {
+            server_side_encryption: Some(super::sse_s3()),
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some((span.end - span.start) as i64),
             accept_ranges: Some("bytes".into()),
@@ -199,6 +204,7 @@ impl S3Front {
         let size = v.size;
         let span = range.clone().unwrap_or(0..size);
         let mut out = HeadObjectOutput {
+            server_side_encryption: Some(super::sse_s3()),
             content_length: Some((span.end - span.start) as i64),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(quoted(&v.etag)),

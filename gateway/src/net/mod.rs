@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use offload::tls::TlsEngine;
 use rustls::ServerConfig;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use guard::{ConnGuard, ConnLimits, ConnMetrics};
+pub use pace::{BodyTooSlow, MinRate, Paced};
+
+mod guard;
+mod pace;
 
 /// How long, and how much, a connection's input is read and dropped once the server
 /// is done with it (see [`linger`]).
@@ -56,10 +59,23 @@ impl Transport {
     }
 }
 
-/// Serves `service` on `listener` until `shutdown` completes.
-pub async fn serve<S, B>(listener: TcpListener, transport: Transport, service: S, shutdown: impl Future<Output = ()>)
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+/// The request body every service behind [`serve`] reads: the connection's body
+/// held to the endpoint's minimum rate.
+pub type Body = Paced<Incoming>;
+
+/// Serves `service` on `listener` until `shutdown` completes, under `guard`'s
+/// limits: connections over them are answered `503 SlowDown`, a TLS handshake or a
+/// request head that takes too long (also the wait for the next request on a kept
+/// connection) closes the connection, and request bodies are held to the minimum
+/// rate.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    transport: Transport,
+    service: S,
+    guard: Arc<ConnGuard>,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: hyper::service::Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: http_body::Body + Send + 'static,
@@ -79,6 +95,15 @@ where
                         continue;
                     }
                 };
+                let ticket = match guard.admit(peer.ip()) {
+                    Ok(t) => t,
+                    Err(None) => continue,
+                    Err(Some((reason, ticket))) => {
+                        debug!(peer = %peer, reason, "connection over the limit: answered 503 SlowDown");
+                        tokio::spawn(refuse(tcp, transport.clone(), guard.clone(), ticket));
+                        continue;
+                    }
+                };
                 let _ = tcp.set_nodelay(true);
                 let handle = match second_handle(&tcp) {
                     Ok(h) => h,
@@ -87,34 +112,36 @@ where
                         continue;
                     }
                 };
-                let (svc, transport) = (service.clone(), transport.clone());
+                let (transport, guard) = (transport.clone(), guard.clone());
+                let rule = guard.limits.body_rate;
+                let metrics = (guard.metrics.clone(), guard.limits.endpoint);
+                let service = service.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    service.call(req.map(|b| Paced::new(b, rule, Some(metrics.clone()))))
+                });
                 tokio::spawn(async move {
-                    let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ticket = ticket;
+                    let http = http1(&guard.limits, true);
                     let result = match transport {
-                        Transport::Plain => conn.serve_connection(TokioIo::new(tcp), svc).await,
+                        Transport::Plain => http.serve_connection(TokioIo::new(tcp), svc).await,
                         Transport::Tls { engine, config } => {
-                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, engine.accept(tcp, config)).await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    debug!(peer = %peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    debug!(peer = %peer, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            conn.serve_connection(TokioIo::new(stream), svc).await
+                            let Some(stream) = handshake(&engine, tcp, config, &guard, peer).await else { return };
+                            http.serve_connection(TokioIo::new(stream), svc).await
                         }
                     };
                     if let Err(e) = result {
-                        if aborted(e.as_ref()) {
+                        if aborted(&e) {
                             // A response cut short must not pass for a whole one.
                             warn!(peer = %peer, error = %e, "response cut short: connection reset");
                             reset(handle);
                             return;
                         }
-                        debug!(peer = %peer, error = %e, "connection ended with an error");
+                        if e.is_timeout() {
+                            guard.metrics.closed(guard.limits.endpoint, "header_timeout");
+                            debug!(peer = %peer, "no whole request head in time: connection closed");
+                        } else {
+                            debug!(peer = %peer, error = %e, "connection ended with an error");
+                        }
                     }
                     linger(handle).await;
                 });
@@ -125,6 +152,57 @@ where
             }
         }
     }
+}
+
+/// An HTTP/1.1 connection builder under `limits` (HTTP/1.1 only: no protocol
+/// sniffing that would wait for bytes outside the head timeout).
+fn http1(limits: &ConnLimits, keep_alive: bool) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(keep_alive);
+    b
+}
+
+/// The TLS handshake of a connection, within the handshake timeout.
+async fn handshake(
+    engine: &TlsEngine,
+    tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    guard: &ConnGuard,
+    peer: std::net::SocketAddr,
+) -> Option<offload::tls::TlsStream> {
+    match tokio::time::timeout(guard.limits.handshake_timeout, engine.accept(tcp, config)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            debug!(peer = %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            guard.metrics.closed(guard.limits.endpoint, "handshake_timeout");
+            debug!(peer = %peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Answers a connection over the limits: one `503 SlowDown` (after the TLS
+/// handshake, within the same timeouts), then closed.
+async fn refuse(tcp: TcpStream, transport: Transport, guard: Arc<ConnGuard>, ticket: guard::Ticket) {
+    let _ticket = ticket;
+    let _ = tcp.set_nodelay(true);
+    let Ok(handle) = second_handle(&tcp) else { return };
+    let http = http1(&guard.limits, false);
+    let svc = hyper::service::service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, std::convert::Infallible>(guard::slow_down())
+    });
+    let peer = tcp.peer_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+    let _ = match transport {
+        Transport::Plain => http.serve_connection(TokioIo::new(tcp), svc).await,
+        Transport::Tls { engine, config } => {
+            let Some(stream) = handshake(&engine, tcp, config, &guard, peer).await else { return };
+            http.serve_connection(TokioIo::new(stream), svc).await
+        }
+    };
+    linger(handle).await;
 }
 
 /// The error a response body fails with when the response cannot be finished (a
@@ -143,8 +221,8 @@ impl AbortResponse {
 }
 
 /// Whether a connection's error comes from a body that ended in [`AbortResponse`].
-fn aborted(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
+fn aborted(e: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if err.is::<AbortResponse>() {
             return true;

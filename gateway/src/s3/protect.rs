@@ -1,0 +1,141 @@
+//! Requests that ask for a protection are honoured or refused, never accepted and
+//! dropped: a client that asked for a customer key, a retention period, a public
+//! ACL or tags must not believe it has them when the gateway does not keep them.
+//!
+//! Honoured: SSE-S3 (`x-amz-server-side-encryption: AES256`) — every object is
+//! encrypted (AES-256-GCM under its own data key), and responses say so. Refused,
+//! with the error S3 itself gives where it has one: customer keys (SSE-C), KMS keys,
+//! object lock and retention, ACLs other than private, grants, tags.
+
+use http::HeaderMap;
+use s3s::{S3Error, S3Result, s3_error};
+
+/// Operations that store a new object (or part) and so may ask for protections.
+const WRITES: &[&str] = &["PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject", "UploadPartCopy"];
+
+/// Operations that read an object and so may present a customer key.
+const READS: &[&str] = &["GetObject", "HeadObject"];
+
+/// Checks the protection headers of a request to `op`.
+pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
+    let has = |name: &str| headers.contains_key(name);
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let sse_c = has("x-amz-server-side-encryption-customer-algorithm")
+        || has("x-amz-server-side-encryption-customer-key")
+        || has("x-amz-server-side-encryption-customer-key-md5")
+        || has("x-amz-copy-source-server-side-encryption-customer-algorithm");
+    if WRITES.contains(&op) {
+        if sse_c {
+            return Err(not_implemented(
+                "Server-side encryption with customer-provided keys (SSE-C) is not supported by this gateway; \
+                 every object is encrypted with a key of its own (SSE-S3).",
+            ));
+        }
+        match value("x-amz-server-side-encryption") {
+            None | Some("AES256") => {}
+            Some(alg @ ("aws:kms" | "aws:kms:dsse")) => {
+                return Err(not_implemented(format!(
+                    "Server-side encryption {alg} (KMS keys) is not supported by this gateway; every object is \
+                     encrypted with a key of its own (use AES256, or no header)."
+                )));
+            }
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "The server-side encryption algorithm must be AES256 (aws:kms is not supported)."
+                ));
+            }
+        }
+        if has("x-amz-server-side-encryption-aws-kms-key-id") || has("x-amz-server-side-encryption-context") {
+            return Err(not_implemented("KMS keys are not supported by this gateway."));
+        }
+        if has("x-amz-object-lock-mode")
+            || has("x-amz-object-lock-retain-until-date")
+            || has("x-amz-object-lock-legal-hold")
+        {
+            return Err(s3_error!(InvalidRequest, "Bucket is missing Object Lock Configuration"));
+        }
+        if has("x-amz-tagging") || has("x-amz-tagging-directive") {
+            return Err(not_implemented("Object tagging is not supported by this gateway yet."));
+        }
+    }
+    if READS.contains(&op) && sse_c {
+        // No object here was written with a customer key.
+        return Err(s3_error!(InvalidRequest, "The encryption parameters are not applicable to this object."));
+    }
+    if matches!(op, "PutObject" | "CreateMultipartUpload" | "CopyObject" | "CreateBucket") {
+        check_acl(headers)?;
+    }
+    if op == "CreateBucket" && value("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return Err(not_implemented("Object Lock is not supported by this gateway yet."));
+    }
+    Ok(())
+}
+
+/// Only the private ACL (the bucket owner has full control: what every object
+/// here has) is accepted; S3 answers the same for a bucket with ACLs disabled.
+fn check_acl(headers: &HeaderMap) -> S3Result<()> {
+    if let Some(acl) = headers.get("x-amz-acl").and_then(|v| v.to_str().ok())
+        && !matches!(acl.trim(), "private" | "bucket-owner-full-control")
+    {
+        return Err(acl_not_supported());
+    }
+    if headers.keys().any(|k| k.as_str().starts_with("x-amz-grant-")) {
+        return Err(acl_not_supported());
+    }
+    Ok(())
+}
+
+fn acl_not_supported() -> S3Error {
+    let mut e = S3Error::with_message(
+        s3s::S3ErrorCode::Custom("AccessControlListNotSupported".into()),
+        "The bucket does not allow ACLs: every object is private to its tenant.",
+    );
+    e.set_status_code(http::StatusCode::BAD_REQUEST);
+    e
+}
+
+fn not_implemented(msg: impl Into<std::borrow::Cow<'static, str>>) -> S3Error {
+    S3Error::with_message(s3s::S3ErrorCode::NotImplemented, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (http::HeaderName::from_static(k), v.parse().expect("test value"))).collect()
+    }
+
+    fn code(op: &str, pairs: &[(&'static str, &'static str)]) -> Option<String> {
+        check(op, &headers(pairs)).err().map(|e| e.code().as_str().to_string())
+    }
+
+    #[test]
+    fn refused_or_honoured() {
+        assert_eq!(code("PutObject", &[]), None);
+        assert_eq!(code("PutObject", &[("x-amz-server-side-encryption", "AES256")]), None);
+        assert_eq!(code("PutObject", &[("x-amz-acl", "private")]), None);
+        let sse_c = [("x-amz-server-side-encryption-customer-algorithm", "AES256")];
+        assert_eq!(code("PutObject", &sse_c).as_deref(), Some("NotImplemented"));
+        assert_eq!(code("UploadPart", &sse_c).as_deref(), Some("NotImplemented"));
+        assert_eq!(code("GetObject", &sse_c).as_deref(), Some("InvalidRequest"));
+        assert_eq!(code("HeadObject", &sse_c).as_deref(), Some("InvalidRequest"));
+        let kms = [("x-amz-server-side-encryption", "aws:kms")];
+        assert_eq!(code("CreateMultipartUpload", &kms).as_deref(), Some("NotImplemented"));
+        assert_eq!(code("PutObject", &[("x-amz-server-side-encryption", "rot13")]).as_deref(), Some("InvalidArgument"));
+        let lock =
+            [("x-amz-object-lock-mode", "COMPLIANCE"), ("x-amz-object-lock-retain-until-date", "2030-01-01T00:00:00Z")];
+        assert_eq!(code("PutObject", &lock).as_deref(), Some("InvalidRequest"));
+        assert_eq!(code("PutObject", &[("x-amz-tagging", "a=b")]).as_deref(), Some("NotImplemented"));
+        let public = [("x-amz-acl", "public-read")];
+        assert_eq!(code("PutObject", &public).as_deref(), Some("AccessControlListNotSupported"));
+        assert_eq!(code("CreateBucket", &public).as_deref(), Some("AccessControlListNotSupported"));
+        let grant = [("x-amz-grant-read", "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"")];
+        assert_eq!(code("PutObject", &grant).as_deref(), Some("AccessControlListNotSupported"));
+        let lock_bucket = [("x-amz-bucket-object-lock-enabled", "true")];
+        assert_eq!(code("CreateBucket", &lock_bucket).as_deref(), Some("NotImplemented"));
+        assert_eq!(code("ListObjectsV2", &sse_c), None, "a header that asks nothing of a listing");
+    }
+}
