@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 pub use guard::{ConnGuard, ConnLimits, ConnMetrics};
-pub use pace::{BodyTooSlow, MinRate, Paced};
+pub use pace::{BodyTooSlow, MinRate, Paced, TOO_SLOW};
 
 mod guard;
 mod pace;

@@ -18,6 +18,10 @@ use tokio::time::{Instant, Sleep};
 
 use super::guard::ConnMetrics;
 
+/// How the message of [`BodyTooSlow`] begins: layers that box errors hide its type
+/// (a `Box<dyn Error>`'s source is its content's source, not its content).
+pub const TOO_SLOW: &str = "the request body arrived at less than";
+
 /// The error a body too slow ends with.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body arrived at less than {min} bytes per second over {window:?}")]

@@ -41,7 +41,9 @@ impl BodyError {
             cur = err.source();
         }
         let all = text.join(": ");
-        if all.contains("SignatureMismatch") {
+        if all.contains(crate::net::TOO_SLOW) {
+            BodyError::TooSlow(all)
+        } else if all.contains("SignatureMismatch") {
             BodyError::Signature
         } else if ["FormatError", "ChunkMetaTooLarge", "TrailersTooLarge", "TooManyTrailerHeaders"]
             .iter()
@@ -71,6 +73,10 @@ mod tests {
     fn classifies_s3s_body_errors() {
         assert!(matches!(BodyError::classify(&Chunked("SignatureMismatch")), BodyError::Signature));
         assert!(matches!(BodyError::classify(&Chunked("FormatError")), BodyError::Malformed(_)));
+        let slow: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(crate::net::BodyTooSlow { min: 1024, window: std::time::Duration::from_secs(30) });
+        let wrapped = std::io::Error::other(slow);
+        assert!(matches!(BodyError::classify(&wrapped), BodyError::TooSlow(_)));
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
         assert!(matches!(BodyError::classify(&reset), BodyError::Read(_)));
     }
