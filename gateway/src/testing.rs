@@ -163,6 +163,7 @@ impl Rig {
                 key: key.as_bytes().to_vec(),
                 attrs: ObjectAttrs::default(),
             },
+            customer: None,
         }
     }
 
@@ -182,7 +183,7 @@ impl Rig {
     /// one later is the stream's.
     pub(crate) async fn get(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, String> {
         let m = self.manifest(key).await.ok_or("no such key")?;
-        let mut stream = crate::pipeline::get(&self.ctx, m, range).await.map_err(|e| e.to_string())?;
+        let mut stream = crate::pipeline::get(&self.ctx, m, range, None).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.map_err(|e| format!("mid-stream: {e}"))?);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use e2e::{Client, Cluster, Db, Gateway, TempDir, data_file, env, metrics, walk};
+use e2e::{Client, Cluster, Db, Gateway, TempDir, assert_no_leak, data_file, env, metrics, same_file, walk};
 
 /// Runs a drill of `tests/py/hostile.py`; its JSON report.
 fn drill(args: &[&str]) -> serde_json::Value {
@@ -147,7 +147,6 @@ fn protections_are_kept_or_refused_never_dropped() {
     };
     let key = "0123456789abcdef0123456789abcdef";
     let sse_c = json!({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key});
-    assert_eq!(refused(sse_c.clone()), ("NotImplemented".into(), 501));
     assert_eq!(refused(json!({"ServerSideEncryption": "aws:kms"})), ("NotImplemented".into(), 501));
     let lock = json!({"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"});
     assert_eq!(refused(lock), ("InvalidRequest".into(), 400));
@@ -156,7 +155,7 @@ fn protections_are_kept_or_refused_never_dropped() {
     assert_eq!(refused(json!({"Tagging": "class=secret"})), ("NotImplemented".into(), 501));
     let (code, status) = cl.boto_error(
         "CreateMultipartUpload",
-        json!({"Bucket": "guarded", "Key": "m", "SSECustomerAlgorithm": "AES256", "SSECustomerKey": key}),
+        json!({"Bucket": "guarded", "Key": "m", "SSEKMSKeyId": "alias/k", "ServerSideEncryption": "aws:kms"}),
     );
     assert_eq!((code.as_str(), status), ("NotImplemented", 501));
     let (code, status) = cl.boto_error("CreateBucket", json!({"Bucket": "locked", "ObjectLockEnabledForBucket": true}));
@@ -170,7 +169,7 @@ fn protections_are_kept_or_refused_never_dropped() {
     assert_eq!(ok["ok"]["ServerSideEncryption"], "AES256", "{ok}");
     let head = cl.boto("HeadObject", json!({"Bucket": "guarded", "Key": "o"}), None);
     assert_eq!(head["ok"]["ServerSideEncryption"], "AES256", "{head}");
-    // A customer key presented for an object that has none is refused.
+    // A customer key presented for an object written without one is refused.
     let mut p = json!({"Bucket": "guarded", "Key": "o"});
     p.as_object_mut().expect("object").extend(sse_c.as_object().expect("object").clone());
     assert_eq!(cl.boto_error("GetObject", p), ("InvalidRequest".into(), 400));
@@ -246,4 +245,57 @@ fn a_secret_file_others_can_read_is_refused_at_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("readable by every user") && err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn customer_keys_are_required_and_never_kept() {
+    let c = Cluster::start("sse-c", Db::Sqlite, "k = 2\nn = 3\nsegment_size = \"1M\"", "");
+    let cl = Client::from(&c.gw);
+    cl.aws(&["s3", "mb", "s3://vault"]).ok();
+    // 32 bytes, as aws-cli and boto3 take a raw key (they send it base64-encoded).
+    let key = "skyshard-e2e-customer-key-0001!!";
+    let other = "skyshard-e2e-customer-key-0002!!";
+    let b64 = "c2t5c2hhcmQtZTJlLWN1c3RvbWVyLWtleS0wMDAxISE=";
+    let big = data_file(&c.dir.join("big"), 20 << 20, 21);
+    let (bp, back) = (big.display().to_string(), c.dir.join("big.back").display().to_string());
+    // aws-cli: multipart (20 MiB over its 8 MiB threshold) up, and down again.
+    cl.aws(&["s3", "cp", "--no-progress", "--sse-c", "AES256", "--sse-c-key", key, &bp, "s3://vault/big"]).ok();
+    cl.aws(&["s3", "cp", "--no-progress", "--sse-c", "AES256", "--sse-c-key", key, "s3://vault/big", &back]).ok();
+    assert!(same_file(&big, Path::new(&back)));
+    // Without the key, or with another: refused, never the plaintext.
+    cl.aws(&["s3", "cp", "--no-progress", "s3://vault/big", &back]).fails_with("400");
+    cl.aws(&["s3", "cp", "--no-progress", "--sse-c", "AES256", "--sse-c-key", other, "s3://vault/big", &back])
+        .fails_with("403");
+
+    // boto3: a single PUT, ranges, HEAD; the responses name the key by its MD5.
+    let small = data_file(&c.dir.join("small"), 3 << 20, 22);
+    let with = |extra: serde_json::Value, k: &str| {
+        let mut p = json!({"Bucket": "vault", "Key": "small", "SSECustomerAlgorithm": "AES256", "SSECustomerKey": k});
+        p.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+        p
+    };
+    let put = cl.boto("PutObject", with(json!({}), key), Some(&small));
+    assert_eq!(put["ok"]["SSECustomerAlgorithm"], "AES256", "{put}");
+    assert!(put["ok"].get("ServerSideEncryption").is_none(), "{put}");
+    let range = cl.boto("GetObject", with(json!({"Range": "bytes=1048570-2097160"}), key), Some(&c.dir.join("r")));
+    assert_eq!(range["ok"]["BodyLength"], 2097160 - 1048570 + 1, "{range}");
+    let got = std::fs::read(c.dir.join("r")).expect("range");
+    assert_eq!(got, std::fs::read(&small).expect("small")[1048570..=2097160]);
+    let head = cl.boto("HeadObject", with(json!({}), key), None);
+    assert!(head["ok"]["SSECustomerKeyMD5"].as_str().is_some_and(|m| !m.is_empty()), "{head}");
+    assert_eq!(cl.boto_error("HeadObject", json!({"Bucket": "vault", "Key": "small"})).1, 400);
+    assert_eq!(cl.boto_error("GetObject", with(json!({}), other)), ("AccessDenied".into(), 403));
+    assert_eq!(cl.boto_error("GetObject", json!({"Bucket": "vault", "Key": "small"})).1, 400);
+    // A part of an upload begun with a key must carry the same key.
+    let up = cl.boto("CreateMultipartUpload", with(json!({"Key": "mp"}), key), None);
+    let id = up["ok"]["UploadId"].as_str().expect("upload id").to_string();
+    let part = json!({"Bucket": "vault", "Key": "mp", "UploadId": id, "PartNumber": 1});
+    let r = cl.boto("UploadPart", part.clone(), Some(&small));
+    assert_eq!(r["error"]["status"], 400, "{r}");
+
+    // The key is in no file and no log: not in the metadata, not at the locations.
+    let gw_dir = c.dir.join("gw");
+    let mut dirs: Vec<&Path> = vec![gw_dir.as_path()];
+    dirs.extend(c.locations.iter().map(|l| l.dir.as_path()));
+    assert_no_leak(&dirs, &[key, b64]);
 }

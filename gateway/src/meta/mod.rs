@@ -109,7 +109,8 @@ fn unjson(s: &str) -> MetaResult<BTreeMap<String, String>> {
 }
 
 /// Reads descriptive fields from the columns `content_type, headers, user_metadata,
-/// checksum_algorithm`, starting at column `at` (versions and uploads both keep them).
+/// checksum_algorithm, sse_customer`, starting at column `at` (versions and uploads
+/// both keep them).
 fn attrs_row(r: &sqlx::any::AnyRow, at: usize) -> MetaResult<ObjectAttrs> {
     use sqlx::Row as _;
     Ok(ObjectAttrs {
@@ -117,6 +118,7 @@ fn attrs_row(r: &sqlx::any::AnyRow, at: usize) -> MetaResult<ObjectAttrs> {
         headers: unjson(&r.try_get::<String, _>(at + 1)?)?,
         user_metadata: unjson(&r.try_get::<String, _>(at + 2)?)?,
         checksum_algorithm: r.try_get::<Option<String>, _>(at + 3)?.map(|s| s.parse()).transpose()?,
+        customer_key: r.try_get(at + 4)?,
     })
 }
 

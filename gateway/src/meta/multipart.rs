@@ -24,8 +24,8 @@ impl MetaStore {
     /// Starts a multipart upload.
     pub async fn create_upload(&self, u: &UploadRow) -> MetaResult<()> {
         sqlx::query(
-            "INSERT INTO uploads (id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO uploads (id, bucket, object_key, created_at, content_type, headers, user_metadata, \
+             checksum_algorithm, sse_customer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(u.id.to_string())
         .bind(&u.bucket)
@@ -35,6 +35,7 @@ impl MetaStore {
         .bind(json(&u.attrs.headers))
         .bind(json(&u.attrs.user_metadata))
         .bind(u.attrs.checksum_algorithm.map(|a| a.as_str()))
+        .bind(u.attrs.customer_key.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -43,8 +44,8 @@ impl MetaStore {
     /// A multipart upload.
     pub async fn upload(&self, id: UploadId) -> MetaResult<Option<UploadRow>> {
         let row = sqlx::query(
-            "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm \
-             FROM uploads WHERE id = $1",
+            "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
+             sse_customer FROM uploads WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -156,8 +157,8 @@ impl MetaStore {
         limit: i64,
     ) -> MetaResult<Vec<UploadRow>> {
         let rows = sqlx::query(
-            "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm \
-             FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
+            "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
+             sse_customer FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
              ORDER BY object_key, id LIMIT $4",
         )
         .bind(bucket)

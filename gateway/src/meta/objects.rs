@@ -15,9 +15,12 @@ use super::{
 macro_rules! version_columns {
     () => {
         "v.id, v.bucket, v.object_key, v.size, v.etag, v.last_modified, v.content_type, v.headers, \
-         v.user_metadata, v.checksum_algorithm, v.checksum_value, v.checksum_type, v.part_count"
+         v.user_metadata, v.checksum_algorithm, v.sse_customer, v.checksum_value, v.checksum_type, v.part_count"
     };
 }
+
+/// How many columns [`version_columns`] names: the first column after them.
+const VERSION_COLUMNS: usize = 14;
 
 fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
     Ok(VersionRow {
@@ -28,9 +31,9 @@ fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
         etag: r.try_get(4)?,
         last_modified: r.try_get(5)?,
         attrs: attrs_row(r, 6)?,
-        checksum_value: r.try_get(10)?,
-        checksum_type: r.try_get(11)?,
-        part_count: fit(r.try_get::<i64, _>(12)?, "part count")?,
+        checksum_value: r.try_get(11)?,
+        checksum_type: r.try_get(12)?,
+        part_count: fit(r.try_get::<i64, _>(13)?, "part count")?,
     })
 }
 
@@ -49,8 +52,8 @@ async fn commit_version(conn: &mut AnyConnection, version: &VersionRow, parts: &
     let id = version.id.to_string();
     sqlx::query(
         "INSERT INTO versions (id, bucket, object_key, size, etag, last_modified, content_type, headers, user_metadata, \
-         checksum_algorithm, checksum_value, checksum_type, part_count) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         checksum_algorithm, checksum_value, checksum_type, part_count, sse_customer) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&id)
     .bind(&version.bucket)
@@ -65,6 +68,7 @@ async fn commit_version(conn: &mut AnyConnection, version: &VersionRow, parts: &
     .bind(version.checksum_value.clone())
     .bind(version.checksum_type.clone())
     .bind(i64::from(version.part_count))
+    .bind(version.attrs.customer_key.clone())
     .execute(&mut *conn)
     .await?;
     for p in parts {
@@ -311,7 +315,7 @@ async fn visible_version(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> 
     .await?;
     let Some(row) = row else { return Ok(None) };
     let version = version_row(&row)?;
-    let number: Option<i64> = row.try_get(13)?;
+    let number: Option<i64> = row.try_get(VERSION_COLUMNS)?;
     let number = number.ok_or_else(|| MetaError::Corrupt(format!("bucket {bucket}: its tenant is missing")))?;
     Ok(Some((version, fit(number, "tenant number")?)))
 }

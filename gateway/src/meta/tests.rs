@@ -83,6 +83,7 @@ fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
             headers: BTreeMap::from([("cache-control".into(), "no-cache".into())]),
             user_metadata: BTreeMap::from([("colour".into(), "blue".into())]),
             checksum_algorithm: Some(ChecksumAlgorithm::Crc32),
+            customer_key: None,
         },
         checksum_value: Some("AAAAAA==".into()),
         checksum_type: Some("FULL_OBJECT".into()),

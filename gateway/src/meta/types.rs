@@ -331,6 +331,9 @@ pub struct ObjectAttrs {
     pub user_metadata: BTreeMap<String, String>,
     /// Checksum algorithm requested or used.
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// Written with a customer-provided key (SSE-C): what checks the key a later
+    /// request presents (a salted HMAC, never the key).
+    pub customer_key: Option<String>,
 }
 
 /// A visible (or about to be visible) object version.

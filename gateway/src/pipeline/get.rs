@@ -54,11 +54,13 @@ fn plan(manifest: Manifest, range: &Range<u64>) -> Vec<Step> {
 /// before this returns, so that an unreadable object is an error before any
 /// response is sent; the rest streams from a task. The stream ends with an error if
 /// a later segment cannot be read: the client then sees a truncated body, never
-/// wrong bytes.
+/// wrong bytes. An object written with a customer key (SSE-C) is read with
+/// `customer` (the caller checked it against the object's key check).
 pub async fn get(
     ctx: &Arc<PipelineCtx>,
     manifest: Manifest,
     range: Range<u64>,
+    customer: Option<Arc<super::CustomerKey>>,
 ) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
     let tenant = manifest.tenant_number;
     let mut planned = plan(manifest, &range).into_iter();
@@ -71,13 +73,13 @@ pub async fn get(
     // every later part's that the metadata already knows to be short of fragments:
     // a failure known now is a 503, not a response cut short.
     let (skip, take) = (first.skip, first.take);
-    let mut reader = PartReader::open(ctx.clone(), first.seal, tenant, first.segments)?;
+    let mut reader = PartReader::open(ctx.clone(), first.seal, tenant, first.segments, customer.as_deref())?;
     let head = reader.next_segment().await?;
     let mut rest = Vec::new();
     for step in planned {
         if step.seal.healthy() < usize::from(step.seal.params.k()) {
             let (skip, take) = (step.skip, step.take);
-            let mut r = PartReader::open(ctx.clone(), step.seal, tenant, step.segments)?;
+            let mut r = PartReader::open(ctx.clone(), step.seal, tenant, step.segments, customer.as_deref())?;
             let head = r.next_segment().await?;
             rest.push(Ready::Open(Box::new(r), head, skip, take));
         } else {
@@ -120,7 +122,7 @@ pub async fn get(
                 Some(Ready::Open(r, head, skip, take)) => current = Some((*r, head, skip, take)),
                 Some(Ready::Later(step)) => {
                     let (skip, take) = (step.skip, step.take);
-                    match PartReader::open(ctx.clone(), step.seal, tenant, step.segments) {
+                    match PartReader::open(ctx.clone(), step.seal, tenant, step.segments, customer.as_deref()) {
                         Ok(r) => current = Some((r, None, skip, take)),
                         Err(e) => {
                             warn!(error = %e, "read failed mid-stream: the response is aborted");

@@ -22,6 +22,7 @@
 pub mod checksum;
 pub mod cleanup;
 mod complete;
+mod customer;
 pub mod drain;
 mod get;
 mod put;
@@ -40,6 +41,7 @@ use codec::MasterKey;
 use offload::Offload;
 
 pub use complete::{CompleteOutcome, CompleteRequest, MAX_PART_NUMBER, MIN_PART, complete};
+pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
 pub use read::fragment_layout;

@@ -83,6 +83,8 @@ pub struct PutRequest {
     pub expect: Expected,
     /// What the seal becomes.
     pub target: PutTarget,
+    /// The customer's key (SSE-C), which masks the data key stored.
+    pub customer: Option<std::sync::Arc<super::CustomerKey>>,
 }
 
 impl std::fmt::Debug for PutRequest {
@@ -144,12 +146,15 @@ pub async fn put(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pipel
 }
 
 async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, PipelineError> {
-    let PutRequest { policy, tenant, len, body, checksum, expect, target } = req;
+    let PutRequest { policy, tenant, len, body, checksum, expect, target, customer } = req;
     let _permit = ctx.transfers.acquire(tenant).await.map_err(|e| PipelineError::Task(e.to_string()))?;
     let random = ctx.offload.random.as_ref();
     let id = SealId::generate(random)?;
     let key = DataKey::generate(random)?;
-    let wrapped_key = ctx.master.wrap(&key, &id.codec(), random)?;
+    let wrapped_key = match &customer {
+        Some(c) => ctx.master.wrap(&c.mask(&key, id), &id.codec(), random)?,
+        None => ctx.master.wrap(&key, &id.codec(), random)?,
+    };
     let params = policy.params;
     let matrix = ctx.matrices.get(params.k(), params.n(), &ctx.offload)?;
     let compression = policy.compression.filter(|_| len <= ctx.config.compress_max_object.0);

@@ -170,14 +170,19 @@ pub(super) struct PartReader {
 }
 
 impl PartReader {
-    /// A reader of segments `first..=last` of `seal`, owned by tenant `tenant`.
+    /// A reader of segments `first..=last` of `seal`, owned by tenant `tenant`,
+    /// whose data key is masked by `customer`'s if it was written with one.
     pub(super) fn open(
         ctx: Arc<PipelineCtx>,
         seal: Seal,
         tenant: u32,
         (first, last): (u64, u64),
+        customer: Option<&super::CustomerKey>,
     ) -> Result<Self, PipelineError> {
-        let key = ctx.master.unwrap_key(&seal.wrapped_key, &seal.id.codec())?;
+        let mut key = ctx.master.unwrap_key(&seal.wrapped_key, &seal.id.codec())?;
+        if let Some(c) = customer {
+            key = c.mask(&key, seal.id);
+        }
         let decoder = ObjectDecoder::new(&ctx.offload, seal.params, seal.id.codec(), &key, seal.size)?;
         let layout = fragment_layout(&seal)?;
         // Stored fragments first — local (cached) first, then healthiest locations,

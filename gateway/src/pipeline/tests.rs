@@ -382,7 +382,7 @@ async fn the_cache_layer_serves_reads_with_every_location_down_under_the_tenant_
     for i in 0..6 {
         rig.store.set_fault(&format!("l{i}"), Some(Fault::Down));
     }
-    let mut stream = get(&rig.ctx, m, 0..d.len() as u64).await.expect("read from the cache");
+    let mut stream = get(&rig.ctx, m, 0..d.len() as u64, None).await.expect("read from the cache");
     let mut got = Vec::new();
     while let Some(c) = stream.next().await {
         got.extend_from_slice(&c.expect("chunk"));
@@ -435,11 +435,40 @@ async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
     }
     let m = rig.manifest("two").await.expect("visible");
     let size = m.version.size;
-    match get(&rig.ctx, m, 0..size).await {
+    match get(&rig.ctx, m, 0..size, None).await {
         Err(PipelineError::ReadQuorum { usable: 3, needed: 4, damaged: 3, .. }) => {}
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a read that cannot finish must fail before its answer starts"),
     }
     // A range of the first part alone still reads.
     assert_eq!(rig.get("two", 0..1000).await.expect("first part"), parts[0][..1000]);
+}
+
+#[tokio::test]
+async fn a_customer_key_is_needed_besides_the_master_key() {
+    use crate::pipeline::CustomerKey;
+    let rig = Rig::new(Options::default()).await;
+    let d = data(3 * SEG as usize + 17, 12);
+    let key = Arc::new(CustomerKey::new([42; 32]));
+    let mut req = rig.request("sse-c", d.len() as u64, crate::testing::body(&d), Expected::default());
+    req.customer = Some(key.clone());
+    crate::pipeline::put(&rig.ctx, req).await.expect("put");
+    // The master key alone opens nothing: no plaintext, an error.
+    assert!(rig.get("sse-c", 0..d.len() as u64).await.is_err(), "read without the customer key");
+    let read = |customer: Option<Arc<CustomerKey>>, range: std::ops::Range<u64>| {
+        let rig = &rig;
+        async move {
+            let m = rig.manifest("sse-c").await.expect("visible");
+            let mut s = crate::pipeline::get(&rig.ctx, m, range, customer).await.map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            while let Some(c) = futures::StreamExt::next(&mut s).await {
+                out.extend_from_slice(&c.map_err(|e| e.to_string())?);
+            }
+            Ok::<_, String>(out)
+        }
+    };
+    assert!(read(Some(Arc::new(CustomerKey::new([43; 32]))), 0..d.len() as u64).await.is_err(), "another key");
+    assert_eq!(read(Some(key.clone()), 0..d.len() as u64).await.expect("the key"), d);
+    let r = SEG as u64 - 3..2 * SEG as u64 + 5;
+    assert_eq!(read(Some(key), r.clone()).await.expect("a range"), d[r.start as usize..r.end as usize]);
 }

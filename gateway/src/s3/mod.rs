@@ -24,6 +24,7 @@ mod multipart;
 mod object;
 mod protect;
 pub mod rate;
+mod sse_c;
 pub mod telemetry;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,16 @@ impl S3Front {
             _ => self.gw.meta.bucket(name).await.map_err(error::meta)?,
         };
         row.ok_or_else(|| s3_error!(NoSuchBucket))
+    }
+
+    /// The customer key (SSE-C) a request gives; refused over plain HTTP.
+    fn customer_key(
+        &self,
+        algorithm: Option<&str>,
+        key: Option<&str>,
+        key_md5: Option<&str>,
+    ) -> S3Result<Option<Arc<crate::pipeline::CustomerKey>>> {
+        sse_c::given(algorithm, key, key_md5, !self.gw.settings.tls.plain_http)
     }
 
     fn policy(&self, bucket: &BucketRow) -> S3Result<Policy> {
@@ -129,7 +140,13 @@ fn attrs(
             headers.insert("expires".into(), String::from_utf8_lossy(&buf).into_owned());
         }
     }
-    ObjectAttrs { content_type, headers, user_metadata: metadata.unwrap_or_default(), checksum_algorithm: checksum }
+    ObjectAttrs {
+        content_type,
+        headers,
+        user_metadata: metadata.unwrap_or_default(),
+        checksum_algorithm: checksum,
+        customer_key: None,
+    }
 }
 
 /// The digests a PUT or UploadPart gave for its body: Content-MD5 (a malformed one

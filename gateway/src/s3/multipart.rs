@@ -7,7 +7,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
-use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, timestamp};
+use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp};
 use crate::meta::{ChecksumAlgorithm, UploadId, UploadRow, now_ms};
 
 use crate::pipeline::{self, CompleteRequest, MAX_PART_NUMBER, PutRequest, PutTarget};
@@ -37,16 +37,23 @@ impl S3Front {
         self.bucket(&req.extensions, &i.bucket).await?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
         let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
-        let output = CreateMultipartUploadOutput {
-            server_side_encryption: Some(super::sse_s3()),
+        let customer = self.customer_key(
+            i.sse_customer_algorithm.as_deref(),
+            i.sse_customer_key.as_deref(),
+            i.sse_customer_key_md5.as_deref(),
+        )?;
+        let mut output = CreateMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
             upload_id: Some(id.to_string()),
             checksum_algorithm: i.checksum_algorithm.clone(),
             ..Default::default()
         };
+        sse_c::set_sse!(output, customer.as_deref());
         let (bucket, key) = (i.bucket.clone(), i.key.as_bytes().to_vec());
-        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs: attrs_of!(i, checksum) };
+        let mut attrs = attrs_of!(i, checksum);
+        attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
+        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs };
         self.gw.meta.create_upload(&row).await.map_err(error::meta)?;
         Ok(S3Response::new(output))
     }
@@ -56,6 +63,13 @@ impl S3Front {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let upload = self.upload_of(&req.extensions, &req.input.bucket, &req.input.key, &req.input.upload_id).await?;
+        // Every part of an upload begun with a customer key is written with it.
+        let customer = self.customer_key(
+            req.input.sse_customer_algorithm.as_deref(),
+            req.input.sse_customer_key.as_deref(),
+            req.input.sse_customer_key_md5.as_deref(),
+        )?;
+        sse_c::admit(upload.attrs.customer_key.as_deref(), customer.as_deref())?;
         let number =
             u32::try_from(req.input.part_number).ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(
                 || s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"),
@@ -71,13 +85,19 @@ impl S3Front {
         let mut req = req;
         let body = body::stream(req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
         let target = PutTarget::Part { upload: upload.id, number };
-        let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
-        let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
-        let mut out = UploadPartOutput {
-            e_tag: Some(quoted(&stored.etag)),
-            server_side_encryption: Some(super::sse_s3()),
-            ..Default::default()
+        let request = PutRequest {
+            policy,
+            tenant: bucket.tenant_number,
+            len,
+            body,
+            checksum,
+            expect,
+            target,
+            customer: customer.clone(),
         };
+        let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
+        let mut out = UploadPartOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        sse_c::set_sse!(out, customer.as_deref());
         if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
         }

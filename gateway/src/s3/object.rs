@@ -4,7 +4,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
-use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, timestamp, unix_secs};
+use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp, unix_secs};
 use crate::meta::VersionRow;
 use crate::pipeline::{self, PutRequest, PutTarget};
 
@@ -65,17 +65,29 @@ impl S3Front {
         let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
         let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
         let mut i = req.input;
+        let customer = self.customer_key(
+            i.sse_customer_algorithm.as_deref(),
+            i.sse_customer_key.as_deref(),
+            i.sse_customer_key_md5.as_deref(),
+        )?;
         let body = body::stream(i.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
         let (bucket_name, key) = (std::mem::take(&mut i.bucket), std::mem::take(&mut i.key));
-        let attrs = attrs_of!(i, checksum);
+        let mut attrs = attrs_of!(i, checksum);
+        attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
         let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs };
-        let request = PutRequest { policy, tenant: bucket.tenant_number, len, body, checksum, expect, target };
-        let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
-        let mut out = PutObjectOutput {
-            e_tag: Some(quoted(&stored.etag)),
-            server_side_encryption: Some(super::sse_s3()),
-            ..Default::default()
+        let request = PutRequest {
+            policy,
+            tenant: bucket.tenant_number,
+            len,
+            body,
+            checksum,
+            expect,
+            target,
+            customer: customer.clone(),
         };
+        let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
+        let mut out = PutObjectOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        sse_c::set_sse!(out, customer.as_deref());
         if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
@@ -137,6 +149,12 @@ impl S3Front {
             .map_err(error::meta)?
             .ok_or_else(|| s3_error!(NoSuchKey))?;
         let v = manifest.version.clone();
+        let customer = self.customer_key(
+            i.sse_customer_algorithm.as_deref(),
+            i.sse_customer_key.as_deref(),
+            i.sse_customer_key_md5.as_deref(),
+        )?;
+        sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
         check_conditions(
             &v,
             i.if_match.as_ref(),
@@ -149,9 +167,10 @@ impl S3Front {
         let range = Self::range(v.size, &parts, i.range.as_ref(), i.part_number)?;
         let size = v.size;
         let span = range.clone().unwrap_or(0..size);
-        let body = pipeline::get(&self.gw.pipeline, manifest, span.clone()).await.map_err(error::pipeline)?;
+        let body = pipeline::get(&self.gw.pipeline, manifest, span.clone(), customer.clone())
+            .await
+            .map_err(error::pipeline)?;
         let mut out = GetObjectOutput {
-            server_side_encryption: Some(super::sse_s3()),
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some((span.end - span.start) as i64),
             accept_ranges: Some("bytes".into()),
@@ -167,6 +186,7 @@ impl S3Front {
             parts_count: (v.part_count > 1).then_some(v.part_count as i32),
             ..Default::default()
         };
+        sse_c::set_sse!(out, customer.as_deref());
         if let Some(r) = &range {
             out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
         }
@@ -193,6 +213,12 @@ impl S3Front {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
         let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
+        let customer = self.customer_key(
+            i.sse_customer_algorithm.as_deref(),
+            i.sse_customer_key.as_deref(),
+            i.sse_customer_key_md5.as_deref(),
+        )?;
+        sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
         check_conditions(
             &v,
             i.if_match.as_ref(),
@@ -204,7 +230,6 @@ impl S3Front {
         let size = v.size;
         let span = range.clone().unwrap_or(0..size);
         let mut out = HeadObjectOutput {
-            server_side_encryption: Some(super::sse_s3()),
             content_length: Some((span.end - span.start) as i64),
             accept_ranges: Some("bytes".into()),
             e_tag: Some(quoted(&v.etag)),
@@ -219,6 +244,7 @@ impl S3Front {
             parts_count: (v.part_count > 1).then_some(v.part_count as i32),
             ..Default::default()
         };
+        sse_c::set_sse!(out, customer.as_deref());
         if let Some(r) = &range {
             out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
         }

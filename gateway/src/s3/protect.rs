@@ -3,9 +3,10 @@
 //! ACL or tags must not believe it has them when the gateway does not keep them.
 //!
 //! Honoured: SSE-S3 (`x-amz-server-side-encryption: AES256`) — every object is
-//! encrypted (AES-256-GCM under its own data key), and responses say so. Refused,
-//! with the error S3 itself gives where it has one: customer keys (SSE-C), KMS keys,
-//! object lock and retention, ACLs other than private, grants, tags.
+//! encrypted (AES-256-GCM under its own data key), and responses say so — and
+//! customer keys (SSE-C, in `sse_c.rs`). Refused, with the error S3 itself gives
+//! where it has one: KMS keys, object lock and retention, ACLs other than private,
+//! grants, tags.
 
 use http::HeaderMap;
 use s3s::{S3Error, S3Result, s3_error};
@@ -13,8 +14,8 @@ use s3s::{S3Error, S3Result, s3_error};
 /// Operations that store a new object (or part) and so may ask for protections.
 const WRITES: &[&str] = &["PutObject", "CreateMultipartUpload", "UploadPart", "CopyObject", "UploadPartCopy"];
 
-/// Operations that read an object and so may present a customer key.
-const READS: &[&str] = &["GetObject", "HeadObject"];
+/// Operations that copy (customer keys on either side are not supported there).
+const COPIES: &[&str] = &["CopyObject", "UploadPartCopy"];
 
 /// Checks the protection headers of a request to `op`.
 pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
@@ -25,11 +26,8 @@ pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
         || has("x-amz-server-side-encryption-customer-key-md5")
         || has("x-amz-copy-source-server-side-encryption-customer-algorithm");
     if WRITES.contains(&op) {
-        if sse_c {
-            return Err(not_implemented(
-                "Server-side encryption with customer-provided keys (SSE-C) is not supported by this gateway; \
-                 every object is encrypted with a key of its own (SSE-S3).",
-            ));
+        if sse_c && COPIES.contains(&op) {
+            return Err(not_implemented("Copies of objects with customer-provided keys are not supported yet."));
         }
         match value("x-amz-server-side-encryption") {
             None | Some("AES256") => {}
@@ -58,10 +56,6 @@ pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
         if has("x-amz-tagging") || has("x-amz-tagging-directive") {
             return Err(not_implemented("Object tagging is not supported by this gateway yet."));
         }
-    }
-    if READS.contains(&op) && sse_c {
-        // No object here was written with a customer key.
-        return Err(s3_error!(InvalidRequest, "The encryption parameters are not applicable to this object."));
     }
     if matches!(op, "PutObject" | "CreateMultipartUpload" | "CopyObject" | "CreateBucket") {
         check_acl(headers)?;
@@ -118,10 +112,8 @@ mod tests {
         assert_eq!(code("PutObject", &[("x-amz-server-side-encryption", "AES256")]), None);
         assert_eq!(code("PutObject", &[("x-amz-acl", "private")]), None);
         let sse_c = [("x-amz-server-side-encryption-customer-algorithm", "AES256")];
-        assert_eq!(code("PutObject", &sse_c).as_deref(), Some("NotImplemented"));
-        assert_eq!(code("UploadPart", &sse_c).as_deref(), Some("NotImplemented"));
-        assert_eq!(code("GetObject", &sse_c).as_deref(), Some("InvalidRequest"));
-        assert_eq!(code("HeadObject", &sse_c).as_deref(), Some("InvalidRequest"));
+        assert_eq!(code("PutObject", &sse_c), None, "SSE-C is honoured (sse_c.rs)");
+        assert_eq!(code("CopyObject", &sse_c).as_deref(), Some("NotImplemented"));
         let kms = [("x-amz-server-side-encryption", "aws:kms")];
         assert_eq!(code("CreateMultipartUpload", &kms).as_deref(), Some("NotImplemented"));
         assert_eq!(code("PutObject", &[("x-amz-server-side-encryption", "rot13")]).as_deref(), Some("InvalidArgument"));
