@@ -64,11 +64,13 @@ impl Site {
         }
     }
 
-    /// Every fragment file (`<seal>/<index>`) it holds.
+    /// Every fragment file (`<seal>/<index>`, or `<seal>/<index>.<tag>` when
+    /// rebuilt) it holds.
     fn fragments(&self) -> Vec<PathBuf> {
+        let index = |n: &str| n.split_once('.').map_or(n, |(i, _)| i).parse::<u8>().is_ok();
         let mut v: Vec<PathBuf> = e2e::walk(&self.fragment_dir())
             .into_iter()
-            .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.parse::<u8>().is_ok()))
+            .filter(|f| f.file_name().and_then(|n| n.to_str()).is_some_and(index))
             .collect();
         v.sort();
         v
@@ -412,7 +414,10 @@ fn upkeep_resumes_after_a_kill(db: Db) {
     );
     let rebuilt = e2e::metrics(&rig.gw).get("skyshard_repair_rebuilt_fragments_total").copied().unwrap_or(0.0);
     assert!(rebuilt <= (12 - before) as f64 + 1.0, "rebuilt {rebuilt} after the restart, {before} were done before");
-    assert_eq!(rig.sites[1].fragments().len(), 12);
+    // A rebuilt copy written but not yet recorded when the kill came is an orphan
+    // under a name of its own (the sweep's, after the grace): at most one.
+    let at_s1 = rig.sites[1].fragments().len();
+    assert!((12..=13).contains(&at_s1), "{at_s1} fragments at s1");
     for o in rig.objects("many", &keys) {
         assert!(fragments(&parts(&o)[0]).iter().all(|f| f["state"] == "stored"), "nothing left repairing: {o}");
     }
