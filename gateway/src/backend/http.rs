@@ -45,7 +45,7 @@ fn unsigned(e: PresignError) -> TransferError {
 #[async_trait::async_trait]
 impl FragmentStore for PresignedStore {
     async fn put(&self, at: &FragmentRef, body: FragmentBody) -> Result<(), TransferError> {
-        let url = self.url(at, Method::Put)?;
+        let url = self.presigner.presign_put(&at.location, &at.name, at.len, self.ttl).map_err(unsigned)?;
         self.transfer.put(&at.location, url, at.len, body).await
     }
 

@@ -97,6 +97,14 @@ pub trait Presigner: Send + Sync + fmt::Debug {
     /// A URL allowing `method` on `object` at `location` for `ttl`.
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError>;
 
+    /// A URL allowing the upload of `object` of `len` bytes at `location` for `ttl`:
+    /// where the location can check it, the length is signed into the URL, so that
+    /// the URL cannot store anything else.
+    fn presign_put(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
+        let _ = len;
+        self.presign(location, Method::Put, object, ttl)
+    }
+
     /// A URL listing up to 1,000 of the fragments at `location` whose names (below
     /// the location's prefix) sort after `after`, valid for `ttl`, and how its
     /// answer is written. A location that cannot be listed through a signed URL
@@ -180,8 +188,27 @@ pub fn hmac_hex(secret: &[u8], payload: &str) -> String {
 pub const EDGE_EXPIRES: &str = "X-Sky-Expires";
 /// Query parameter carrying an edge URL's signature.
 pub const EDGE_SIGNATURE: &str = "X-Sky-Signature";
+/// Query parameter carrying the length an edge upload URL allows (signed).
+pub const EDGE_LENGTH: &str = "X-Sky-Length";
 
 impl Presigner for LocationSigner {
+    fn presign_put(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
+        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        if loc.kind != LocationKind::Edge {
+            return self.presign(location, Method::Put, object, ttl);
+        }
+        let mut url = join_path(&loc.endpoint, &["f", &loc.prefix, object]);
+        let expires = unix_now() + ttl.as_secs();
+        let payload = format!("{}\n{len}", hmac_payload("PUT", expires, url.path()));
+        let sig = hmac_hex(loc.secret.as_bytes(), &payload);
+        url.query_pairs_mut()
+            .append_pair(EDGE_EXPIRES, &expires.to_string())
+            .append_pair(EDGE_LENGTH, &len.to_string())
+            .append_pair(EDGE_SIGNATURE, &sig);
+        Ok(url)
+    }
+
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
         let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
@@ -319,26 +346,40 @@ fn sign_s3(loc: &Location, method: Method, url: url::Url, ttl: Duration) -> Resu
 }
 
 /// Checks an edge URL's signature and expiry: the edge server's half of the scheme.
-/// `query` is the URL's query string. Constant-time comparison.
-pub fn verify_edge(secret: &[u8], method: &str, path: &str, query: &str, now: u64) -> Result<(), &'static str> {
+/// `query` is the URL's query string. Constant-time comparison. Returns the length
+/// signed into an upload URL, if the URL carries one (the body must have it).
+pub fn verify_edge(
+    secret: &[u8],
+    method: &str,
+    path: &str,
+    query: &str,
+    now: u64,
+) -> Result<Option<u64>, &'static str> {
     let mut expires = None;
     let mut signature = None;
+    let mut length = None;
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             EDGE_EXPIRES => expires = Some(v.into_owned()),
             EDGE_SIGNATURE => signature = Some(v.into_owned()),
+            EDGE_LENGTH => length = Some(v.into_owned()),
             _ => {}
         }
     }
     let (Some(expires), Some(signature)) = (expires, signature) else { return Err("missing signature") };
     let expires: u64 = expires.parse().map_err(|_| "bad expiry")?;
+    let length: Option<u64> = length.map(|l| l.parse().map_err(|_| "bad length")).transpose()?;
     let sig = decode_hex(&signature).ok_or("bad signature")?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::verify(&key, hmac_payload(method, expires, path).as_bytes(), &sig).map_err(|_| "signature mismatch")?;
+    let mut payload = hmac_payload(method, expires, path);
+    if let Some(len) = length {
+        payload.push_str(&format!("\n{len}"));
+    }
+    hmac::verify(&key, payload.as_bytes(), &sig).map_err(|_| "signature mismatch")?;
     if now > expires {
         return Err("expired");
     }
-    Ok(())
+    Ok(length)
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -383,7 +424,7 @@ mod tests {
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         let q = u.query().expect("query");
         let now = unix_now();
-        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(()));
+        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(None));
         assert!(verify_edge(secret, "GET", u.path(), q, now).is_err(), "another method");
         assert!(verify_edge(secret, "PUT", "/f/sky/abc/4", q, now).is_err(), "another object");
         assert!(verify_edge(b"another secret", "PUT", u.path(), q, now).is_err(), "another edge");
@@ -391,6 +432,17 @@ mod tests {
         let forged = q.replace(&format!("{EDGE_EXPIRES}="), &format!("{EDGE_EXPIRES}=9"));
         assert!(verify_edge(secret, "PUT", u.path(), &forged, now).is_err(), "a changed expiry");
         assert!(verify_edge(secret, "PUT", u.path(), "", now).is_err());
+
+        // An upload URL carries its length, signed: another length does not verify.
+        let u = s.presign_put("l", "abc/5", 1234, Duration::from_secs(60)).expect("sign");
+        let q = u.query().expect("query");
+        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(Some(1234)));
+        let longer = q.replace(&format!("{EDGE_LENGTH}=1234"), &format!("{EDGE_LENGTH}=99999"));
+        assert_eq!(verify_edge(secret, "PUT", u.path(), &longer, now), Err("signature mismatch"));
+        let stripped: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(url::form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k != EDGE_LENGTH))
+            .finish();
+        assert_eq!(verify_edge(secret, "PUT", u.path(), &stripped, now), Err("signature mismatch"), "stripped");
     }
 
     #[test]
@@ -426,7 +478,7 @@ mod tests {
         assert_eq!((u.path(), format), ("/l/sky", Dialect::Edge));
         let q = u.query().expect("query");
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        assert_eq!(verify_edge(secret, "GET", u.path(), q, unix_now()), Ok(()));
+        assert_eq!(verify_edge(secret, "GET", u.path(), q, unix_now()), Ok(None));
         assert!(verify_edge(secret, "GET", "/l/other", q, unix_now()).is_err(), "another prefix");
 
         let mut nested = loc(LocationKind::S3, "http://127.0.0.1:9200");
@@ -454,7 +506,7 @@ mod tests {
         assert_eq!((b.url.path(), b.dialect, b.key_prefix.as_str()), ("/d/sky", Dialect::Edge, ""));
         let q = b.url.query().expect("query");
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        assert_eq!(verify_edge(secret, "POST", b.url.path(), q, unix_now()), Ok(()));
+        assert_eq!(verify_edge(secret, "POST", b.url.path(), q, unix_now()), Ok(None));
         assert!(verify_edge(secret, "DELETE", b.url.path(), q, unix_now()).is_err(), "another method");
         let b = signer(LocationKind::S3, "http://127.0.0.1:9200").presign_delete_batch("l", ttl).expect("s3");
         assert_eq!((b.url.path(), b.dialect, b.key_prefix.as_str()), ("/frags", Dialect::S3, "sky/"));

@@ -113,9 +113,10 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("").to_string();
     let signed_as = if method == Method::HEAD { "GET" } else { method.as_str() };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if let Err(why) = verify_edge(&state.secret, signed_as, &path, &query, now) {
-        return (StatusCode::FORBIDDEN, why).into_response();
-    }
+    let signed_length = match verify_edge(&state.secret, signed_as, &path, &query, now) {
+        Ok(l) => l,
+        Err(why) => return (StatusCode::FORBIDDEN, why).into_response(),
+    };
     if let Some(prefix) = path.strip_prefix("/l/") {
         return match method {
             Method::GET => bulk::list_response(&state.root, prefix, &query).await,
@@ -132,7 +133,7 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
         return plain(StatusCode::BAD_REQUEST, "bad object path");
     };
     let result = match method {
-        Method::PUT => put(&state, &file, req).await,
+        Method::PUT => put(&state, &file, req, signed_length).await,
         Method::GET | Method::HEAD => get(&file, req.headers(), method == Method::HEAD).await,
         Method::DELETE => delete(&file).await,
         _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
@@ -143,12 +144,16 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
     })
 }
 
-async fn put(state: &EdgeState, file: &Path, req: Request) -> std::io::Result<Response> {
+async fn put(state: &EdgeState, file: &Path, req: Request, signed_length: Option<u64>) -> std::io::Result<Response> {
     let Some(expected) =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     else {
         return Ok(plain(StatusCode::LENGTH_REQUIRED, "Content-Length required"));
     };
+    // The URL allows the length it was signed for and no other.
+    if signed_length.is_some_and(|l| l != expected) {
+        return Ok(plain(StatusCode::BAD_REQUEST, "Content-Length is not the length this URL was signed for"));
+    }
     // Each name is written once: a presigned URL replayed cannot replace a fragment.
     if tokio::fs::try_exists(file).await? {
         return Ok(plain(
@@ -302,5 +307,74 @@ mod tests {
             assert!(parse_range(bad, 100).is_err(), "{bad}");
         }
         assert!(parse_range("bytes=0-0", 0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod uploads {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::backend::{LocationSigner, Method as Signed, Presigner};
+    use crate::config::{LocationKind, Tier};
+
+    const SECRET: &str = "an edge secret of some length";
+
+    fn signer() -> LocationSigner {
+        let loc = crate::config::Location {
+            name: "e".into(),
+            kind: LocationKind::Edge,
+            endpoint: url::Url::parse("http://127.0.0.1:1").expect("url"),
+            tier: Tier::Edge,
+            region: None,
+            prefix: "sky".into(),
+            container: String::new(),
+            access_key_id: String::new(),
+            secret: Zeroizing::new(SECRET.into()),
+            signing_region: String::new(),
+            ca_file: None,
+        };
+        LocationSigner::new(BTreeMap::from([("e".to_string(), loc)]))
+    }
+
+    async fn send(
+        state: &Arc<EdgeState>,
+        method: Method,
+        url: &url::Url,
+        body: &'static [u8],
+    ) -> (StatusCode, Vec<u8>) {
+        let target = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(Body::from(body))
+            .expect("request");
+        let resp = router(state.clone()).oneshot(req).await.expect("answer");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (status, bytes.to_vec())
+    }
+
+    #[tokio::test]
+    async fn a_fragment_is_written_once_and_at_the_signed_length() {
+        let dir = crate::testing::scratch_dir("edge-once");
+        let state = EdgeState::new(dir, SECRET.as_bytes()).expect("store");
+        let s = signer();
+        let ttl = Duration::from_secs(60);
+        let put = s.presign_put("e", "aaaa/1", 5, ttl).expect("sign");
+        assert_eq!(send(&state, Method::PUT, &put, b"first").await.0, StatusCode::OK);
+        // The same URL replayed, with other bytes of the same length: refused.
+        let (status, _) = send(&state, Method::PUT, &put, b"other").await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+        let get = s.presign("e", Signed::Get, "aaaa/1", ttl).expect("sign");
+        assert_eq!(send(&state, Method::GET, &get, b"").await, (StatusCode::OK, b"first".to_vec()));
+        // A URL signed for 5 bytes stores 5 bytes, not 6.
+        let put2 = s.presign_put("e", "aaaa/2", 5, ttl).expect("sign");
+        assert_eq!(send(&state, Method::PUT, &put2, b"longer").await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(send(&state, Method::PUT, &put2, b"right").await.0, StatusCode::OK);
     }
 }
