@@ -37,11 +37,7 @@ impl S3Front {
         self.bucket(&req.extensions, &i.bucket).await?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
         let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
-        let customer = self.customer_key(
-            i.sse_customer_algorithm.as_deref(),
-            i.sse_customer_key.as_deref(),
-            i.sse_customer_key_md5.as_deref(),
-        )?;
+        let customer = sse_c::customer_key_of!(self, i)?;
         let mut output = CreateMultipartUploadOutput {
             bucket: Some(i.bucket.clone()),
             key: Some(i.key.clone()),
@@ -64,11 +60,7 @@ impl S3Front {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let upload = self.upload_of(&req.extensions, &req.input.bucket, &req.input.key, &req.input.upload_id).await?;
         // Every part of an upload begun with a customer key is written with it.
-        let customer = self.customer_key(
-            req.input.sse_customer_algorithm.as_deref(),
-            req.input.sse_customer_key.as_deref(),
-            req.input.sse_customer_key_md5.as_deref(),
-        )?;
+        let customer = sse_c::customer_key_of!(self, req.input)?;
         sse_c::admit(upload.attrs.customer_key.as_deref(), customer.as_deref())?;
         let number =
             u32::try_from(req.input.part_number).ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(

@@ -65,11 +65,7 @@ impl S3Front {
         let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
         let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
         let mut i = req.input;
-        let customer = self.customer_key(
-            i.sse_customer_algorithm.as_deref(),
-            i.sse_customer_key.as_deref(),
-            i.sse_customer_key_md5.as_deref(),
-        )?;
+        let customer = sse_c::customer_key_of!(self, i)?;
         let body = body::stream(i.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
         let (bucket_name, key) = (std::mem::take(&mut i.bucket), std::mem::take(&mut i.key));
         let mut attrs = attrs_of!(i, checksum);
@@ -149,11 +145,7 @@ impl S3Front {
             .map_err(error::meta)?
             .ok_or_else(|| s3_error!(NoSuchKey))?;
         let v = manifest.version.clone();
-        let customer = self.customer_key(
-            i.sse_customer_algorithm.as_deref(),
-            i.sse_customer_key.as_deref(),
-            i.sse_customer_key_md5.as_deref(),
-        )?;
+        let customer = sse_c::customer_key_of!(self, i)?;
         sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
         check_conditions(
             &v,
@@ -213,11 +205,7 @@ impl S3Front {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
         let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
-        let customer = self.customer_key(
-            i.sse_customer_algorithm.as_deref(),
-            i.sse_customer_key.as_deref(),
-            i.sse_customer_key_md5.as_deref(),
-        )?;
+        let customer = sse_c::customer_key_of!(self, i)?;
         sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
         check_conditions(
             &v,

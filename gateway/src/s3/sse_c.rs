@@ -90,6 +90,19 @@ pub(super) fn check_of(
     given.map(|c| c.check(random).map_err(|e| S3Error::with_message(s3s::S3ErrorCode::InternalError, e))).transpose()
 }
 
+/// The customer key an S3 input (PutObject, GetObject, HeadObject,
+/// CreateMultipartUpload, UploadPart) gives, read by `front`.
+macro_rules! customer_key_of {
+    ($front:expr, $i:expr) => {
+        $front.customer_key(
+            $i.sse_customer_algorithm.as_deref(),
+            $i.sse_customer_key.as_deref(),
+            $i.sse_customer_key_md5.as_deref(),
+        )
+    };
+}
+pub(super) use customer_key_of;
+
 /// Sets the SSE headers of a response about an object written with `given` (the
 /// customer's algorithm and key MD5), or says every other object is SSE-S3.
 macro_rules! set_sse {
