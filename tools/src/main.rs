@@ -154,6 +154,12 @@ fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKYSHARD_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn,hyper_util=warn,rustls=warn")
     });
+    // s3s logs whole requests at debug — SSE-C keys and signatures included — so it
+    // never logs below info, whatever SKYSHARD_LOG asks.
+    let filter = match "s3s=info".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
         fmt.json().with_current_span(true).with_span_list(false).init();
