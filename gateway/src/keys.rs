@@ -30,6 +30,12 @@ pub enum KeyError {
     /// The file may be read by other users.
     #[error("key file {0} is readable by group or others (it holds a secret); run: chmod 600 {0}")]
     Permissions(String),
+    /// No master key, where one is needed to open what is stored.
+    #[error(
+        "no master key at {0}, but the metadata store holds data sealed under one: put the key back (or \
+         combine its shares: skyshard keys combine); a new key would open nothing"
+    )]
+    Missing(String),
     /// A secret file every user may read.
     #[error("secret file {0} is readable by every user (it holds a secret); run: chmod 600 {0}")]
     Public(String),
@@ -116,12 +122,15 @@ pub fn make_private(path: &Path, mode: u32) -> Result<(), KeyError> {
     }
 }
 
-/// The configured master key, or the data directory's key file (created if absent).
-/// Returns the key and whether it was just created.
+/// The configured master key, or the data directory's key file — created if absent,
+/// but only when `may_create` (nothing is sealed under another key yet): a new key
+/// for a store sealed under a lost one would open nothing, and would stay on disk to
+/// confuse the next start. Returns the key and whether it was just created.
 pub fn master_key(
     configured: Option<&str>,
     data_dir: &Path,
     random: &dyn SecureRandom,
+    may_create: bool,
 ) -> Result<(DataKey, bool), KeyError> {
     if let Some(text) = configured {
         return Ok((parse_hex_key(text)?, false));
@@ -129,6 +138,9 @@ pub fn master_key(
     let path = data_dir.join(MASTER_KEY_FILE);
     if path.exists() {
         return Ok((parse_hex_key(&read_private_file(&path)?)?, false));
+    }
+    if !may_create {
+        return Err(KeyError::Missing(path.display().to_string()));
     }
     let mut bytes = Zeroizing::new([0u8; 32]);
     random.fill(&mut bytes[..]).map_err(|_| KeyError::Random)?;
@@ -167,24 +179,29 @@ mod tests {
     fn key_file_is_created_private_and_reused() {
         let dir = crate::testing::scratch_dir("keys");
         let rng = SystemRandom::new();
-        let (k1, created) = master_key(None, &dir, &rng).expect("create");
+        let (k1, created) = master_key(None, &dir, &rng, true).expect("create");
         assert!(created);
         let mode = std::fs::metadata(dir.join(MASTER_KEY_FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (k2, created) = master_key(None, &dir, &rng).expect("reuse");
+        let (k2, created) = master_key(None, &dir, &rng, true).expect("reuse");
         assert!(!created);
         assert_eq!(k1, k2);
         std::fs::set_permissions(dir.join(MASTER_KEY_FILE), std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        assert!(matches!(master_key(None, &dir, &rng), Err(KeyError::Permissions(_))));
+        assert!(matches!(master_key(None, &dir, &rng, true), Err(KeyError::Permissions(_))));
+        // Gone, where a store sealed under it exists: not replaced.
+        std::fs::remove_file(dir.join(MASTER_KEY_FILE)).expect("rm");
+        let e = master_key(None, &dir, &rng, false).expect_err("not created");
+        assert!(matches!(e, KeyError::Missing(_)) && e.to_string().contains("skyshard keys combine"), "{e}");
+        assert!(!dir.join(MASTER_KEY_FILE).exists());
     }
 
     #[test]
     fn configured_keys_are_hex() {
         let rng = SystemRandom::new();
         let dir = std::env::temp_dir();
-        assert!(master_key(Some(&"ab".repeat(32)), &dir, &rng).is_ok());
-        assert!(matches!(master_key(Some("abcd"), &dir, &rng), Err(KeyError::Format)));
-        assert!(matches!(master_key(Some(&"zz".repeat(32)), &dir, &rng), Err(KeyError::Format)));
+        assert!(master_key(Some(&"ab".repeat(32)), &dir, &rng, true).is_ok());
+        assert!(matches!(master_key(Some("abcd"), &dir, &rng, true), Err(KeyError::Format)));
+        assert!(matches!(master_key(Some(&"zz".repeat(32)), &dir, &rng, true), Err(KeyError::Format)));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod config;
 pub mod durability;
 pub mod edge;
+pub mod escrow;
 pub mod jobs;
 pub mod keys;
 pub mod meta;

@@ -382,14 +382,18 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
 
     let meta = MetaStore::connect(&settings.database_url).await?;
+    // A key is created only for a store that holds nothing sealed yet; a key that
+    // does not open what is stored is refused before anything is written.
+    let sealed = !meta.access_keys().await?.is_empty();
     let (material, created_key) =
-        crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random)?;
+        crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random, !sealed)?;
     if created_key {
         info!(file = %data_dir.join(crate::keys::MASTER_KEY_FILE).display(), "master key created");
     }
     let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &material, 1)?);
     drop(material);
     let credentials = CredentialStore::new(meta.clone(), master.clone(), offload.random.clone());
+    credentials.check_master().await?;
     let (access_key, secret, created) = credentials
         .ensure_initial(settings.access_key_id.as_deref(), settings.secret_access_key.as_deref().map(|s| s.as_str()))
         .await?;

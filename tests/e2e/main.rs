@@ -5,6 +5,7 @@
 mod admin;
 mod backends;
 mod cache;
+mod custody;
 mod durability;
 mod failures;
 mod hostile;

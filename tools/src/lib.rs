@@ -11,4 +11,5 @@
 
 pub mod admin;
 pub mod bench;
+pub mod escrow;
 pub mod status;

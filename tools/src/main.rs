@@ -74,6 +74,12 @@ enum Command {
         #[command(subcommand)]
         what: TlsCommand,
     },
+    /// The master key in m-of-n shares for custodians (`split`), and back
+    /// (`combine`).
+    Keys {
+        #[command(subcommand)]
+        what: KeysCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -112,6 +118,15 @@ enum TlsCommand {
         #[arg(long)]
         key_out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Splits the master key into shares, any `--threshold` of which rebuild it
+    /// (Shamir's secret sharing); prints one share per line.
+    Split(tools::escrow::SplitArgs),
+    /// Rebuilds the master key from shares (arguments, or lines on standard input).
+    Combine(tools::escrow::CombineArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +279,8 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Admin(args) => tools::admin::run(&args),
+        Command::Keys { what: KeysCommand::Split(args) } => tools::escrow::split(&args),
+        Command::Keys { what: KeysCommand::Combine(args) } => tools::escrow::combine(&args),
         Command::Bench { what: BenchCommand::Codec(args) } => tools::bench::codec::run(&args).map_err(Into::into),
         Command::Bench { what: BenchCommand::Offload(args) } => tools::bench::offload::run(&args),
         Command::Bench { what: BenchCommand::Cache(args) } => tools::bench::cache::run(&args),

@@ -34,6 +34,12 @@ pub enum CredentialError {
     /// The tenant to create a key for does not exist.
     #[error("no tenant {0:?}")]
     NoTenant(String),
+    /// The master key does not open what the store holds.
+    #[error(
+        "the master key does not open what the metadata store holds (access key {0}): it is not the key this \
+         store was sealed under; nothing was changed"
+    )]
+    WrongMaster(String),
 }
 
 /// How long a decrypted secret is used without looking at the store again: a key
@@ -132,6 +138,15 @@ impl CredentialStore {
                 let (i, s) = self.create(id, secret, DEFAULT_TENANT).await?;
                 Ok((i, s, true))
             }
+        }
+    }
+
+    /// Checks that the master key opens what the store holds (its first access
+    /// key), before anything is written under a wrong key.
+    pub async fn check_master(&self) -> Result<(), CredentialError> {
+        match self.meta.access_keys().await?.first() {
+            Some(row) => self.open(row).map(|_| ()).map_err(|_| CredentialError::WrongMaster(row.id.clone())),
+            None => Ok(()),
         }
     }
 

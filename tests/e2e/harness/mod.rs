@@ -501,6 +501,32 @@ impl Gateway {
         }
     }
 
+    /// Runs `skyshard serve` once more with the same arguments while this one is
+    /// stopped, expecting it to refuse: its exit status and standard error, or
+    /// `None` for the status if it was still running after `timeout` (then killed).
+    pub fn serve_refused(&self, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
+        let err = self.data.with_extension("refused.log");
+        let mut child = Command::new(&env().skyshard)
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&err).expect("stderr file")))
+            .spawn()
+            .expect("spawn skyshard serve");
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait().expect("wait") {
+                Some(s) => break Some(s),
+                None if Instant::now() > deadline => {
+                    kill(&mut child);
+                    break None;
+                }
+                None => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        (status, std::fs::read_to_string(&err).unwrap_or_default())
+    }
+
     /// Starts it again with the same arguments (same port, data and database).
     pub fn restart(&mut self) {
         self.kill9();
