@@ -444,6 +444,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         transfers: Arc::new(crate::pipeline::shared::Transfers::new(
             settings.pipeline.max_transfers,
             settings.limits.transfers_per_tenant.min(settings.pipeline.max_transfers),
+            settings.limits.transfers_per_key.min(settings.pipeline.max_transfers),
         )),
         quorum_failures: Default::default(),
     });

@@ -143,7 +143,7 @@ impl Rig {
             node: Arc::new(node),
             matrices: shared::MatrixCache::default(),
             buffers: shared::BufferPool::new(4),
-            transfers: Arc::new(shared::Transfers::new(8, 8)),
+            transfers: Arc::new(shared::Transfers::new(8, 8, 8)),
             quorum_failures: QuorumFailures::default(),
         });
         assert!(ctx.meta.create_bucket("b", "p", "default").await.expect("bucket"));
@@ -164,6 +164,7 @@ impl Rig {
                 attrs: ObjectAttrs::default(),
             },
             customer: None,
+            requester: None,
         }
     }
 
@@ -183,7 +184,7 @@ impl Rig {
     /// one later is the stream's.
     pub(crate) async fn get(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>, String> {
         let m = self.manifest(key).await.ok_or("no such key")?;
-        let mut stream = crate::pipeline::get(&self.ctx, m, range, None).await.map_err(|e| e.to_string())?;
+        let mut stream = crate::pipeline::get(&self.ctx, m, range, None, None).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             out.extend_from_slice(&chunk.map_err(|e| format!("mid-stream: {e}"))?);

@@ -36,6 +36,8 @@ pub struct LimitsConfig {
     /// Transfer slots (`pipeline.max_transfers`) one tenant may hold at once: the
     /// rest stay free for the other tenants.
     pub transfers_per_tenant: usize,
+    /// Transfer slots one access key may hold at once (within its tenant's share).
+    pub transfers_per_key: usize,
     /// Requests per second one access key may make, averaged (a token bucket of
     /// `request_burst` tokens); more are answered `503 SlowDown` with `Retry-After`
     /// (`0`: no limit).
@@ -54,6 +56,7 @@ impl Default for LimitsConfig {
             max_connections: 4096,
             max_connections_per_client: 1024,
             transfers_per_tenant: 24,
+            transfers_per_key: 16,
             requests_per_second: 0,
             request_burst: 0,
         }
@@ -69,10 +72,12 @@ impl LimitsConfig {
         if self.body_rate_window.0 < Duration::from_secs(1) {
             return Err("limits.body_rate_window must be at least 1s".into());
         }
-        if self.max_connections == 0 || self.max_connections_per_client == 0 || self.transfers_per_tenant == 0 {
-            return Err(
-                "limits.max_connections, max_connections_per_client and transfers_per_tenant must be at least 1".into(),
-            );
+        if [self.max_connections, self.max_connections_per_client, self.transfers_per_tenant, self.transfers_per_key]
+            .contains(&0)
+        {
+            return Err("limits.max_connections, max_connections_per_client, transfers_per_tenant and \
+                        transfers_per_key must be at least 1"
+                .into());
         }
         if self.requests_per_second > 0 && self.request_burst == 0 {
             return Err("limits.request_burst must be at least 1 when requests_per_second is set".into());

@@ -55,12 +55,14 @@ fn plan(manifest: Manifest, range: &Range<u64>) -> Vec<Step> {
 /// response is sent; the rest streams from a task. The stream ends with an error if
 /// a later segment cannot be read: the client then sees a truncated body, never
 /// wrong bytes. An object written with a customer key (SSE-C) is read with
-/// `customer` (the caller checked it against the object's key check).
+/// `customer` (the caller checked it against the object's key check). The transfer
+/// slot is taken from the shares of the tenant and of `requester`, the access key.
 pub async fn get(
     ctx: &Arc<PipelineCtx>,
     manifest: Manifest,
     range: Range<u64>,
     customer: Option<Arc<super::CustomerKey>>,
+    requester: Option<Arc<str>>,
 ) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
     let tenant = manifest.tenant_number;
     let mut planned = plan(manifest, &range).into_iter();
@@ -68,7 +70,8 @@ pub async fn get(
         let (_, rx) = mpsc::channel(1);
         return Ok(ReceiverStream::new(rx));
     };
-    let permit = ctx.transfers.acquire(tenant).await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    let permit =
+        ctx.transfers.acquire(tenant, requester.as_ref()).await.map_err(|e| PipelineError::Task(e.to_string()))?;
     // The first part's first segment is read before the answer starts, and so is
     // every later part's that the metadata already knows to be short of fragments:
     // a failure known now is a 503, not a response cut short.

@@ -85,6 +85,8 @@ pub struct PutRequest {
     pub target: PutTarget,
     /// The customer's key (SSE-C), which masks the data key stored.
     pub customer: Option<std::sync::Arc<super::CustomerKey>>,
+    /// The access key that asked (its share of the transfer slots).
+    pub requester: Option<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for PutRequest {
@@ -146,8 +148,9 @@ pub async fn put(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pipel
 }
 
 async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, PipelineError> {
-    let PutRequest { policy, tenant, len, body, checksum, expect, target, customer } = req;
-    let _permit = ctx.transfers.acquire(tenant).await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    let PutRequest { policy, tenant, len, body, checksum, expect, target, customer, requester } = req;
+    let _permit =
+        ctx.transfers.acquire(tenant, requester.as_ref()).await.map_err(|e| PipelineError::Task(e.to_string()))?;
     let random = ctx.offload.random.as_ref();
     let id = SealId::generate(random)?;
     let key = DataKey::generate(random)?;

@@ -116,42 +116,87 @@ mod tests {
 }
 
 /// The transfer slots (`pipeline.max_transfers`): requests moving object data at
-/// once, shared between tenants so that no tenant holds more than its share
-/// (`limits.transfers_per_tenant`) and the others always find slots free.
+/// once, shared between tenants and access keys so that no tenant holds more than
+/// its share (`limits.transfers_per_tenant`), no key more than its own
+/// (`limits.transfers_per_key`), and the others always find slots free.
 #[derive(Debug)]
 pub struct Transfers {
     global: Arc<tokio::sync::Semaphore>,
     per_tenant: usize,
+    per_key: usize,
     tenants: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+    keys: Mutex<HashMap<Arc<str>, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// A transfer slot, given back on drop.
 #[derive(Debug)]
 pub struct TransferSlot {
+    _key: Option<tokio::sync::OwnedSemaphorePermit>,
     _tenant: tokio::sync::OwnedSemaphorePermit,
     _global: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Transfers {
-    /// `max` slots in all, at most `per_tenant` to one tenant.
-    pub fn new(max: usize, per_tenant: usize) -> Self {
-        Self { global: Arc::new(tokio::sync::Semaphore::new(max)), per_tenant, tenants: Mutex::default() }
+    /// `max` slots in all, at most `per_tenant` to one tenant and `per_key` to one
+    /// access key.
+    pub fn new(max: usize, per_tenant: usize, per_key: usize) -> Self {
+        Self {
+            global: Arc::new(tokio::sync::Semaphore::new(max)),
+            per_tenant,
+            per_key,
+            tenants: Mutex::default(),
+            keys: Mutex::default(),
+        }
     }
 
-    /// A slot for `tenant`: first a place in the tenant's share (waiting there
-    /// holds nothing of the others'), then one of the slots in all.
-    pub async fn acquire(&self, tenant: u32) -> Result<TransferSlot, tokio::sync::AcquireError> {
+    /// A slot for `tenant`, asked by access key `key`: first a place in the key's
+    /// share, then in the tenant's (waiting there holds nothing of the others'),
+    /// then one of the slots in all.
+    pub async fn acquire(
+        &self,
+        tenant: u32,
+        key: Option<&Arc<str>>,
+    ) -> Result<TransferSlot, tokio::sync::AcquireError> {
+        let key = match key {
+            Some(k) => {
+                let share = {
+                    let mut m = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+                    m.entry(k.clone()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_key))).clone()
+                };
+                Some(share.acquire_owned().await?)
+            }
+            None => None,
+        };
         let share = {
             let mut t = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             t.entry(tenant).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_tenant))).clone()
         };
         let tenant = share.acquire_owned().await?;
         let global = self.global.clone().acquire_owned().await?;
-        Ok(TransferSlot { _tenant: tenant, _global: global })
+        Ok(TransferSlot { _key: key, _tenant: tenant, _global: global })
     }
 
     /// Slots free in all.
     pub fn available(&self) -> usize {
         self.global.available_permits()
+    }
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shares_per_key_and_per_tenant() {
+        let t = Transfers::new(4, 3, 2);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("A"), Arc::from("B"));
+        let _a1 = t.acquire(1, Some(&a)).await.expect("slot");
+        let _a2 = t.acquire(1, Some(&a)).await.expect("slot");
+        let wait = std::time::Duration::from_millis(50);
+        assert!(tokio::time::timeout(wait, t.acquire(1, Some(&a))).await.is_err(), "key A is at its share");
+        let _b1 = t.acquire(1, Some(&b)).await.expect("another key of the tenant");
+        assert!(tokio::time::timeout(wait, t.acquire(1, Some(&b))).await.is_err(), "tenant 1 is at its share");
+        let _c = t.acquire(2, None).await.expect("another tenant finds a slot");
+        assert_eq!(t.available(), 0);
     }
 }

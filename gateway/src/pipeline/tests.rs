@@ -382,7 +382,7 @@ async fn the_cache_layer_serves_reads_with_every_location_down_under_the_tenant_
     for i in 0..6 {
         rig.store.set_fault(&format!("l{i}"), Some(Fault::Down));
     }
-    let mut stream = get(&rig.ctx, m, 0..d.len() as u64, None).await.expect("read from the cache");
+    let mut stream = get(&rig.ctx, m, 0..d.len() as u64, None, None).await.expect("read from the cache");
     let mut got = Vec::new();
     while let Some(c) = stream.next().await {
         got.extend_from_slice(&c.expect("chunk"));
@@ -435,7 +435,7 @@ async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
     }
     let m = rig.manifest("two").await.expect("visible");
     let size = m.version.size;
-    match get(&rig.ctx, m, 0..size, None).await {
+    match get(&rig.ctx, m, 0..size, None, None).await {
         Err(PipelineError::ReadQuorum { usable: 3, needed: 4, damaged: 3, .. }) => {}
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a read that cannot finish must fail before its answer starts"),
@@ -459,7 +459,7 @@ async fn a_customer_key_is_needed_besides_the_master_key() {
         let rig = &rig;
         async move {
             let m = rig.manifest("sse-c").await.expect("visible");
-            let mut s = crate::pipeline::get(&rig.ctx, m, range, customer).await.map_err(|e| e.to_string())?;
+            let mut s = crate::pipeline::get(&rig.ctx, m, range, customer, None).await.map_err(|e| e.to_string())?;
             let mut out = Vec::new();
             while let Some(c) = futures::StreamExt::next(&mut s).await {
                 out.extend_from_slice(&c.map_err(|e| e.to_string())?);

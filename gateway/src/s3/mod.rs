@@ -89,6 +89,11 @@ fn unix_secs(t: &Timestamp) -> i64 {
 }
 
 /// A quoted ETag.
+/// The access key of a request (its share of the transfer slots).
+fn requester(credentials: &Option<s3s::auth::Credentials>) -> Option<Arc<str>> {
+    credentials.as_ref().map(|c| Arc::from(c.access_key.as_str()))
+}
+
 /// What every object here is: encrypted at rest with AES-256 under a key of its
 /// own (SSE-S3 in S3's words), said in every response that describes an object.
 fn sse_s3() -> s3s::dto::ServerSideEncryption {

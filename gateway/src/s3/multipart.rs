@@ -86,6 +86,7 @@ impl S3Front {
             expect,
             target,
             customer: customer.clone(),
+            requester: super::requester(&req.credentials),
         };
         let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
         let mut out = UploadPartOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };

@@ -80,6 +80,7 @@ impl S3Front {
             expect,
             target,
             customer: customer.clone(),
+            requester: super::requester(&req.credentials),
         };
         let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
         let mut out = PutObjectOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
@@ -159,9 +160,15 @@ impl S3Front {
         let range = Self::range(v.size, &parts, i.range.as_ref(), i.part_number)?;
         let size = v.size;
         let span = range.clone().unwrap_or(0..size);
-        let body = pipeline::get(&self.gw.pipeline, manifest, span.clone(), customer.clone())
-            .await
-            .map_err(error::pipeline)?;
+        let body = pipeline::get(
+            &self.gw.pipeline,
+            manifest,
+            span.clone(),
+            customer.clone(),
+            super::requester(&req.credentials),
+        )
+        .await
+        .map_err(error::pipeline)?;
         let mut out = GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some((span.end - span.start) as i64),
