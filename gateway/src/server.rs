@@ -77,6 +77,19 @@ pub enum ServeError {
     /// The catalog in the metadata store cannot be read.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// The metadata store is empty but a location holds fragments.
+    #[error(
+        "the metadata store is empty, but location {location} holds fragments ({fragments} in its first listing \
+         page): this gateway's database was lost, or these are another gateway's locations. Restore the \
+         database from its backup, or start with --fresh to abandon those fragments (the orphan sweep then \
+         deletes them after pipeline.pending_grace)"
+    )]
+    LostStore {
+        /// The location.
+        location: String,
+        /// Fragments seen.
+        fragments: usize,
+    },
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
@@ -97,6 +110,9 @@ pub struct ServeOptions {
     pub admin_listen: Option<SocketAddr>,
     /// Database URL override.
     pub database_url: Option<String>,
+    /// Start with an empty metadata store even over locations holding fragments
+    /// (abandoning them: the orphan sweep deletes them after the pending grace).
+    pub fresh: bool,
 }
 
 /// Creates (on first start) or loads the embedded default configuration.
@@ -315,6 +331,32 @@ fn make_private(settings: &Settings) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// An empty metadata store over locations that hold fragments is a lost database
+/// (or another gateway's locations), not a new gateway: starting would issue new
+/// keys and leave every fragment unreachable. Each location is listed once (one
+/// that cannot be listed or does not answer is passed over, with a warning).
+async fn refuse_empty_store_over_fragments(
+    locations: &dyn crate::backend::FragmentStore,
+    settings: &Settings,
+) -> Result<(), ServeError> {
+    for name in settings.locations.keys() {
+        let listed = tokio::time::timeout(std::time::Duration::from_secs(10), locations.list(name, None)).await;
+        match listed {
+            Ok(Ok(page)) => {
+                let held = page.objects.iter().filter(|o| crate::durability::sweep::fragment_name(&o.name)).count();
+                if held > 0 {
+                    return Err(ServeError::LostStore { location: name.clone(), fragments: held });
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(location = %name, error = %e, "cannot list the location to see whether it holds fragments")
+            }
+            Err(_) => warn!(location = %name, "the location did not answer a listing in 10 s"),
+        }
+    }
+    Ok(())
+}
+
 /// Starts everything and serves until interrupted.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     crate::keys::private_umask();
@@ -381,10 +423,18 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         tokio::spawn(crate::edge::serve(listener, transport, state, guard));
     }
 
+    let transfer = build_transfer(&settings, &offload.tls)?;
+    let presigner: Arc<dyn crate::backend::Presigner> = Arc::new(LocationSigner::new(settings.locations.clone()));
+    let locations: Arc<dyn crate::backend::FragmentStore> =
+        Arc::new(PresignedStore::new(presigner.clone(), transfer.clone(), settings.pipeline.presign_ttl.0));
+
     let meta = MetaStore::connect(&settings.database_url).await?;
     // A key is created only for a store that holds nothing sealed yet; a key that
     // does not open what is stored is refused before anything is written.
     let sealed = !meta.access_keys().await?.is_empty();
+    if !sealed && !opts.fresh {
+        refuse_empty_store_over_fragments(locations.as_ref(), &settings).await?;
+    }
     let (material, created_key) =
         crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random, !sealed)?;
     if created_key {
@@ -405,13 +455,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         offload.random.as_ref(),
     )
     .await?;
-    let transfer = build_transfer(&settings, &offload.tls)?;
     let hashes = HashMeters::register(&offload.meters);
     let cache = open_cache(&settings, &offload, &master)?;
     let catalog = Arc::new(crate::catalog::Catalog::new(&settings.locations, &settings.policies, master.clone()));
-    let presigner: Arc<dyn crate::backend::Presigner> = Arc::new(LocationSigner::new(settings.locations.clone()));
-    let locations: Arc<dyn crate::backend::FragmentStore> =
-        Arc::new(PresignedStore::new(presigner.clone(), transfer.clone(), settings.pipeline.presign_ttl.0));
     let store = match &cache {
         Some(cache) => {
             let c = &settings.cache;

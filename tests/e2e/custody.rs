@@ -77,3 +77,31 @@ fn a_lost_master_key_comes_back_from_three_of_five_shares_and_is_never_replaced(
     Client::from(&gw).aws(&["s3", "cp", "--no-progress", "s3://kept/f", &back.display().to_string()]).ok();
     assert!(same_file(&f, &back));
 }
+
+#[test]
+fn an_empty_store_over_locations_holding_fragments_is_a_lost_database_not_a_new_gateway() {
+    let dir = TempDir::new("lost-store");
+    let data = dir.join("gw");
+    let mut gw = Gateway::start(&data, None, Db::Sqlite);
+    let cl = Client::from(&gw);
+    cl.aws(&["s3", "mb", "s3://was"]).ok();
+    let f = data_file(&dir.join("f"), 500_000, 32);
+    cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), "s3://was/f"]).ok();
+
+    // The database is lost (the edge stores, in the data directory, are not).
+    gw.kill9();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(data.join(format!("meta.db{suffix}")));
+    }
+    let token = std::fs::read(data.join("admin.token")).expect("token");
+    let (status, stderr) = gw.serve_refused(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| !s.success()), "{status:?} {stderr}");
+    assert!(stderr.contains("the metadata store is empty, but location") && stderr.contains("--fresh"), "{stderr}");
+    assert_eq!(std::fs::read(data.join("admin.token")).expect("token"), token, "nothing was issued");
+
+    // --fresh: the operator abandons them, knowingly.
+    gw.add_arg("--fresh");
+    gw.restart();
+    let (code, _) = Client::from(&gw).boto_error("HeadBucket", serde_json::json!({"Bucket": "was"}));
+    assert_eq!(code, "404", "an empty store");
+}

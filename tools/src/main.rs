@@ -41,6 +41,10 @@ enum Command {
         /// Metadata database (sqlite://PATH or postgres://…).
         #[arg(long, env = "SKYSHARD_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// Start with an empty metadata store although the locations hold fragments
+        /// (a lost database): abandons them — the orphan sweep deletes them.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Run an edge fragment store, reachable only through URLs presigned for it.
     Edge {
@@ -260,9 +264,10 @@ fn tls_issue(ca: PathBuf, names: Vec<String>, cert_out: PathBuf, key_out: PathBu
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<()> = match cli.command {
-        Command::Serve { config, data, listen, admin_listen, database_url } => {
+        Command::Serve { config, data, listen, admin_listen, database_url, fresh } => {
             init_tracing(&cli.log_format);
-            let opts = gateway::server::ServeOptions { config, data_dir: data, listen, admin_listen, database_url };
+            let opts =
+                gateway::server::ServeOptions { config, data_dir: data, listen, admin_listen, database_url, fresh };
             runtime().and_then(|rt| rt.block_on(gateway::server::serve(opts)).map_err(Into::into))
         }
         Command::Edge { data, listen, secret_file, tls_cert, tls_key, plain_http, tls_engine } => {

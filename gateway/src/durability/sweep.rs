@@ -56,7 +56,7 @@ fn split(cursor: &str) -> (&str, Option<&str>, u64) {
 /// Whether a listed name is a fragment's (`<seal id>/<index>`, or
 /// `<seal id>/<index>.<hex>` when rebuilt): anything else below the prefix is not
 /// the gateway's to judge.
-fn fragment_name(name: &str) -> bool {
+pub fn fragment_name(name: &str) -> bool {
     let index = |i: &str| match i.split_once('.') {
         Some((i, tag)) => i.parse::<u8>().is_ok() && !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_hexdigit()),
         None => i.parse::<u8>().is_ok(),

@@ -527,6 +527,11 @@ impl Gateway {
         (status, std::fs::read_to_string(&err).unwrap_or_default())
     }
 
+    /// Adds a command-line argument for the next (re)start.
+    pub fn add_arg(&mut self, arg: &str) {
+        self.args.push(arg.to_string());
+    }
+
     /// Starts it again with the same arguments (same port, data and database).
     pub fn restart(&mut self) {
         self.kill9();
