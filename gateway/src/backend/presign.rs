@@ -191,6 +191,32 @@ pub const EDGE_SIGNATURE: &str = "X-Sky-Signature";
 /// Query parameter carrying the length an edge upload URL allows (signed).
 pub const EDGE_LENGTH: &str = "X-Sky-Length";
 
+/// What an edge URL's signature covers: method, expiry, path, and the length an
+/// upload URL allows, if it names one.
+fn edge_payload(method: &str, expires: u64, path: &str, length: Option<u64>) -> String {
+    let mut payload = hmac_payload(method, expires, path);
+    if let Some(len) = length {
+        payload.push_str(&format!("\n{len}"));
+    }
+    payload
+}
+
+/// An edge URL for `method` on the path `parts` below the endpoint, valid for `ttl`
+/// (and, for an upload, only for `length` bytes).
+fn sign_edge(loc: &Location, method: &str, parts: &[&str], ttl: Duration, length: Option<u64>) -> url::Url {
+    let mut url = join_path(&loc.endpoint, parts);
+    let expires = unix_now() + ttl.as_secs();
+    let sig = hmac_hex(loc.secret.as_bytes(), &edge_payload(method, expires, url.path(), length));
+    let mut q = url.query_pairs_mut();
+    q.append_pair(EDGE_EXPIRES, &expires.to_string());
+    if let Some(len) = length {
+        q.append_pair(EDGE_LENGTH, &len.to_string());
+    }
+    q.append_pair(EDGE_SIGNATURE, &sig);
+    drop(q);
+    url
+}
+
 impl Presigner for LocationSigner {
     fn presign_put(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
         let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
@@ -198,15 +224,7 @@ impl Presigner for LocationSigner {
         if loc.kind != LocationKind::Edge {
             return self.presign(location, Method::Put, object, ttl);
         }
-        let mut url = join_path(&loc.endpoint, &["f", &loc.prefix, object]);
-        let expires = unix_now() + ttl.as_secs();
-        let payload = format!("{}\n{len}", hmac_payload("PUT", expires, url.path()));
-        let sig = hmac_hex(loc.secret.as_bytes(), &payload);
-        url.query_pairs_mut()
-            .append_pair(EDGE_EXPIRES, &expires.to_string())
-            .append_pair(EDGE_LENGTH, &len.to_string())
-            .append_pair(EDGE_SIGNATURE, &sig);
-        Ok(url)
+        Ok(sign_edge(loc, "PUT", &["f", &loc.prefix, object], ttl, Some(len)))
     }
 
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
@@ -214,14 +232,7 @@ impl Presigner for LocationSigner {
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
-            LocationKind::Edge => {
-                let url = join_path(&loc.endpoint, &["f", &loc.prefix, object]);
-                let expires = unix_now() + ttl.as_secs();
-                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload(method.as_str(), expires, url.path()));
-                let mut url = url;
-                url.query_pairs_mut().append_pair(EDGE_EXPIRES, &expires.to_string()).append_pair(EDGE_SIGNATURE, &sig);
-                Ok(url)
-            }
+            LocationKind::Edge => Ok(sign_edge(loc, method.as_str(), &["f", &loc.prefix, object], ttl, None)),
             LocationKind::Swift => {
                 let url = join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]);
                 let expires = unix_now() + ttl.as_secs();
@@ -249,11 +260,7 @@ impl Presigner for LocationSigner {
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
             LocationKind::Edge => {
-                let url = join_path(&loc.endpoint, &["l", &loc.prefix]);
-                let expires = unix_now() + ttl.as_secs();
-                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload("GET", expires, url.path()));
-                let mut url = url;
-                url.query_pairs_mut().append_pair(EDGE_EXPIRES, &expires.to_string()).append_pair(EDGE_SIGNATURE, &sig);
+                let mut url = sign_edge(loc, "GET", &["l", &loc.prefix], ttl, None);
                 if let Some(a) = after {
                     url.query_pairs_mut().append_pair("after", a);
                 }
@@ -280,10 +287,7 @@ impl Presigner for LocationSigner {
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
             LocationKind::Edge => {
-                let mut url = join_path(&loc.endpoint, &["d", &loc.prefix]);
-                let expires = unix_now() + ttl.as_secs();
-                let sig = hmac_hex(loc.secret.as_bytes(), &hmac_payload("POST", expires, url.path()));
-                url.query_pairs_mut().append_pair(EDGE_EXPIRES, &expires.to_string()).append_pair(EDGE_SIGNATURE, &sig);
+                let url = sign_edge(loc, "POST", &["d", &loc.prefix], ttl, None);
                 Ok(BatchDelete { url, dialect: Dialect::Edge, key_prefix: String::new() })
             }
             LocationKind::S3 => {
@@ -371,11 +375,8 @@ pub fn verify_edge(
     let length: Option<u64> = length.map(|l| l.parse().map_err(|_| "bad length")).transpose()?;
     let sig = decode_hex(&signature).ok_or("bad signature")?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut payload = hmac_payload(method, expires, path);
-    if let Some(len) = length {
-        payload.push_str(&format!("\n{len}"));
-    }
-    hmac::verify(&key, payload.as_bytes(), &sig).map_err(|_| "signature mismatch")?;
+    hmac::verify(&key, edge_payload(method, expires, path, length).as_bytes(), &sig)
+        .map_err(|_| "signature mismatch")?;
     if now > expires {
         return Err("expired");
     }
