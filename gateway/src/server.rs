@@ -60,6 +60,9 @@ pub enum ServeError {
     /// The master key could not be used.
     #[error("master key: {0}")]
     Codec(#[from] codec::CodecError),
+    /// The records key could not be made.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     /// A listener or directory failed.
     #[error("{what}: {source}")]
     Io {
@@ -79,10 +82,10 @@ pub enum ServeError {
     Catalog(#[from] crate::catalog::CatalogError),
     /// The metadata store is empty but a location holds fragments.
     #[error(
-        "the metadata store is empty, but location {location} holds fragments ({fragments} in its first listing \
-         page): this gateway's database was lost, or these are another gateway's locations. Restore the \
-         database from its backup, or start with --fresh to abandon those fragments (the orphan sweep then \
-         deletes them after pipeline.pending_grace)"
+        "the metadata store is empty, but location {location} holds this gateway's data ({fragments} fragments \
+         and records in its first listing page): its database was lost. Rebuild it from the locations with \
+         `skyshard recover --config FILE` (the master key and any k locations suffice), or start with --fresh \
+         to abandon that data (the orphan sweep then deletes it after pipeline.pending_grace)"
     )]
     LostStore {
         /// The location.
@@ -210,7 +213,7 @@ async fn bind_edges(config: &mut Config) -> Result<(Vec<TcpListener>, bool), Ser
 
 /// The transfer client: one TLS client configuration per location (system roots
 /// plus its `ca_file`).
-fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Result<Transfer, ServeError> {
+pub(crate) fn build_transfer(settings: &Settings, engine: &offload::tls::TlsEngine) -> Result<Transfer, ServeError> {
     let mut configs = std::collections::HashMap::new();
     for (name, loc) in &settings.locations {
         configs.insert(name.clone(), crate::tls::location_client_config(loc, engine)?);
@@ -303,6 +306,7 @@ fn spawn_catalog_refresh(gw: Arc<Gateway>) {
             if let Err(e) = gw.refresh_catalog().await {
                 warn!(error = %e, "catalog refresh failed; keeping the previous one");
             }
+            gw.publish_catalog().await;
         }
     });
 }
@@ -343,7 +347,13 @@ async fn refuse_empty_store_over_fragments(
         let listed = tokio::time::timeout(std::time::Duration::from_secs(10), locations.list(name, None)).await;
         match listed {
             Ok(Ok(page)) => {
-                let held = page.objects.iter().filter(|o| crate::durability::sweep::fragment_name(&o.name)).count();
+                let held = page
+                    .objects
+                    .iter()
+                    .filter(|o| {
+                        crate::durability::sweep::fragment_name(&o.name) || crate::ledger::parse_name(&o.name).is_some()
+                    })
+                    .count();
                 if held > 0 {
                     return Err(ServeError::LostStore { location: name.clone(), fragments: held });
                 }
@@ -441,6 +451,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         info!(file = %data_dir.join(crate::keys::MASTER_KEY_FILE).display(), "master key created");
     }
     let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &material, 1)?);
+    let ledger =
+        Arc::new(crate::ledger::Ledger::new(offload.aead.as_ref(), &[(&material, 1)], offload.random.clone())?);
     drop(material);
     let credentials = CredentialStore::new(meta.clone(), master.clone(), offload.random.clone());
     credentials.check_master().await?;
@@ -478,6 +490,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         offload: offload.clone(),
         meta: meta.clone(),
         master: master.clone(),
+        ledger,
         store,
         locations,
         placement: Arc::new(Spread),
@@ -518,6 +531,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     for why in &view.invalid {
         warn!(entry = %why, "catalog entry left out");
     }
+    gw.publish_catalog().await;
     spawn_catalog_refresh(gw.clone());
     crate::jobs::spawn_runner(gw.clone());
     crate::durability::spawn(gw.upkeep.clone());

@@ -128,8 +128,17 @@ impl Rig {
             stall_timeout: HumanDuration(Duration::from_millis(800)),
             ..Default::default()
         };
+        let ledger = Arc::new(
+            crate::ledger::Ledger::new(
+                offload.aead.as_ref(),
+                &[(&DataKey::from_bytes([5; 32]), 1)],
+                offload.random.clone(),
+            )
+            .expect("ledger"),
+        );
         let ctx = Arc::new(PipelineCtx {
             config,
+            ledger,
             etag: crate::config::EtagAlgorithm::Md5,
             hashes: crate::pipeline::checksum::HashMeters::register(&offload.meters),
             offload,

@@ -12,4 +12,5 @@
 pub mod admin;
 pub mod bench;
 pub mod escrow;
+pub mod recover;
 pub mod status;

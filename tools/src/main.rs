@@ -84,6 +84,9 @@ enum Command {
         #[command(subcommand)]
         what: KeysCommand,
     },
+    /// Rebuild a lost metadata store from the locations and the master key (any k
+    /// locations of each object suffice); `--dry-run` shows what would come back.
+    Recover(tools::recover::RecoverArgs),
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -284,6 +287,10 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Admin(args) => tools::admin::run(&args),
+        Command::Recover(args) => {
+            init_tracing(&cli.log_format);
+            tools::recover::run(&args)
+        }
         Command::Keys { what: KeysCommand::Split(args) } => tools::escrow::split(&args),
         Command::Keys { what: KeysCommand::Combine(args) } => tools::escrow::combine(&args),
         Command::Bench { what: BenchCommand::Codec(args) } => tools::bench::codec::run(&args).map_err(Into::into),

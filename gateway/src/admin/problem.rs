@@ -155,7 +155,15 @@ pub async fn require_token(State(admin): State<Arc<Admin>>, req: Request, next: 
             .into_response();
     };
     match super::token::verify(&admin.gw.meta, token).await {
-        Ok(true) => next.run(req).await,
+        Ok(true) => {
+            // A change to the catalog reaches the locations before it is answered.
+            let changes = req.method() != axum::http::Method::GET;
+            let res = next.run(req).await;
+            if changes && res.status().is_success() {
+                admin.gw.publish_catalog().await;
+            }
+            res
+        }
         Ok(false) => Problem::new(StatusCode::UNAUTHORIZED, "the admin token is not valid").into_response(),
         Err(e) => Problem::internal(e).into_response(),
     }

@@ -1,9 +1,9 @@
 //! The orphan sweep: each location is listed (through a URL the presigner signs:
 //! edge stores have a listing endpoint, S3 stores `ListObjectsV2`; Swift's TempURLs
 //! cover objects only, so Swift locations are not swept), and every fragment that no
-//! seal references and that is older than `pipeline.pending_grace` is deleted —
-//! what a crash between an upload and its record, or a delete that failed after its
-//! seal was forgotten, left behind.
+//! seal references, and every manifest or tombstone the store does not know, older
+//! than `pipeline.pending_grace` is deleted — what a crash between an upload and its
+//! commit, or a delete that failed after its seal was forgotten, left behind.
 //!
 //! A pass deletes at most a tenth of what the metadata places at a location (at
 //! least 100): a store whose fragments are mostly unknown to the metadata is far
@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::{STRETCH, Upkeep};
 use crate::backend::FragmentRef;
+use crate::ledger::{Kind, parse_name};
 use crate::meta::{MetaError, PassRow, SealId, now_ms};
 use crate::pipeline::cleanup::delete_fragments;
 
@@ -113,7 +114,15 @@ pub async fn sweep_step(up: &Upkeep, name: &str, budget: Duration) -> Result<Swe
         for o in &page.objects {
             report.listed += 1;
             pass.checked += 1;
-            if !fragment_name(&o.name) || ctx.meta.fragment_known(&location, &o.name).await? {
+            let known = if fragment_name(&o.name) {
+                ctx.meta.fragment_known(&location, &o.name).await?
+            } else if matches!(parse_name(&o.name), Some((Kind::Manifest | Kind::Tombstone, ..))) {
+                // A manifest or tombstone of a write or delete that failed to commit.
+                ctx.meta.record_known(&o.name).await?
+            } else {
+                true
+            };
+            if known {
                 continue;
             }
             if o.modified > now_ms() - grace {

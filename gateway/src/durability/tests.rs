@@ -273,12 +273,16 @@ async fn collection_clears_many_seals_per_round_and_puts_failures_last() {
     let before: Vec<_> = (0..6).map(|i| rig.store.counts(&format!("l{i}"))).collect();
     let n = collect_once(&rig.ctx, &dead_writes(&rig.ctx), 512).await.expect("collect");
     assert_eq!(n, 39, "all in one round");
-    assert_eq!(rig.store.all().len(), 6, "only the live version's fragments are left");
+    let left = rig.store.all();
+    assert_eq!(left.len(), 12, "only the live version's fragments and manifest are left: {left:?}");
+    assert_eq!(left.iter().filter(|(_, n)| n.starts_with("m/")).count(), 6);
     for (i, b) in before.iter().enumerate() {
         let now = rig.store.counts(&format!("l{i}"));
         let (batches, deletes) = (now.batches - b.batches, now.deletes - b.deletes);
         match i {
             5 => assert_eq!((batches, deletes), (0, 39), "one by one"),
+            // Its retired manifests too: the first round could not delete them there.
+            2 => assert_eq!((batches, deletes), (2, 78), "l2: one request for the fragments, one for the records"),
             _ => assert_eq!((batches, deletes), (1, 39), "l{i}: one request for all 39"),
         }
     }
@@ -327,7 +331,7 @@ async fn the_sweep_deletes_old_orphans_and_nothing_else() {
         }
     }
     assert_eq!((total.deleted, total.young), (10, 1), "{total:?}");
-    assert_eq!(total.listed, 30 + 12, "every object once");
+    assert_eq!(total.listed, 30 + 30 + 12, "every object once (fragments, manifests, planted)");
     assert!(rig.store.bytes("l4", &orphan_name(21, 4)).is_some(), "a young one may be a write in flight");
     assert!(rig.store.bytes("l4", "README").is_some(), "not a fragment: not the sweep's");
     assert!(known.iter().all(|(l, n)| rig.store.bytes(l, n).is_some()), "no live fragment touched");
@@ -360,5 +364,5 @@ async fn the_sweep_leaves_alone_a_location_the_metadata_seems_to_have_lost() {
     }
     assert_eq!(deleted, 100, "at most the cap");
     assert_eq!(skipped, ["l2"]);
-    assert_eq!(rig.store.names("l2").len(), 51, "the rest left alone (and the live fragment)");
+    assert_eq!(rig.store.names("l2").len(), 52, "the rest left alone (and the live fragment and manifest)");
 }

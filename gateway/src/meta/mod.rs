@@ -19,6 +19,8 @@
 //! | `health.rs` | margins, the repair queue, fragments being rebuilt, background passes |
 //! | `catalog.rs` | locations and policies added at run time, location states, fragments per location, usage |
 //! | `jobs.rs` | background jobs |
+//! | `records.rs` | records written to the locations (manifests, tombstones, catalog) |
+//! | `restore.rs` | the catalog as one snapshot, and what recovery writes back |
 //!
 //! # Visibility
 //!
@@ -35,6 +37,8 @@ mod jobs;
 mod keys;
 mod multipart;
 mod objects;
+mod records;
+mod restore;
 mod seals;
 mod types;
 
@@ -48,6 +52,8 @@ pub use buckets::TenantRow;
 pub use catalog::{BucketUsage, CatalogRow, FragmentAt, LocationState};
 pub use health::{MarginCount, PassRow, RepairItem};
 pub use jobs::{JobKind, JobRow, JobState};
+pub use records::{RecordKind, RecordRow};
+pub use restore::{CatalogSnapshot, RestoredVersion};
 pub use types::{
     AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, Fragment, FragmentState, ListedObject,
     Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState, UploadId,

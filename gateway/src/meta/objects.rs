@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::records::{RecordRow, insert_record, retire_manifest};
 use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
 use super::types::{big, fit};
 use super::{
@@ -46,10 +47,21 @@ fn part_row(r: &AnyRow) -> MetaResult<PartRow> {
     })
 }
 
-/// Inserts `version` made of `parts` and makes it the visible version of its key,
-/// retiring every other version of the key.
-async fn commit_version(conn: &mut AnyConnection, version: &VersionRow, parts: &[PartRow]) -> MetaResult<Replaced> {
+/// Inserts `version` made of `parts` (and its manifest record) and makes it the
+/// visible version of its key, retiring every other version of the key — unless the
+/// visible one was recorded at the locations after this one (two writers raced:
+/// the one recorded last wins, as recovery from the records would decide), when
+/// this version is retired at once instead.
+pub(super) async fn commit_version(
+    conn: &mut AnyConnection,
+    version: &VersionRow,
+    parts: &[PartRow],
+    record: Option<&RecordRow>,
+) -> MetaResult<Replaced> {
     let id = version.id.to_string();
+    if let Some(r) = record {
+        insert_record(conn, r).await?;
+    }
     sqlx::query(
         "INSERT INTO versions (id, bucket, object_key, size, etag, last_modified, content_type, headers, user_metadata, \
          checksum_algorithm, checksum_value, checksum_type, part_count, sse_customer) \
@@ -90,6 +102,18 @@ async fn commit_version(conn: &mut AnyConnection, version: &VersionRow, parts: &
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
+    if let (Some(r), Some(prev)) = (record, &previous) {
+        let later: Option<i64> = sqlx::query("SELECT at FROM records WHERE version_id = $1")
+            .bind(prev)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if later.is_some_and(|at| (at, prev.as_str()) > (r.at, id.as_str())) {
+            retire_version(conn, &id, now_ms()).await?;
+            return Ok(Replaced { version_id: None });
+        }
+    }
     sqlx::query(
         "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
          ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id",
@@ -130,26 +154,28 @@ async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) ->
     .await?;
     sqlx::query("DELETE FROM version_parts WHERE version_id = $1").bind(version_id).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM versions WHERE id = $1").bind(version_id).execute(&mut *conn).await?;
-    Ok(())
+    retire_manifest(conn, version_id, now).await
 }
 
 impl MetaStore {
     /// Ends a single-part write in one transaction: records which fragments of
     /// `seal` landed, makes it stored and `version` (of the one part `part`) the
-    /// visible version of its key, retiring the one it replaces.
+    /// visible version of its key, retiring the one it replaces; `record` is its
+    /// manifest at the locations.
     pub async fn commit_object(
         &self,
         seal: SealId,
         fin: &SealFinish,
         version: &VersionRow,
         part: &PartRow,
+        record: Option<&RecordRow>,
     ) -> MetaResult<Replaced> {
         let mut tx = self.begin_write().await?;
         finish_seal(&mut tx, seal, fin).await?;
         if !store_pending(&mut tx, seal, now_ms()).await? {
             return Err(not_pending(seal));
         }
-        let replaced = commit_version(&mut tx, version, std::slice::from_ref(part)).await?;
+        let replaced = commit_version(&mut tx, version, std::slice::from_ref(part), record).await?;
         tx.commit().await?;
         Ok(replaced)
     }
@@ -163,6 +189,7 @@ impl MetaStore {
         upload: UploadId,
         version: &VersionRow,
         parts: &[PartRow],
+        record: Option<&RecordRow>,
     ) -> MetaResult<Option<Replaced>> {
         let upload = upload.to_string();
         let now = now_ms();
@@ -193,7 +220,7 @@ impl MetaStore {
                 .await?;
         }
         sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1").bind(&upload).execute(&mut *tx).await?;
-        let replaced = commit_version(&mut tx, version, parts).await?;
+        let replaced = commit_version(&mut tx, version, parts, record).await?;
         tx.commit().await?;
         Ok(Some(replaced))
     }
@@ -253,9 +280,17 @@ impl MetaStore {
         Ok(Some(Manifest { version, parts, tenant_number }))
     }
 
-    /// Removes the visible version of a key (its seals become garbage). Returns the
-    /// removed version's id, if there was one.
-    pub async fn delete_object(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<VersionId>> {
+    /// Removes the visible version of a key (its seals become garbage) — only if it
+    /// is `expect`, when given (the version a tombstone was written for) — and
+    /// records `tombstone`. Returns the removed version's id; `None` if the key had
+    /// no version, or another one than `expect`.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        expect: Option<VersionId>,
+        tombstone: Option<&RecordRow>,
+    ) -> MetaResult<Option<VersionId>> {
         let mut tx = self.begin_write().await?;
         let current: Option<String> =
             sqlx::query("DELETE FROM objects WHERE bucket = $1 AND object_key = $2 RETURNING version_id")
@@ -265,11 +300,16 @@ impl MetaStore {
                 .await?
                 .map(|r| r.try_get(0))
                 .transpose()?;
-        if let Some(v) = &current {
-            retire_version(&mut tx, v, now_ms()).await?;
+        let Some(v) = current else { return Ok(None) };
+        if expect.is_some_and(|e| e.to_string() != v) {
+            return Ok(None);
+        }
+        retire_version(&mut tx, &v, now_ms()).await?;
+        if let Some(t) = tombstone {
+            insert_record(&mut tx, t).await?;
         }
         tx.commit().await?;
-        current.map(|v| v.parse()).transpose()
+        Ok(Some(v.parse()?))
     }
 
     /// Up to `limit` visible objects of `bucket` with keys `>= from` (or `> from`

@@ -193,43 +193,68 @@ pub(super) fn not_pending(seal: SealId) -> MetaError {
     MetaError::Conflict(format!("seal {seal} is no longer pending: the write took longer than pipeline.pending_grace"))
 }
 
+/// Inserts a seal in `state` with its fragments, each in `fragments` or, when
+/// `None`, in its own state (its count of healthy fragments follows).
+pub(super) async fn insert_seal(
+    conn: &mut AnyConnection,
+    seal: &Seal,
+    state: SealState,
+    fragments: Option<FragmentState>,
+    writer: &str,
+) -> MetaResult<()> {
+    let id = seal.id.to_string();
+    let now = now_ms();
+    let healthy = match fragments {
+        Some(s) => {
+            if s == FragmentState::Stored {
+                seal.fragments.len()
+            } else {
+                0
+            }
+        }
+        None => seal.healthy(),
+    };
+    sqlx::query(
+        "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, \
+         updated_at, writer, healthy) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&id)
+    .bind(state.as_str())
+    .bind(big(seal.size))
+    .bind(i64::from(seal.params.k()))
+    .bind(i64::from(seal.params.n()))
+    .bind(i64::from(seal.params.segment_size()))
+    .bind(seal.compression.column())
+    .bind(seal.sealed_lens.as_ref().map(|l| l.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
+    .bind(seal.wrapped_key.0.to_vec())
+    .bind(if fragments.is_some() { now } else { seal.created_at })
+    .bind(now)
+    .bind(writer)
+    .bind(healthy as i64)
+    .execute(&mut *conn)
+    .await?;
+    for f in &seal.fragments {
+        sqlx::query(
+            "INSERT INTO fragments (seal_id, idx, location, object_name, size, state) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(i64::from(f.index))
+        .bind(&f.location)
+        .bind(&f.name)
+        .bind(big(f.size))
+        .bind(fragments.unwrap_or(f.state).as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 impl MetaStore {
     /// Records a write about to start on node `writer`: its seal and planned
     /// fragments, all `pending` whatever `seal` says.
     pub async fn insert_pending_seal(&self, seal: &Seal, writer: &str) -> MetaResult<()> {
-        let id = seal.id.to_string();
-        let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, \
-             updated_at, writer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
-        )
-        .bind(&id)
-        .bind(SealState::Pending.as_str())
-        .bind(big(seal.size))
-        .bind(i64::from(seal.params.k()))
-        .bind(i64::from(seal.params.n()))
-        .bind(i64::from(seal.params.segment_size()))
-        .bind(seal.compression.column())
-        .bind(seal.sealed_lens.as_ref().map(|l| l.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()))
-        .bind(seal.wrapped_key.0.to_vec())
-        .bind(now)
-        .bind(writer)
-        .execute(&mut *tx)
-        .await?;
-        for f in &seal.fragments {
-            sqlx::query(
-                "INSERT INTO fragments (seal_id, idx, location, object_name, size, state) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&id)
-            .bind(i64::from(f.index))
-            .bind(&f.location)
-            .bind(&f.name)
-            .bind(big(f.size))
-            .bind(FragmentState::Pending.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_seal(&mut tx, seal, SealState::Pending, Some(FragmentState::Pending), writer).await?;
         tx.commit().await?;
         Ok(())
     }

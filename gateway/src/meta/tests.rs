@@ -96,7 +96,7 @@ async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u8) -> SealId {
     let s = sid(n);
     m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
     let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
-    m.commit_object(s, &landed(), &version(n, bucket, key, &format!("etag{n}")), &part).await.expect("commit");
+    m.commit_object(s, &landed(), &version(n, bucket, key, &format!("etag{n}")), &part, None).await.expect("commit");
     s
 }
 
@@ -118,7 +118,7 @@ async fn buckets_create_list_and_refuse_to_delete_when_not_empty() {
         assert_eq!(names, ["a0", "b1"]);
         put(&m, "b1", b"k", 1).await;
         assert_eq!(m.delete_bucket("b1").await.expect("delete"), Some(false));
-        m.delete_object("b1", b"k").await.expect("delete object");
+        m.delete_object("b1", b"k", None, None).await.expect("delete object");
         assert_eq!(m.delete_bucket("b1").await.expect("delete"), Some(true));
         assert_eq!(m.delete_bucket("b1").await.expect("delete"), None);
         assert!(m.bucket("b1").await.expect("get").is_none());
@@ -134,7 +134,8 @@ async fn a_version_is_visible_only_after_commit_and_overwrites_retire_the_old() 
         assert!(m.manifest("b", b"k").await.expect("get").is_none(), "pending is invisible");
         assert!(m.list_objects("b", b"", false, 10).await.expect("list").is_empty());
         let part = PartRow { number: 1, seal_id: sid(1), offset: 0, size: 10 };
-        let replaced = m.commit_object(sid(1), &landed(), &version(1, "b", b"k", "e1"), &part).await.expect("commit");
+        let replaced =
+            m.commit_object(sid(1), &landed(), &version(1, "b", b"k", "e1"), &part, None).await.expect("commit");
         assert_eq!(replaced.version_id, None);
         let (v, parts) = m.current_version("b", b"k").await.expect("get").expect("visible");
         assert_eq!((v.etag.as_str(), v.attrs.user_metadata["colour"].as_str()), ("e1", "blue"));
@@ -159,9 +160,9 @@ async fn a_version_is_visible_only_after_commit_and_overwrites_retire_the_old() 
         assert_eq!(state(&m, sid(1)).await, SealState::Garbage, "kept until collected");
         assert_eq!(state(&m, s2).await, SealState::Stored);
 
-        assert!(m.delete_object("b", b"k").await.expect("delete").is_some());
+        assert!(m.delete_object("b", b"k", None, None).await.expect("delete").is_some());
         assert!(m.current_version("b", b"k").await.expect("get").is_none());
-        assert!(m.delete_object("b", b"k").await.expect("delete").is_none());
+        assert!(m.delete_object("b", b"k", None, None).await.expect("delete").is_none());
         assert_eq!(state(&m, s2).await, SealState::Garbage);
     }
 }
@@ -173,7 +174,7 @@ async fn a_write_whose_seal_was_collected_cannot_commit() {
         m.insert_pending_seal(&seal(sid(3)), "node-a").await.expect("pending");
         m.discard_seal(sid(3)).await.expect("collected as dead");
         let part = PartRow { number: 1, seal_id: sid(3), offset: 0, size: 10 };
-        let r = m.commit_object(sid(3), &landed(), &version(3, "b", b"k", "e"), &part).await;
+        let r = m.commit_object(sid(3), &landed(), &version(3, "b", b"k", "e"), &part, None).await;
         assert!(matches!(r, Err(MetaError::Conflict(_))), "{r:?}");
         assert!(m.current_version("b", b"k").await.expect("get").is_none(), "nothing became visible");
     }
@@ -230,7 +231,7 @@ async fn multipart_parts_replace_complete_once_and_abort() {
             PartRow { number: 1, seal_id: sid(12), offset: 0, size: 5 },
             PartRow { number: 2, seal_id: sid(20), offset: 5, size: 5 },
         ];
-        assert!(m.complete_upload(u1, &v, &chosen).await.expect("complete").is_some());
+        assert!(m.complete_upload(u1, &v, &chosen, None).await.expect("complete").is_some());
         assert!(m.upload(u1).await.expect("upload").is_none());
         assert_eq!(state(&m, sid(30)).await, SealState::Garbage);
         assert_eq!(state(&m, sid(20)).await, SealState::Stored);
@@ -238,7 +239,7 @@ async fn multipart_parts_replace_complete_once_and_abort() {
         // A second completion of the same upload changes nothing: two versions
         // never share seals (the first one's would be collected under the second).
         let again = VersionRow { id: VersionId([10; 16]), ..v.clone() };
-        assert!(m.complete_upload(u1, &again, &chosen).await.expect("complete again").is_none());
+        assert!(m.complete_upload(u1, &again, &chosen, None).await.expect("complete again").is_none());
         assert_eq!(m.current_version("b", b"big").await.expect("get").expect("visible").0.id, v.id);
         assert_eq!(state(&m, sid(20)).await, SealState::Stored);
 

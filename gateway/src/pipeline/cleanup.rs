@@ -21,7 +21,8 @@ const SINGLES_IN_FLIGHT: usize = 8;
 
 /// Collects up to `batch` seals once: their fragments deleted (in bulk where the
 /// location can, else many at once), then the seals whose fragments are all gone
-/// forgotten in one transaction. Returns how many were forgotten.
+/// forgotten in one transaction; and up to `batch` records no longer needed.
+/// Returns how many seals were forgotten.
 pub async fn collect_once(ctx: &PipelineCtx, dead: &DeadWrites<'_>, batch: i64) -> Result<usize, MetaError> {
     let seals = ctx.meta.collectable_seals(dead, batch).await?;
     let mut owner = HashMap::new();
@@ -43,7 +44,10 @@ pub async fn collect_once(ctx: &PipelineCtx, dead: &DeadWrites<'_>, batch: i64) 
         // Not in the way of the rest: their turn comes again after the others'.
         ctx.meta.postpone_collection(&failed.into_iter().collect::<Vec<_>>()).await?;
     }
-    ctx.meta.forget_seals(&gone).await
+    let forgotten = ctx.meta.forget_seals(&gone).await?;
+    // The records of what was retired go the same way (their own batch).
+    super::record::collect_records(ctx, batch).await?;
+    Ok(forgotten)
 }
 
 /// Deletes fragments: each location's in batches of up to 1,000 names where it can

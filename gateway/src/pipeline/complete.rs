@@ -1,6 +1,7 @@
 //! Completing a multipart upload: the parts a client names, checked against those
-//! it uploaded as S3 checks them, become one version in one transaction. No data
-//! moves: each part is already a seal of its own.
+//! it uploaded as S3 checks them, become one version in one transaction, after its
+//! manifest reached the locations. No data moves: each part is already a seal of
+//! its own.
 
 use super::checksum::{etag_digest, multipart_etag};
 use super::{PipelineCtx, PipelineError};
@@ -78,7 +79,14 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
         checksum_type: None,
         part_count: parts.len() as u32,
     };
-    match ctx.meta.complete_upload(upload.id, &version, &parts).await? {
+    let mut seals = Vec::with_capacity(parts.len());
+    for p in &parts {
+        let seal = ctx.meta.seal(p.seal_id).await?.ok_or(PipelineError::NoSuchUpload)?;
+        seals.push(seal);
+    }
+    let with_seals: Vec<(PartRow, &crate::meta::Seal)> = parts.iter().cloned().zip(seals.iter()).collect();
+    let record = super::record::record_version(ctx, &version, &with_seals).await?;
+    match ctx.meta.complete_upload(upload.id, &version, &parts, Some(&record)).await? {
         Some(_) => Ok(CompleteOutcome { version: version.id, etag, size: offset }),
         None => Err(PipelineError::NoSuchUpload),
     }

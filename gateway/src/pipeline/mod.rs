@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`put()`] | `put.rs` | a single-part object or one part of an upload: pending record → fragments out → write quorum → digests checked → committed (or discarded) |
 //! | [`complete()`] | `complete.rs` | a multipart upload's parts become one version |
+//! | [`delete()`] | `record.rs` | a tombstone at the locations, then the key's version retired |
 //! | [`get()`] | `get.rs` | bytes of an object from its [`Manifest`](crate::meta::Manifest): any `k` fragments, replaced as they fail |
 //! | [`drain::move_fragment`] | `drain.rs` | a fragment recoded from the others onto another location |
 //! | [`cleanup::collect_once`] | `cleanup.rs` | fragments nothing references, deleted |
@@ -28,6 +29,7 @@ mod get;
 mod put;
 mod read;
 pub mod rebuild;
+mod record;
 pub mod shared;
 #[cfg(test)]
 mod tests;
@@ -45,6 +47,7 @@ pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
 pub use read::fragment_layout;
+pub use record::{collect_records, delete};
 
 use self::checksum::HashMeters;
 use self::shared::{BufferPool, MatrixCache};
@@ -68,6 +71,8 @@ pub struct PipelineCtx {
     pub meta: MetaStore,
     /// The master key (wraps data keys).
     pub master: Arc<MasterKey>,
+    /// Seals the records written to the locations.
+    pub ledger: Arc<crate::ledger::Ledger>,
     /// The locations, as reads and writes reach them (the cache in front, when
     /// there is one).
     pub store: Arc<dyn FragmentStore>,

@@ -5,7 +5,8 @@
 //! 2. The body streams into `n` fragments at the placed locations (`write.rs`).
 //! 3. The write quorum must have landed, and the body must match every digest the
 //!    client gave (Content-MD5, a checksum in a header or a trailer).
-//! 4. One transaction records the fragments and makes the object version (or the
+//! 4. An object's manifest is written to the locations (`record.rs`), then one
+//!    transaction records the fragments and makes the object version (or the
 //!    upload's part) visible. Anything short of that — an error, the client going
 //!    away — discards the seal ([`DiscardOnDrop`]).
 
@@ -235,7 +236,15 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 part_count: 1,
             };
             let part = PartRow { number: 1, seal_id: id, offset: 0, size: len };
-            ctx.meta.commit_object(id, &fin, &version, &part).await?;
+            let landed: Vec<Fragment> = seal
+                .fragments
+                .iter()
+                .filter(|f| fin.stored.iter().any(|(i, _)| *i == f.index))
+                .map(|f| Fragment { state: FragmentState::Stored, ..f.clone() })
+                .collect();
+            let written = Seal { sealed_lens: fin.sealed_lens.clone(), fragments: landed, ..seal.clone() };
+            let record = super::record::record_version(ctx, &version, &[(part.clone(), &written)]).await?;
+            ctx.meta.commit_object(id, &fin, &version, &part, Some(&record)).await?;
             Some(version.id)
         }
         PutTarget::Part { upload, number } => {

@@ -43,6 +43,7 @@ impl S3Front {
             });
         }
         tracing::info!(bucket = %name, tenant = %tenant, policy = %policy, "bucket created");
+        self.gw.publish_catalog().await;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))
     }
 
@@ -53,7 +54,10 @@ impl S3Front {
         match self.gw.meta.delete_bucket(&req.input.bucket).await.map_err(error::meta)? {
             None => Err(s3_error!(NoSuchBucket)),
             Some(false) => Err(s3_error!(BucketNotEmpty)),
-            Some(true) => Ok(S3Response::new(DeleteBucketOutput::default())),
+            Some(true) => {
+                self.gw.publish_catalog().await;
+                Ok(S3Response::new(DeleteBucketOutput::default()))
+            }
         }
     }
 }

@@ -259,7 +259,9 @@ impl S3Front {
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         self.bucket(&req.extensions, &req.input.bucket).await?;
-        self.gw.meta.delete_object(&req.input.bucket, req.input.key.as_bytes()).await.map_err(error::meta)?;
+        crate::pipeline::delete(&self.gw.pipeline, &req.input.bucket, req.input.key.as_bytes())
+            .await
+            .map_err(error::pipeline)?;
         Ok(S3Response::with_status(DeleteObjectOutput::default(), http::StatusCode::NO_CONTENT))
     }
 
@@ -277,14 +279,14 @@ impl S3Front {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for o in &d.objects {
-            match self.gw.meta.delete_object(&req.input.bucket, o.key.as_bytes()).await {
+            match crate::pipeline::delete(&self.gw.pipeline, &req.input.bucket, o.key.as_bytes()).await {
                 Ok(_) => {
                     if !quiet {
                         deleted.push(DeletedObject { key: Some(o.key.clone()), ..Default::default() });
                     }
                 }
                 Err(e) => {
-                    let _ = error::meta(e);
+                    let _ = error::pipeline(e);
                     errors.push(Error {
                         key: Some(o.key.clone()),
                         code: Some("InternalError".into()),

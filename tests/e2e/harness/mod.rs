@@ -527,6 +527,19 @@ impl Gateway {
         (status, std::fs::read_to_string(&err).unwrap_or_default())
     }
 
+    /// The value of a command-line option (`--database-url`, say).
+    pub fn arg_value(&self, flag: &str) -> Option<String> {
+        self.args.iter().position(|a| a == flag).and_then(|i| self.args.get(i + 1).cloned())
+    }
+
+    /// Sets the value of a command-line option for the next (re)start.
+    pub fn set_arg_value(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) => self.args[i + 1] = value.to_string(),
+            None => self.args.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+
     /// Adds a command-line argument for the next (re)start.
     pub fn add_arg(&mut self, arg: &str) {
         self.args.push(arg.to_string());

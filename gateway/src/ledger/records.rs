@@ -1,0 +1,268 @@
+//! What each record holds, and how a manifest is made from the rows of a version
+//! and turned back into them.
+
+use std::collections::BTreeMap;
+
+use codec::{CodingParams, WrappedKey};
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{
+    CatalogSnapshot, ChecksumAlgorithm, Compression, Fragment, FragmentState, ObjectAttrs, PartRow, Seal, SealState,
+    VersionRow,
+};
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// A seal as a manifest records it: its coding, its wrapped data key, and where
+/// its fragments were written (recovery believes the locations' listings first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSeal {
+    /// Seal id.
+    pub id: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// `k`.
+    pub k: u8,
+    /// `n`.
+    pub n: u8,
+    /// Segment size.
+    pub segment_size: u32,
+    /// Compression (`zstd`, `lz4`), if any.
+    pub compression: Option<String>,
+    /// Sealed length of each segment, when compressed.
+    pub sealed_lens: Option<Vec<u32>>,
+    /// The data key wrapped under the master key, hex.
+    pub wrapped_key: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Fragments: index, location, name.
+    pub fragments: Vec<(u8, String, String)>,
+}
+
+/// A part of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPart {
+    /// Part number.
+    pub number: u32,
+    /// Offset in the object.
+    pub offset: u64,
+    /// Bytes.
+    pub size: u64,
+    /// Its seal.
+    pub seal: RecordSeal,
+}
+
+/// An object version, whole: what recovery needs to serve it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    /// Record format.
+    pub format: u32,
+    /// When recorded (the later of two manifests of a key wins).
+    pub at: i64,
+    /// The bucket's tenant.
+    pub tenant: String,
+    /// The bucket's policy.
+    pub policy: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Key bytes, hex.
+    pub key: String,
+    /// Version id.
+    pub version_id: String,
+    /// Bytes.
+    pub size: u64,
+    /// ETag.
+    pub etag: String,
+    /// Last-Modified (Unix ms).
+    pub last_modified: i64,
+    /// Content-Type.
+    pub content_type: Option<String>,
+    /// Standard headers.
+    pub headers: BTreeMap<String, String>,
+    /// `x-amz-meta-*`.
+    pub user_metadata: BTreeMap<String, String>,
+    /// Checksum algorithm.
+    pub checksum_algorithm: Option<String>,
+    /// Checksum value.
+    pub checksum_value: Option<String>,
+    /// Checksum type.
+    pub checksum_type: Option<String>,
+    /// SSE-C key check (never the key).
+    pub customer_key: Option<String>,
+    /// Parts.
+    pub parts: Vec<RecordPart>,
+}
+
+/// A delete: every manifest of the key recorded at or before `covers` (when the
+/// version deleted was) is gone; one recorded later (a write that raced the delete)
+/// is not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TombstoneRecord {
+    /// Record format.
+    pub format: u32,
+    /// When recorded.
+    pub at: i64,
+    /// When the manifest of the version deleted was recorded.
+    pub covers: i64,
+    /// Bucket.
+    pub bucket: String,
+    /// Key bytes, hex.
+    pub key: String,
+    /// The version deleted.
+    pub version_id: String,
+}
+
+/// The catalog at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogRecord {
+    /// Record format.
+    pub format: u32,
+    /// When recorded (the latest readable one wins).
+    pub at: i64,
+    /// What it holds.
+    pub catalog: CatalogSnapshot,
+}
+
+impl RecordSeal {
+    /// The record of `seal`.
+    pub fn of(seal: &Seal) -> Self {
+        Self {
+            id: seal.id.to_string(),
+            size: seal.size,
+            k: seal.params.k(),
+            n: seal.params.n(),
+            segment_size: seal.params.segment_size(),
+            compression: seal.compression.column().map(String::from),
+            sealed_lens: seal.sealed_lens.clone(),
+            wrapped_key: hex(&seal.wrapped_key.0),
+            created_at: seal.created_at,
+            fragments: seal.fragments.iter().map(|f| (f.index, f.location.clone(), f.name.clone())).collect(),
+        }
+    }
+
+    /// The seal again, with `fragments` (as found) in place of those recorded.
+    pub fn to_seal(&self, fragments: Vec<Fragment>) -> Result<Seal, String> {
+        let params = CodingParams::new(self.k, self.n, self.segment_size).map_err(|e| e.to_string())?;
+        let wrapped = unhex(&self.wrapped_key).ok_or("wrapped key not hex")?;
+        Ok(Seal {
+            id: self.id.parse().map_err(|_| "seal id")?,
+            state: SealState::Stored,
+            size: self.size,
+            params,
+            compression: Compression::from_column(self.compression.clone()).map_err(|e| e.to_string())?,
+            sealed_lens: self.sealed_lens.clone(),
+            wrapped_key: WrappedKey::from_bytes(&wrapped).map_err(|e| e.to_string())?,
+            created_at: self.created_at,
+            fragments,
+        })
+    }
+
+    /// The fragments recorded, as stored ones.
+    pub fn recorded_fragments(&self) -> Vec<Fragment> {
+        self.fragments
+            .iter()
+            .map(|(index, location, name)| Fragment {
+                index: *index,
+                location: location.clone(),
+                name: name.clone(),
+                size: 0,
+                state: FragmentState::Stored,
+                verified_at: 0,
+            })
+            .collect()
+    }
+}
+
+impl ManifestRecord {
+    /// The manifest of `version`, made of `parts` with their `seals` (in order).
+    pub fn of(at: i64, tenant: &str, policy: &str, version: &VersionRow, parts: &[(PartRow, &Seal)]) -> Self {
+        Self {
+            format: super::FORMAT,
+            at,
+            tenant: tenant.to_string(),
+            policy: policy.to_string(),
+            bucket: version.bucket.clone(),
+            key: hex(&version.key),
+            version_id: version.id.to_string(),
+            size: version.size,
+            etag: version.etag.clone(),
+            last_modified: version.last_modified,
+            content_type: version.attrs.content_type.clone(),
+            headers: version.attrs.headers.clone(),
+            user_metadata: version.attrs.user_metadata.clone(),
+            checksum_algorithm: version.attrs.checksum_algorithm.map(|a| a.as_str().to_string()),
+            checksum_value: version.checksum_value.clone(),
+            checksum_type: version.checksum_type.clone(),
+            customer_key: version.attrs.customer_key.clone(),
+            parts: parts
+                .iter()
+                .map(|(p, s)| RecordPart { number: p.number, offset: p.offset, size: p.size, seal: RecordSeal::of(s) })
+                .collect(),
+        }
+    }
+
+    /// The key bytes.
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        unhex(&self.key)
+    }
+
+    /// The version row again.
+    pub fn version(&self) -> Result<VersionRow, String> {
+        let algorithm = match &self.checksum_algorithm {
+            Some(a) => Some(a.parse::<ChecksumAlgorithm>().map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(VersionRow {
+            id: self.version_id.parse().map_err(|_| "version id")?,
+            bucket: self.bucket.clone(),
+            key: self.key_bytes().ok_or("key not hex")?,
+            size: self.size,
+            etag: self.etag.clone(),
+            last_modified: self.last_modified,
+            attrs: ObjectAttrs {
+                content_type: self.content_type.clone(),
+                headers: self.headers.clone(),
+                user_metadata: self.user_metadata.clone(),
+                checksum_algorithm: algorithm,
+                customer_key: self.customer_key.clone(),
+            },
+            checksum_value: self.checksum_value.clone(),
+            checksum_type: self.checksum_type.clone(),
+            part_count: self.parts.len() as u32,
+        })
+    }
+
+    /// The part rows again.
+    pub fn part_rows(&self) -> Result<Vec<PartRow>, String> {
+        self.parts
+            .iter()
+            .map(|p| {
+                Ok(PartRow {
+                    number: p.number,
+                    seal_id: p.seal.id.parse().map_err(|_| "seal id")?,
+                    offset: p.offset,
+                    size: p.size,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Hex of key bytes, as records hold them.
+pub fn key_hex(key: &[u8]) -> String {
+    hex(key)
+}
+
+/// Key bytes of a record's hex.
+pub fn key_of(hex: &str) -> Option<Vec<u8>> {
+    unhex(hex)
+}

@@ -1,0 +1,219 @@
+//! Records at the locations, as the store knows them: which were written where,
+//! which are live and which are garbage for the collector. A manifest is recorded
+//! in the transaction that commits its version and turns to garbage in the one that
+//! retires it; a tombstone stays while a manifest it covers is still to be deleted.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::types::db_enum;
+use super::{MetaError, MetaResult, MetaStore, VersionId, now_ms};
+
+db_enum! {
+    /// What a record at the locations holds.
+    pub enum RecordKind {
+        /// An object version: everything a read needs, and its wrapped data keys.
+        Manifest = "manifest",
+        /// Every version of a key recorded before it is gone.
+        Tombstone = "tombstone",
+        /// Tenants, buckets, access keys, locations and policies.
+        Catalog = "catalog",
+    }
+}
+
+/// A record written to the locations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    /// Its name below each location's prefix (`m/…`, `t/…`, `c/…`).
+    pub name: String,
+    /// What it holds.
+    pub kind: RecordKind,
+    /// A manifest's version.
+    pub version_id: Option<VersionId>,
+    /// A manifest's or tombstone's bucket.
+    pub bucket: Option<String>,
+    /// A manifest's or tombstone's key.
+    pub key: Option<Vec<u8>>,
+    /// When it was recorded (Unix ms); for a tombstone, when the latest manifest
+    /// it covers was.
+    pub at: i64,
+    /// The locations it was written to.
+    pub locations: Vec<String>,
+    /// A catalog record's digest of what it holds ('' otherwise).
+    pub digest: String,
+}
+
+/// Selects record rows (a macro so that statements stay string literals).
+macro_rules! record_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT r.name, r.kind, r.version_id, r.bucket, r.object_key, r.at, r.locations, r.digest FROM records r ",
+            $rest
+        )
+    };
+}
+
+fn record_row(r: &AnyRow) -> MetaResult<RecordRow> {
+    let locations: String = r.try_get(6)?;
+    Ok(RecordRow {
+        name: r.try_get(0)?,
+        kind: r.try_get::<String, _>(1)?.parse()?,
+        version_id: r.try_get::<Option<String>, _>(2)?.map(|v| v.parse()).transpose()?,
+        bucket: r.try_get(3)?,
+        key: r.try_get(4)?,
+        at: r.try_get(5)?,
+        locations: serde_json::from_str(&locations)
+            .map_err(|e| MetaError::Corrupt(format!("record locations: {e}")))?,
+        digest: r.try_get(7)?,
+    })
+}
+
+/// Records `row` as live, inside a transaction (a name already known is left as it
+/// is: a recovery run again over its own records).
+pub(super) async fn insert_record(conn: &mut AnyConnection, row: &RecordRow) -> MetaResult<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO records (name, kind, state, version_id, bucket, object_key, at, locations, digest, updated_at) \
+         VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&row.name)
+    .bind(row.kind.as_str())
+    .bind(row.version_id.map(|v| v.to_string()))
+    .bind(row.bucket.clone())
+    .bind(row.key.clone())
+    .bind(row.at)
+    .bind(serde_json::to_string(&row.locations).unwrap_or_else(|_| "[]".into()))
+    .bind(&row.digest)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Turns the manifest of `version_id` to garbage, inside a transaction.
+pub(super) async fn retire_manifest(conn: &mut AnyConnection, version_id: &str, now: i64) -> MetaResult<()> {
+    sqlx::query("UPDATE records SET state = 'garbage', updated_at = $1 WHERE version_id = $2")
+        .bind(now)
+        .bind(version_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+impl MetaStore {
+    /// Records a catalog record as live and every older one as garbage.
+    pub async fn put_catalog_record(&self, row: &RecordRow) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE records SET state = 'garbage', updated_at = $1 WHERE kind = $2 AND state = 'live'")
+            .bind(now_ms())
+            .bind(RecordKind::Catalog.as_str())
+            .execute(&mut *tx)
+            .await?;
+        insert_record(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The digest of the live catalog record, if there is one.
+    pub async fn catalog_digest(&self) -> MetaResult<Option<String>> {
+        let row = sqlx::query("SELECT digest FROM records WHERE kind = $1 AND state = 'live' ORDER BY at DESC LIMIT 1")
+            .bind(RecordKind::Catalog.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Records for the collector, at most `limit`: garbage ones, and tombstones that
+    /// no longer cover a manifest still to be deleted.
+    pub async fn collectable_records(&self, limit: i64) -> MetaResult<Vec<RecordRow>> {
+        let sql = record_select!(
+            "WHERE r.state = 'garbage' \
+             OR (r.kind = 'tombstone' AND NOT EXISTS (SELECT 1 FROM records m WHERE m.kind = 'manifest' \
+                 AND m.bucket = r.bucket AND m.object_key = r.object_key AND m.at <= r.at)) \
+             ORDER BY r.updated_at LIMIT $1"
+        );
+        let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(record_row).collect()
+    }
+
+    /// Forgets records deleted at their locations.
+    pub async fn forget_records(&self, names: &[String]) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        for name in names {
+            sqlx::query("DELETE FROM records WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records where records whose deletion failed still are, and puts them behind
+    /// the others.
+    pub async fn postpone_records(&self, left: &[(String, Vec<String>)]) -> MetaResult<()> {
+        let now = now_ms();
+        for (name, locations) in left {
+            sqlx::query("UPDATE records SET updated_at = $1, locations = $2 WHERE name = $3")
+                .bind(now)
+                .bind(serde_json::to_string(locations).unwrap_or_else(|_| "[]".into()))
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records what recovery found besides the versions it restored: each row live,
+    /// or garbage when `true` (left for the collector).
+    pub async fn restore_records(&self, rows: &[(RecordRow, bool)]) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        for (row, garbage) in rows {
+            insert_record(&mut tx, row).await?;
+            if *garbage {
+                sqlx::query("UPDATE records SET state = 'garbage' WHERE name = $1")
+                    .bind(&row.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Live records after `after` in name order, at most `limit` (what a master key
+    /// rotation rewrites).
+    pub async fn live_records(&self, after: &str, limit: i64) -> MetaResult<Vec<RecordRow>> {
+        let sql = record_select!("WHERE r.state = 'live' AND r.name > $1 ORDER BY r.name LIMIT $2");
+        let rows = sqlx::query(sql).bind(after).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(record_row).collect()
+    }
+
+    /// Replaces the record `old` by `new` (the same record rewritten under another
+    /// name), leaving `old` as garbage; `false` if `old` is no longer live.
+    pub async fn replace_record(&self, old: &str, new: &RecordRow) -> MetaResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query("UPDATE records SET state = 'garbage', updated_at = $1 WHERE name = $2 AND state = 'live'")
+            .bind(now_ms())
+            .bind(old)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_record(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether the record `name` is known (the sweep leaves unknown ones only once
+    /// their grace ran out).
+    pub async fn record_known(&self, name: &str) -> MetaResult<bool> {
+        let row = sqlx::query("SELECT 1 FROM records WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
+    }
+
+    /// The manifest record of a version, if it has one.
+    pub async fn manifest_record(&self, version: VersionId) -> MetaResult<Option<RecordRow>> {
+        let sql = record_select!("WHERE r.version_id = $1 AND r.state = 'live'");
+        let row = sqlx::query(sql).bind(version.to_string()).fetch_optional(&self.pool).await?;
+        row.map(|r| record_row(&r)).transpose()
+    }
+}

@@ -1,0 +1,339 @@
+//! The catalog as one snapshot (what a catalog record at the locations holds), and
+//! what recovery writes back: the catalog, then each object version with its seals.
+//! Both only add what is missing, so a recovery run again, or resumed after a crash,
+//! finds its earlier work done and goes on.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::records::{RecordRow, insert_record};
+use super::seals::insert_seal;
+use super::{MetaResult, MetaStore, PartRow, Seal, SealState, VersionRow};
+
+/// A tenant in a catalog snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapTenant {
+    /// Name.
+    pub name: String,
+    /// Its number (the fragment cache's key).
+    pub number: i64,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A bucket in a catalog snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapBucket {
+    /// Name.
+    pub name: String,
+    /// Placement policy.
+    pub policy: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// An access key in a catalog snapshot (its secret sealed under the master key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapKey {
+    /// Access key id.
+    pub id: String,
+    /// Sealed secret, hex.
+    pub secret_sealed: String,
+    /// Master key version that sealed it.
+    pub kek_version: i64,
+    /// Whether it may be used.
+    pub enabled: bool,
+    /// Creation time.
+    pub created_at: i64,
+    /// Its tenant.
+    pub tenant: String,
+}
+
+/// An admin token in a catalog snapshot (only its SHA-256, as stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapToken {
+    /// Token id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// SHA-256 of its secret, hex.
+    pub secret_sha256: String,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// A location or policy added at run time, or a location's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapEntry {
+    /// Name.
+    pub name: String,
+    /// Definition (JSON), or the state.
+    pub value: String,
+    /// A location's secret sealed under the master key, hex ('' otherwise).
+    pub secret_sealed: String,
+    /// Last change.
+    pub updated_at: i64,
+}
+
+/// Everything of the store that is not an object: what a catalog record holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogSnapshot {
+    /// Tenants.
+    pub tenants: Vec<SnapTenant>,
+    /// Buckets.
+    pub buckets: Vec<SnapBucket>,
+    /// Access keys.
+    pub access_keys: Vec<SnapKey>,
+    /// Admin tokens.
+    pub admin_tokens: Vec<SnapToken>,
+    /// Locations added through the admin API.
+    pub locations: Vec<SnapEntry>,
+    /// Policies added through the admin API.
+    pub policies: Vec<SnapEntry>,
+    /// Location states (draining, drained, removed).
+    pub location_states: Vec<SnapEntry>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> MetaResult<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return Err(super::MetaError::Corrupt("odd hex".into()));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16)
+                .map_err(|_| super::MetaError::Corrupt("bad hex".into()))
+        })
+        .collect()
+}
+
+/// An object version as recovery writes it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredVersion {
+    /// The version.
+    pub version: VersionRow,
+    /// Its parts.
+    pub parts: Vec<PartRow>,
+    /// Their seals, with the fragments found (each in the state found).
+    pub seals: Vec<Seal>,
+    /// Its manifest record.
+    pub record: RecordRow,
+}
+
+impl MetaStore {
+    /// The catalog, read in one snapshot.
+    pub async fn catalog_snapshot(&self) -> MetaResult<CatalogSnapshot> {
+        let mut tx = self.begin_snapshot().await?;
+        let mut snap = CatalogSnapshot::default();
+        for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *tx).await? {
+            snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
+        }
+        for r in sqlx::query("SELECT name, policy, tenant, created_at FROM buckets ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            snap.buckets.push(SnapBucket {
+                name: r.try_get(0)?,
+                policy: r.try_get(1)?,
+                tenant: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+            });
+        }
+        for r in sqlx::query(
+            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant FROM access_keys \
+             ORDER BY access_key_id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            snap.access_keys.push(SnapKey {
+                id: r.try_get(0)?,
+                secret_sealed: hex(&r.try_get::<Vec<u8>, _>(1)?),
+                kek_version: r.try_get(2)?,
+                enabled: r.try_get::<i64, _>(3)? != 0,
+                created_at: r.try_get(4)?,
+                tenant: r.try_get(5)?,
+            });
+        }
+        for r in sqlx::query("SELECT id, name, secret_sha256, created_at FROM admin_tokens ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            snap.admin_tokens.push(SnapToken {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                secret_sha256: hex(&r.try_get::<Vec<u8>, _>(2)?),
+                created_at: r.try_get(3)?,
+            });
+        }
+        for r in sqlx::query("SELECT name, definition, secret_sealed, updated_at FROM catalog_locations ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            snap.locations.push(SnapEntry {
+                name: r.try_get(0)?,
+                value: r.try_get(1)?,
+                secret_sealed: hex(&r.try_get::<Vec<u8>, _>(2)?),
+                updated_at: r.try_get(3)?,
+            });
+        }
+        for r in sqlx::query("SELECT name, definition, updated_at FROM catalog_policies ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            snap.policies.push(SnapEntry {
+                name: r.try_get(0)?,
+                value: r.try_get(1)?,
+                secret_sealed: String::new(),
+                updated_at: r.try_get(2)?,
+            });
+        }
+        for r in
+            sqlx::query("SELECT name, state, updated_at FROM location_states ORDER BY name").fetch_all(&mut *tx).await?
+        {
+            snap.location_states.push(SnapEntry {
+                name: r.try_get(0)?,
+                value: r.try_get(1)?,
+                secret_sealed: String::new(),
+                updated_at: r.try_get(2)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(snap)
+    }
+
+    /// Writes back what the store lacks of `snap` (what it has stays as it is).
+    pub async fn restore_catalog(&self, snap: &CatalogSnapshot) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        for t in &snap.tenants {
+            sqlx::query("INSERT INTO tenants (name, number, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&t.name)
+                .bind(t.number)
+                .bind(t.created_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for b in &snap.buckets {
+            sqlx::query(
+                "INSERT INTO buckets (name, policy, tenant, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(&b.name)
+            .bind(&b.policy)
+            .bind(&b.tenant)
+            .bind(b.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for k in &snap.access_keys {
+            sqlx::query(
+                "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at, tenant) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(&k.id)
+            .bind(unhex(&k.secret_sealed)?)
+            .bind(k.kek_version)
+            .bind(i64::from(k.enabled))
+            .bind(k.created_at)
+            .bind(&k.tenant)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for t in &snap.admin_tokens {
+            sqlx::query(
+                "INSERT INTO admin_tokens (id, name, secret_sha256, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(unhex(&t.secret_sha256)?)
+            .bind(t.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for l in &snap.locations {
+            sqlx::query(
+                "INSERT INTO catalog_locations (name, definition, secret_sealed, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&l.name)
+            .bind(&l.value)
+            .bind(unhex(&l.secret_sealed)?)
+            .bind(l.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for p in &snap.policies {
+            sqlx::query(
+                "INSERT INTO catalog_policies (name, definition, updated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&p.name)
+            .bind(&p.value)
+            .bind(p.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for s in &snap.location_states {
+            sqlx::query(
+                "INSERT INTO location_states (name, state, updated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&s.name)
+            .bind(&s.value)
+            .bind(s.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Makes a bucket found only in manifests (its catalog record lost or older),
+    /// with its tenant; `false` if it was there.
+    pub async fn restore_bucket(&self, name: &str, policy: &str, tenant: &str, created_at: i64) -> MetaResult<bool> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO tenants (name, number, created_at) \
+             SELECT $1, COALESCE(MAX(number), 0) + 1, $2 FROM tenants ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query(
+            "INSERT INTO buckets (name, policy, tenant, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(policy)
+        .bind(tenant)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Writes back one object version with its seals and makes it its key's
+    /// visible version; `false` (and nothing written) if the store has it already.
+    pub async fn restore_version(&self, v: &RestoredVersion) -> MetaResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let known = sqlx::query("SELECT 1 FROM versions WHERE id = $1")
+            .bind(v.version.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        for seal in &v.seals {
+            insert_seal(&mut tx, seal, SealState::Stored, None, "recover").await?;
+        }
+        super::objects::commit_version(&mut tx, &v.version, &v.parts, None).await?;
+        insert_record(&mut tx, &v.record).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

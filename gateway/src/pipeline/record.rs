@@ -1,0 +1,132 @@
+//! The records a write or a delete leaves at the locations before it becomes
+//! visible (see [`crate::ledger`]): a version's manifest, a delete's tombstone; and
+//! the collection of records no longer needed.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{PipelineCtx, PipelineError};
+use crate::backend::FragmentRef;
+use crate::ledger::{self, Kind, LedgerError, ManifestRecord, TombstoneRecord};
+use crate::meta::{FragmentState, MetaError, PartRow, RecordKind, RecordRow, Seal, VersionId, VersionRow, now_ms};
+
+impl From<LedgerError> for PipelineError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Quorum { needed, landed, .. } => PipelineError::WriteQuorum { needed, landed },
+            LedgerError::Meta(m) => PipelineError::Meta(m),
+            LedgerError::Transfer(t) => PipelineError::Transfer(t),
+            other => PipelineError::Task(other.to_string()),
+        }
+    }
+}
+
+/// Writes the manifest of `version`, made of `parts` (each with its seal, whose
+/// stored fragments say where the record goes), and returns its row for the commit.
+pub(super) async fn record_version(
+    ctx: &PipelineCtx,
+    version: &VersionRow,
+    parts: &[(PartRow, &Seal)],
+) -> Result<RecordRow, PipelineError> {
+    let bucket = ctx
+        .meta
+        .bucket(&version.bucket)
+        .await?
+        .ok_or_else(|| PipelineError::Meta(MetaError::Conflict(format!("bucket {} is gone", version.bucket))))?;
+    let mut locations = BTreeSet::new();
+    let mut k = 1;
+    for (_, seal) in parts {
+        k = k.max(usize::from(seal.params.k()));
+        locations
+            .extend(seal.fragments.iter().filter(|f| f.state == FragmentState::Stored).map(|f| f.location.clone()));
+    }
+    let locations: Vec<String> = locations.into_iter().collect();
+    let at = now_ms();
+    let name = ctx.ledger.name(Kind::Manifest, &version.id.to_string());
+    let record = ManifestRecord::of(at, &bucket.tenant, &bucket.policy, version, parts);
+    let sealed = ctx.ledger.seal(&name, &record)?;
+    let needed = ledger::quorum(locations.len(), k);
+    let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
+    Ok(RecordRow {
+        name,
+        kind: RecordKind::Manifest,
+        version_id: Some(version.id),
+        bucket: Some(version.bucket.clone()),
+        key: Some(version.key.clone()),
+        at,
+        locations: landed,
+        digest: String::new(),
+    })
+}
+
+/// Deletes the visible version of a key: a tombstone is written where its manifest
+/// is, then the delete is committed. Returns the version deleted, if there was one.
+pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Option<VersionId>, PipelineError> {
+    // A writer that replaced the version meanwhile: try again with the new one.
+    for _ in 0..4 {
+        let Some((current, parts)) = ctx.meta.current_version(bucket, key).await? else { return Ok(None) };
+        let manifest = ctx.meta.manifest_record(current.id).await?;
+        let k = match parts.first() {
+            Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
+            None => 1,
+        };
+        // Where the manifest is; a version from before manifests: everywhere.
+        let (locations, covers) = match &manifest {
+            Some(m) => (m.locations.clone(), m.at),
+            None => (ctx.catalog.view().locations.keys().cloned().collect(), now_ms()),
+        };
+        let name = ctx.ledger.name(Kind::Tombstone, &ctx.ledger.random_id()?);
+        let record = TombstoneRecord {
+            format: ledger::FORMAT,
+            at: now_ms(),
+            covers,
+            bucket: bucket.to_string(),
+            key: ledger::records::key_hex(key),
+            version_id: current.id.to_string(),
+        };
+        let sealed = ctx.ledger.seal(&name, &record)?;
+        let needed = ledger::quorum(locations.len(), k);
+        let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
+        let row = RecordRow {
+            name: name.clone(),
+            kind: RecordKind::Tombstone,
+            version_id: None,
+            bucket: Some(bucket.to_string()),
+            key: Some(key.to_vec()),
+            at: covers,
+            locations: landed.clone(),
+            digest: String::new(),
+        };
+        if let Some(v) = ctx.meta.delete_object(bucket, key, Some(current.id), Some(&row)).await? {
+            return Ok(Some(v));
+        }
+        // Not recorded: the tombstone goes (it covers only versions already
+        // replaced; the sweep removes it if this fails).
+        ledger::delete(ctx.locations.as_ref(), &name, &landed).await;
+    }
+    Err(PipelineError::Meta(MetaError::Conflict("the key kept changing under the delete".into())))
+}
+
+/// Deletes up to `batch` records no longer needed at their locations (in bulk, as
+/// fragments are), and forgets those gone everywhere; the others keep only the
+/// locations still to do. Returns how many were forgotten.
+pub async fn collect_records(ctx: &PipelineCtx, batch: i64) -> Result<usize, MetaError> {
+    let records = ctx.meta.collectable_records(batch).await?;
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let refs = records
+        .iter()
+        .flat_map(|r| {
+            r.locations.iter().map(|l| FragmentRef { location: l.clone(), name: r.name.clone(), len: 0, tenant: None })
+        })
+        .collect();
+    let mut left: HashMap<String, Vec<String>> = HashMap::new();
+    for f in super::cleanup::delete_fragments(ctx, refs).await {
+        left.entry(f.name).or_default().push(f.location);
+    }
+    let gone: Vec<String> = records.iter().filter(|r| !left.contains_key(&r.name)).map(|r| r.name.clone()).collect();
+    // Not in the way of the rest: their turn comes again after the others'.
+    ctx.meta.postpone_records(&left.into_iter().collect::<Vec<_>>()).await?;
+    ctx.meta.forget_records(&gone).await?;
+    Ok(gone.len())
+}
