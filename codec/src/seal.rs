@@ -216,29 +216,68 @@ impl fmt::Debug for WrappedKey {
     }
 }
 
-/// A master key (key-encryption key) with its version number. Rotating the master key
-/// means unwrapping with the old one and wrapping with the new: data is never
-/// re-encrypted.
+/// The master key (key-encryption key): a ring of numbered versions, the highest of
+/// which wraps and seals; every version in the ring unwraps and opens what it
+/// wrapped. Rotating the master key adds a version, re-wraps with it, and retires
+/// the old one: data is never re-encrypted.
 pub struct MasterKey {
-    key: Arc<dyn AeadKey>,
-    version: u32,
+    ring: std::sync::RwLock<Vec<(u32, Arc<dyn AeadKey>)>>,
 }
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MasterKey(v{}, <redacted>)", self.version)
+        write!(f, "MasterKey(v{:?}, <redacted>)", self.versions())
     }
 }
 
 impl MasterKey {
     /// A master key from raw material, numbered `version`, used on `engine`.
     pub fn new(engine: &dyn AeadEngine, material: &DataKey, version: u32) -> Result<Self, CodecError> {
-        Ok(Self { key: engine.key(material)?, version })
+        Ok(Self { ring: std::sync::RwLock::new(vec![(version, engine.key(material)?)]) })
     }
 
-    /// This key's version number.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(u32, Arc<dyn AeadKey>)>> {
+        self.ring.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The version that wraps and seals now (the highest).
     pub fn version(&self) -> u32 {
-        self.version
+        self.read().last().map_or(0, |(v, _)| *v)
+    }
+
+    /// Every version in the ring, lowest first.
+    pub fn versions(&self) -> Vec<u32> {
+        self.read().iter().map(|(v, _)| *v).collect()
+    }
+
+    /// Adds `version` (which wraps and seals from now on if it is the highest).
+    pub fn add(&self, engine: &dyn AeadEngine, material: &DataKey, version: u32) -> Result<(), CodecError> {
+        let key = engine.key(material)?;
+        let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ring.retain(|(v, _)| *v != version);
+        ring.push((version, key));
+        ring.sort_by_key(|(v, _)| *v);
+        Ok(())
+    }
+
+    /// Removes `version` from the ring, unless it is the current one.
+    pub fn retire(&self, version: u32) {
+        let mut ring = self.ring.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.last().is_some_and(|(v, _)| *v != version) {
+            ring.retain(|(v, _)| *v != version);
+        }
+    }
+
+    fn current(&self) -> Result<(u32, Arc<dyn AeadKey>), CodecError> {
+        self.read().last().map(|(v, k)| (*v, k.clone())).ok_or(CodecError::Unwrap { kek_version: 0 })
+    }
+
+    fn key(&self, kek_version: u32) -> Result<Arc<dyn AeadKey>, CodecError> {
+        self.read()
+            .iter()
+            .find(|(v, _)| *v == kek_version)
+            .map(|(_, k)| k.clone())
+            .ok_or(CodecError::Unwrap { kek_version })
     }
 
     fn aad(version_id: &VersionId, kek_version: u32) -> [u8; 8 + VERSION_ID_LEN + 4] {
@@ -257,16 +296,16 @@ impl MasterKey {
         version_id: &VersionId,
         random: &dyn SecureRandom,
     ) -> Result<WrappedKey, CodecError> {
+        let (version, kek) = self.current()?;
         let mut out = [0u8; WRAPPED_KEY_LEN];
         out[0] = WRAP_FORMAT_V1;
-        out[1..5].copy_from_slice(&self.version.to_le_bytes());
+        out[1..5].copy_from_slice(&version.to_le_bytes());
         let mut nonce = [0u8; NONCE_LEN];
         random.fill(&mut nonce)?;
         out[5..17].copy_from_slice(&nonce);
         out[17..49].copy_from_slice(key.expose_secret());
-        let tag = self
-            .key
-            .seal(&Nonce(nonce), &Self::aad(version_id, self.version), &mut out[17..49])
+        let tag = kek
+            .seal(&Nonce(nonce), &Self::aad(version_id, version), &mut out[17..49])
             .map_err(|_| CodecError::Seal { index: 0 })?;
         out[49..].copy_from_slice(&tag.0);
         Ok(WrappedKey(out))
@@ -275,9 +314,7 @@ impl MasterKey {
     /// Unwraps a key wrapped for `version_id`.
     pub fn unwrap_key(&self, wrapped: &WrappedKey, version_id: &VersionId) -> Result<DataKey, CodecError> {
         let kek_version = wrapped.kek_version();
-        if kek_version != self.version {
-            return Err(CodecError::Unwrap { kek_version });
-        }
+        let kek = self.key(kek_version)?;
         let w = &wrapped.0;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&w[5..17]);
@@ -285,8 +322,7 @@ impl MasterKey {
         tag.copy_from_slice(&w[49..]);
         let mut key = zeroize::Zeroizing::new([0u8; KEY_LEN]);
         key.copy_from_slice(&w[17..49]);
-        self.key
-            .open(&Nonce(nonce), &Self::aad(version_id, kek_version), &mut key[..], &Tag(tag))
+        kek.open(&Nonce(nonce), &Self::aad(version_id, kek_version), &mut key[..], &Tag(tag))
             .map_err(|_| CodecError::Unwrap { kek_version })?;
         Ok(DataKey::from_bytes(*key))
     }
@@ -297,16 +333,17 @@ impl MasterKey {
     /// key, bound to `context` (for example the access key id): format byte, master
     /// key version, random nonce, ciphertext, tag.
     pub fn seal_secret(&self, secret: &[u8], context: &[u8], random: &dyn SecureRandom) -> Result<Vec<u8>, CodecError> {
+        let (version, kek) = self.current()?;
         let mut out = Vec::with_capacity(1 + 4 + NONCE_LEN + secret.len() + TAG_LEN);
         out.push(SECRET_FORMAT_V1);
-        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         let mut nonce = [0u8; NONCE_LEN];
         random.fill(&mut nonce)?;
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(secret);
-        let aad = Self::secret_aad(self.version, context);
-        let tag = self.key.seal(&Nonce(nonce), &aad, &mut out[start..]).map_err(|_| CodecError::Seal { index: 0 })?;
+        let aad = Self::secret_aad(version, context);
+        let tag = kek.seal(&Nonce(nonce), &aad, &mut out[start..]).map_err(|_| CodecError::Seal { index: 0 })?;
         out.extend_from_slice(&tag.0);
         Ok(out)
     }
@@ -317,17 +354,14 @@ impl MasterKey {
             return Err(CodecError::WrappedKeyFormat);
         }
         let kek_version = u32::from_le_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
-        if kek_version != self.version {
-            return Err(CodecError::Unwrap { kek_version });
-        }
+        let kek = self.key(kek_version)?;
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[5..5 + NONCE_LEN]);
         let body = &sealed[5 + NONCE_LEN..sealed.len() - TAG_LEN];
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&sealed[sealed.len() - TAG_LEN..]);
         let mut plain = zeroize::Zeroizing::new(body.to_vec());
-        self.key
-            .open(&Nonce(nonce), &Self::secret_aad(kek_version, context), &mut plain, &Tag(tag))
+        kek.open(&Nonce(nonce), &Self::secret_aad(kek_version, context), &mut plain, &Tag(tag))
             .map_err(|_| CodecError::Unwrap { kek_version })?;
         Ok(plain)
     }
@@ -423,6 +457,31 @@ mod tests {
         bad[20] ^= 1;
         assert!(kek.open_secret(&bad, b"AKIDEXAMPLE").is_err());
         assert!(kek.open_secret(&sealed[..10], b"AKIDEXAMPLE").is_err());
+    }
+
+    #[test]
+    fn a_rotated_ring_wraps_with_the_new_version_and_opens_both_until_the_old_retires() {
+        let rng = SystemRandom::new();
+        let engine = ring();
+        let kek = MasterKey::new(engine.as_ref(), &DataKey::from_bytes([4; 32]), 1).expect("kek");
+        let v = VersionId([3; 16]);
+        let dk = DataKey::from_bytes([9; 32]);
+        let old = kek.wrap(&dk, &v, &rng).expect("wrap");
+        let old_secret = kek.seal_secret(b"s", b"c", &rng).expect("seal");
+        kek.add(engine.as_ref(), &DataKey::from_bytes([5; 32]), 2).expect("add");
+        assert_eq!((kek.version(), kek.versions()), (2, vec![1, 2]));
+        let new = kek.wrap(&dk, &v, &rng).expect("wrap");
+        assert_eq!((old.kek_version(), new.kek_version()), (1, 2));
+        assert_eq!(kek.unwrap_key(&old, &v).expect("old"), dk);
+        assert_eq!(kek.unwrap_key(&new, &v).expect("new"), dk);
+        assert_eq!(&kek.open_secret(&old_secret, b"c").expect("old secret")[..], b"s");
+        kek.retire(2);
+        assert_eq!(kek.versions(), vec![1, 2], "the current version is never retired");
+        kek.retire(1);
+        assert_eq!(kek.versions(), vec![2]);
+        assert!(matches!(kek.unwrap_key(&old, &v), Err(CodecError::Unwrap { kek_version: 1 })));
+        assert!(kek.open_secret(&old_secret, b"c").is_err());
+        assert_eq!(kek.unwrap_key(&new, &v).expect("new"), dk);
     }
 
     #[test]

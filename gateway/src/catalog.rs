@@ -299,6 +299,19 @@ impl Catalog {
             .map_err(|e| CatalogError::Corrupt { name: name.into(), reason: e.to_string() })
     }
 
+    /// A location's sealed secret sealed again under the master key's current
+    /// version (a rotation).
+    pub fn reseal_secret(
+        &self,
+        name: &str,
+        sealed: &[u8],
+        random: &dyn offload::random::SecureRandom,
+    ) -> Result<Vec<u8>, CatalogError> {
+        let corrupt = |e: codec::CodecError| CatalogError::Corrupt { name: name.into(), reason: e.to_string() };
+        let secret = self.master.open_secret(sealed, &secret_context(name)).map_err(corrupt)?;
+        self.master.seal_secret(&secret, &secret_context(name), random).map_err(corrupt)
+    }
+
     /// Re-reads the API's entries and location states from `meta`. Entries that no
     /// longer check are left out and listed in [`CatalogView::invalid`].
     pub async fn reload(&self, meta: &MetaStore) -> Result<Arc<CatalogView>, CatalogError> {

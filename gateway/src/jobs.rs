@@ -10,6 +10,7 @@
 //! | `repair` | every degraded object repaired now, backoffs ignored (the background repairer pauses meanwhile) |
 //! | `scrub` | every stored fragment read back and checked now, in a pass of its own that resumes after a restart |
 //! | `sweep` | every location listed now and its orphans deleted, in a pass of its own |
+//! | `rekey` | a master key rotation: everything re-wrapped under the new version, the old ones retired |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use crate::durability::rate::RateLimiter;
 use crate::durability::{repair, scrub, sweep};
 use crate::meta::{JobKind, JobRow, JobState, LocationState, MetaError};
 use crate::pipeline::{cleanup, drain};
+use crate::rekey;
 use crate::state::Gateway;
 
 /// How long a claimed job stays with its replica without a progress report.
@@ -66,14 +68,75 @@ pub fn spawn_runner(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, MetaError> {
-    match job.kind {
-        JobKind::Drain => run_drain(gw, holder, job).await,
-        JobKind::Gc => run_gc(gw, holder, job).await,
-        JobKind::Repair => run_repair(gw, holder, job).await,
-        JobKind::Scrub => run_scrub(gw, holder, job).await,
-        JobKind::Sweep => run_sweep(gw, holder, job).await,
+async fn run(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(match job.kind {
+        JobKind::Drain => run_drain(gw, holder, job).await?,
+        JobKind::Gc => run_gc(gw, holder, job).await?,
+        JobKind::Repair => run_repair(gw, holder, job).await?,
+        JobKind::Scrub => run_scrub(gw, holder, job).await?,
+        JobKind::Sweep => run_sweep(gw, holder, job).await?,
+        JobKind::Rekey => run_rekey(gw, holder, job).await?,
+    })
+}
+
+/// Re-wraps everything sealed under an older master key version, pass after pass,
+/// until a pass finds nothing left; then retires the older versions.
+async fn run_rekey(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, rekey::RekeyError> {
+    const BATCH: i64 = 256;
+    let mut p = Progress { gw, holder, id: &job.id, total: job.total, done: job.done, failed: 0 };
+    let version = gw.master.version();
+    for pass in 1u32.. {
+        let mut left = 0;
+        let mut after = String::new();
+        loop {
+            let message = format!("re-wrapping data keys under master key version {version} (pass {pass})");
+            match p.report(&message).await? {
+                None => return Ok(End::Lost),
+                Some(JobState::Cancelling) => {
+                    return Ok(End::Cancelled(format!("cancelled after {} re-wrapped; both versions kept", p.done)));
+                }
+                Some(_) => {}
+            }
+            let (step, next) = rekey::rewrap_seals(gw, &after, BATCH).await?;
+            p.done += step.done as i64;
+            p.total = p.total.max(p.done);
+            left += step.left;
+            match next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        let step = rekey::reseal_secrets(gw).await?;
+        p.done += step.done as i64;
+        left += step.left;
+        let mut after = String::new();
+        loop {
+            if p.report(&format!("sealing records again under version {version} (pass {pass})")).await?.is_none() {
+                return Ok(End::Lost);
+            }
+            let (step, next) = rekey::rewrite_records(gw, &after, BATCH).await?;
+            p.done += step.done as i64;
+            p.total = p.total.max(p.done);
+            left += step.left;
+            match next {
+                Some(n) => after = n,
+                None => break,
+            }
+        }
+        if left == 0 && pass > 1 {
+            let retired = rekey::finish(gw)?;
+            return Ok(p
+                .succeed(format!(
+                    "{} keys, secrets and records under master key version {version}; retired {retired:?}",
+                    p.done
+                ))
+                .await?);
+        }
+        // A second pass finds what writes in flight wrapped under the old version
+        // while the first ran (and retries what failed).
+        tokio::time::sleep(POLL * pass.min(10)).await;
     }
+    Ok(End::Lost)
 }
 
 /// Collects garbage now, batch after batch, until nothing collectable is left.

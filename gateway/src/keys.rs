@@ -122,22 +122,79 @@ pub fn make_private(path: &Path, mode: u32) -> Result<(), KeyError> {
     }
 }
 
-/// The configured master key, or the data directory's key file — created if absent,
-/// but only when `may_create` (nothing is sealed under another key yet): a new key
-/// for a store sealed under a lost one would open nothing, and would stay on disk to
-/// confuse the next start. Returns the key and whether it was just created.
+/// A master key ring: each version's material, lowest version first.
+pub type Ring = Vec<(DataKey, u32)>;
+
+/// Parses a key ring: one key per line (or comma), `<version>:<64 hex digits>`, or
+/// the 64 hex digits alone for version 1 (a key file from before rotation); blank
+/// lines and `#` comments are skipped.
+pub fn parse_ring(text: &str) -> Result<Ring, KeyError> {
+    let mut ring: Ring = Vec::new();
+    let items = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default())
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    for item in items {
+        let (version, hex) = match item.split_once(':') {
+            Some((v, hex)) => (v.trim().parse::<u32>().map_err(|_| KeyError::Format)?, hex),
+            None => (1, item),
+        };
+        if version == 0 || ring.iter().any(|(_, v)| *v == version) {
+            return Err(KeyError::Format);
+        }
+        ring.push((parse_hex_key(hex)?, version));
+    }
+    if ring.is_empty() {
+        return Err(KeyError::Format);
+    }
+    ring.sort_by_key(|(_, v)| *v);
+    Ok(ring)
+}
+
+fn ring_text(ring: &[(DataKey, u32)]) -> Zeroizing<String> {
+    let mut text =
+        Zeroizing::new(String::from("# Skyshard master key ring: one version per line, the highest seals new data.\n"));
+    for (key, version) in ring {
+        text.push_str(&format!("{version}:"));
+        for b in key.expose_secret() {
+            text.push_str(&format!("{b:02x}"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Replaces the key file at `path` with `ring`, atomically (a new private file
+/// renamed over it, the directory synced): a crash leaves the old ring or the new.
+pub fn write_ring(path: &Path, ring: &[(DataKey, u32)]) -> Result<(), KeyError> {
+    let tmp = path.with_extension("key.new");
+    let _ = std::fs::remove_file(&tmp);
+    write_private_file(&tmp, ring_text(ring).as_bytes())?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// The configured master key ring, or the data directory's key file — created if
+/// absent, but only when `may_create` (nothing is sealed under another key yet): a
+/// new key for a store sealed under a lost one would open nothing, and would stay on
+/// disk to confuse the next start. Returns the ring and whether it was just created.
 pub fn master_key(
     configured: Option<&str>,
     data_dir: &Path,
     random: &dyn SecureRandom,
     may_create: bool,
-) -> Result<(DataKey, bool), KeyError> {
+) -> Result<(Ring, bool), KeyError> {
     if let Some(text) = configured {
-        return Ok((parse_hex_key(text)?, false));
+        return Ok((parse_ring(text)?, false));
     }
     let path = data_dir.join(MASTER_KEY_FILE);
     if path.exists() {
-        return Ok((parse_hex_key(&read_private_file(&path)?)?, false));
+        return Ok((parse_ring(&read_private_file(&path)?)?, false));
     }
     if !may_create {
         return Err(KeyError::Missing(path.display().to_string()));
@@ -146,7 +203,7 @@ pub fn master_key(
     random.fill(&mut bytes[..]).map_err(|_| KeyError::Random)?;
     let hex = Zeroizing::new(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
     write_private_file(&path, format!("{}\n", hex.as_str()).as_bytes())?;
-    Ok((DataKey::from_bytes(*bytes), true))
+    Ok((vec![(DataKey::from_bytes(*bytes), 1)], true))
 }
 
 /// A random printable secret of `len` characters from `alphabet`.
@@ -180,6 +237,7 @@ mod tests {
         let dir = crate::testing::scratch_dir("keys");
         let rng = SystemRandom::new();
         let (k1, created) = master_key(None, &dir, &rng, true).expect("create");
+        assert_eq!(k1.len(), 1);
         assert!(created);
         let mode = std::fs::metadata(dir.join(MASTER_KEY_FILE)).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -193,6 +251,22 @@ mod tests {
         let e = master_key(None, &dir, &rng, false).expect_err("not created");
         assert!(matches!(e, KeyError::Missing(_)) && e.to_string().contains("skyshard keys combine"), "{e}");
         assert!(!dir.join(MASTER_KEY_FILE).exists());
+    }
+
+    #[test]
+    fn rings_round_trip_and_old_key_files_are_version_one() {
+        let dir = crate::testing::scratch_dir("ring");
+        let path = dir.join(MASTER_KEY_FILE);
+        let ring = vec![(DataKey::from_bytes([1; 32]), 1), (DataKey::from_bytes([2; 32]), 3)];
+        write_ring(&path, &ring).expect("write");
+        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(parse_ring(&read_private_file(&path).expect("read")).expect("parse"), ring);
+        write_ring(&path, &ring[1..]).expect("replace");
+        assert_eq!(parse_ring(&read_private_file(&path).expect("read")).expect("parse"), ring[1..]);
+        assert_eq!(parse_ring(&"ab".repeat(32)).expect("plain").first().map(|(_, v)| *v), Some(1));
+        for bad in ["", "# only a comment", "0:00", &format!("1:{}\n1:{}", "ab".repeat(32), "cd".repeat(32))] {
+            assert!(parse_ring(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod node;
 pub mod pipeline;
 pub mod placement;
 pub mod recover;
+pub mod rekey;
 pub mod s3;
 pub mod server;
 pub mod state;

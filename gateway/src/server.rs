@@ -445,15 +445,14 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     if !sealed && !opts.fresh {
         refuse_empty_store_over_fragments(locations.as_ref(), &settings).await?;
     }
-    let (material, created_key) =
+    let (ring, created_key) =
         crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random, !sealed)?;
     if created_key {
         info!(file = %data_dir.join(crate::keys::MASTER_KEY_FILE).display(), "master key created");
     }
-    let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &material, 1)?);
-    let ledger =
-        Arc::new(crate::ledger::Ledger::new(offload.aead.as_ref(), &[(&material, 1)], offload.random.clone())?);
-    drop(material);
+    let master = Arc::new(crate::rekey::master_ring(offload.aead.as_ref(), &ring)?);
+    let ledger = Arc::new(crate::ledger::Ledger::new(offload.aead.as_ref(), &ring, offload.random.clone())?);
+    drop(ring);
     let credentials = CredentialStore::new(meta.clone(), master.clone(), offload.random.clone());
     credentials.check_master().await?;
     let (access_key, secret, created) = credentials

@@ -74,15 +74,21 @@ impl Gateway {
     /// Writes the catalog to the locations if it changed since its last record
     /// (a failure is logged: the periodic check tries again).
     pub async fn publish_catalog(&self) {
+        match self.publish_catalog_now().await {
+            Ok(true) => tracing::debug!("catalog record written"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "catalog record not written; will try again"),
+        }
+    }
+
+    /// Writes the catalog to the locations if it changed since its last record, or
+    /// that record is sealed under an older master key version; `true` if written.
+    pub async fn publish_catalog_now(&self) -> Result<bool, crate::ledger::LedgerError> {
         let view = self.catalog.view();
         let locations: Vec<String> =
             view.locations.keys().filter(|l| view.state(l) == crate::meta::LocationState::Active).cloned().collect();
         let k = view.policies.get(&self.settings.default_policy).map_or(1, |p| usize::from(p.params.k()));
         let ctx = &self.pipeline;
-        match crate::ledger::catalog::publish(&ctx.ledger, &self.meta, ctx.locations.as_ref(), &locations, k).await {
-            Ok(true) => tracing::debug!("catalog record written"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "catalog record not written; will try again"),
-        }
+        crate::ledger::catalog::publish(&ctx.ledger, &self.meta, ctx.locations.as_ref(), &locations, k).await
     }
 }

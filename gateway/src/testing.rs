@@ -131,7 +131,7 @@ impl Rig {
         let ledger = Arc::new(
             crate::ledger::Ledger::new(
                 offload.aead.as_ref(),
-                &[(&DataKey::from_bytes([5; 32]), 1)],
+                &[(DataKey::from_bytes([5; 32]), 1)],
                 offload.random.clone(),
             )
             .expect("ledger"),

@@ -15,6 +15,7 @@ CREATE TABLE records (
     at BIGINT NOT NULL,               -- when recorded; a tombstone: the latest manifest time it covers
     locations TEXT NOT NULL,          -- JSON array: where it was written
     digest TEXT NOT NULL DEFAULT '',  -- a catalog record: SHA-256 of what it holds
+    size BIGINT NOT NULL DEFAULT 0,   -- bytes of each copy
     updated_at BIGINT NOT NULL
 );
 CREATE INDEX records_by_state ON records (state, kind, updated_at);

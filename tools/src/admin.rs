@@ -88,6 +88,12 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: JobsCommand,
     },
+    /// The master key.
+    MasterKey {
+        /// What to do.
+        #[command(subcommand)]
+        what: MasterKeyCommand,
+    },
     /// Read every stored fragment back from its location now and check it (missing
     /// or corrupt ones go to the repair queue). Starts a job.
     Scrub {
@@ -305,6 +311,19 @@ pub enum BucketsCommand {
     Show {
         /// Name.
         name: String,
+    },
+}
+
+/// `skyshard admin master-key …`
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Rotate it: a new version is added to the key file and seals from now on; a
+    /// job re-wraps every data key and seals every secret and record again under
+    /// it (no fragment is rewritten), then retires the old version. Starts a job.
+    Rotate {
+        /// Follow the job to its end, with a progress bar.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -734,10 +753,14 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
     match &args.command {
         AdminCommand::Openapi => print!("{}", gateway::admin::openapi::yaml()),
         AdminCommand::Status => print(j, &c.get("/v1/status").await?, status_text)?,
-        AdminCommand::Scrub { wait } | AdminCommand::Repair { wait } | AdminCommand::Sweep { wait } => {
+        AdminCommand::Scrub { wait }
+        | AdminCommand::Repair { wait }
+        | AdminCommand::Sweep { wait }
+        | AdminCommand::MasterKey { what: MasterKeyCommand::Rotate { wait } } => {
             let kind = match args.command {
                 AdminCommand::Scrub { .. } => "scrub",
                 AdminCommand::Repair { .. } => "repair",
+                AdminCommand::MasterKey { .. } => "rekey",
                 _ => "sweep",
             };
             let job = c.call(Method::POST, "/v1/jobs", Some(json!({ "kind": kind }))).await?;

@@ -40,12 +40,23 @@ pub struct CombineArgs {
 pub fn split(args: &SplitArgs) -> anyhow::Result<()> {
     let file = args.key_file.clone().unwrap_or_else(|| args.data.join(gateway::keys::MASTER_KEY_FILE));
     let text = gateway::keys::read_private_file(&file)?;
-    let key = gateway::keys::parse_hex_key(&text)?;
+    let ring = gateway::keys::parse_ring(&text)?;
+    let [(key, version)] = ring.as_slice() else {
+        anyhow::bail!(
+            "{} holds {} master key versions (a rotation is in progress): split it when the rotation finished",
+            file.display(),
+            ring.len()
+        );
+    };
     let random = offload::random::SystemRandom::new();
     let shares = gateway::escrow::split(key.expose_secret(), args.shares, args.threshold, &random)?;
     let mut out = std::io::stdout().lock();
     for s in &shares {
-        writeln!(out, "{}", s.as_str())?;
+        // A key version other than the first travels with each share.
+        match version {
+            1 => writeln!(out, "{}", s.as_str())?,
+            v => writeln!(out, "{}-v{v}", s.as_str())?,
+        }
     }
     eprintln!(
         "skyshard keys: {} shares of the master key in {}, any {} of which rebuild it \
@@ -68,9 +79,32 @@ pub fn combine(args: &CombineArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let shares: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+    let mut versions = std::collections::BTreeSet::new();
+    let shares: Vec<&str> = lines
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            match s.rsplit_once("-v").filter(|(_, v)| v.parse::<u32>().is_ok()) {
+                Some((share, v)) => {
+                    versions.insert(v.to_string());
+                    share
+                }
+                None => {
+                    versions.insert("1".to_string());
+                    s
+                }
+            }
+        })
+        .collect();
+    if versions.len() > 1 {
+        anyhow::bail!("the shares are of different master key versions ({versions:?})");
+    }
     let key = gateway::escrow::combine(&shares)?;
-    let hex = Zeroizing::new(format!("{}\n", key.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = Zeroizing::new(match versions.first().map(String::as_str) {
+        Some("1") | None => format!("{hex}\n"),
+        Some(v) => format!("{v}:{hex}\n"),
+    });
     match &args.out {
         Some(path) => {
             gateway::keys::write_private_file(path, hex.as_bytes())?;

@@ -368,6 +368,41 @@ impl Cache {
         Ok(c)
     }
 
+    /// Seals every tenant key again under the master key's current version (a
+    /// rotation), logging each; returns how many were sealed again.
+    pub fn reseal_keys(&self) -> Result<usize, CacheError> {
+        let sealed: Vec<(u32, String)> = self
+            .sealed_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(t, s)| (*t, s.clone()))
+            .collect();
+        let current = self.master.version();
+        let mut n = 0;
+        for (tenant, hex_text) in sealed {
+            let bytes = hex::decode(&hex_text).map_err(|e| CacheError::Key(e.to_string()))?;
+            if bytes.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) == Some(current) {
+                continue;
+            }
+            let opened = self
+                .master
+                .open_secret(&bytes, &key_context(tenant))
+                .map_err(|e| CacheError::Key(format!("tenant {tenant}'s key does not unseal: {e}")))?;
+            let again = self
+                .master
+                .seal_secret(&opened, &key_context(tenant), self.offload.random.as_ref())
+                .map_err(|e| CacheError::Key(e.to_string()))?;
+            let again = hex::encode(again);
+            let mut index = self.lock();
+            self.append(&mut index, &Record::Key { tenant, sealed: again.clone() })?;
+            index.log.sync_data()?;
+            self.sealed_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(tenant, again);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Blocks on the device.
     pub fn capacity_blocks(&self) -> u64 {
         self.device.block_count()

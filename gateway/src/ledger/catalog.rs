@@ -10,7 +10,8 @@ use crate::backend::FragmentStore;
 use crate::meta::{MetaStore, RecordKind, RecordRow, now_ms};
 
 /// Writes the catalog to `locations` (of which `k` are needed to read data) unless
-/// the latest record holds it already; `true` if a new generation was written.
+/// the latest record holds it already (and it is sealed under the current key
+/// version); `true` if a new generation was written.
 pub async fn publish(
     ledger: &Ledger,
     meta: &MetaStore,
@@ -22,14 +23,19 @@ pub async fn publish(
     let snapshot = meta.catalog_snapshot().await?;
     let json = serde_json::to_vec(&snapshot).map_err(|e| LedgerError::Format("catalog".into(), e.to_string()))?;
     let digest: String = digest(&SHA256, &json).as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    if meta.catalog_digest().await?.as_deref() == Some(digest.as_str()) {
+    let latest = meta.catalog_digest().await?;
+    let current =
+        latest.as_ref().is_some_and(|(name, _)| super::parse_name(name).is_some_and(|(_, _, v)| v == ledger.version()));
+    if current && latest.as_ref().map(|(_, d)| d.as_str()) == Some(digest.as_str()) {
         return Ok(false);
     }
     let at = now_ms();
     let name = ledger.name(Kind::Catalog, &format!("{at:015}-{}", ledger.random_id()?));
     let sealed = ledger.seal(&name, &CatalogRecord { format: FORMAT, at, catalog: snapshot })?;
+    let size = sealed.len() as u64;
     let landed = write(store, &name, sealed, locations, quorum(locations.len(), k)).await?;
     meta.put_catalog_record(&RecordRow {
+        size,
         name,
         kind: RecordKind::Catalog,
         version_id: None,

@@ -106,7 +106,7 @@ pub fn parse_name(name: &str) -> Option<(Kind, &str, u32)> {
 
 /// The keys that seal records: one per master key version, derived from it.
 pub struct Ledger {
-    keys: Vec<MasterKey>,
+    keys: MasterKey,
     random: Arc<dyn SecureRandom>,
     /// One catalog generation written at a time.
     publishing: tokio::sync::Mutex<()>,
@@ -114,7 +114,7 @@ pub struct Ledger {
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("versions", &self.keys.iter().map(|k| k.version()).collect::<Vec<_>>()).finish()
+        f.debug_struct("Ledger").field("versions", &self.keys.versions()).finish()
     }
 }
 
@@ -138,21 +138,35 @@ fn derive(material: &DataKey) -> DataKey {
 }
 
 impl Ledger {
-    /// A ledger sealing with the keys of `masters` (material and version each; the
-    /// last one seals new records, every one opens).
+    /// A ledger sealing with keys derived from the master key ring `ring` (the
+    /// highest version seals new records, every one opens).
     pub fn new(
         engine: &dyn AeadEngine,
-        masters: &[(&DataKey, u32)],
+        ring: &[(DataKey, u32)],
         random: Arc<dyn SecureRandom>,
     ) -> Result<Self, LedgerError> {
-        let keys =
-            masters.iter().map(|(m, v)| MasterKey::new(engine, &derive(m), *v)).collect::<Result<Vec<_>, _>>()?;
+        let ((first, v1), rest) =
+            ring.split_first().ok_or(LedgerError::Codec(codec::CodecError::Unwrap { kek_version: 0 }))?;
+        let keys = MasterKey::new(engine, &derive(first), *v1)?;
+        for (m, v) in rest {
+            keys.add(engine, &derive(m), *v)?;
+        }
         Ok(Self { keys, random, publishing: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Adds master key version `version` (a rotation): it seals from now on.
+    pub fn add(&self, engine: &dyn AeadEngine, material: &DataKey, version: u32) -> Result<(), LedgerError> {
+        Ok(self.keys.add(engine, &derive(material), version)?)
+    }
+
+    /// Retires master key version `version` (a rotation that finished).
+    pub fn retire(&self, version: u32) {
+        self.keys.retire(version);
     }
 
     /// The key version new records are sealed under.
     pub fn version(&self) -> u32 {
-        self.keys.last().map_or(0, |k| k.version())
+        self.keys.version()
     }
 
     /// The name of a record of `kind` with `id`, sealed under the current key.
@@ -172,16 +186,19 @@ impl Ledger {
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec(body).map_err(|e| LedgerError::Format(name.into(), e.to_string()))?,
         );
-        let key = self.keys.last().ok_or_else(|| LedgerError::Open(name.into()))?;
-        Ok(key.seal_secret(&json, name.as_bytes(), self.random.as_ref())?.into())
+        Ok(self.keys.seal_secret(&json, name.as_bytes(), self.random.as_ref())?.into())
     }
 
     /// Opens the record `name` (under whichever key version sealed it).
     pub fn open<T: DeserializeOwned>(&self, name: &str, sealed: &[u8]) -> Result<T, LedgerError> {
         let (_, _, version) =
             parse_name(name).ok_or_else(|| LedgerError::Format(name.into(), "not a record".into()))?;
-        let key = self.keys.iter().find(|k| k.version() == version).ok_or_else(|| LedgerError::Open(name.into()))?;
-        let plain = key.open_secret(sealed, name.as_bytes()).map_err(|_| LedgerError::Open(name.into()))?;
+        // The version in the name is the one that sealed it (the name is bound in).
+        let sealed_by = sealed.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if sealed_by != Some(version) {
+            return Err(LedgerError::Open(name.into()));
+        }
+        let plain = self.keys.open_secret(sealed, name.as_bytes()).map_err(|_| LedgerError::Open(name.into()))?;
         serde_json::from_slice(&plain).map_err(|e| LedgerError::Format(name.into(), e.to_string()))
     }
 }
@@ -269,8 +286,7 @@ mod tests {
             offload::Offload::select(&offload::OffloadConfig::default(), &offload::probe()).expect("engines");
         let engine = offload.aead.as_ref();
         let keys: Vec<(DataKey, u32)> = versions.iter().map(|(b, v)| (DataKey::from_bytes([*b; 32]), *v)).collect();
-        let refs: Vec<(&DataKey, u32)> = keys.iter().map(|(k, v)| (k, *v)).collect();
-        Ledger::new(engine, &refs, Arc::new(SystemRandom::new())).expect("ledger")
+        Ledger::new(engine, &keys, Arc::new(SystemRandom::new())).expect("ledger")
     }
 
     #[test]

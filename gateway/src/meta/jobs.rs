@@ -24,6 +24,8 @@ db_enum! {
         Scrub = "scrub",
         /// Every location listed now, and its orphans deleted.
         Sweep = "sweep",
+        /// A master key rotation: everything re-wrapped under the new version.
+        Rekey = "rekey",
     }
 }
 

@@ -88,6 +88,43 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Replaces an access key's sealed secret by the same secret sealed again (a
+    /// master key rotation) — unless it changed meanwhile; `false` then.
+    pub async fn reseal_access_key(&self, id: &str, old: &[u8], new: &[u8], kek_version: i64) -> MetaResult<bool> {
+        let r = sqlx::query(
+            "UPDATE access_keys SET secret_sealed = $1, kek_version = $2 WHERE access_key_id = $3 AND secret_sealed = $4",
+        )
+        .bind(new)
+        .bind(kek_version)
+        .bind(id)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Seals after `after` in id order with their wrapped data keys, at most `limit`.
+    pub async fn wrapped_keys(&self, after: &str, limit: i64) -> MetaResult<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query("SELECT id, wrapped_key FROM seals WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Replaces a seal's wrapped data key by the same key wrapped again (a master
+    /// key rotation); `false` if it changed meanwhile or the seal is gone.
+    pub async fn rewrap_seal(&self, id: &str, old: &[u8], new: &[u8]) -> MetaResult<bool> {
+        let r = sqlx::query("UPDATE seals SET wrapped_key = $1 WHERE id = $2 AND wrapped_key = $3")
+            .bind(new)
+            .bind(id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Deletes an access key; `false` if there is none.
     pub async fn delete_access_key(&self, id: &str) -> MetaResult<bool> {
         let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1").bind(id).execute(&self.pool).await?;

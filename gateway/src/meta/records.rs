@@ -41,13 +41,15 @@ pub struct RecordRow {
     pub locations: Vec<String>,
     /// A catalog record's digest of what it holds ('' otherwise).
     pub digest: String,
+    /// Bytes of each copy.
+    pub size: u64,
 }
 
 /// Selects record rows (a macro so that statements stay string literals).
 macro_rules! record_select {
     ($rest:literal) => {
         concat!(
-            "SELECT r.name, r.kind, r.version_id, r.bucket, r.object_key, r.at, r.locations, r.digest FROM records r ",
+            "SELECT r.name, r.kind, r.version_id, r.bucket, r.object_key, r.at, r.locations, r.digest, r.size FROM records r ",
             $rest
         )
     };
@@ -65,6 +67,7 @@ fn record_row(r: &AnyRow) -> MetaResult<RecordRow> {
         locations: serde_json::from_str(&locations)
             .map_err(|e| MetaError::Corrupt(format!("record locations: {e}")))?,
         digest: r.try_get(7)?,
+        size: super::types::fit(r.try_get::<i64, _>(8)?, "record size")?,
     })
 }
 
@@ -73,8 +76,8 @@ fn record_row(r: &AnyRow) -> MetaResult<RecordRow> {
 pub(super) async fn insert_record(conn: &mut AnyConnection, row: &RecordRow) -> MetaResult<()> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO records (name, kind, state, version_id, bucket, object_key, at, locations, digest, updated_at) \
-         VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO records (name, kind, state, version_id, bucket, object_key, at, locations, digest, updated_at, size) \
+         VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&row.name)
     .bind(row.kind.as_str())
@@ -85,6 +88,7 @@ pub(super) async fn insert_record(conn: &mut AnyConnection, row: &RecordRow) -> 
     .bind(serde_json::to_string(&row.locations).unwrap_or_else(|_| "[]".into()))
     .bind(&row.digest)
     .bind(now)
+    .bind(super::types::big(row.size))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -114,13 +118,14 @@ impl MetaStore {
         Ok(())
     }
 
-    /// The digest of the live catalog record, if there is one.
-    pub async fn catalog_digest(&self) -> MetaResult<Option<String>> {
-        let row = sqlx::query("SELECT digest FROM records WHERE kind = $1 AND state = 'live' ORDER BY at DESC LIMIT 1")
-            .bind(RecordKind::Catalog.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    /// The name and digest of the live catalog record, if there is one.
+    pub async fn catalog_digest(&self) -> MetaResult<Option<(String, String)>> {
+        let row =
+            sqlx::query("SELECT name, digest FROM records WHERE kind = $1 AND state = 'live' ORDER BY at DESC LIMIT 1")
+                .bind(RecordKind::Catalog.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     /// Records for the collector, at most `limit`: garbage ones, and tombstones that

@@ -97,20 +97,11 @@ pub struct CatalogSnapshot {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn unhex(s: &str) -> MetaResult<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return Err(super::MetaError::Corrupt("odd hex".into()));
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16)
-                .map_err(|_| super::MetaError::Corrupt("bad hex".into()))
-        })
-        .collect()
+    hex::decode(s).map_err(|e| super::MetaError::Corrupt(format!("catalog record: {e}")))
 }
 
 /// An object version as recovery writes it back.

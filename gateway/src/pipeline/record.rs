@@ -44,9 +44,11 @@ pub(super) async fn record_version(
     let name = ctx.ledger.name(Kind::Manifest, &version.id.to_string());
     let record = ManifestRecord::of(at, &bucket.tenant, &bucket.policy, version, parts);
     let sealed = ctx.ledger.seal(&name, &record)?;
+    let size = sealed.len() as u64;
     let needed = ledger::quorum(locations.len(), k);
     let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
     Ok(RecordRow {
+        size,
         name,
         kind: RecordKind::Manifest,
         version_id: Some(version.id),
@@ -84,9 +86,11 @@ pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Optio
             version_id: current.id.to_string(),
         };
         let sealed = ctx.ledger.seal(&name, &record)?;
+        let size = sealed.len() as u64;
         let needed = ledger::quorum(locations.len(), k);
         let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
         let row = RecordRow {
+            size,
             name: name.clone(),
             kind: RecordKind::Tombstone,
             version_id: None,

@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use codec::MasterKey;
 use offload::{Offload, probe};
 
 use self::scan::Scan;
@@ -118,13 +117,12 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
         .map_err(ServeError::from)?;
     let random = offload::random::SystemRandom::new();
     let (offload, _) = Offload::select(&settings.offload, &probe()).map_err(ServeError::from)?;
-    let (material, _) =
+    let (ring, _) =
         crate::keys::master_key(settings.master_key.as_deref().map(|s| s.as_str()), &data_dir, &random, false)
             .map_err(ServeError::from)?;
-    let master = Arc::new(MasterKey::new(offload.aead.as_ref(), &material, 1).map_err(ServeError::from)?);
-    let ledger =
-        Ledger::new(offload.aead.as_ref(), &[(&material, 1)], offload.random.clone()).map_err(ServeError::from)?;
-    drop(material);
+    let master = Arc::new(crate::rekey::master_ring(offload.aead.as_ref(), &ring).map_err(ServeError::from)?);
+    let ledger = Ledger::new(offload.aead.as_ref(), &ring, offload.random.clone()).map_err(ServeError::from)?;
+    drop(ring);
 
     let database_url = if opts.dry_run {
         format!("sqlite://{}", tempdir()?.join("dry-run.db").display())
@@ -174,10 +172,10 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
     let catalog = crate::catalog::Catalog::new(&settings.locations, &settings.policies, master.clone());
     if let Ok(view) = catalog.reload(&meta).await {
         for (name, loc) in &view.locations {
-            if !settings.locations.contains_key(name) {
-                if let Ok(config) = crate::tls::location_client_config(loc, &offload.tls) {
-                    transfer.set_location(name, config);
-                }
+            if !settings.locations.contains_key(name)
+                && let Ok(config) = crate::tls::location_client_config(loc, &offload.tls)
+            {
+                transfer.set_location(name, config);
             }
         }
         presigner.set_locations(&view.locations);
@@ -310,6 +308,7 @@ fn record_row(scan: &Scan, name: &str, kind: RecordKind, m: Option<&ManifestReco
         at,
         locations: scan.records.get(name).map(|r| r.0.clone()).unwrap_or_default(),
         digest: String::new(),
+        size: scan.records.get(name).map_or(0, |r| r.1),
     }
 }
 
@@ -381,6 +380,7 @@ fn restore_one(
         at: m.at,
         locations: scan.records.get(name).map(|r| r.0.clone()).unwrap_or_default(),
         digest: String::new(),
+        size: scan.records.get(name).map_or(0, |r| r.1),
     };
     Ok(Some(RestoredVersion { version, parts, seals, record }))
 }

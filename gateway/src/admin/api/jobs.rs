@@ -62,8 +62,9 @@ impl From<JobRow> for JobInfo {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobCreate {
-    /// `drain` (needs `location`), `gc`, `repair`, `scrub` or `sweep`.
-    #[schema(pattern = "^(drain|gc|repair|scrub|sweep)$")]
+    /// `drain` (needs `location`), `gc`, `repair`, `scrub`, `sweep`, or `rekey` (a
+    /// master key rotation: a new key version now, everything re-wrapped under it).
+    #[schema(pattern = "^(drain|gc|repair|scrub|sweep|rekey)$")]
     pub kind: String,
     /// The location to drain.
     pub location: Option<String>,
@@ -80,7 +81,7 @@ pub(super) async fn start_job(admin: &Admin, kind: &str, location: Option<&str>)
             l
         }
         (JobKind::Drain, None) => return Err(Problem::bad_request("a drain needs a location")),
-        (JobKind::Gc | JobKind::Repair | JobKind::Scrub | JobKind::Sweep, None) => "",
+        (JobKind::Gc | JobKind::Repair | JobKind::Scrub | JobKind::Sweep | JobKind::Rekey, None) => "",
         (_, Some(_)) => return Err(Problem::bad_request(format!("a {kind} job takes no location"))),
     };
     if let Some(live) = admin.gw.meta.live_job(kind, target).await? {
@@ -89,6 +90,13 @@ pub(super) async fn start_job(admin: &Admin, kind: &str, location: Option<&str>)
     let id = crate::keys::random_token(admin.gw.offload.random.as_ref(), 16, crate::keys::KEY_ID_ALPHABET)
         .map_err(Problem::internal)?
         .to_lowercase();
+    if kind == JobKind::Rekey {
+        // The new version seals from now on; the job re-wraps what the old sealed.
+        crate::rekey::begin(&admin.gw).map_err(|e| match e {
+            crate::rekey::RekeyError::Configured => Problem::conflict(e.to_string()),
+            other => Problem::internal(other),
+        })?;
+    }
     admin.gw.meta.insert_job(&id, kind, target).await?;
     if kind == JobKind::Drain {
         // New writes avoid it from now on (other replicas at their next refresh).
