@@ -281,7 +281,8 @@ fn the_master_key_rotates_under_load_and_the_old_one_is_needed_for_nothing() {
             let mut failures = Vec::new();
             for round in 0..3 {
                 for (i, f) in files.iter().enumerate().skip(6) {
-                    let put = cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), &format!("s3://rot/k{i}")]);
+                    let put =
+                        cl.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), &format!("s3://rot/k{i}")]);
                     if !put.status.success() {
                         failures.push(format!("put {i}: {}", put.stderr));
                     }

@@ -170,6 +170,10 @@ enum BenchCommand {
     /// collection rate against the write rate, and client throughput while a repair
     /// runs against idle.
     Durability(tools::bench::durability::DurabilityBenchArgs),
+    /// Recovery: the PUT overhead of writing manifests to the locations against a
+    /// previous release (--baseline), and `skyshard recover`'s rate against a client
+    /// reading every object once.
+    Recovery(tools::bench::recovery::RecoveryBenchArgs),
 }
 
 fn init_tracing(format: &str) {
@@ -297,6 +301,7 @@ fn main() -> ExitCode {
         Command::Bench { what: BenchCommand::Offload(args) } => tools::bench::offload::run(&args),
         Command::Bench { what: BenchCommand::Cache(args) } => tools::bench::cache::run(&args),
         Command::Bench { what: BenchCommand::Durability(args) } => tools::bench::durability::run(&args),
+        Command::Bench { what: BenchCommand::Recovery(args) } => tools::bench::recovery::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -203,10 +203,36 @@ where
     });
 }
 
+/// Writes manifests for the versions a gateway from before manifests stored (on the
+/// replica holding the `backfill` lease), until none is left.
+fn spawn_backfill(up: Arc<Upkeep>) {
+    const BATCH: i64 = 256;
+    let ctx = up.ctx.clone();
+    spawn_leased(ctx, "backfill", Duration::from_secs(60), move || {
+        let ctx = up.ctx.clone();
+        async move {
+            match crate::pipeline::backfill(&ctx, BATCH).await {
+                Ok(n) if n as i64 == BATCH => Duration::ZERO,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(versions = n, "manifests written for versions stored before manifests");
+                    }
+                    Duration::from_secs(600)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "manifests not written for older versions; will try again");
+                    Duration::from_secs(60)
+                }
+            }
+        }
+    });
+}
+
 /// Starts the background upkeep: repair, scrub, the location watcher, the sweep and
-/// garbage collection.
+/// garbage collection, and the manifests of versions stored before them.
 pub fn spawn(up: Arc<Upkeep>) {
     collect::spawn(up.clone());
+    spawn_backfill(up.clone());
     watch::spawn(up.clone());
     if up.config.repair {
         repair::spawn(up.clone());

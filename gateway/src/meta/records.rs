@@ -215,6 +215,33 @@ impl MetaStore {
         Ok(row.is_some())
     }
 
+    /// Visible versions without a manifest record (written before manifests
+    /// existed), at most `limit`: bucket and key.
+    pub async fn versions_without_manifest(&self, limit: i64) -> MetaResult<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT o.bucket, o.object_key FROM objects o WHERE NOT EXISTS \
+             (SELECT 1 FROM records r WHERE r.version_id = o.version_id) ORDER BY o.bucket, o.object_key LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// Records the manifest of a version written before manifests existed, if the
+    /// version is still there; `false` if it went meanwhile.
+    pub async fn add_manifest_record(&self, row: &RecordRow) -> MetaResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let v = row.version_id.map(|v| v.to_string());
+        let there = sqlx::query("SELECT 1 FROM versions WHERE id = $1").bind(v).fetch_optional(&mut *tx).await?;
+        if there.is_none() {
+            return Ok(false);
+        }
+        insert_record(&mut tx, row).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// The manifest record of a version, if it has one.
     pub async fn manifest_record(&self, version: VersionId) -> MetaResult<Option<RecordRow>> {
         let sql = record_select!("WHERE r.version_id = $1 AND r.state = 'live'");

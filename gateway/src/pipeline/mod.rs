@@ -47,7 +47,7 @@ pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
 pub use read::fragment_layout;
-pub use record::{collect_records, delete};
+pub use record::{backfill, collect_records, delete};
 
 use self::checksum::HashMeters;
 use self::shared::{BufferPool, MatrixCache};

@@ -60,6 +60,27 @@ pub(super) async fn record_version(
     })
 }
 
+/// Writes manifests for up to `batch` visible versions that have none (written by
+/// a version of the gateway from before manifests); returns how many were written.
+pub async fn backfill(ctx: &PipelineCtx, batch: i64) -> Result<usize, PipelineError> {
+    let mut written = 0;
+    for (bucket, key) in ctx.meta.versions_without_manifest(batch).await? {
+        let Some(m) = ctx.meta.manifest(&bucket, &key).await? else { continue };
+        let parts: Vec<(PartRow, &Seal)> = m
+            .parts
+            .iter()
+            .map(|p| (PartRow { number: p.number, seal_id: p.seal.id, offset: p.offset, size: p.size }, &p.seal))
+            .collect();
+        let row = record_version(ctx, &m.version, &parts).await?;
+        if ctx.meta.add_manifest_record(&row).await? {
+            written += 1;
+        } else {
+            ledger::delete(ctx.locations.as_ref(), &row.name, &row.locations).await;
+        }
+    }
+    Ok(written)
+}
+
 /// Deletes the visible version of a key: a tombstone is written where its manifest
 /// is, then the delete is committed. Returns the version deleted, if there was one.
 pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Option<VersionId>, PipelineError> {

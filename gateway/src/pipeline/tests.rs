@@ -472,3 +472,57 @@ async fn a_customer_key_is_needed_besides_the_master_key() {
     let r = SEG as u64 - 3..2 * SEG as u64 + 5;
     assert_eq!(read(Some(key), r.clone()).await.expect("a range"), d[r.start as usize..r.end as usize]);
 }
+
+#[tokio::test]
+async fn a_write_leaves_its_manifest_and_a_delete_its_tombstone_until_both_are_collected() {
+    let rig = Rig::new(Options::default()).await;
+    let out = rig.put("k", &data(5000, 7)).await;
+    let version = out.version.expect("a version");
+    let manifests: Vec<(String, String)> = rig.store.all().into_iter().filter(|(_, n)| n.starts_with("m/")).collect();
+    // One copy where each fragment landed; each opens to the version it records.
+    assert_eq!(manifests.len(), usize::from(rig.policy.params.n()));
+    let (location, name) = &manifests[0];
+    let record: crate::ledger::ManifestRecord =
+        rig.ctx.ledger.open(name, &rig.store.bytes(location, name).expect("bytes")).expect("opens");
+    assert_eq!(record.version_id, version.to_string());
+    assert_eq!((record.bucket.as_str(), record.size, record.etag.as_str()), ("b", 5000, out.etag.as_str()));
+    assert_eq!(record.parts.len(), 1);
+    assert_eq!(record.parts[0].seal.id, out.seal.to_string());
+    // Nothing of the key in the clear at the location.
+    let raw = rig.store.bytes(location, name).expect("bytes");
+    assert!(!raw.windows(5).any(|w| w == b"\"key\""), "sealed");
+
+    // A location down when a manifest is written: the write still succeeds while a
+    // copy survives any k fragments (n - k + 1 copies).
+    rig.store.set_fault("l0", Some(Fault::Down));
+    rig.put("k2", &data(3000, 8)).await;
+    rig.store.set_fault("l0", None);
+
+    assert_eq!(delete(&rig.ctx, "b", b"k").await.expect("delete"), Some(version));
+    let tombstones = rig.store.all().into_iter().filter(|(_, n)| n.starts_with("t/")).count();
+    assert!(tombstones >= 3, "{tombstones}");
+    assert_eq!(delete(&rig.ctx, "b", b"k").await.expect("again"), None, "nothing to delete: no tombstone");
+    // Collection: the fragments, the manifest, then the tombstone that covered it.
+    for _ in 0..3 {
+        cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 100).await.expect("collect");
+    }
+    let left: Vec<(String, String)> =
+        rig.store.all().into_iter().filter(|(_, n)| n.starts_with("m/") || n.starts_with("t/")).collect();
+    assert_eq!(left.len(), usize::from(rig.policy.params.n()) - 1, "k2's manifest only: {left:?}");
+}
+
+#[tokio::test]
+async fn versions_from_before_manifests_get_theirs() {
+    let rig = Rig::new(Options::default()).await;
+    rig.put("old", &data(2000, 9)).await;
+    // As a gateway from before manifests left it: no record, nothing at the locations.
+    for (location, name) in rig.store.all().into_iter().filter(|(_, n)| n.starts_with("m/")) {
+        rig.store.lose(&location, &name);
+    }
+    let names: Vec<String> =
+        rig.ctx.meta.live_records("", 10).await.expect("records").into_iter().map(|r| r.name).collect();
+    rig.ctx.meta.forget_records(&names).await.expect("forget");
+    assert_eq!(backfill(&rig.ctx, 10).await.expect("backfill"), 1);
+    assert_eq!(backfill(&rig.ctx, 10).await.expect("again"), 0, "done once");
+    assert!(rig.store.all().iter().any(|(_, n)| n.starts_with("m/")));
+}

@@ -1,5 +1,6 @@
 //! Object operations.
 
+use futures::StreamExt as _;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
@@ -270,6 +271,7 @@ impl S3Front {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         const MAX_KEYS: usize = 1000;
+        const DELETES_IN_FLIGHT: usize = 16;
         self.bucket(&req.extensions, &req.input.bucket).await?;
         let d = &req.input.delete;
         if d.objects.len() > MAX_KEYS {
@@ -278,19 +280,35 @@ impl S3Front {
         let quiet = d.quiet.unwrap_or(false);
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for o in &d.objects {
-            match crate::pipeline::delete(&self.gw.pipeline, &req.input.bucket, o.key.as_bytes()).await {
+        // Each delete writes its tombstone: many at once, answered in order.
+        let keys: Vec<String> = d.objects.iter().map(|o| o.key.clone()).collect();
+        let results: Vec<(String, Result<_, _>)> = futures::stream::iter(keys)
+            .map(|key| {
+                let gw = self.gw.clone();
+                let bucket = req.input.bucket.clone();
+                async move {
+                    let r = crate::pipeline::delete(&gw.pipeline, &bucket, key.as_bytes()).await;
+                    (key, r)
+                }
+            })
+            .buffered(DELETES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (key, r) in results {
+            match r {
                 Ok(_) => {
                     if !quiet {
-                        deleted.push(DeletedObject { key: Some(o.key.clone()), ..Default::default() });
+                        deleted.push(DeletedObject { key: Some(key), ..Default::default() });
                     }
                 }
                 Err(e) => {
-                    let _ = error::pipeline(e);
+                    let e = error::pipeline(e);
                     errors.push(Error {
-                        key: Some(o.key.clone()),
-                        code: Some("InternalError".into()),
-                        message: Some("We encountered an internal error. Please try again.".into()),
+                        key: Some(key),
+                        code: Some(e.code().as_str().to_string()),
+                        message: Some(
+                            e.message().unwrap_or("We encountered an internal error. Please try again.").into(),
+                        ),
                         ..Default::default()
                     });
                 }

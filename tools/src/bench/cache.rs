@@ -166,7 +166,7 @@ async fn run_gets(args: &CacheBenchArgs, mode: &str, work: &std::path::Path) -> 
             args.cache_size
         )
     };
-    let options = RigOptions { tls: "rustls".into(), aead: "ring".into(), k: 4, n: 6, extra };
+    let options = RigOptions { tls: "rustls".into(), aead: "ring".into(), k: 4, n: 6, extra, gateway_binary: None };
     let rig = Arc::new(Rig::start(&dir, &work.join("ca"), &options).await?);
     let pattern = rig::pattern()?;
     for i in 0..args.objects {

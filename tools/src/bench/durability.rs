@@ -182,11 +182,11 @@ fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn options(extra: &str) -> RigOptions {
-    RigOptions { tls: "rustls".into(), aead: "ring".into(), k: 4, n: 6, extra: extra.into() }
+    RigOptions { tls: "rustls".into(), aead: "ring".into(), k: 4, n: 6, extra: extra.into(), gateway_binary: None }
 }
 
 /// Runs `op(i)` for `0..count`, `clients` at a time; the time it took.
-async fn each<F, Fut>(count: usize, clients: usize, op: F) -> anyhow::Result<Duration>
+pub(super) async fn each<F, Fut>(count: usize, clients: usize, op: F) -> anyhow::Result<Duration>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,

@@ -10,6 +10,7 @@ pub mod chart;
 pub mod codec;
 pub mod durability;
 pub mod offload;
+pub mod recovery;
 pub mod rig;
 
 use std::time::Duration;

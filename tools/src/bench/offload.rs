@@ -234,8 +234,14 @@ struct Combo {
 
 async fn run_combo(args: &OffloadBenchArgs, combo: &Combo, work: &Path) -> anyhow::Result<Vec<OpResult>> {
     let dir = work.join(format!("{}-{}", combo.tls, combo.aead));
-    let options =
-        RigOptions { tls: combo.tls.clone(), aead: combo.aead.clone(), k: args.k, n: args.n, extra: String::new() };
+    let options = RigOptions {
+        tls: combo.tls.clone(),
+        aead: combo.aead.clone(),
+        k: args.k,
+        n: args.n,
+        extra: String::new(),
+        gateway_binary: None,
+    };
     let rig = Rig::start(&dir, &work.join("ca"), &options).await?;
     let client = &rig.client;
     let pattern = rig::pattern()?;

@@ -42,9 +42,20 @@ pub async fn spawn<T>(
     args: &[String],
     envs: &[(&str, &str)],
     log: &Path,
-    mut ready: impl FnMut(&str) -> Option<T>,
+    ready: impl FnMut(&str) -> Option<T>,
 ) -> anyhow::Result<(Proc, T)> {
     let exe = std::env::current_exe().context("finding the skyshard binary")?;
+    spawn_exe(&exe, args, envs, log, ready).await
+}
+
+/// [`spawn`] with another `skyshard` binary (a previous release, say).
+pub async fn spawn_exe<T>(
+    exe: &Path,
+    args: &[String],
+    envs: &[(&str, &str)],
+    log: &Path,
+    mut ready: impl FnMut(&str) -> Option<T>,
+) -> anyhow::Result<(Proc, T)> {
     let stderr = std::fs::File::create(log)?;
     // Quiet unless asked otherwise (`SKYSHARD_BENCH_LOG=info`).
     let level = std::env::var("SKYSHARD_BENCH_LOG").unwrap_or_else(|_| "warn".into());
@@ -224,6 +235,8 @@ pub struct RigOptions {
     pub n: u8,
     /// More top-level TOML for the gateway (a `[cache]` section, say).
     pub extra: String,
+    /// The `skyshard` binary that runs the gateway (default: this one).
+    pub gateway_binary: Option<std::path::PathBuf>,
 }
 
 /// One edge store: how it was started, so that it can start again on its address.
@@ -240,9 +253,12 @@ pub struct Rig {
     /// The client.
     pub client: BenchClient,
     admin: String,
-    gateway_data: std::path::PathBuf,
+    /// The gateway's data directory.
+    pub gateway_data: std::path::PathBuf,
+    /// The gateway's configuration file.
+    pub config: std::path::PathBuf,
     ca: std::path::PathBuf,
-    _gateway: Proc,
+    gateway: Option<Proc>,
     edges: Vec<EdgeProc>,
 }
 
@@ -324,7 +340,11 @@ impl Rig {
         write_private_file(&config_path, gateway_config.as_bytes())?;
         let (mut s3, mut admin) = (None, None);
         let serve = vec!["serve".to_string(), "--config".into(), config_path.display().to_string()];
-        let (gateway, ()) = spawn(&serve, &[], &dir.join("gateway.log"), |l| {
+        let exe = match &o.gateway_binary {
+            Some(b) => b.clone(),
+            None => std::env::current_exe().context("finding the skyshard binary")?,
+        };
+        let (gateway, ()) = spawn_exe(&exe, &serve, &[], &dir.join("gateway.log"), |l| {
             if let Some((_, e)) = l.split_once("S3 endpoint: ") {
                 s3 = Some(e.trim().to_string());
             }
@@ -342,10 +362,18 @@ impl Rig {
             client,
             admin,
             gateway_data: dir.join("gw"),
+            config: config_path,
             ca: ca.cert_path().to_path_buf(),
-            _gateway: gateway,
+            gateway: Some(gateway),
             edges,
         })
+    }
+
+    /// Stops the gateway (the edge stores keep running).
+    pub async fn stop_gateway(&mut self) {
+        if let Some(p) = self.gateway.take() {
+            p.stop().await;
+        }
     }
 
     /// Stops edge store `i` (from 0), as a location lost.
