@@ -323,3 +323,72 @@ fn the_master_key_rotates_under_load_and_the_old_one_is_needed_for_nothing() {
     let k = gw.admin_json(&["keys", "create", "--id", "AFTERROT01"]);
     assert_eq!(k["access_key_id"], "AFTERROT01");
 }
+
+/// `admin backup FILE` while the gateway serves, the data directory lost, then
+/// `recover --from-backup FILE`: the backup's objects come back; the file is private
+/// and names nothing in the clear.
+#[test]
+fn a_sealed_backup_restores_the_store() {
+    let mut c = Cluster::standard("backup", Db::Sqlite);
+    let dir = c.dir.join("work");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cl = Client::from(&c.gw);
+    cl.aws(&["s3", "mb", "s3://kept-in-backup"]).ok();
+    let files: Vec<_> = (0..3).map(|i| data_file(&dir.join(format!("b{i}")), 200_000 + i * 7, 70 + i as u64)).collect();
+    for (i, f) in files.iter().enumerate() {
+        cl.aws(&[
+            "s3",
+            "cp",
+            "--no-progress",
+            &f.display().to_string(),
+            &format!("s3://kept-in-backup/secret-name-{i}"),
+        ])
+        .ok();
+    }
+    let backup = dir.join("meta.backup");
+    c.gw.admin_cli(&["backup", backup.to_str().expect("utf-8")]).ok();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&backup).expect("meta").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let bytes = std::fs::read(&backup).expect("read");
+    assert!(bytes.starts_with(b"SKYBKP01"));
+    for needle in [&b"secret-name"[..], b"kept-in-backup", c.gw.secret_key.as_bytes()] {
+        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "sealed");
+    }
+
+    c.gw.kill9();
+    let data = c.gw.data.clone();
+    let config = dir.join("skyshard.toml");
+    std::fs::copy(data.join("test-config.toml"), &config).expect("keep the configuration");
+    c.gw.set_arg_value("--config", config.to_str().expect("utf-8"));
+    let key = std::fs::read(data.join("master.key")).expect("key");
+    std::fs::remove_dir_all(&data).expect("lose the data directory");
+    std::fs::create_dir_all(&data).expect("a new disk");
+    std::fs::write(data.join("master.key"), &key).expect("the key back");
+    std::fs::set_permissions(data.join("master.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    // A truncated backup is refused, and writes nothing.
+    let cut = dir.join("cut.backup");
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).expect("cut");
+    let d = data.to_str().expect("utf-8");
+    let c_path = config.to_str().expect("utf-8");
+    let (ok, _, err) =
+        skyshard(&["recover", "--config", c_path, "--data", d, "--from-backup", cut.to_str().expect("utf-8")], None);
+    assert!(!ok && err.contains("truncated"), "{err}");
+    let (ok, out, err) =
+        skyshard(&["recover", "--config", c_path, "--data", d, "--from-backup", backup.to_str().expect("utf-8")], None);
+    assert!(ok && out.contains("objects: restored 3"), "{out}\n{err}");
+    c.gw.restart();
+    let cl = Client::from(&c.gw);
+    for (i, f) in files.iter().enumerate() {
+        let back = dir.join("back");
+        cl.aws(&[
+            "s3",
+            "cp",
+            "--no-progress",
+            &format!("s3://kept-in-backup/secret-name-{i}"),
+            &back.display().to_string(),
+        ])
+        .ok();
+        assert!(same_file(f, &back));
+    }
+}

@@ -88,6 +88,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: JobsCommand,
     },
+    /// Write a backup of the metadata store to FILE (mode 0600): one snapshot of the
+    /// catalog and every object version, sealed under a key derived from the master
+    /// key. Restore it with `skyshard recover --from-backup FILE`.
+    Backup {
+        /// Where to write it (must not exist).
+        file: std::path::PathBuf,
+    },
     /// The master key.
     MasterKey {
         /// What to do.
@@ -766,6 +773,26 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
             let job = c.call(Method::POST, "/v1/jobs", Some(json!({ "kind": kind }))).await?;
             let v = if *wait { watch(&c, &text(&job, "id"), j).await? } else { job };
             print(j, &v, |v| job_rows(std::slice::from_ref(v)))?
+        }
+        AdminCommand::Backup { file } => {
+            const MAX_BACKUP: usize = 4 << 30;
+            let url = c.base.join("/v1/backup")?;
+            let mut headers = Vec::new();
+            if let Some(t) = &c.token {
+                headers.push((http::header::AUTHORIZATION, format!("Bearer {t}")));
+            }
+            let (status, _, body) = c
+                .transfer
+                .exchange(Method::GET, &url, &headers, Bytes::new(), MAX_BACKUP)
+                .await
+                .with_context(|| format!("reading the backup from {}", c.base))?;
+            if !status.is_success() {
+                bail!("{} {}", status.as_u16(), String::from_utf8_lossy(&body));
+            }
+            gateway::keys::write_private_file(file, &body)?;
+            print(j, &json!({ "file": file.display().to_string(), "bytes": body.len() }), |v| {
+                format!("backup written to {} ({} bytes)\n", text(v, "file"), v["bytes"])
+            })?
         }
         AdminCommand::Locations { what } => match what {
             LocationsCommand::List => {

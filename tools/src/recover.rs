@@ -21,6 +21,10 @@ pub struct RecoverArgs {
     /// Show what would be restored; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Restore this backup (`skyshard admin backup FILE`) instead of the records at
+    /// the locations (which are still listed for where the fragments are).
+    #[arg(long, value_name = "FILE")]
+    pub from_backup: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,6 +37,7 @@ pub fn run(args: &RecoverArgs) -> anyhow::Result<()> {
         data_dir: args.data.clone(),
         database_url: args.database_url.clone(),
         dry_run: args.dry_run,
+        from_backup: args.from_backup.clone(),
     };
     let bar = indicatif::ProgressBar::new(0);
     if args.json {

@@ -107,6 +107,7 @@ impl Admin {
             .route("/v1/jobs/{id}/cancel", post(api::cancel_job))
             .route("/v1/status", get(api::status))
             .route("/v1/cache", get(api::cache))
+            .route("/v1/backup", get(api::backup))
             .route_layer(axum::middleware::from_fn_with_state(self.clone(), problem::require_token));
         axum::Router::new()
             .route("/metrics", get(metrics))

@@ -18,6 +18,7 @@
 //! is acknowledged, as many copies as it takes for one to remain whenever `k`
 //! fragments remain.
 
+pub mod backup;
 pub mod catalog;
 pub mod records;
 
@@ -77,6 +78,8 @@ pub enum Kind {
     Tombstone,
     /// `c/`
     Catalog,
+    /// `b/`: a frame of a backup file (never at a location).
+    Backup,
 }
 
 impl Kind {
@@ -85,6 +88,7 @@ impl Kind {
             Kind::Manifest => "m",
             Kind::Tombstone => "t",
             Kind::Catalog => "c",
+            Kind::Backup => "b",
         }
     }
 }
@@ -96,6 +100,7 @@ pub fn parse_name(name: &str) -> Option<(Kind, &str, u32)> {
         "m" => Kind::Manifest,
         "t" => Kind::Tombstone,
         "c" => Kind::Catalog,
+        "b" => Kind::Backup,
         _ => return None,
     };
     let (id, version) = rest.rsplit_once('.')?;

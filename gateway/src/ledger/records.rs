@@ -43,6 +43,9 @@ pub struct RecordSeal {
     pub created_at: i64,
     /// Fragments: index, location, name.
     pub fragments: Vec<(u8, String, String)>,
+    /// Bytes of each fragment (all of a seal's are alike).
+    #[serde(default)]
+    pub fragment_size: u64,
 }
 
 /// A part of a manifest.
@@ -143,6 +146,7 @@ impl RecordSeal {
             wrapped_key: hex(&seal.wrapped_key.0),
             created_at: seal.created_at,
             fragments: seal.fragments.iter().map(|f| (f.index, f.location.clone(), f.name.clone())).collect(),
+            fragment_size: seal.fragments.iter().map(|f| f.size).max().unwrap_or(0),
         }
     }
 
@@ -171,7 +175,7 @@ impl RecordSeal {
                 index: *index,
                 location: location.clone(),
                 name: name.clone(),
-                size: 0,
+                size: self.fragment_size,
                 state: FragmentState::Stored,
                 verified_at: 0,
             })

@@ -53,7 +53,7 @@ pub use catalog::{BucketUsage, CatalogRow, FragmentAt, LocationState};
 pub use health::{MarginCount, PassRow, RepairItem};
 pub use jobs::{JobKind, JobRow, JobState};
 pub use records::{RecordKind, RecordRow};
-pub use restore::{CatalogSnapshot, RestoredVersion};
+pub use restore::{Backup, CatalogSnapshot, RestoredVersion};
 pub use types::{
     AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, Fragment, FragmentState, ListedObject,
     Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState, UploadId,

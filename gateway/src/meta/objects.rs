@@ -157,6 +157,42 @@ async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) ->
     retire_manifest(conn, version_id, now).await
 }
 
+/// What a read needs of the visible version of a key, read on `conn` (a snapshot).
+pub(super) async fn manifest_in(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> MetaResult<Option<Manifest>> {
+    let Some((version, tenant_number)) = visible_version(conn, bucket, key).await? else { return Ok(None) };
+    let rows = sqlx::query(concat!(
+        "SELECT p.part_number, p.part_offset, p.size, ",
+        seal_columns!("s"),
+        " FROM version_parts p JOIN seals s ON s.id = p.seal_id WHERE p.version_id = $1 ORDER BY p.part_number"
+    ))
+    .bind(version.id.to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut seals = rows.iter().map(|r| seal_row(r, 3)).collect::<MetaResult<Vec<_>>>()?;
+    load_fragments(conn, &mut seals).await?;
+    let parts = rows
+        .iter()
+        .zip(seals)
+        .map(|(r, seal)| {
+            Ok(ManifestPart {
+                number: fit(r.try_get::<i64, _>(0)?, "part number")?,
+                offset: fit(r.try_get::<i64, _>(1)?, "part offset")?,
+                size: fit(r.try_get::<i64, _>(2)?, "part size")?,
+                seal,
+            })
+        })
+        .collect::<MetaResult<Vec<_>>>()?;
+    if parts.len() != version.part_count as usize {
+        return Err(MetaError::Corrupt(format!(
+            "version {} has {} of its {} parts",
+            version.id,
+            parts.len(),
+            version.part_count
+        )));
+    }
+    Ok(Some(Manifest { version, parts, tenant_number }))
+}
+
 impl MetaStore {
     /// Ends a single-part write in one transaction: records which fragments of
     /// `seal` landed, makes it stored and `version` (of the one part `part`) the
@@ -245,39 +281,9 @@ impl MetaStore {
     /// each part's seal and fragments, and the owning tenant's number.
     pub async fn manifest(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<Manifest>> {
         let mut tx = self.begin_snapshot().await?;
-        let Some((version, tenant_number)) = visible_version(&mut tx, bucket, key).await? else { return Ok(None) };
-        let rows = sqlx::query(concat!(
-            "SELECT p.part_number, p.part_offset, p.size, ",
-            seal_columns!("s"),
-            " FROM version_parts p JOIN seals s ON s.id = p.seal_id WHERE p.version_id = $1 ORDER BY p.part_number"
-        ))
-        .bind(version.id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut seals = rows.iter().map(|r| seal_row(r, 3)).collect::<MetaResult<Vec<_>>>()?;
-        load_fragments(&mut tx, &mut seals).await?;
+        let m = manifest_in(&mut tx, bucket, key).await?;
         tx.commit().await?;
-        let parts = rows
-            .iter()
-            .zip(seals)
-            .map(|(r, seal)| {
-                Ok(ManifestPart {
-                    number: fit(r.try_get::<i64, _>(0)?, "part number")?,
-                    offset: fit(r.try_get::<i64, _>(1)?, "part offset")?,
-                    size: fit(r.try_get::<i64, _>(2)?, "part size")?,
-                    seal,
-                })
-            })
-            .collect::<MetaResult<Vec<_>>>()?;
-        if parts.len() != version.part_count as usize {
-            return Err(MetaError::Corrupt(format!(
-                "version {} has {} of its {} parts",
-                version.id,
-                parts.len(),
-                version.part_count
-            )));
-        }
-        Ok(Some(Manifest { version, parts, tenant_number }))
+        Ok(m)
     }
 
     /// Removes the visible version of a key (its seals become garbage) — only if it

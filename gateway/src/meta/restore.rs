@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::records::{RecordRow, insert_record};
 use super::seals::insert_seal;
-use super::{MetaResult, MetaStore, PartRow, Seal, SealState, VersionRow};
+use super::{Manifest, MetaResult, MetaStore, PartRow, Seal, SealState, VersionRow};
 
 /// A tenant in a catalog snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +104,127 @@ fn unhex(s: &str) -> MetaResult<Vec<u8>> {
     hex::decode(s).map_err(|e| super::MetaError::Corrupt(format!("catalog record: {e}")))
 }
 
+/// The catalog as `conn` sees it.
+async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapshot> {
+    let mut snap = CatalogSnapshot::default();
+    for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *conn).await? {
+        snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
+    }
+    for r in
+        sqlx::query("SELECT name, policy, tenant, created_at FROM buckets ORDER BY name").fetch_all(&mut *conn).await?
+    {
+        snap.buckets.push(SnapBucket {
+            name: r.try_get(0)?,
+            policy: r.try_get(1)?,
+            tenant: r.try_get(2)?,
+            created_at: r.try_get(3)?,
+        });
+    }
+    for r in sqlx::query(
+        "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant FROM access_keys \
+         ORDER BY access_key_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        snap.access_keys.push(SnapKey {
+            id: r.try_get(0)?,
+            secret_sealed: hex(&r.try_get::<Vec<u8>, _>(1)?),
+            kek_version: r.try_get(2)?,
+            enabled: r.try_get::<i64, _>(3)? != 0,
+            created_at: r.try_get(4)?,
+            tenant: r.try_get(5)?,
+        });
+    }
+    for r in sqlx::query("SELECT id, name, secret_sha256, created_at FROM admin_tokens ORDER BY id")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        snap.admin_tokens.push(SnapToken {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            secret_sha256: hex(&r.try_get::<Vec<u8>, _>(2)?),
+            created_at: r.try_get(3)?,
+        });
+    }
+    for r in sqlx::query("SELECT name, definition, secret_sealed, updated_at FROM catalog_locations ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        snap.locations.push(SnapEntry {
+            name: r.try_get(0)?,
+            value: r.try_get(1)?,
+            secret_sealed: hex(&r.try_get::<Vec<u8>, _>(2)?),
+            updated_at: r.try_get(3)?,
+        });
+    }
+    for r in sqlx::query("SELECT name, definition, updated_at FROM catalog_policies ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        snap.policies.push(SnapEntry {
+            name: r.try_get(0)?,
+            value: r.try_get(1)?,
+            secret_sealed: String::new(),
+            updated_at: r.try_get(2)?,
+        });
+    }
+    for r in
+        sqlx::query("SELECT name, state, updated_at FROM location_states ORDER BY name").fetch_all(&mut *conn).await?
+    {
+        snap.location_states.push(SnapEntry {
+            name: r.try_get(0)?,
+            value: r.try_get(1)?,
+            secret_sealed: String::new(),
+            updated_at: r.try_get(2)?,
+        });
+    }
+    Ok(snap)
+}
+
+/// A backup in progress: one snapshot of the store, read a page at a time.
+pub struct Backup {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl std::fmt::Debug for Backup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backup").finish_non_exhaustive()
+    }
+}
+
+impl Backup {
+    /// The catalog.
+    pub async fn catalog(&mut self) -> MetaResult<CatalogSnapshot> {
+        catalog_in(&mut self.tx).await
+    }
+
+    /// The visible versions of up to `limit` keys after `after` (bucket, key), in
+    /// order, each with its seals and fragments.
+    pub async fn versions(&mut self, after: Option<&(String, Vec<u8>)>, limit: i64) -> MetaResult<Vec<Manifest>> {
+        let (bucket, key) = after.cloned().unwrap_or_default();
+        let keys: Vec<(String, Vec<u8>)> = sqlx::query(
+            "SELECT bucket, object_key FROM objects WHERE bucket > $1 OR (bucket = $1 AND object_key > $2) \
+             ORDER BY bucket, object_key LIMIT $3",
+        )
+        .bind(bucket)
+        .bind(key)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<MetaResult<_>>()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (b, k) in keys {
+            if let Some(m) = super::objects::manifest_in(&mut self.tx, &b, &k).await? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// An object version as recovery writes it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoredVersion {
@@ -113,90 +234,22 @@ pub struct RestoredVersion {
     pub parts: Vec<PartRow>,
     /// Their seals, with the fragments found (each in the state found).
     pub seals: Vec<Seal>,
-    /// Its manifest record.
-    pub record: RecordRow,
+    /// Its manifest record at the locations, if it has one.
+    pub record: Option<RecordRow>,
 }
 
 impl MetaStore {
     /// The catalog, read in one snapshot.
     pub async fn catalog_snapshot(&self) -> MetaResult<CatalogSnapshot> {
         let mut tx = self.begin_snapshot().await?;
-        let mut snap = CatalogSnapshot::default();
-        for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *tx).await? {
-            snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
-        }
-        for r in sqlx::query("SELECT name, policy, tenant, created_at FROM buckets ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            snap.buckets.push(SnapBucket {
-                name: r.try_get(0)?,
-                policy: r.try_get(1)?,
-                tenant: r.try_get(2)?,
-                created_at: r.try_get(3)?,
-            });
-        }
-        for r in sqlx::query(
-            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant FROM access_keys \
-             ORDER BY access_key_id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            snap.access_keys.push(SnapKey {
-                id: r.try_get(0)?,
-                secret_sealed: hex(&r.try_get::<Vec<u8>, _>(1)?),
-                kek_version: r.try_get(2)?,
-                enabled: r.try_get::<i64, _>(3)? != 0,
-                created_at: r.try_get(4)?,
-                tenant: r.try_get(5)?,
-            });
-        }
-        for r in sqlx::query("SELECT id, name, secret_sha256, created_at FROM admin_tokens ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            snap.admin_tokens.push(SnapToken {
-                id: r.try_get(0)?,
-                name: r.try_get(1)?,
-                secret_sha256: hex(&r.try_get::<Vec<u8>, _>(2)?),
-                created_at: r.try_get(3)?,
-            });
-        }
-        for r in sqlx::query("SELECT name, definition, secret_sealed, updated_at FROM catalog_locations ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            snap.locations.push(SnapEntry {
-                name: r.try_get(0)?,
-                value: r.try_get(1)?,
-                secret_sealed: hex(&r.try_get::<Vec<u8>, _>(2)?),
-                updated_at: r.try_get(3)?,
-            });
-        }
-        for r in sqlx::query("SELECT name, definition, updated_at FROM catalog_policies ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?
-        {
-            snap.policies.push(SnapEntry {
-                name: r.try_get(0)?,
-                value: r.try_get(1)?,
-                secret_sealed: String::new(),
-                updated_at: r.try_get(2)?,
-            });
-        }
-        for r in
-            sqlx::query("SELECT name, state, updated_at FROM location_states ORDER BY name").fetch_all(&mut *tx).await?
-        {
-            snap.location_states.push(SnapEntry {
-                name: r.try_get(0)?,
-                value: r.try_get(1)?,
-                secret_sealed: String::new(),
-                updated_at: r.try_get(2)?,
-            });
-        }
+        let snap = catalog_in(&mut tx).await?;
         tx.commit().await?;
         Ok(snap)
+    }
+
+    /// Starts a backup: everything it reads is of one snapshot of the store.
+    pub async fn begin_backup(&self) -> MetaResult<Backup> {
+        Ok(Backup { tx: self.begin_snapshot().await? })
     }
 
     /// Writes back what the store lacks of `snap` (what it has stays as it is).
@@ -323,7 +376,9 @@ impl MetaStore {
             insert_seal(&mut tx, seal, SealState::Stored, None, "recover").await?;
         }
         super::objects::commit_version(&mut tx, &v.version, &v.parts, None).await?;
-        insert_record(&mut tx, &v.record).await?;
+        if let Some(r) = &v.record {
+            insert_record(&mut tx, r).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

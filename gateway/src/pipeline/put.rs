@@ -239,8 +239,10 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
             let landed: Vec<Fragment> = seal
                 .fragments
                 .iter()
-                .filter(|f| fin.stored.iter().any(|(i, _)| *i == f.index))
-                .map(|f| Fragment { state: FragmentState::Stored, ..f.clone() })
+                .filter_map(|f| {
+                    let (_, size) = fin.stored.iter().find(|(i, _)| *i == f.index)?;
+                    Some(Fragment { state: FragmentState::Stored, size: *size, ..f.clone() })
+                })
                 .collect();
             let written = Seal { sealed_lens: fin.sealed_lens.clone(), fragments: landed, ..seal.clone() };
             let record = super::record::record_version(ctx, &version, &[(part.clone(), &written)]).await?;

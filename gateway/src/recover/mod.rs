@@ -17,7 +17,9 @@
 //!    had is reported lost and not written.
 //!
 //! Writing back only adds what the store lacks, so a run can be repeated or resumed
-//! after a crash; a dry run does the same into a scratch database and reports.
+//! after a crash; a dry run does the same into a scratch database and reports. With
+//! a backup (`skyshard admin backup`), its catalog and versions take the place of
+//! the records; the locations are still listed for where the fragments are.
 
 mod scan;
 
@@ -46,6 +48,9 @@ pub struct RecoverOptions {
     pub database_url: Option<String>,
     /// Only report what would be restored.
     pub dry_run: bool,
+    /// Restore this backup (`skyshard admin backup`) instead of reading the
+    /// records at the locations (which are still listed for the fragments).
+    pub from_backup: Option<PathBuf>,
 }
 
 /// How far a recovery is: its phase, work done and work known.
@@ -153,8 +158,24 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
         ));
     }
 
+    // A backup, when one is restored: its catalog and versions, not the records'.
+    let backup = match &opts.from_backup {
+        Some(file) => {
+            let f = std::fs::File::open(file)
+                .map_err(|e| ServeError::Io { what: format!("opening {}", file.display()), source: e })?;
+            let (catalog, manifests) =
+                crate::ledger::backup::read(&ledger, std::io::BufReader::new(f)).map_err(ServeError::from)?;
+            report.tenants = catalog.tenants.len();
+            report.buckets = catalog.buckets.len();
+            report.access_keys = catalog.access_keys.len();
+            meta.restore_catalog(&catalog).await?;
+            report.catalog = Some(format!("backup {}", file.display()));
+            Some(manifests)
+        }
+        None => None,
+    };
     // The catalog: the newest record that opens.
-    let mut catalogs = scan.names(Kind::Catalog);
+    let mut catalogs = if backup.is_some() { Vec::new() } else { scan.names(Kind::Catalog) };
     catalogs.sort_by(|a, b| b.cmp(a));
     for name in catalogs {
         let (opened, bad) = scan::read_all::<CatalogRecord>(&store, &ledger, &scan, vec![name.clone()], &|_| ()).await;
@@ -186,17 +207,28 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
     report.listed = scan.listed.iter().cloned().collect();
     report.unreachable = scan.unreachable.iter().map(|(l, e)| (l.clone(), e.clone())).collect();
 
-    // Manifests and tombstones.
-    let manifests = scan.names(Kind::Manifest);
-    let tombstones = scan.names(Kind::Tombstone);
+    // Manifests and tombstones (a backup's versions are its own, each named as its
+    // manifest at the locations, if there is one).
+    let (manifests, tombstones) = match &backup {
+        Some(_) => (Vec::new(), Vec::new()),
+        None => (scan.names(Kind::Manifest), scan.names(Kind::Tombstone)),
+    };
     let total = (manifests.len() + tombstones.len()) as u64;
     let read = std::sync::atomic::AtomicU64::new(0);
     let tick = |n: u64| {
         let done = read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         progress("reading records", done, total);
     };
-    let (manifests, bad) = scan::read_all::<ManifestRecord>(&store, &ledger, &scan, manifests, &tick).await;
+    let (mut manifests, bad) = scan::read_all::<ManifestRecord>(&store, &ledger, &scan, manifests, &tick).await;
     report.unreadable.extend(bad);
+    if let Some(versions) = backup {
+        let named: HashMap<String, String> = scan
+            .names(Kind::Manifest)
+            .into_iter()
+            .filter_map(|n| crate::ledger::parse_name(&n).map(|(_, id, _)| (id.to_string(), n.clone())))
+            .collect();
+        manifests = versions.into_iter().map(|m| (named.get(&m.version_id).cloned().unwrap_or_default(), m)).collect();
+    }
     let (tombstones, bad) = scan::read_all::<TombstoneRecord>(&store, &ledger, &scan, tombstones, &tick).await;
     report.unreadable.extend(bad);
     report.manifests = manifests.len();
@@ -328,7 +360,7 @@ fn restore_one(
     for p in &m.parts {
         let id = p.seal.id.parse().map_err(|_| corrupt("seal id".into()))?;
         let found = scan.fragments.get(&id).map(Vec::as_slice).unwrap_or_default();
-        let size = found.first().map_or(0, |f| f.size);
+        let size = found.first().map_or(p.seal.fragment_size, |f| f.size);
         let mut fragments: BTreeMap<u8, Fragment> = BTreeMap::new();
         // The newest copy of each index (a rebuilt one, when a repair made one).
         for f in found {
@@ -361,7 +393,7 @@ fn restore_one(
         }
         let k = usize::from(p.seal.k);
         let usable = fragments.values().filter(|f| f.state == FragmentState::Stored).count();
-        if usable < k || size == 0 && listed == 0 {
+        if usable < k || size == 0 {
             report.lost.push(format!("{}/{}", m.bucket, String::from_utf8_lossy(&version.key)));
             return Ok(None);
         }
@@ -371,17 +403,19 @@ fn restore_one(
     if at_risk {
         report.at_risk += 1;
     }
-    let record = RecordRow {
+    // Its manifest at the locations (a version from a backup may have none yet: the
+    // backfill writes it).
+    let record = scan.records.get(name).map(|(locations, size)| RecordRow {
         name: name.to_string(),
         kind: RecordKind::Manifest,
         version_id: Some(version.id),
         bucket: Some(version.bucket.clone()),
         key: Some(version.key.clone()),
         at: m.at,
-        locations: scan.records.get(name).map(|r| r.0.clone()).unwrap_or_default(),
+        locations: locations.clone(),
         digest: String::new(),
-        size: scan.records.get(name).map_or(0, |r| r.1),
-    };
+        size: *size,
+    });
     Ok(Some(RestoredVersion { version, parts, seals, record }))
 }
 

@@ -185,3 +185,30 @@ pub async fn status(State(admin): State<Arc<Admin>>) -> ApiResult<Json<Status>> 
 pub async fn cache(State(admin): State<Arc<Admin>>) -> ApiResult<Json<CacheStatus>> {
     cache_status(&admin).map(Json).ok_or_else(|| Problem::not_found("no fragment cache is configured"))
 }
+
+/// A backup of the metadata store: one snapshot (the catalog, and every visible
+/// version with its seals and fragments), sealed under a key derived from the master
+/// key, streamed. `skyshard recover --from-backup FILE` restores it.
+#[utoipa::path(get, path = "/v1/backup", tag = "status",
+    responses((status = 200, description = "The sealed backup", content_type = "application/octet-stream")))]
+pub async fn backup(State(admin): State<Arc<Admin>>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    let gw = admin.gw.clone();
+    tokio::spawn(async move {
+        let send = |b: bytes::Bytes| {
+            let tx = tx.clone();
+            async move { tx.send(Ok(b)).await.is_ok() }
+        };
+        match crate::ledger::backup::write(&gw.pipeline.ledger, &gw.meta, send).await {
+            Ok(n) => tracing::info!(versions = n, "backup streamed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "backup failed");
+                // The reader sees the body end early: the file has no last frame.
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(crate::pipeline::ReceiverStream::new(rx));
+    ([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+}
