@@ -200,6 +200,18 @@ fn everything_comes_back_from_the_locations(db: Db) {
     if let Some(url) = &database {
         args.extend(["--database-url", url]);
     }
+    // A wrong key opens nothing and restores nothing.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    std::fs::write(elsewhere.join("master.key"), format!("{}\n", "5a".repeat(32))).expect("wrong key");
+    std::fs::set_permissions(elsewhere.join("master.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let mut wrong = args.clone();
+    let at = wrong.iter().position(|a| *a == "--data").expect("--data") + 1;
+    let elsewhere_str = elsewhere.display().to_string();
+    wrong[at] = &elsewhere_str;
+    let (ok, _, err) = skyshard(&wrong, None);
+    assert!(!ok && err.contains("opens under this master key"), "{err}");
     let mut dry = args.clone();
     dry.extend(["--dry-run", "--json"]);
     let (ok, out, err) = skyshard(&dry, None);

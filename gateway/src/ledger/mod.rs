@@ -214,8 +214,15 @@ pub fn quorum(written: usize, k: usize) -> usize {
     (written + 1).saturating_sub(k).max(1).min(written.max(1))
 }
 
+/// How long the copies still in flight may take once enough have landed: a slow
+/// location does not hold a write back for longer.
+const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Writes `bytes` as the record `name` to every one of `locations` at once; fails
-/// unless `needed` copies landed. Returns the locations that hold it.
+/// unless `needed` copies landed. Once they have, the others get
+/// [`STRAGGLER_GRACE`] more. Returns the locations that may hold it (every one
+/// tried: one given up on may still have stored it, and deleting a record that is
+/// not there counts as done).
 pub async fn write(
     store: &dyn FragmentStore,
     name: &str,
@@ -223,23 +230,35 @@ pub async fn write(
     locations: &[String],
     needed: usize,
 ) -> Result<Vec<String>, LedgerError> {
-    let puts = locations.iter().map(|location| {
-        let at =
-            FragmentRef { location: location.clone(), name: name.to_string(), len: bytes.len() as u64, tenant: None };
-        let body = bytes.clone();
-        async move {
-            let r = store.put(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
-            if let Err(e) = &r {
-                tracing::warn!(location = %at.location, record = %at.name, error = %e, "record not written");
+    use futures::StreamExt as _;
+    let mut puts: futures::stream::FuturesUnordered<_> = locations
+        .iter()
+        .map(|location| {
+            let at = FragmentRef {
+                location: location.clone(),
+                name: name.to_string(),
+                len: bytes.len() as u64,
+                tenant: None,
+            };
+            let body = bytes.clone();
+            async move {
+                let r = store.put(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
+                if let Err(e) = &r {
+                    tracing::warn!(location = %at.location, record = %at.name, error = %e, "record not written");
+                }
+                r.is_ok()
             }
-            r.ok().map(|_| at.location)
+        })
+        .collect();
+    let mut landed = 0;
+    while landed < needed {
+        match puts.next().await {
+            Some(ok) => landed += usize::from(ok),
+            None => return Err(LedgerError::Quorum { name: name.to_string(), needed, landed }),
         }
-    });
-    let landed: Vec<String> = futures::future::join_all(puts).await.into_iter().flatten().collect();
-    if landed.len() < needed {
-        return Err(LedgerError::Quorum { name: name.to_string(), needed, landed: landed.len() });
     }
-    Ok(landed)
+    let _ = tokio::time::timeout(STRAGGLER_GRACE, async { while puts.next().await.is_some() {} }).await;
+    Ok(locations.to_vec())
 }
 
 /// Reads the record `name` from the first of `locations` that has it whole, at most

@@ -111,6 +111,12 @@ pub enum RecoverError {
     /// No location could be listed.
     #[error("no location could be listed: {0}")]
     NoLocation(String),
+    /// The locations hold records, and none opens under this master key.
+    #[error(
+        "none of the {0} records at the locations opens under this master key: it is not the key they were \
+         sealed with (combine the right one from its shares: skyshard keys combine); nothing was written"
+    )]
+    WrongKey(usize),
 }
 
 /// Rebuilds the metadata store; see the module documentation.
@@ -232,6 +238,9 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
     let (tombstones, bad) = scan::read_all::<TombstoneRecord>(&store, &ledger, &scan, tombstones, &tick).await;
     report.unreadable.extend(bad);
     report.manifests = manifests.len();
+    if report.catalog.is_none() && manifests.is_empty() && !report.unreadable.is_empty() {
+        return Err(RecoverError::WrongKey(report.unreadable.len()));
+    }
 
     let resolved = resolve(manifests, &tombstones, &mut report);
     let total = resolved.winners.len() as u64;

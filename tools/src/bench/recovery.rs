@@ -40,6 +40,9 @@ pub struct RecoveryBenchArgs {
     /// Large objects per PUT-overhead round.
     #[arg(long, default_value_t = 2)]
     pub large_count: usize,
+    /// PUT rounds per build (alternating).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Concurrent clients for small objects.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -61,6 +64,21 @@ pub struct PutRates {
     pub small_per_s: f64,
     /// Large-object MB/s (median of the rounds).
     pub large_mb_s: f64,
+    /// Each round's small objects per second.
+    pub small_rounds: Vec<f64>,
+    /// Each round's large-object MB/s.
+    pub large_rounds: Vec<f64>,
+}
+
+impl PutRates {
+    fn of(small: Vec<f64>, large: Vec<f64>) -> Self {
+        Self {
+            small_per_s: median(small.clone()),
+            large_mb_s: median(large.clone()),
+            small_rounds: small,
+            large_rounds: large,
+        }
+    }
 }
 
 /// The report.
@@ -90,7 +108,11 @@ fn options(binary: Option<PathBuf>) -> RigOptions {
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 0 => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        n => v[n / 2],
+    }
 }
 
 /// One round of PUTs through a fresh rig: small objects per second, large MB/s.
@@ -127,7 +149,7 @@ pub fn run(a: &RecoveryBenchArgs) -> anyhow::Result<()> {
 async fn measure(a: &RecoveryBenchArgs) -> anyhow::Result<RecoveryReport> {
     // 1. PUT overhead, alternating builds.
     let (mut cur, mut base) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
-    for round in 0..2 {
+    for round in 0..a.rounds {
         if let Some(b) = &a.baseline {
             let (s, l) = put_round(&a.out.join(format!("put-baseline-{round}")), a, Some(b.clone())).await?;
             base.0.push(s);
@@ -137,8 +159,8 @@ async fn measure(a: &RecoveryBenchArgs) -> anyhow::Result<RecoveryReport> {
         cur.0.push(s);
         cur.1.push(l);
     }
-    let current = PutRates { small_per_s: median(cur.0), large_mb_s: median(cur.1) };
-    let baseline = a.baseline.as_ref().map(|_| PutRates { small_per_s: median(base.0), large_mb_s: median(base.1) });
+    let current = PutRates::of(cur.0, cur.1);
+    let baseline = a.baseline.as_ref().map(|_| PutRates::of(base.0, base.1));
 
     // 2. Recovery.
     let dir = a.out.join("recover");
@@ -192,7 +214,11 @@ async fn measure(a: &RecoveryBenchArgs) -> anyhow::Result<RecoveryReport> {
 fn render(r: &RecoveryReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "machine: {}, {} CPUs", r.machine.cpu, r.machine.cpus);
-    let _ = writeln!(s, "PUT (medians of 2 rounds)            this build   previous release   ratio");
+    let _ = writeln!(
+        s,
+        "PUT (medians of {} rounds)            this build   previous release   ratio",
+        r.current.small_rounds.len()
+    );
     let ratio = |c: f64, b: Option<f64>| b.map_or("-".into(), |b| format!("{:.2}x", c / b));
     let b = r.baseline.as_ref();
     let _ = writeln!(
