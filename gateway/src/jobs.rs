@@ -334,7 +334,16 @@ async fn run_drain(gw: &Gateway, holder: &str, job: &JobRow) -> Result<End, Meta
         }
         let (left, _) = gw.meta.fragments_at_count(location).await?;
         p.total = p.total.max(p.done + left);
-        if left == 0 {
+        // The records there too (manifests, tombstones, catalog generations).
+        let view = gw.catalog.view();
+        let targets: Vec<String> = view
+            .locations
+            .keys()
+            .filter(|l| *l != location && view.state(l) == LocationState::Active)
+            .cloned()
+            .collect();
+        let (_, records_left) = crate::pipeline::rehome_records(&gw.pipeline, location, &targets).await?;
+        if left == 0 && records_left == 0 {
             let message = format!("{} fragments moved off {location}", p.done);
             if p.report(&message).await?.is_none() {
                 return Ok(End::Lost);

@@ -221,6 +221,7 @@ async fn repair_fragment(
         }
         return Ok(Done::Later("not being rebuilt by this repairer any more"));
     }
+    crate::pipeline::follow_fragment(ctx, seal.id, &new.location, None).await;
     if to != f.location || f.name != new.name {
         // Rebuilt under a new name: whatever is left of the old copy is stale.
         let old = FragmentRef { location: f.location.clone(), name: f.name.clone(), ..new };

@@ -261,6 +261,46 @@ pub async fn write(
     Ok(locations.to_vec())
 }
 
+/// Writes `bytes` as the record `name` to `copies` of `candidates`: the first ones,
+/// and for each that fails the next. Returns the locations that hold it; fails if
+/// the candidates run out first.
+pub async fn write_copies(
+    store: &dyn FragmentStore,
+    name: &str,
+    bytes: Bytes,
+    candidates: &[String],
+    copies: usize,
+) -> Result<Vec<String>, LedgerError> {
+    use futures::StreamExt as _;
+    let put = |location: String| {
+        let at = FragmentRef { location, name: name.to_string(), len: bytes.len() as u64, tenant: None };
+        let body = bytes.clone();
+        async move {
+            let r = store.put(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
+            if let Err(e) = &r {
+                tracing::warn!(location = %at.location, record = %at.name, error = %e, "record not written");
+            }
+            (at.location, r.is_ok())
+        }
+    };
+    let copies = copies.min(candidates.len());
+    let mut next = candidates.iter().cloned();
+    let mut puts: futures::stream::FuturesUnordered<_> = next.by_ref().take(copies).map(put).collect();
+    let mut landed = Vec::with_capacity(copies);
+    while landed.len() < copies {
+        match puts.next().await {
+            Some((location, true)) => landed.push(location),
+            Some((_, false)) => {
+                if let Some(l) = next.next() {
+                    puts.push(put(l));
+                }
+            }
+            None => return Err(LedgerError::Quorum { name: name.to_string(), needed: copies, landed: landed.len() }),
+        }
+    }
+    Ok(landed)
+}
+
 /// Reads the record `name` from the first of `locations` that has it whole, at most
 /// `max` bytes.
 pub async fn read(

@@ -242,6 +242,68 @@ impl MetaStore {
         Ok(true)
     }
 
+    /// The live manifests of the versions that use `seal`.
+    pub async fn manifest_records_of_seal(&self, seal: crate::meta::SealId) -> MetaResult<Vec<RecordRow>> {
+        let rows = sqlx::query(record_select!(
+            "WHERE r.state = 'live' AND r.version_id IN (SELECT p.version_id FROM version_parts p WHERE p.seal_id = $1)"
+        ))
+        .bind(seal.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_row).collect()
+    }
+
+    /// Live records with a copy at `location`, after `after` in name order, at most
+    /// `limit` (what a drain moves off it).
+    pub async fn records_at(&self, location: &str, after: &str, limit: i64) -> MetaResult<Vec<RecordRow>> {
+        let rows = sqlx::query(record_select!(
+            "WHERE r.state = 'live' AND r.name > $1 AND r.locations LIKE $2 ORDER BY r.name LIMIT $3"
+        ))
+        .bind(after)
+        .bind(format!("%{}%", serde_json::to_string(location).unwrap_or_default()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(record_row)
+            .collect::<MetaResult<Vec<_>>>()?
+            .into_iter()
+            .filter(|r| r.locations.iter().any(|l| l == location))
+            .collect())
+    }
+
+    /// Sets where the record `name` is.
+    pub async fn set_record_locations(&self, name: &str, locations: &[String]) -> MetaResult<()> {
+        sqlx::query("UPDATE records SET locations = $1 WHERE name = $2")
+            .bind(serde_json::to_string(locations).unwrap_or_else(|_| "[]".into()))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `location` to where the record `name` is.
+    pub async fn add_record_location(&self, name: &str, location: &str) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        let row =
+            sqlx::query("SELECT locations FROM records WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?;
+        if let Some(row) = row {
+            let mut locations: Vec<String> = serde_json::from_str(&row.try_get::<String, _>(0)?)
+                .map_err(|e| MetaError::Corrupt(format!("record locations: {e}")))?;
+            if !locations.iter().any(|l| l == location) {
+                locations.push(location.to_string());
+                sqlx::query("UPDATE records SET locations = $1 WHERE name = $2")
+                    .bind(serde_json::to_string(&locations).unwrap_or_else(|_| "[]".into()))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The manifest record of a version, if it has one.
     pub async fn manifest_record(&self, version: VersionId) -> MetaResult<Option<RecordRow>> {
         let sql = record_select!("WHERE r.version_id = $1 AND r.state = 'live'");

@@ -45,6 +45,9 @@ pub async fn move_fragment(ctx: &PipelineCtx, from: &str, item: &FragmentAt, to:
         let _ = ctx.meta.set_fragment_state(item.seal.id, i, FragmentState::Corrupt).await;
     }
     let recorded = ctx.meta.move_fragment(item.seal.id, from, &rebuilt.fragment).await?;
+    if recorded {
+        super::record::follow_fragment(ctx, item.seal.id, to, Some(from)).await;
+    }
     // The copy no longer referenced: the old one, or the new one when the seal was
     // deleted meanwhile. Best effort: a location being drained may be gone.
     let new = fragment_ref(&rebuilt.fragment, rebuilt.fragment.size, None);

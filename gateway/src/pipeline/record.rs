@@ -45,8 +45,10 @@ pub(super) async fn record_version(
     let record = ManifestRecord::of(at, &bucket.tenant, &bucket.policy, version, parts);
     let sealed = ctx.ledger.seal(&name, &record)?;
     let size = sealed.len() as u64;
-    let needed = ledger::quorum(locations.len(), k);
-    let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
+    // As many copies as it takes for one to remain whenever k fragments do; repair
+    // and drains add one where they put a fragment (`follow_fragment`).
+    let copies = ledger::quorum(locations.len(), k);
+    let landed = ledger::write_copies(ctx.locations.as_ref(), &name, sealed, &locations, copies).await?;
     Ok(RecordRow {
         size,
         name,
@@ -108,7 +110,11 @@ pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Optio
         };
         let sealed = ctx.ledger.seal(&name, &record)?;
         let size = sealed.len() as u64;
-        let needed = ledger::quorum(locations.len(), k);
+        // Wherever the manifest is (every copy of it must meet the tombstone).
+        let needed = match &manifest {
+            Some(_) => locations.len(),
+            None => ledger::quorum(locations.len(), k),
+        };
         let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
         let row = RecordRow {
             size,
@@ -129,6 +135,74 @@ pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Optio
         ledger::delete(ctx.locations.as_ref(), &name, &landed).await;
     }
     Err(PipelineError::Meta(MetaError::Conflict("the key kept changing under the delete".into())))
+}
+
+/// After a fragment of `seal` was written to `location` (a repair, a drain): the
+/// manifests of the versions using the seal get a copy there, so that their copies
+/// follow the fragments as locations are lost and replaced. A copy is read from
+/// `avoid` (a location being drained, perhaps gone) only when no other has one.
+/// Best effort.
+pub async fn follow_fragment(ctx: &PipelineCtx, seal: crate::meta::SealId, location: &str, avoid: Option<&str>) {
+    let records = match ctx.meta.manifest_records_of_seal(seal).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(%seal, error = %e, "manifests of a moved fragment not found");
+            return;
+        }
+    };
+    for r in records.into_iter().filter(|r| !r.locations.iter().any(|l| l == location)) {
+        let copied = async {
+            let mut holders = r.locations.clone();
+            holders.sort_by_key(|l| Some(l.as_str()) == avoid);
+            let bytes = ledger::read(ctx.locations.as_ref(), &r.name, r.size, &holders).await?;
+            ledger::write(ctx.locations.as_ref(), &r.name, bytes, &[location.to_string()], 1).await?;
+            ctx.meta.add_record_location(&r.name, location).await?;
+            Ok::<_, ledger::LedgerError>(())
+        };
+        if let Err(e) = copied.await {
+            tracing::warn!(record = %r.name, location, error = %e, "manifest not copied where its fragment went");
+        }
+    }
+}
+
+/// Moves every record off `from` (a drain): each manifest or tombstone gets a copy
+/// at the first of `targets` that has none, then the copy at `from` is deleted.
+/// Returns the records moved; those that failed stay (the drain tries again).
+pub async fn rehome_records(ctx: &PipelineCtx, from: &str, targets: &[String]) -> Result<(usize, usize), MetaError> {
+    let (mut moved, mut failed) = (0, 0);
+    let mut after = String::new();
+    loop {
+        let page = ctx.meta.records_at(from, &after, 256).await?;
+        let Some(last) = page.last() else { break };
+        after = last.name.clone();
+        for r in page {
+            let target = match r.kind {
+                RecordKind::Catalog => None,
+                _ => targets.iter().find(|t| !r.locations.contains(t)).cloned(),
+            };
+            let done = async {
+                if let Some(t) = &target {
+                    let mut holders = r.locations.clone();
+                    holders.sort_by_key(|l| l == from);
+                    let bytes = ledger::read(ctx.locations.as_ref(), &r.name, r.size, &holders).await?;
+                    ledger::write(ctx.locations.as_ref(), &r.name, bytes, std::slice::from_ref(t), 1).await?;
+                }
+                let mut locations: Vec<String> = r.locations.iter().filter(|l| *l != from).cloned().collect();
+                locations.extend(target.clone());
+                ctx.meta.set_record_locations(&r.name, &locations).await?;
+                ledger::delete(ctx.locations.as_ref(), &r.name, &[from.to_string()]).await;
+                Ok::<_, LedgerError>(())
+            };
+            match done.await {
+                Ok(()) => moved += 1,
+                Err(e) => {
+                    failed += 1;
+                    tracing::warn!(record = %r.name, from, error = %e, "record not moved off a draining location");
+                }
+            }
+        }
+    }
+    Ok((moved, failed))
 }
 
 /// Deletes up to `batch` records no longer needed at their locations (in bulk, as
