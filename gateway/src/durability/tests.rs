@@ -375,3 +375,23 @@ async fn the_sweep_leaves_alone_a_location_the_metadata_seems_to_have_lost() {
     let manifests = rig.store.names("l2").iter().filter(|n| n.starts_with("m/")).count();
     assert_eq!(rig.store.names("l2").len(), 51 + manifests, "the rest left alone (and the live fragment, manifest)");
 }
+
+#[tokio::test]
+async fn a_replaced_disk_gets_its_manifest_copy_back_with_its_fragment() {
+    let rig = Rig::new(Options::default()).await;
+    let up = rig.upkeep();
+    let d = data(900, 31);
+    rig.put("x", &d).await;
+    let m = rig.manifest("x").await.expect("x");
+    let record = rig.ctx.meta.manifest_record(m.version.id).await.expect("record").expect("manifest");
+    let seal = &m.parts[0].seal;
+    // A location holding a fragment and a copy of the manifest loses its disk.
+    let f = seal.fragments.iter().find(|f| record.locations.contains(&f.location)).expect("one holds both").clone();
+    rig.store.lose(&f.location, &f.name);
+    rig.store.lose(&f.location, &record.name);
+    rig.ctx.meta.set_fragment_state(seal.id, f.index, FragmentState::Missing).await.expect("mark");
+    let r = repair_all(&up).await;
+    assert_eq!(r.rebuilt, 1, "{r:?}");
+    assert!(rig.store.bytes(&f.location, &record.name).is_some(), "the manifest copy is back");
+    assert_eq!(rig.get_all("x").await, d);
+}

@@ -12,11 +12,11 @@
 //! Every record is sealed (AES-256-GCM, random nonce) under a key derived from the
 //! master key for records alone (HKDF-SHA256), bound to its name, so that a record
 //! cannot be moved to another name, and a location learns nothing but sizes. A record
-//! is a few hundred bytes: it is written whole to every location that holds the
-//! version's fragments (not coded — a coded record would be mostly header, cost as
-//! many requests, and need k reads to open), and needs, before the write it records
-//! is acknowledged, as many copies as it takes for one to remain whenever `k`
-//! fragments remain.
+//! is a few hundred bytes, so it is written whole, not coded (a coded record would be
+//! mostly header, cost as many requests, and need k reads to open): a manifest as
+//! `n - k + 1` copies at locations that took the version's fragments — as many as it
+//! takes for one to remain whenever `k` fragments do — before the write it records is
+//! acknowledged; the copies follow the fragments when repairs and drains move them.
 
 pub mod backup;
 pub mod catalog;

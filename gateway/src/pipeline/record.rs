@@ -139,7 +139,8 @@ pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Optio
 
 /// After a fragment of `seal` was written to `location` (a repair, a drain): the
 /// manifests of the versions using the seal get a copy there, so that their copies
-/// follow the fragments as locations are lost and replaced. A copy is read from
+/// follow the fragments as locations are lost and replaced (a copy recorded there but
+/// gone, with a replaced disk, is made again). A copy is read from
 /// `avoid` (a location being drained, perhaps gone) only when no other has one.
 /// Best effort.
 pub async fn follow_fragment(ctx: &PipelineCtx, seal: crate::meta::SealId, location: &str, avoid: Option<&str>) {
@@ -150,14 +151,25 @@ pub async fn follow_fragment(ctx: &PipelineCtx, seal: crate::meta::SealId, locat
             return;
         }
     };
-    for r in records.into_iter().filter(|r| !r.locations.iter().any(|l| l == location)) {
+    for r in records {
+        if r.locations.iter().any(|l| l == location) {
+            // Recorded there: a fragment rebuilt in place may mean a disk replaced,
+            // taking the copy with it. Made again only if it is gone.
+            let lost = matches!(
+                ledger::read(ctx.locations.as_ref(), &r.name, r.size, &[location.to_string()]).await,
+                Err(ledger::LedgerError::Transfer(crate::backend::TransferError::NotFound))
+            );
+            if !lost {
+                continue;
+            }
+        }
         let copied = async {
             let mut holders = r.locations.clone();
             holders.sort_by_key(|l| Some(l.as_str()) == avoid);
             let bytes = ledger::read(ctx.locations.as_ref(), &r.name, r.size, &holders).await?;
             ledger::write(ctx.locations.as_ref(), &r.name, bytes, &[location.to_string()], 1).await?;
             ctx.meta.add_record_location(&r.name, location).await?;
-            Ok::<_, ledger::LedgerError>(())
+            Ok::<_, LedgerError>(())
         };
         if let Err(e) = copied.await {
             tracing::warn!(record = %r.name, location, error = %e, "manifest not copied where its fragment went");
