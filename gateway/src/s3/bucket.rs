@@ -37,10 +37,12 @@ impl S3Front {
         if !self.gw.meta.create_bucket(&name, policy, &tenant).await.map_err(error::meta)? {
             // Taken, perhaps a moment ago by a request the access check did not see.
             let owner = self.gw.meta.bucket(&name).await.map_err(error::meta)?.map(|b| b.tenant);
-            return Err(match owner {
-                Some(o) if *o != *tenant => s3_error!(BucketAlreadyExists),
-                _ => s3_error!(BucketAlreadyOwnedByYou),
-            });
+            return match owner {
+                Some(o) if *o != *tenant => Err(s3_error!(BucketAlreadyExists)),
+                // Already the caller's: S3 in us-east-1 answers 200, as for a new one.
+                Some(_) => Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) })),
+                None => Err(s3_error!(BucketAlreadyOwnedByYou)),
+            };
         }
         tracing::info!(bucket = %name, tenant = %tenant, policy = %policy, "bucket created");
         self.gw.publish_catalog().await;

@@ -151,7 +151,8 @@ impl S3Front {
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
-        let resume = match &i.continuation_token {
+        // An empty token is no token (as S3 treats `continuation-token=`).
+        let resume = match i.continuation_token.as_deref().filter(|t| !t.is_empty()) {
             Some(t) => Some(decode_token(t)?),
             None => i.start_after.as_ref().map(|s| Resume::After(s.as_bytes().to_vec())),
         };

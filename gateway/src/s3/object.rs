@@ -176,7 +176,7 @@ impl S3Front {
             accept_ranges: Some("bytes".into()),
             e_tag: Some(quoted(&v.etag)),
             last_modified: Some(timestamp(v.last_modified)),
-            content_type: i.response_content_type.clone().or(v.attrs.content_type.clone()),
+            content_type: i.response_content_type.clone().or_else(|| Some(content_type(&v))),
             cache_control: i.response_cache_control.clone().or_else(|| header(&v, "cache-control")),
             content_disposition: i.response_content_disposition.clone().or_else(|| header(&v, "content-disposition")),
             content_encoding: i.response_content_encoding.clone().or_else(|| header(&v, "content-encoding")),
@@ -230,7 +230,7 @@ impl S3Front {
             accept_ranges: Some("bytes".into()),
             e_tag: Some(quoted(&v.etag)),
             last_modified: Some(timestamp(v.last_modified)),
-            content_type: v.attrs.content_type.clone(),
+            content_type: Some(content_type(&v)),
             cache_control: header(&v, "cache-control"),
             content_disposition: header(&v, "content-disposition"),
             content_encoding: header(&v, "content-encoding"),
@@ -320,4 +320,10 @@ impl S3Front {
             ..Default::default()
         }))
     }
+}
+
+/// The Content-Type an object is served with: the one it was stored with, or, as S3
+/// serves an object stored without one, `binary/octet-stream`.
+fn content_type(v: &VersionRow) -> String {
+    v.attrs.content_type.clone().unwrap_or_else(|| "binary/octet-stream".into())
 }

@@ -71,7 +71,8 @@ fn bad_input(db: Db) {
         let (code, status) = cl.boto_error("CreateBucket", json!({"Bucket": bad}));
         assert_eq!((code.as_str(), status), ("InvalidBucketName", 400), "{bad}");
     }
-    cl.aws(&["s3", "mb", "s3://errs"]).fails_with("BucketAlreadyOwnedByYou");
+    // Creating a bucket the caller already owns: 200, as S3 in us-east-1 answers.
+    cl.aws(&["s3", "mb", "s3://errs"]).ok();
     cl.aws(&["s3", "rb", "s3://errs"]).fails_with("BucketNotEmpty");
 
     // XML: malformed, and oversized.
@@ -179,3 +180,33 @@ fn virtual_host_style(db: Db) {
 }
 
 on_both_databases!(virtual_host_style);
+
+/// Answers as S3 gives them: an object stored without a Content-Type is served as
+/// `binary/octet-stream`; an empty `continuation-token=` is no token; creating a bucket
+/// the caller owns answers 200 (and another tenant's name still 409).
+#[test]
+fn answers_as_s3_gives_them() {
+    let c = Cluster::standard("as-s3", Db::Sqlite);
+    let cl = Client::from(&c.gw);
+    cl.aws(&["s3", "mb", "s3://plain"]).ok();
+    assert!(cl.boto("CreateBucket", json!({"Bucket": "plain"}), None).get("ok").is_some(), "owned: 200");
+    // curl -T sends no Content-Type.
+    let f = data_file(&c.dir.join("f"), 1000, 9);
+    let out = cl
+        .curl()
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-T"])
+        .arg(&f)
+        .arg(format!("{}/plain/untyped", cl.endpoint))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let head = cl.boto("HeadObject", json!({"Bucket": "plain", "Key": "untyped"}), None);
+    assert_eq!(head["ok"]["ContentType"], "binary/octet-stream", "{head}");
+    let back = c.dir.join("back");
+    let get = cl.boto("GetObject", json!({"Bucket": "plain", "Key": "untyped"}), Some(&back));
+    assert_eq!(get["ok"]["ContentType"], "binary/octet-stream", "{get}");
+    let listed = cl.boto("ListObjectsV2", json!({"Bucket": "plain", "ContinuationToken": ""}), None);
+    assert_eq!(listed["ok"]["Contents"][0]["Key"], "untyped", "{listed}");
+}
