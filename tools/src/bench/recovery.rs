@@ -121,6 +121,8 @@ async fn put_round(
     a: &RecoveryBenchArgs,
     binary: Option<PathBuf>,
 ) -> anyhow::Result<(f64, f64)> {
+    // A fresh rig each round (an earlier run's directory goes).
+    let _ = std::fs::remove_dir_all(dir);
     let rig = Rig::start(dir, &a.out.join("ca"), &options(binary)).await?;
     let pattern = rig::pattern()?;
     let c = &rig.client;
