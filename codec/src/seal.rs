@@ -348,6 +348,12 @@ impl MasterKey {
         Ok(out)
     }
 
+    /// The master key version that sealed a secret sealed by [`Self::seal_secret`]
+    /// (`None` for bytes too short to be one).
+    pub fn sealed_version(sealed: &[u8]) -> Option<u32> {
+        sealed.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
     /// Opens a secret sealed by [`Self::seal_secret`] with the same `context`.
     pub fn open_secret(&self, sealed: &[u8], context: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CodecError> {
         if sealed.len() < 1 + 4 + NONCE_LEN + TAG_LEN || sealed[0] != SECRET_FORMAT_V1 {

@@ -78,7 +78,7 @@ pub fn begin(gw: &Gateway) -> Result<u32, RekeyError> {
 }
 
 fn kek_version(sealed: &[u8]) -> Option<u32> {
-    sealed.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    MasterKey::sealed_version(sealed)
 }
 
 /// What a step did: items re-wrapped, and items still under an older version

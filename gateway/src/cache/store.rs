@@ -382,7 +382,7 @@ impl Cache {
         let mut n = 0;
         for (tenant, hex_text) in sealed {
             let bytes = hex::decode(&hex_text).map_err(|e| CacheError::Key(e.to_string()))?;
-            if bytes.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) == Some(current) {
+            if MasterKey::sealed_version(&bytes) == Some(current) {
                 continue;
             }
             let opened = self

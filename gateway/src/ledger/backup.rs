@@ -130,7 +130,7 @@ pub fn read(ledger: &Ledger, mut file: impl Read) -> Result<(CatalogSnapshot, Ve
 }
 
 fn ledger_open_any(ledger: &Ledger, id: &str, seq: u64, sealed: &[u8]) -> Result<Frame, LedgerError> {
-    let version = sealed.get(1..5).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let version = codec::MasterKey::sealed_version(sealed).unwrap_or(0);
     ledger.open(&format!("b/{id}-{seq}.{version}"), sealed)
 }
 

@@ -199,7 +199,7 @@ impl Ledger {
         let (_, _, version) =
             parse_name(name).ok_or_else(|| LedgerError::Format(name.into(), "not a record".into()))?;
         // The version in the name is the one that sealed it (the name is bound in).
-        let sealed_by = sealed.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let sealed_by = MasterKey::sealed_version(sealed);
         if sealed_by != Some(version) {
             return Err(LedgerError::Open(name.into()));
         }
