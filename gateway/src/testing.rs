@@ -171,6 +171,7 @@ impl Rig {
                 bucket: "b".into(),
                 key: key.as_bytes().to_vec(),
                 attrs: ObjectAttrs::default(),
+                condition: Default::default(),
             },
             customer: None,
             requester: None,

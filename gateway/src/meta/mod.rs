@@ -55,9 +55,9 @@ pub use jobs::{JobKind, JobRow, JobState};
 pub use records::{RecordKind, RecordRow};
 pub use restore::{Backup, CatalogSnapshot, RestoredVersion};
 pub use types::{
-    AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, Fragment, FragmentState, ListedObject,
-    Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState, UploadId,
-    UploadPartRow, UploadRow, VersionId, VersionRow, margin,
+    AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, DeleteCondition, Fragment, FragmentState,
+    ListedObject, Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState,
+    UploadId, UploadPartRow, UploadRow, VersionId, VersionRow, WriteCondition, margin,
 };
 
 /// Milliseconds since the Unix epoch.
@@ -82,6 +82,12 @@ pub enum MetaError {
     /// outlived `pipeline.pending_grace` and its seal was collected).
     #[error("metadata conflict: {0}")]
     Conflict(String),
+    /// A write's condition ([`WriteCondition`]) does not hold.
+    #[error("precondition failed: {0}")]
+    Precondition(&'static str),
+    /// A write's condition names the object of a key that has none.
+    #[error("no object under the key")]
+    NoSuchKey,
 }
 
 /// Result of metadata operations.

@@ -9,7 +9,7 @@ use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_
 use super::types::{big, fit};
 use super::{
     ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, PartRow, Replaced, SealFinish, SealId,
-    SealState, UploadId, VersionId, VersionRow, attrs_row, json, now_ms,
+    SealState, UploadId, VersionId, VersionRow, WriteCondition, attrs_row, json, now_ms,
 };
 
 /// The columns of a version, in the order [`version_row`] reads them.
@@ -47,17 +47,51 @@ fn part_row(r: &AnyRow) -> MetaResult<PartRow> {
     })
 }
 
+/// Checks `condition` against the key of `version`, holding the key's row (on
+/// PostgreSQL a concurrent conditional commit of the key waits here until this
+/// transaction ends, then reads what it committed).
+async fn check_condition(conn: &mut AnyConnection, version: &VersionRow, condition: &WriteCondition) -> MetaResult<()> {
+    if *condition == WriteCondition::Any {
+        return Ok(());
+    }
+    sqlx::query("UPDATE objects SET version_id = version_id WHERE bucket = $1 AND object_key = $2")
+        .bind(&version.bucket)
+        .bind(&version.key)
+        .execute(&mut *conn)
+        .await?;
+    let etag: Option<String> = sqlx::query(
+        "SELECT v.etag FROM objects o JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key = $2",
+    )
+    .bind(&version.bucket)
+    .bind(&version.key)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?;
+    match (condition, etag) {
+        (WriteCondition::Absent, Some(_)) => Err(MetaError::Precondition("the key holds an object")),
+        (WriteCondition::ETag(_), None) => Err(MetaError::NoSuchKey),
+        (WriteCondition::ETag(want), Some(have)) if *want != have => {
+            Err(MetaError::Precondition("the key's object has another ETag"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Inserts `version` made of `parts` (and its manifest record) and makes it the
 /// visible version of its key, retiring every other version of the key — unless the
 /// visible one was recorded at the locations after this one (two writers raced:
 /// the one recorded last wins, as recovery from the records would decide), when
-/// this version is retired at once instead.
+/// this version is retired at once instead. `condition` must hold, or nothing
+/// changes.
 pub(super) async fn commit_version(
     conn: &mut AnyConnection,
     version: &VersionRow,
     parts: &[PartRow],
     record: Option<&RecordRow>,
+    condition: &WriteCondition,
 ) -> MetaResult<Replaced> {
+    check_condition(conn, version, condition).await?;
     let id = version.id.to_string();
     if let Some(r) = record {
         insert_record(conn, r).await?;
@@ -114,15 +148,22 @@ pub(super) async fn commit_version(
             return Ok(Replaced { version_id: None });
         }
     }
-    sqlx::query(
-        "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
-         ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id",
-    )
-    .bind(&version.bucket)
-    .bind(&version.key)
-    .bind(&id)
-    .execute(&mut *conn)
-    .await?;
+    // A key that must be absent is inserted, never replaced: of concurrent such
+    // commits the later ones find the first one's row (on PostgreSQL, wait for it).
+    let upsert = match condition {
+        WriteCondition::Absent => {
+            "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (bucket, object_key) DO NOTHING"
+        }
+        _ => {
+            "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id"
+        }
+    };
+    let inserted = sqlx::query(upsert).bind(&version.bucket).bind(&version.key).bind(&id).execute(&mut *conn).await?;
+    if inserted.rows_affected() == 0 {
+        return Err(MetaError::Precondition("the key holds an object"));
+    }
     // Every other version of the key is retired. Asked after the upsert, which
     // waits for a concurrent commit of the same key: its version is seen here and
     // retired, so that concurrent overwrites never leak a version.
@@ -142,18 +183,40 @@ pub(super) async fn commit_version(
     Ok(Replaced { version_id: previous.map(|p| p.parse()).transpose()? })
 }
 
-/// Retires a version inside a transaction: its rows go, its seals become garbage.
+/// Retires a version inside a transaction: its rows go, and each of its seals that
+/// no other version shares (a copy) becomes garbage.
 async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) -> MetaResult<()> {
+    let seals: Vec<String> = sqlx::query("SELECT seal_id FROM version_parts WHERE version_id = $1")
+        .bind(version_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    // The seals' rows are held first: a copy sharing one (`copy_version`) holds it
+    // while it commits, and on PostgreSQL the reference check below, a later
+    // statement, then sees that copy's parts.
     sqlx::query(
-        "UPDATE seals SET state = $1, updated_at = $2 WHERE id IN (SELECT seal_id FROM version_parts WHERE version_id = $3)",
+        "UPDATE seals SET updated_at = $1 WHERE id IN (SELECT seal_id FROM version_parts WHERE version_id = $2)",
     )
-    .bind(SealState::Garbage.as_str())
     .bind(now)
     .bind(version_id)
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM version_parts WHERE version_id = $1").bind(version_id).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM versions WHERE id = $1").bind(version_id).execute(&mut *conn).await?;
+    for seal in &seals {
+        sqlx::query(
+            "UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 \
+             AND NOT EXISTS (SELECT 1 FROM version_parts WHERE seal_id = $3) \
+             AND NOT EXISTS (SELECT 1 FROM upload_parts WHERE seal_id = $3)",
+        )
+        .bind(SealState::Garbage.as_str())
+        .bind(now)
+        .bind(seal)
+        .execute(&mut *conn)
+        .await?;
+    }
     retire_manifest(conn, version_id, now).await
 }
 
@@ -205,13 +268,14 @@ impl MetaStore {
         version: &VersionRow,
         part: &PartRow,
         record: Option<&RecordRow>,
+        condition: &WriteCondition,
     ) -> MetaResult<Replaced> {
         let mut tx = self.begin_write().await?;
         finish_seal(&mut tx, seal, fin).await?;
         if !store_pending(&mut tx, seal, now_ms()).await? {
             return Err(not_pending(seal));
         }
-        let replaced = commit_version(&mut tx, version, std::slice::from_ref(part), record).await?;
+        let replaced = commit_version(&mut tx, version, std::slice::from_ref(part), record, condition).await?;
         tx.commit().await?;
         Ok(replaced)
     }
@@ -226,6 +290,7 @@ impl MetaStore {
         version: &VersionRow,
         parts: &[PartRow],
         record: Option<&RecordRow>,
+        condition: &WriteCondition,
     ) -> MetaResult<Option<Replaced>> {
         let upload = upload.to_string();
         let now = now_ms();
@@ -256,7 +321,59 @@ impl MetaStore {
                 .await?;
         }
         sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1").bind(&upload).execute(&mut *tx).await?;
-        let replaced = commit_version(&mut tx, version, parts, record).await?;
+        let replaced = commit_version(&mut tx, version, parts, record, condition).await?;
+        // Which upload made it: a repeated Complete is answered from it.
+        sqlx::query("UPDATE versions SET upload_id = $1 WHERE id = $2")
+            .bind(&upload)
+            .bind(version.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(replaced))
+    }
+
+    /// The visible version of a key if upload `upload` made it (a Complete that
+    /// came again, after its first answer was lost).
+    pub async fn completed_by(&self, bucket: &str, key: &[u8], upload: UploadId) -> MetaResult<Option<VersionRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            version_columns!(),
+            " FROM objects o JOIN versions v ON v.id = o.version_id \
+             WHERE o.bucket = $1 AND o.object_key = $2 AND v.upload_id = $3"
+        ))
+        .bind(bucket)
+        .bind(key)
+        .bind(upload.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(version_row).transpose()
+    }
+
+    /// Makes `version`, made of `parts` — seals of another version (a copy) — the
+    /// visible version of its key, with its manifest `record`. Each seal is held and
+    /// must still be stored: `None`, and nothing changed, if one became garbage
+    /// (its last version went) since the caller read it.
+    pub async fn copy_version(
+        &self,
+        version: &VersionRow,
+        parts: &[PartRow],
+        record: &RecordRow,
+        condition: &WriteCondition,
+    ) -> MetaResult<Option<Replaced>> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        for p in parts {
+            let held = sqlx::query("UPDATE seals SET updated_at = $1 WHERE id = $2 AND state = $3")
+                .bind(now)
+                .bind(p.seal_id.to_string())
+                .bind(SealState::Stored.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if held.rows_affected() != 1 {
+                return Ok(None);
+            }
+        }
+        let replaced = commit_version(&mut tx, version, parts, Some(record), condition).await?;
         tx.commit().await?;
         Ok(Some(replaced))
     }

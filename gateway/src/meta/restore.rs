@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::records::{RecordRow, insert_record};
 use super::seals::insert_seal;
-use super::{Manifest, MetaResult, MetaStore, PartRow, Seal, SealState, VersionRow};
+use super::{Manifest, MetaResult, MetaStore, PartRow, Seal, SealState, VersionRow, WriteCondition};
 
 /// A tenant in a catalog snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,9 +373,16 @@ impl MetaStore {
             return Ok(false);
         }
         for seal in &v.seals {
-            insert_seal(&mut tx, seal, SealState::Stored, None, "recover").await?;
+            // A seal shared by versions (a copy) comes back with the first of them.
+            let present = sqlx::query("SELECT 1 FROM seals WHERE id = $1")
+                .bind(seal.id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if present.is_none() {
+                insert_seal(&mut tx, seal, SealState::Stored, None, "recover").await?;
+            }
         }
-        super::objects::commit_version(&mut tx, &v.version, &v.parts, None).await?;
+        super::objects::commit_version(&mut tx, &v.version, &v.parts, None, &WriteCondition::Any).await?;
         if let Some(r) = &v.record {
             insert_record(&mut tx, r).await?;
         }

@@ -96,7 +96,9 @@ async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u8) -> SealId {
     let s = sid(n);
     m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
     let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
-    m.commit_object(s, &landed(), &version(n, bucket, key, &format!("etag{n}")), &part, None).await.expect("commit");
+    m.commit_object(s, &landed(), &version(n, bucket, key, &format!("etag{n}")), &part, None, &WriteCondition::Any)
+        .await
+        .expect("commit");
     s
 }
 
@@ -134,8 +136,10 @@ async fn a_version_is_visible_only_after_commit_and_overwrites_retire_the_old() 
         assert!(m.manifest("b", b"k").await.expect("get").is_none(), "pending is invisible");
         assert!(m.list_objects("b", b"", false, 10).await.expect("list").is_empty());
         let part = PartRow { number: 1, seal_id: sid(1), offset: 0, size: 10 };
-        let replaced =
-            m.commit_object(sid(1), &landed(), &version(1, "b", b"k", "e1"), &part, None).await.expect("commit");
+        let replaced = m
+            .commit_object(sid(1), &landed(), &version(1, "b", b"k", "e1"), &part, None, &WriteCondition::Any)
+            .await
+            .expect("commit");
         assert_eq!(replaced.version_id, None);
         let (v, parts) = m.current_version("b", b"k").await.expect("get").expect("visible");
         assert_eq!((v.etag.as_str(), v.attrs.user_metadata["colour"].as_str()), ("e1", "blue"));
@@ -174,7 +178,8 @@ async fn a_write_whose_seal_was_collected_cannot_commit() {
         m.insert_pending_seal(&seal(sid(3)), "node-a").await.expect("pending");
         m.discard_seal(sid(3)).await.expect("collected as dead");
         let part = PartRow { number: 1, seal_id: sid(3), offset: 0, size: 10 };
-        let r = m.commit_object(sid(3), &landed(), &version(3, "b", b"k", "e"), &part, None).await;
+        let r =
+            m.commit_object(sid(3), &landed(), &version(3, "b", b"k", "e"), &part, None, &WriteCondition::Any).await;
         assert!(matches!(r, Err(MetaError::Conflict(_))), "{r:?}");
         assert!(m.current_version("b", b"k").await.expect("get").is_none(), "nothing became visible");
     }
@@ -231,7 +236,7 @@ async fn multipart_parts_replace_complete_once_and_abort() {
             PartRow { number: 1, seal_id: sid(12), offset: 0, size: 5 },
             PartRow { number: 2, seal_id: sid(20), offset: 5, size: 5 },
         ];
-        assert!(m.complete_upload(u1, &v, &chosen, None).await.expect("complete").is_some());
+        assert!(m.complete_upload(u1, &v, &chosen, None, &WriteCondition::Any).await.expect("complete").is_some());
         assert!(m.upload(u1).await.expect("upload").is_none());
         assert_eq!(state(&m, sid(30)).await, SealState::Garbage);
         assert_eq!(state(&m, sid(20)).await, SealState::Stored);
@@ -239,7 +244,9 @@ async fn multipart_parts_replace_complete_once_and_abort() {
         // A second completion of the same upload changes nothing: two versions
         // never share seals (the first one's would be collected under the second).
         let again = VersionRow { id: VersionId([10; 16]), ..v.clone() };
-        assert!(m.complete_upload(u1, &again, &chosen, None).await.expect("complete again").is_none());
+        assert!(
+            m.complete_upload(u1, &again, &chosen, None, &WriteCondition::Any).await.expect("complete again").is_none()
+        );
         assert_eq!(m.current_version("b", b"big").await.expect("get").expect("visible").0.id, v.id);
         assert_eq!(state(&m, sid(20)).await, SealState::Stored);
 
@@ -361,5 +368,73 @@ async fn a_lease_has_one_holder_until_it_expires() {
         assert!(m.acquire_lease("gc", "a", -1).await.expect("a renews into the past"));
         assert!(m.acquire_lease("gc", "b", 60_000).await.expect("b takes the expired lease"));
         assert!(!m.acquire_lease("gc", "a", 60_000).await.expect("a is refused"));
+    }
+}
+
+/// A manifest row for version `n` of `key`.
+fn manifest_row(n: u8, key: &[u8]) -> RecordRow {
+    RecordRow {
+        name: format!("m/{n}"),
+        kind: RecordKind::Manifest,
+        version_id: Some(VersionId([n; 16])),
+        bucket: Some("b".into()),
+        key: Some(key.to_vec()),
+        at: now_ms(),
+        locations: vec!["loc0".into()],
+        digest: String::new(),
+        size: 10,
+    }
+}
+
+#[tokio::test]
+async fn a_copy_shares_seals_which_stay_until_no_version_uses_them() {
+    for m in stores().await {
+        bucket(&m, "b").await;
+        let s = put(&m, "b", b"src", 1).await;
+        let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+        let copy = version(2, "b", b"dst", "etag1");
+        let row = manifest_row(2, b"dst");
+        let r = m.copy_version(&copy, std::slice::from_ref(&part), &row, &WriteCondition::Any);
+        assert!(r.await.expect("copy").is_some());
+        m.delete_object("b", b"src", None, None).await.expect("delete source");
+        assert_eq!(state(&m, s).await, SealState::Stored, "the copy still uses the seal");
+        assert!(m.manifest("b", b"dst").await.expect("read").is_some());
+        // Overwriting the copy with a copy of itself keeps the seal too.
+        let again = version(3, "b", b"dst", "etag1");
+        let row = manifest_row(3, b"dst");
+        let r = m.copy_version(&again, std::slice::from_ref(&part), &row, &WriteCondition::Any);
+        assert!(r.await.expect("copy onto itself").is_some());
+        assert_eq!(state(&m, s).await, SealState::Stored);
+        m.delete_object("b", b"dst", None, None).await.expect("delete copy");
+        assert_eq!(state(&m, s).await, SealState::Garbage, "no version uses it now");
+        // A copy of a seal that became garbage meanwhile changes nothing.
+        let late = version(4, "b", b"late", "etag1");
+        let row = manifest_row(4, b"late");
+        let r = m.copy_version(&late, std::slice::from_ref(&part), &row, &WriteCondition::Any);
+        assert!(r.await.expect("copy").is_none());
+        assert!(m.current_version("b", b"late").await.expect("read").is_none());
+    }
+}
+
+#[tokio::test]
+async fn conditional_commits_hold_or_change_nothing() {
+    for m in stores().await {
+        bucket(&m, "b").await;
+        let commit = |n: u8, condition: WriteCondition| {
+            let m = m.clone();
+            async move {
+                let s = sid(n);
+                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
+                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+                m.commit_object(s, &landed(), &version(n, "b", b"k", &format!("e{n}")), &part, None, &condition).await
+            }
+        };
+        assert!(matches!(commit(1, WriteCondition::ETag("e0".into())).await, Err(MetaError::NoSuchKey)));
+        commit(2, WriteCondition::Absent).await.expect("absent key");
+        assert!(matches!(commit(3, WriteCondition::Absent).await, Err(MetaError::Precondition(_))));
+        assert!(matches!(commit(4, WriteCondition::ETag("e3".into())).await, Err(MetaError::Precondition(_))));
+        commit(5, WriteCondition::ETag("e2".into())).await.expect("matching ETag");
+        let (v, _) = m.current_version("b", b"k").await.expect("read").expect("object");
+        assert_eq!(v.etag, "e5", "only the commits whose condition held changed the key");
     }
 }

@@ -461,6 +461,48 @@ pub struct AccessKeyRow {
     pub tenant: String,
 }
 
+/// What a write requires of its key when it commits (S3's conditional writes:
+/// `If-None-Match: *` and `If-Match` on PUT, CopyObject and
+/// CompleteMultipartUpload). Checked in the commit's transaction, so that of
+/// concurrent writers with the same condition exactly one succeeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Nothing: the write replaces whatever the key holds.
+    #[default]
+    Any,
+    /// The key holds no object.
+    Absent,
+    /// The key's object has this ETag (without quotes).
+    ETag(String),
+}
+
+/// What a delete requires of the object it removes (S3's conditional deletes:
+/// `If-Match`, `x-amz-if-match-last-modified-time`, `x-amz-if-match-size`, and
+/// the same conditions on each entry of DeleteObjects). Every one given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    /// The object's ETag (without quotes).
+    pub etag: Option<String>,
+    /// Its Last-Modified, in whole seconds since the epoch.
+    pub last_modified_secs: Option<i64>,
+    /// Its size.
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    /// Whether the delete asks anything of the object.
+    pub fn is_any(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether `v` meets every condition given.
+    pub fn holds(&self, v: &VersionRow) -> bool {
+        self.etag.as_ref().is_none_or(|e| *e == v.etag)
+            && self.last_modified_secs.is_none_or(|t| t == v.last_modified.div_euclid(1000))
+            && self.size.is_none_or(|s| s == v.size)
+    }
+}
+
 /// What committing a version replaced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replaced {

@@ -5,7 +5,7 @@
 
 use super::checksum::{etag_digest, multipart_etag};
 use super::{PipelineCtx, PipelineError};
-use crate::meta::{PartRow, UploadRow, VersionId, VersionRow, now_ms};
+use crate::meta::{PartRow, UploadRow, VersionId, VersionRow, WriteCondition, now_ms};
 
 /// Smallest part but the last, as S3 requires.
 pub const MIN_PART: u64 = 5 << 20;
@@ -20,6 +20,8 @@ pub struct CompleteRequest {
     pub upload: UploadRow,
     /// Part numbers and ETags, as listed.
     pub parts: Vec<(u32, String)>,
+    /// What the key must hold when the version commits.
+    pub condition: WriteCondition,
 }
 
 /// What a completion made visible.
@@ -37,9 +39,14 @@ pub struct CompleteOutcome {
 /// the ETags given, and all but the last at least [`MIN_PART`]. A concurrent
 /// completion or abort of the same upload makes this one [`PipelineError::NoSuchUpload`].
 pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<CompleteOutcome, PipelineError> {
-    let CompleteRequest { upload, parts: wanted } = req;
+    let CompleteRequest { upload, parts: mut wanted, condition } = req;
     // Order first, as S3 does: a misordered list is InvalidPartOrder whatever else.
-    if wanted.windows(2).any(|w| w[1].0 <= w[0].0) {
+    // A part listed twice in a row (a client retrying its list) counts once.
+    if wanted.windows(2).any(|w| w[1].0 < w[0].0) {
+        return Err(PipelineError::PartOrder);
+    }
+    wanted.dedup_by(|b, a| a.0 == b.0 && a.1.trim().trim_matches('"') == b.1.trim().trim_matches('"'));
+    if wanted.windows(2).any(|w| w[1].0 == w[0].0) {
         return Err(PipelineError::PartOrder);
     }
     let stored = ctx.meta.upload_parts(upload.id, 0, i64::from(MAX_PART_NUMBER)).await?;
@@ -86,8 +93,12 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
     }
     let with_seals: Vec<(PartRow, &crate::meta::Seal)> = parts.iter().cloned().zip(seals.iter()).collect();
     let record = super::record::record_version(ctx, &version, &with_seals).await?;
-    match ctx.meta.complete_upload(upload.id, &version, &parts, Some(&record)).await? {
+    let committed = ctx.meta.complete_upload(upload.id, &version, &parts, Some(&record), &condition).await;
+    match super::record::unless_committed(ctx, &record, committed).await? {
         Some(_) => Ok(CompleteOutcome { version: version.id, etag, size: offset }),
-        None => Err(PipelineError::NoSuchUpload),
+        None => {
+            super::record::forget(ctx, &record).await;
+            Err(PipelineError::NoSuchUpload)
+        }
     }
 }

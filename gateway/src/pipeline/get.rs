@@ -64,14 +64,29 @@ pub async fn get(
     customer: Option<Arc<super::CustomerKey>>,
     requester: Option<Arc<str>>,
 ) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
+    let permit = ctx
+        .transfers
+        .acquire(manifest.tenant_number, requester.as_ref())
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))?;
+    read_range(ctx, manifest, range, customer, Some(permit)).await
+}
+
+/// [`get`] holding `permit`, or, for a read inside a transfer that holds a slot
+/// already (a copy streaming into a write), none.
+pub(super) async fn read_range(
+    ctx: &Arc<PipelineCtx>,
+    manifest: Manifest,
+    range: Range<u64>,
+    customer: Option<Arc<super::CustomerKey>>,
+    permit: Option<super::shared::TransferSlot>,
+) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
     let tenant = manifest.tenant_number;
     let mut planned = plan(manifest, &range).into_iter();
     let Some(first) = planned.next() else {
         let (_, rx) = mpsc::channel(1);
         return Ok(ReceiverStream::new(rx));
     };
-    let permit =
-        ctx.transfers.acquire(tenant, requester.as_ref()).await.map_err(|e| PipelineError::Task(e.to_string()))?;
     // The first part's first segment is read before the answer starts, and so is
     // every later part's that the metadata already knows to be short of fragments:
     // a failure known now is a 503, not a response cut short.

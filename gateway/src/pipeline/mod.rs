@@ -23,6 +23,7 @@
 pub mod checksum;
 pub mod cleanup;
 mod complete;
+mod copy;
 mod customer;
 pub mod drain;
 mod get;
@@ -43,6 +44,7 @@ use codec::MasterKey;
 use offload::Offload;
 
 pub use complete::{CompleteOutcome, CompleteRequest, MAX_PART_NUMBER, MIN_PART, complete};
+pub use copy::{CopyOutcome, CopyRequest, CopySource, copy};
 pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};

@@ -21,7 +21,7 @@ use crate::backend::FragmentRef;
 use crate::config::Policy;
 use crate::meta::{
     ChecksumAlgorithm, Compression, Fragment, FragmentState, MetaStore, ObjectAttrs, PartRow, Seal, SealFinish, SealId,
-    SealState, UploadId, UploadPartRow, VersionId, VersionRow, now_ms,
+    SealState, UploadId, UploadPartRow, VersionId, VersionRow, WriteCondition, now_ms,
 };
 
 /// What becomes of a written seal.
@@ -35,6 +35,8 @@ pub enum PutTarget {
         key: Vec<u8>,
         /// Descriptive fields.
         attrs: ObjectAttrs,
+        /// What the key must hold when the version commits.
+        condition: WriteCondition,
     },
     /// Part `number` of a multipart upload.
     Part {
@@ -222,7 +224,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
     check_digests(&hashes, expect)?;
 
     let version = match target {
-        PutTarget::Object { bucket, key, attrs } => {
+        PutTarget::Object { bucket, key, attrs, condition } => {
             let version = VersionRow {
                 id: VersionId::generate(random)?,
                 bucket,
@@ -246,7 +248,8 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 .collect();
             let written = Seal { sealed_lens: fin.sealed_lens.clone(), fragments: landed, ..seal.clone() };
             let record = super::record::record_version(ctx, &version, &[(part.clone(), &written)]).await?;
-            ctx.meta.commit_object(id, &fin, &version, &part, Some(&record)).await?;
+            let committed = ctx.meta.commit_object(id, &fin, &version, &part, Some(&record), &condition).await;
+            super::record::unless_committed(ctx, &record, committed).await?;
             Some(version.id)
         }
         PutTarget::Part { upload, number } => {

@@ -7,7 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use super::{PipelineCtx, PipelineError};
 use crate::backend::FragmentRef;
 use crate::ledger::{self, Kind, LedgerError, ManifestRecord, TombstoneRecord};
-use crate::meta::{FragmentState, MetaError, PartRow, RecordKind, RecordRow, Seal, VersionId, VersionRow, now_ms};
+use crate::meta::{
+    DeleteCondition, FragmentState, MetaError, PartRow, RecordKind, RecordRow, Seal, VersionId, VersionRow, now_ms,
+};
 
 impl From<LedgerError> for PipelineError {
     fn from(e: LedgerError) -> Self {
@@ -62,6 +64,26 @@ pub(super) async fn record_version(
     })
 }
 
+/// Passes on the result of committing the version of manifest `record`; if the
+/// commit failed (a condition did not hold, the database failed), the manifest's
+/// copies go too, so that a recovery never brings back a write its client was
+/// told failed. Best effort: the records sweep removes what this leaves.
+pub(super) async fn unless_committed<T>(
+    ctx: &PipelineCtx,
+    record: &RecordRow,
+    committed: Result<T, MetaError>,
+) -> Result<T, PipelineError> {
+    if committed.is_err() {
+        forget(ctx, record).await;
+    }
+    Ok(committed?)
+}
+
+/// Deletes the copies of a manifest whose version was never committed.
+pub(super) async fn forget(ctx: &PipelineCtx, record: &RecordRow) {
+    ledger::delete(ctx.locations.as_ref(), &record.name, &record.locations).await;
+}
+
 /// Writes manifests for up to `batch` visible versions that have none (written by
 /// a version of the gateway from before manifests); returns how many were written.
 pub async fn backfill(ctx: &PipelineCtx, batch: i64) -> Result<usize, PipelineError> {
@@ -83,12 +105,26 @@ pub async fn backfill(ctx: &PipelineCtx, batch: i64) -> Result<usize, PipelineEr
     Ok(written)
 }
 
-/// Deletes the visible version of a key: a tombstone is written where its manifest
-/// is, then the delete is committed. Returns the version deleted, if there was one.
-pub async fn delete(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<Option<VersionId>, PipelineError> {
+/// Deletes the visible version of a key if it meets `condition`: a tombstone is
+/// written where its manifest is, then the delete is committed (of that version
+/// only). Returns the version deleted, if there was one.
+pub async fn delete(
+    ctx: &PipelineCtx,
+    bucket: &str,
+    key: &[u8],
+    condition: &DeleteCondition,
+) -> Result<Option<VersionId>, PipelineError> {
     // A writer that replaced the version meanwhile: try again with the new one.
     for _ in 0..4 {
-        let Some((current, parts)) = ctx.meta.current_version(bucket, key).await? else { return Ok(None) };
+        let Some((current, parts)) = ctx.meta.current_version(bucket, key).await? else {
+            return match condition.is_any() {
+                true => Ok(None),
+                false => Err(MetaError::NoSuchKey.into()),
+            };
+        };
+        if !condition.holds(&current) {
+            return Err(MetaError::Precondition("the object does not meet the delete's conditions").into());
+        }
         let manifest = ctx.meta.manifest_record(current.id).await?;
         let k = match parts.first() {
             Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),

@@ -329,7 +329,8 @@ async fn multipart_uploads_complete_once_and_read_across_parts() {
         etags.push((i as u32 + 1, format!("\"{}\"", stored.etag)));
     }
     assert!(rig.manifest("big").await.is_none(), "parts are invisible until completed");
-    let complete_with = |parts: Vec<(u32, String)>| CompleteRequest { upload: upload.clone(), parts };
+    let complete_with =
+        |parts: Vec<(u32, String)>| CompleteRequest { upload: upload.clone(), parts, condition: Default::default() };
     // The rules S3 has, each refused without changing anything.
     let e = complete(&rig.ctx, complete_with(vec![etags[1].clone(), etags[0].clone()])).await;
     assert!(matches!(e, Err(PipelineError::PartOrder)), "{e:?}");
@@ -363,7 +364,12 @@ async fn the_cache_layer_serves_reads_with_every_location_down_under_the_tenant_
     let d = data(5 * SEG as usize + 1, 13);
     let mut req = rig.request("c", d.len() as u64, body(&d), Expected::default());
     req.tenant = tenant;
-    req.target = PutTarget::Object { bucket: "acme-b".into(), key: b"c".to_vec(), attrs: ObjectAttrs::default() };
+    req.target = PutTarget::Object {
+        bucket: "acme-b".into(),
+        key: b"c".to_vec(),
+        attrs: ObjectAttrs::default(),
+        condition: Default::default(),
+    };
     put(&rig.ctx, req).await.expect("put");
     let m = rig.ctx.meta.manifest("acme-b", b"c").await.expect("manifest").expect("visible");
     assert_eq!(m.tenant_number, tenant);
@@ -425,7 +431,9 @@ async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
         req.target = PutTarget::Part { upload: upload.id, number: i as u32 + 1 };
         listed.push((i as u32 + 1, put(&rig.ctx, req).await.expect("part").etag));
     }
-    complete(&rig.ctx, CompleteRequest { upload, parts: listed }).await.expect("complete");
+    complete(&rig.ctx, CompleteRequest { upload, parts: listed, condition: Default::default() })
+        .await
+        .expect("complete");
     // Part 2 lost three of its six fragments, and the metadata knows it.
     let m = rig.manifest("two").await.expect("visible");
     let second = m.parts[1].seal.clone();
@@ -501,10 +509,14 @@ async fn a_write_leaves_its_manifest_and_a_delete_its_tombstone_until_both_are_c
         rig.store.all().into_iter().filter(|(l, n)| n.starts_with("m/") && l != "l0").map(|(_, n)| n).collect();
     assert!(k2.len() >= 2);
 
-    assert_eq!(delete(&rig.ctx, "b", b"k").await.expect("delete"), Some(version));
+    assert_eq!(delete(&rig.ctx, "b", b"k", &Default::default()).await.expect("delete"), Some(version));
     let tombstones = rig.store.all().into_iter().filter(|(_, n)| n.starts_with("t/")).count();
     assert!(tombstones >= 3, "{tombstones}");
-    assert_eq!(delete(&rig.ctx, "b", b"k").await.expect("again"), None, "nothing to delete: no tombstone");
+    assert_eq!(
+        delete(&rig.ctx, "b", b"k", &Default::default()).await.expect("again"),
+        None,
+        "nothing to delete: no tombstone"
+    );
     // Collection: the fragments, the manifest, then the tombstone that covered it.
     for _ in 0..3 {
         cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 100).await.expect("collect");

@@ -90,6 +90,10 @@ pub fn meta(e: MetaError) -> S3Error {
             warn!(reason = %why, "write lost to a concurrent change");
             unavailable("The write could not be completed; please retry.".into())
         }
+        MetaError::Precondition(_) => {
+            s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+        }
+        MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
         other => internal(other),
     }
 }

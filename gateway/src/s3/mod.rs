@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `bucket.rs` | ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation |
 //! | `object.rs` | PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects |
+//! | `copy.rs` | CopyObject, UploadPartCopy |
 //! | `list.rs` | ListObjectsV2, ListObjects |
 //! | `multipart.rs` | Create/UploadPart/Complete/Abort, ListParts, ListMultipartUploads |
 //! | `checksum.rs`, `body.rs`, `error.rs` | wire names of checksums, request bodies, S3 error codes |
@@ -16,6 +17,7 @@ pub mod access;
 pub mod body;
 mod bucket;
 pub mod checksum;
+mod copy;
 pub mod error;
 pub mod host;
 pub mod limits;
@@ -238,6 +240,32 @@ impl S3 for S3Front {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         self.op_head_object(req).await
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.op_copy_object(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.op_upload_part_copy(req).await
+    }
+
+    /// No object has tags (setting them is refused: `protect.rs`), and tools that
+    /// copy an object's tags (aws-cli `s3 cp` between buckets) ask for them.
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let i = &req.input;
+        self.bucket(&req.extensions, &i.bucket).await?;
+        let current = self.gw.meta.current_version(&i.bucket, i.key.as_bytes()).await.map_err(error::meta)?;
+        if current.is_none() {
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
+        }
+        Ok(S3Response::new(GetObjectTaggingOutput { tag_set: Vec::new(), version_id: None }))
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {

@@ -13,7 +13,7 @@ use crate::meta::{ChecksumAlgorithm, UploadId, UploadRow, now_ms};
 use crate::pipeline::{self, CompleteRequest, MAX_PART_NUMBER, PutRequest, PutTarget};
 
 impl S3Front {
-    async fn upload_of(
+    pub(super) async fn upload_of(
         &self,
         extensions: &http::Extensions,
         bucket: &str,
@@ -62,10 +62,7 @@ impl S3Front {
         // Every part of an upload begun with a customer key is written with it.
         let customer = sse_c::customer_key_of!(self, req.input)?;
         sse_c::admit(upload.attrs.customer_key.as_deref(), customer.as_deref())?;
-        let number =
-            u32::try_from(req.input.part_number).ok().filter(|n| (1..=MAX_PART_NUMBER).contains(n)).ok_or_else(
-                || s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"),
-            )?;
+        let number = part_number(req.input.part_number)?;
         let bucket = self.bucket(&req.extensions, &upload.bucket).await?;
         let policy = self.policy(&bucket)?;
         let len = content_length(req.input.content_length, &req.headers)?;
@@ -102,7 +99,21 @@ impl S3Front {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let i = req.input;
-        let upload = self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await?;
+        let condition = super::object::write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+        let upload = match self.upload_of(&req.extensions, &i.bucket, &i.key, &i.upload_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                // Completed already (its answer was lost, the client sends it again):
+                // the same answer again, as S3 gives.
+                let done = match i.upload_id.parse::<UploadId>() {
+                    Ok(id) => self.gw.meta.completed_by(&i.bucket, i.key.as_bytes(), id).await.map_err(error::meta)?,
+                    Err(_) => None,
+                };
+                let Some(v) = done else { return Err(e) };
+                return Ok(S3Response::new(completed(&i.bucket, &i.key, &v.etag)));
+            }
+        };
+        super::object::precheck(self, &i.bucket, i.key.as_bytes(), &condition).await?;
         let wanted = i.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if wanted.is_empty() {
             return Err(s3_error!(MalformedXML, "You must specify at least one part."));
@@ -114,16 +125,10 @@ impl S3Front {
             let number = u32::try_from(number).unwrap_or(u32::MAX);
             parts.push((number, w.e_tag.as_ref().map(|t| t.value().to_string()).unwrap_or_default()));
         }
-        let done =
-            pipeline::complete(&self.gw.pipeline, CompleteRequest { upload, parts }).await.map_err(error::pipeline)?;
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            server_side_encryption: Some(super::sse_s3()),
-            bucket: Some(i.bucket.clone()),
-            key: Some(i.key.clone()),
-            e_tag: Some(quoted(&done.etag)),
-            location: Some(format!("/{}/{}", i.bucket, i.key)),
-            ..Default::default()
-        }))
+        let done = pipeline::complete(&self.gw.pipeline, CompleteRequest { upload, parts, condition })
+            .await
+            .map_err(error::pipeline)?;
+        Ok(S3Response::new(completed(&i.bucket, &i.key, &done.etag)))
     }
 
     pub(super) async fn op_abort_multipart_upload(
@@ -247,4 +252,24 @@ impl S3Front {
             ..Default::default()
         }))
     }
+}
+
+/// The answer to a CompleteMultipartUpload that made a version with `etag`.
+fn completed(bucket: &str, key: &str, etag: &str) -> CompleteMultipartUploadOutput {
+    CompleteMultipartUploadOutput {
+        server_side_encryption: Some(super::sse_s3()),
+        bucket: Some(bucket.to_string()),
+        key: Some(key.to_string()),
+        e_tag: Some(quoted(etag)),
+        location: Some(format!("/{bucket}/{key}")),
+        ..Default::default()
+    }
+}
+
+/// A part number as UploadPart and UploadPartCopy take it: 1 to 10,000.
+pub(super) fn part_number(n: i32) -> S3Result<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
+        .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
 }

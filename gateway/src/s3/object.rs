@@ -6,7 +6,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
 use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp, unix_secs};
-use crate::meta::VersionRow;
+use crate::meta::{DeleteCondition, MetaError, VersionRow, WriteCondition};
 use crate::pipeline::{self, PutRequest, PutTarget};
 
 /// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since
@@ -34,20 +34,84 @@ fn check_conditions(
     }
     if let Some(c) = if_none_match {
         if matches(c) {
-            return Err(not_modified());
+            return Err(not_modified(v));
         }
     } else if let Some(t) = if_modified_since
         && modified_secs <= unix_secs(t)
     {
-        return Err(not_modified());
+        return Err(not_modified(v));
     }
     Ok(())
 }
 
-fn not_modified() -> S3Error {
+/// 304 Not Modified, with the headers S3 sends with it: the object's ETag,
+/// Last-Modified, and the caching headers it was stored with.
+fn not_modified(v: &VersionRow) -> S3Error {
     let mut e = S3Error::new(S3ErrorCode::NotModified);
     e.set_status_code(http::StatusCode::NOT_MODIFIED);
+    let mut headers = http::HeaderMap::new();
+    let mut put = |name: http::HeaderName, value: &str| {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put(http::header::ETAG, &format!("\"{}\"", v.etag));
+    let mut date = Vec::new();
+    if timestamp(v.last_modified).format(TimestampFormat::HttpDate, &mut date).is_ok() {
+        put(http::header::LAST_MODIFIED, &String::from_utf8_lossy(&date));
+    }
+    for (name, kept) in [(http::header::CACHE_CONTROL, "cache-control"), (http::header::EXPIRES, "expires")] {
+        if let Some(value) = v.attrs.headers.get(kept) {
+            put(name, value);
+        }
+    }
+    e.set_headers(headers);
     e
+}
+
+/// The condition of a PUT, CopyObject or CompleteMultipartUpload: `If-None-Match: *`
+/// (the key must hold nothing) or `If-Match: <etag>`. S3 implements no other form.
+pub(super) fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<WriteCondition> {
+    match (if_match, if_none_match) {
+        (None, None) => Ok(WriteCondition::Any),
+        (None, Some(ETagCondition::Any)) => Ok(WriteCondition::Absent),
+        (Some(ETagCondition::ETag(t)), None) => Ok(WriteCondition::ETag(t.value().to_string())),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "A header you provided implies functionality that is not implemented: conditional writes take \
+             If-None-Match: * or If-Match: <etag>, one of them."
+        )),
+    }
+}
+
+/// Refuses a conditional write at once if its condition already fails, before its
+/// body is read (the commit checks it again, atomically).
+pub(super) async fn precheck(front: &S3Front, bucket: &str, key: &[u8], condition: &WriteCondition) -> S3Result<()> {
+    if *condition == WriteCondition::Any {
+        return Ok(());
+    }
+    let current = front.gw.meta.current_version(bucket, key).await.map_err(error::meta)?;
+    let failed = match (condition, current) {
+        (WriteCondition::Absent, Some(_)) => MetaError::Precondition("the key holds an object"),
+        (WriteCondition::ETag(_), None) => MetaError::NoSuchKey,
+        (WriteCondition::ETag(want), Some((v, _))) if *want != v.etag => MetaError::Precondition("another ETag"),
+        _ => return Ok(()),
+    };
+    Err(error::meta(failed))
+}
+
+/// The conditions of a DeleteObject or of one DeleteObjects entry.
+fn delete_condition(
+    etag: Option<&ETag>,
+    last_modified: Option<&Timestamp>,
+    size: Option<i64>,
+) -> S3Result<DeleteCondition> {
+    let etag = etag.map(|t| t.value().to_string());
+    let size = size.map(|s| u64::try_from(s).map_err(|_| s3_error!(InvalidArgument, "negative x-amz-if-match-size")));
+    Ok(DeleteCondition { etag, last_modified_secs: last_modified.map(unix_secs), size: size.transpose()? })
 }
 
 fn header(v: &VersionRow, name: &str) -> Option<String> {
@@ -62,6 +126,8 @@ impl S3Front {
     pub(super) async fn op_put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let bucket = self.bucket(&req.extensions, &req.input.bucket).await?;
         let policy = self.policy(&bucket)?;
+        let condition = write_condition(req.input.if_match.as_ref(), req.input.if_none_match.as_ref())?;
+        precheck(self, &bucket.name, req.input.key.as_bytes(), &condition).await?;
         let len = content_length(req.input.content_length, &req.headers)?;
         let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
         let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
@@ -71,7 +137,7 @@ impl S3Front {
         let (bucket_name, key) = (std::mem::take(&mut i.bucket), std::mem::take(&mut i.key));
         let mut attrs = attrs_of!(i, checksum);
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
-        let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs };
+        let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs, condition };
         let request = PutRequest {
             policy,
             tenant: bucket.tenant_number,
@@ -259,8 +325,14 @@ impl S3Front {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.bucket(&req.extensions, &req.input.bucket).await?;
-        crate::pipeline::delete(&self.gw.pipeline, &req.input.bucket, req.input.key.as_bytes())
+        let i = &req.input;
+        self.bucket(&req.extensions, &i.bucket).await?;
+        let if_match = match &i.if_match {
+            Some(ETagCondition::ETag(t)) => Some(t),
+            _ => None,
+        };
+        let condition = delete_condition(if_match, i.if_match_last_modified_time.as_ref(), i.if_match_size)?;
+        crate::pipeline::delete(&self.gw.pipeline, &i.bucket, i.key.as_bytes(), &condition)
             .await
             .map_err(error::pipeline)?;
         Ok(S3Response::with_status(DeleteObjectOutput::default(), http::StatusCode::NO_CONTENT))
@@ -281,13 +353,17 @@ impl S3Front {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         // Each delete writes its tombstone: many at once, answered in order.
-        let keys: Vec<String> = d.objects.iter().map(|o| o.key.clone()).collect();
-        let results: Vec<(String, Result<_, _>)> = futures::stream::iter(keys)
-            .map(|key| {
+        let mut entries = Vec::with_capacity(d.objects.len());
+        for o in &d.objects {
+            let condition = delete_condition(o.e_tag.as_ref(), o.last_modified_time.as_ref(), o.size)?;
+            entries.push((o.key.clone(), condition));
+        }
+        let results: Vec<(String, Result<_, _>)> = futures::stream::iter(entries)
+            .map(|(key, condition)| {
                 let gw = self.gw.clone();
                 let bucket = req.input.bucket.clone();
                 async move {
-                    let r = crate::pipeline::delete(&gw.pipeline, &bucket, key.as_bytes()).await;
+                    let r = crate::pipeline::delete(&gw.pipeline, &bucket, key.as_bytes(), &condition).await;
                     (key, r)
                 }
             })
