@@ -10,18 +10,6 @@ use e2e::{Client, Cluster, Db, data_file, env, eventually, same_file};
 
 use crate::on_both_databases;
 
-/// Fragment files at the locations (not rclone's own, not the gateway's records:
-/// manifests, tombstones and catalog generations live in `m/`, `t/` and `c/`).
-fn fragment_files(c: &Cluster) -> usize {
-    let record = |f: &std::path::Path| {
-        f.parent().and_then(|d| d.file_name()).and_then(|d| d.to_str()).is_some_and(|d| ["m", "t", "c"].contains(&d))
-    };
-    c.locations
-        .iter()
-        .map(|l| l.files().into_iter().filter(|f| !f.to_string_lossy().contains(".rclone") && !record(f)).count())
-        .sum()
-}
-
 fn locations_lost(db: Db) {
     let mut c = Cluster::standard("lost", db);
     let cl = Client::from(&c.gw);
@@ -85,13 +73,13 @@ fn locations_lost(db: Db) {
     cl.aws(&["s3", "cp", "--no-progress", &refused.display().to_string(), "s3://keep/refused"]).ok();
     // Five objects, six fragments each, nothing else once garbage is collected.
     assert!(
-        eventually(Duration::from_secs(30), || fragment_files(&c) == 5 * 6),
+        eventually(Duration::from_secs(30), || c.fragment_files() == 5 * 6),
         "{} fragment files at the locations, expected 30",
-        fragment_files(&c)
+        c.fragment_files()
     );
     // Deleting removes the fragments too.
     cl.aws(&["s3", "rm", "--recursive", "s3://keep"]).ok();
-    assert!(eventually(Duration::from_secs(30), || fragment_files(&c) == 0), "{} fragments left", fragment_files(&c));
+    assert!(eventually(Duration::from_secs(30), || c.fragment_files() == 0), "{} fragments left", c.fragment_files());
     // In bulk (S3 DeleteObjects through a presigned POST), not one request each.
     let m = e2e::metrics(&c.gw);
     for i in 0..6 {
@@ -159,9 +147,9 @@ fn killed_mid_upload(db: Db) {
     // The interrupted write's fragments are garbage and get collected.
     let expected = listed.len() * 6;
     assert!(
-        eventually(Duration::from_secs(30), || fragment_files(&c) == expected),
+        eventually(Duration::from_secs(30), || c.fragment_files() == expected),
         "{} fragment files, expected {expected}",
-        fragment_files(&c)
+        c.fragment_files()
     );
 }
 

@@ -46,18 +46,103 @@ fn too_big() -> Response<s3s::Body> {
 /// Longest lifetime of a presigned request, as S3 allows (seven days).
 const MAX_PRESIGN_SECONDS: u64 = 7 * 24 * 3600;
 
-/// The refusal of a presigned request whose lifetime is over seven days (S3
-/// refuses them; s3s would accept any).
+/// The refusal of a presigned request whose lifetime is negative (403, as S3) or
+/// over seven days (S3 refuses them; s3s would accept any).
 fn presign_lifetime(uri: &http::Uri) -> Option<Response<s3s::Body>> {
     let expires = uri.query()?.split('&').find_map(|p| p.strip_prefix("X-Amz-Expires="))?;
     if expires.parse::<u64>().is_ok_and(|s| s <= MAX_PRESIGN_SECONDS) {
         return None;
+    }
+    if expires.parse::<i64>().is_ok_and(|s| s < 0) {
+        return Some(xml_error(
+            StatusCode::FORBIDDEN,
+            "AuthorizationQueryParametersError",
+            "X-Amz-Expires must be non-negative",
+        ));
     }
     Some(xml_error(
         StatusCode::BAD_REQUEST,
         "AuthorizationQueryParametersError",
         "X-Amz-Expires must be less than a week (in seconds) that is 604800",
     ))
+}
+
+/// Completes an error body as S3 writes it: every `<Error>` carries the request id
+/// (`<RequestId>`, also in `x-amz-request-id`) and a `<Message>` (clients print it:
+/// boto3 prints "Unknown" without one).
+fn complete_error(r: &mut Response<s3s::Body>, id: &str) {
+    if r.status().as_u16() < 400 {
+        return;
+    }
+    let Some(bytes) = r.body().bytes() else { return };
+    let Ok(text) = std::str::from_utf8(&bytes) else { return };
+    let (Some(end), Some(code)) = (text.rfind("</Error>"), between(text, "<Code>", "</Code>")) else { return };
+    let mut out = String::with_capacity(text.len() + 120);
+    out.push_str(&text[..end]);
+    if !text.contains("<Message>") {
+        out.push_str("<Message>");
+        out.push_str(default_message(code, r.status()));
+        out.push_str("</Message>");
+    }
+    if !text.contains("<RequestId>") {
+        out.push_str("<RequestId>");
+        out.push_str(id);
+        out.push_str("</RequestId>");
+    }
+    out.push_str(&text[end..]);
+    if let Ok(v) = http::HeaderValue::from_str(&out.len().to_string())
+        && r.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        r.headers_mut().insert(header::CONTENT_LENGTH, v);
+    }
+    *r.body_mut() = s3s::Body::from(out);
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let len = text[start..].find(close)?;
+    Some(&text[start..start + len])
+}
+
+/// S3's message for an error code given without one.
+fn default_message(code: &str, status: StatusCode) -> &'static str {
+    match code {
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "NoSuchUpload" => {
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted \
+             or completed."
+        }
+        "NoSuchVersion" => "The specified version does not exist.",
+        "AccessDenied" => "Access Denied",
+        "BucketNotEmpty" => "The bucket you tried to delete is not empty",
+        "BucketAlreadyExists" => {
+            "The requested bucket name is not available. The bucket namespace is shared by all users of the system. \
+             Please select a different name and try again."
+        }
+        "BucketAlreadyOwnedByYou" => {
+            "Your previous request to create the named bucket succeeded and you already own it."
+        }
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and \
+             signing method."
+        }
+        "PreconditionFailed" => "At least one of the pre-conditions you specified did not hold",
+        "InvalidRange" => "The requested range is not satisfiable",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented",
+        "MalformedXML" => "The XML you provided was not well-formed or did not validate against our published schema",
+        "InvalidPart" => {
+            "One or more of the specified parts could not be found. The part may not have been uploaded, or the \
+             specified entity tag may not match the part's entity tag."
+        }
+        "InvalidPartOrder" => "The list of parts was not in ascending order. Parts must be ordered by part number.",
+        "SlowDown" => "Please reduce your request rate.",
+        _ if status.is_server_error() => "We encountered an internal error. Please try again.",
+        _ => "The request could not be processed as sent.",
+    }
 }
 
 fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
@@ -94,11 +179,21 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
         };
         let declared = number(req.headers(), header::CONTENT_LENGTH.as_str());
         let received = declared.or_else(|| number(req.headers(), "x-amz-decoded-content-length")).unwrap_or(0);
+        // An empty body sent with `Expect: 100-continue` gets no `100 Continue`
+        // (there is nothing to continue with), and botocore (boto/botocore#3755)
+        // then reads the next response on the connection against this one's
+        // status: such a connection is closed after its answer.
+        let close = declared == Some(0)
+            && req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let finish = move |mut r: Response<s3s::Body>, op: &str| {
+            complete_error(&mut r, &id);
             let sent = number(r.headers(), header::CONTENT_LENGTH.as_str()).unwrap_or(0);
             metrics.record(op, r.status().as_u16(), started.elapsed().as_secs_f64(), received, sent);
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 r.headers_mut().insert("x-amz-request-id", v);
+            }
+            if close {
+                r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
             }
             r
         };
@@ -140,5 +235,42 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
             }
             .instrument(span),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(r: Response<s3s::Body>) -> String {
+        String::from_utf8(r.body().bytes().expect("a whole body").to_vec()).expect("utf-8")
+    }
+
+    #[test]
+    fn error_bodies_get_a_request_id_and_a_message() {
+        let mut r = Response::new(s3s::Body::from("<Error><Code>NoSuchKey</Code></Error>".to_string()));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        complete_error(&mut r, "0123abcd");
+        assert_eq!(
+            text(r),
+            "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message>\
+             <RequestId>0123abcd</RequestId></Error>"
+        );
+        // A message given is kept; a success is left alone.
+        let mut r = xml_error(StatusCode::BAD_REQUEST, "BadDigest", "mine");
+        complete_error(&mut r, "77");
+        let t = text(r);
+        assert!(t.contains("<Message>mine</Message><RequestId>77</RequestId></Error>"), "{t}");
+        let mut r = Response::new(s3s::Body::from("<Error><Code>X</Code></Error>".to_string()));
+        complete_error(&mut r, "1");
+        assert!(!text(r).contains("RequestId"), "a 200 is not an error");
+    }
+
+    #[test]
+    fn presigned_lifetimes_are_refused_as_s3_refuses_them() {
+        let uri = |q: &str| format!("/b/k?X-Amz-Expires={q}&X-Amz-Signature=0").parse::<http::Uri>().expect("uri");
+        assert!(presign_lifetime(&uri("604800")).is_none());
+        assert_eq!(presign_lifetime(&uri("604801")).map(|r| r.status()), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(presign_lifetime(&uri("-1")).map(|r| r.status()), Some(StatusCode::FORBIDDEN));
     }
 }

@@ -147,7 +147,8 @@ impl S3Front {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        self.bucket(&req.extensions, &i.bucket).await?;
+        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        let owner = i.fetch_owner.unwrap_or(false).then(|| owner(&bucket.tenant));
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
@@ -171,7 +172,7 @@ impl S3Front {
             next_continuation_token: page.resume.as_ref().map(encode_token),
             start_after: i.start_after.map(|s| enc(s.as_bytes())),
             encoding_type: i.encoding_type,
-            contents: Some(page.objects.iter().map(|o| object(o, &enc)).collect()),
+            contents: Some(page.objects.iter().map(|o| object(o, &enc, owner.clone())).collect()),
             common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
             ..Default::default()
         }))
@@ -182,48 +183,115 @@ impl S3Front {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        self.bucket(&req.extensions, &i.bucket).await?;
+        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        // Version 1 lists each object's owner always.
+        let owner = owner(&bucket.tenant);
         let max = max_keys(i.max_keys)?;
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
-        // A marker that is a common prefix resumes past everything under it.
-        let resume = i.marker.as_ref().filter(|m| !m.is_empty()).map(|m| {
-            let b = m.as_bytes().to_vec();
-            match &delimiter {
-                Some(d) if m.starts_with(&prefix) && m.ends_with(d.as_str()) => match upper_bound(&b) {
-                    Some(u) => Resume::From(u),
-                    None => Resume::After(b),
-                },
-                _ => Resume::After(b),
-            }
-        });
+        let resume = after_marker(i.marker.as_deref(), &prefix, delimiter.as_deref());
         let page =
             self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
         let enc = encoder(i.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
-            prefix: Some(enc(prefix.as_bytes())),
+            // Version 1 gives the prefix as sent even with `encoding-type=url` (S3
+            // does, and botocore decodes it in version 2 answers only).
+            prefix: Some(prefix),
             delimiter: delimiter.map(|d| enc(d.as_bytes())),
             marker: Some(i.marker.map(|m| enc(m.as_bytes())).unwrap_or_default()),
             max_keys: Some(max as i32),
             is_truncated: Some(page.truncated),
             next_marker: page.truncated.then(|| page.last.as_deref().map(&enc)).flatten(),
             encoding_type: i.encoding_type,
-            contents: Some(page.objects.iter().map(|o| object(o, &enc)).collect()),
+            contents: Some(page.objects.iter().map(|o| object(o, &enc, Some(owner.clone()))).collect()),
             common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
             ..Default::default()
         }))
     }
 }
 
-fn object(o: &ListedObject, enc: &impl Fn(&[u8]) -> String) -> Object {
+/// Where a listing resumes after `marker` (ListObjects' marker, ListObjectVersions'
+/// key marker): a marker that is a common prefix resumes past everything under it.
+fn after_marker(marker: Option<&str>, prefix: &str, delimiter: Option<&str>) -> Option<Resume> {
+    let m = marker.filter(|m| !m.is_empty())?;
+    let b = m.as_bytes().to_vec();
+    Some(match delimiter {
+        Some(d) if m.starts_with(prefix) && m.ends_with(d) => match upper_bound(&b) {
+            Some(u) => Resume::From(u),
+            None => Resume::After(b),
+        },
+        _ => Resume::After(b),
+    })
+}
+
+/// The owner of a tenant's objects, as listings name it.
+pub(super) fn owner(tenant: &str) -> Owner {
+    Owner { display_name: Some(tenant.to_string()), id: Some(tenant.to_string()) }
+}
+
+fn object(o: &ListedObject, enc: &impl Fn(&[u8]) -> String, owner: Option<Owner>) -> Object {
     Object {
+        owner,
         key: Some(enc(&o.key)),
         size: Some(o.size as i64),
         e_tag: Some(quoted(&o.etag)),
         last_modified: Some(timestamp(o.last_modified)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         ..Default::default()
+    }
+}
+
+impl S3Front {
+    /// ListObjectVersions of a bucket without versioning: each object is its one
+    /// version, `null`, the latest (what S3 lists for such a bucket).
+    pub(super) async fn op_list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let i = req.input;
+        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        let owner = owner(&bucket.tenant);
+        let max = max_keys(i.max_keys)?;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
+        // Past the key marker; at it, only versions after `version-id-marker`,
+        // and a key's one version is `null`, so none.
+        let resume = after_marker(i.key_marker.as_deref(), &prefix, delimiter.as_deref());
+        let page =
+            self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let enc = encoder(i.encoding_type.as_ref());
+        let versions = page
+            .objects
+            .iter()
+            .map(|o| ObjectVersion {
+                key: Some(enc(&o.key)),
+                version_id: Some("null".into()),
+                is_latest: Some(true),
+                size: Some(o.size as i64),
+                e_tag: Some(quoted(&o.etag)),
+                last_modified: Some(timestamp(o.last_modified)),
+                storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
+                owner: Some(owner.clone()),
+                ..Default::default()
+            })
+            .collect();
+        let next = page.truncated.then(|| page.last.as_deref().map(&enc)).flatten();
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(i.bucket),
+            prefix: Some(enc(prefix.as_bytes())),
+            delimiter: delimiter.map(|d| enc(d.as_bytes())),
+            key_marker: Some(i.key_marker.map(|m| enc(m.as_bytes())).unwrap_or_default()),
+            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
+            max_keys: Some(max as i32),
+            is_truncated: Some(page.truncated),
+            next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
+            next_key_marker: next,
+            encoding_type: i.encoding_type,
+            versions: Some(versions),
+            common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
+            ..Default::default()
+        }))
     }
 }
 

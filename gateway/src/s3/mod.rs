@@ -9,7 +9,7 @@
 //! | `bucket.rs` | ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation |
 //! | `object.rs` | PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects |
 //! | `copy.rs` | CopyObject, UploadPartCopy |
-//! | `list.rs` | ListObjectsV2, ListObjects |
+//! | `list.rs` | ListObjectsV2, ListObjects, ListObjectVersions (of unversioned buckets) |
 //! | `multipart.rs` | Create/UploadPart/Complete/Abort, ListParts, ListMultipartUploads |
 //! | `checksum.rs`, `body.rs`, `error.rs` | wire names of checksums, request bodies, S3 error codes |
 
@@ -137,6 +137,10 @@ fn attrs(
 ) -> ObjectAttrs {
     let mut headers = BTreeMap::new();
     for (k, v) in KEPT_HEADERS.iter().zip(kept) {
+        let v = match *k {
+            "content-encoding" => v.and_then(|v| stored_encoding(&v)),
+            _ => v,
+        };
         if let Some(v) = v {
             headers.insert((*k).to_string(), v);
         }
@@ -156,6 +160,15 @@ fn attrs(
     }
 }
 
+/// The Content-Encoding kept with an object: the one sent without `aws-chunked`,
+/// which describes how this request's body was framed, not the object (S3 drops it
+/// too); `None` if nothing else was given.
+fn stored_encoding(sent: &str) -> Option<String> {
+    let kept: Vec<&str> =
+        sent.split(',').map(str::trim).filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked")).collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
 /// The digests a PUT or UploadPart gave for its body: Content-MD5 (a malformed one
 /// is refused before the body is read) and the value of the checksum asked for.
 fn expected<T>(
@@ -164,7 +177,9 @@ fn expected<T>(
     checksum: Option<ChecksumAlgorithm>,
 ) -> S3Result<Expected> {
     use base64::Engine as _;
+    // An empty `Content-MD5:` is a digest that cannot match (s3s reads it as none).
     let content_md5 = match content_md5 {
+        None if req.headers.contains_key("content-md5") => return Err(invalid_digest()),
         None => None,
         Some(v) => match base64::engine::general_purpose::STANDARD.decode(v.trim()) {
             Ok(d) => Some(<[u8; 16]>::try_from(d.as_slice()).map_err(|_| invalid_digest())?),
@@ -280,6 +295,13 @@ impl S3 for S3Front {
         self.op_list_objects_v2(req).await
     }
 
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.op_list_object_versions(req).await
+    }
+
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         self.op_list_objects(req).await
     }
@@ -318,5 +340,16 @@ impl S3 for S3Front {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.op_list_multipart_uploads(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn aws_chunked_is_not_kept_as_the_objects_encoding() {
+        assert_eq!(super::stored_encoding("aws-chunked"), None);
+        assert_eq!(super::stored_encoding("gzip,aws-chunked").as_deref(), Some("gzip"));
+        assert_eq!(super::stored_encoding("aws-chunked, br").as_deref(), Some("br"));
+        assert_eq!(super::stored_encoding("gzip").as_deref(), Some("gzip"));
     }
 }

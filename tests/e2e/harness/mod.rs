@@ -628,6 +628,21 @@ impl Cluster {
     pub fn standard(name: &str, db: Db) -> Self {
         Self::start(name, db, "k = 4\nn = 6\nsegment_size = \"1M\"", "")
     }
+
+    /// Fragment files at the locations (not rclone's own, not the gateway's records:
+    /// manifests, tombstones and catalog generations live in `m/`, `t/` and `c/`).
+    pub fn fragment_files(&self) -> usize {
+        let record = |f: &Path| {
+            f.parent()
+                .and_then(|d| d.file_name())
+                .and_then(|d| d.to_str())
+                .is_some_and(|d| ["m", "t", "c"].contains(&d))
+        };
+        self.locations
+            .iter()
+            .map(|l| l.files().into_iter().filter(|f| !f.to_string_lossy().contains(".rclone") && !record(f)).count())
+            .sum()
+    }
 }
 
 /// `GET url` with curl (trusting the client's CA); the body.
@@ -748,6 +763,48 @@ impl Client {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_MAX_ATTEMPTS", "1")
             .env("AWS_PAGER", ""))
+    }
+
+    /// Runs `tests/py/<script>` with `args` after the endpoint and the key pair,
+    /// trusting the gateway's CA; its JSON output.
+    pub fn script(&self, script: &str, args: &[&str]) -> serde_json::Value {
+        let mut cmd = Command::new(&env().python);
+        self.ca_env(&mut cmd);
+        cmd.arg(env().root.join("tests/py").join(script)).args([&self.endpoint, &self.access_key, &self.secret_key]);
+        let out = run(cmd.args(args));
+        assert!(out.status.success(), "{script} failed:\n{}\n{}", out.stdout, out.stderr);
+        serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{script} printed {:?}: {e}", out.stdout))
+    }
+
+    /// Runs rclone as an S3 client of the gateway; remote paths are `:s3:bucket/key`.
+    pub fn rclone(&self, args: &[&str]) -> Out {
+        let mut cmd = Command::new(&env().rclone);
+        cmd.args(["--config", "", "--s3-provider", "Other", "--s3-region", "us-east-1", "--s3-force-path-style"])
+            .args(["--s3-endpoint", &self.endpoint, "--s3-access-key-id", &self.access_key])
+            .args(["--s3-secret-access-key", &self.secret_key, "--low-level-retries", "1", "--retries", "1"]);
+        if let Some(ca) = &self.ca {
+            cmd.arg("--ca-cert").arg(ca);
+        }
+        run(cmd.args(args))
+    }
+
+    /// Runs s3cmd against the gateway (path-style, SigV4).
+    pub fn s3cmd(&self, args: &[&str]) -> Out {
+        let host = self.endpoint.split_once("://").map_or(self.endpoint.as_str(), |(_, h)| h);
+        let mut cmd = Command::new(env().python.with_file_name("s3cmd"));
+        cmd.args(["-c", "/dev/null", "--access_key", &self.access_key, "--secret_key", &self.secret_key]).args([
+            "--host",
+            host,
+            "--host-bucket",
+            host,
+            "--region",
+            "us-east-1",
+        ]);
+        match &self.ca {
+            Some(ca) => cmd.arg("--ssl").arg(format!("--ca-certs={}", ca.display())),
+            None => cmd.arg("--no-ssl"),
+        };
+        run(cmd.args(args))
     }
 
     /// Runs one boto3 operation (`tests/py/s3ops.py`): `params` is the operation's

@@ -2,4 +2,5 @@
 
 mod awscli;
 mod boto;
+mod copy;
 mod errors;
