@@ -144,9 +144,17 @@ pub(super) async fn commit_version(
             .map(|row| row.try_get(0))
             .transpose()?;
         if later.is_some_and(|at| (at, prev.as_str()) > (r.at, id.as_str())) {
+            // A conditional write must become visible or fail, never vanish.
+            if *condition != WriteCondition::Any {
+                return Err(MetaError::Precondition("a write recorded later holds the key"));
+            }
             retire_version(conn, &id, now_ms()).await?;
             return Ok(Replaced { version_id: None });
         }
+    }
+    // (On PostgreSQL a writer that committed since the check is seen here.)
+    if *condition == WriteCondition::Absent && previous.is_some() {
+        return Err(MetaError::Precondition("the key holds an object"));
     }
     // A key that must be absent is inserted, never replaced: of concurrent such
     // commits the later ones find the first one's row (on PostgreSQL, wait for it).
