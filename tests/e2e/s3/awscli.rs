@@ -73,6 +73,20 @@ fn awscli_workflow(db: Db) {
     let again = cl.aws(&["s3", "sync", "--no-progress", &tree.display().to_string(), "s3://photo-archive/tree/"]).ok();
     assert!(!again.stdout.contains("upload:"), "{}", again.stdout);
 
+    // Empty files: aws-cli sends their PUTs with `Expect: 100-continue`, and a
+    // connection answered without `100 Continue` must not stall the next upload
+    // on it (botocore reads that upload's answer against the old status). With a
+    // 10 s read timeout and no retries, a stall fails the sync.
+    let empties = d.join("empties");
+    for i in 0..12 {
+        data_file(&empties.join(format!("e{i:02}")), 0, 0);
+        data_file(&empties.join(format!("f{i:02}")), 100 + i, i as u64);
+    }
+    let e = empties.display().to_string();
+    cl.aws(&["s3", "sync", "--no-progress", "--cli-read-timeout", "10", &e, "s3://photo-archive/empties/"]).ok();
+    let listed = cl.aws(&["s3", "ls", "s3://photo-archive/empties/"]).ok().stdout;
+    assert_eq!(listed.lines().count(), 24, "{listed}");
+
     // A presigned GET used by curl.
     let url = cl.aws(&["s3", "presign", "s3://photo-archive/dir/five.bin", "--expires-in", "300"]).ok().stdout;
     let out = d.join("presigned.bin");
