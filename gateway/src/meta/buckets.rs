@@ -108,9 +108,11 @@ impl MetaStore {
     /// it holds objects or uploads.
     pub async fn delete_bucket(&self, name: &str) -> MetaResult<Option<bool>> {
         let mut tx = self.begin_write().await?;
-        let exists =
-            sqlx::query("SELECT name FROM buckets WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?;
-        if exists.is_none() {
+        // Held until the end: a commit into the bucket holds it shared
+        // (`objects::hold_bucket`), so that one in flight finishes first and is
+        // seen below, and none follows into a deleted bucket.
+        let held = sqlx::query("UPDATE buckets SET name = name WHERE name = $1").bind(name).execute(&mut *tx).await?;
+        if held.rows_affected() == 0 {
             return Ok(None);
         }
         let busy = sqlx::query(

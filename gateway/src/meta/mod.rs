@@ -85,6 +85,9 @@ pub enum MetaError {
     /// A write's condition ([`WriteCondition`]) does not hold.
     #[error("precondition failed: {0}")]
     Precondition(&'static str),
+    /// A write's bucket was deleted while it was under way.
+    #[error("the bucket was deleted")]
+    NoSuchBucket,
     /// A write's condition names the object of a key that has none.
     #[error("no object under the key")]
     NoSuchKey,

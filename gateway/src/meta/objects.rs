@@ -78,6 +78,20 @@ async fn check_condition(conn: &mut AnyConnection, version: &VersionRow, conditi
     }
 }
 
+/// Holds bucket `name` for a commit into it (on PostgreSQL a shared row lock, which
+/// a DeleteBucket waits for; SQLite runs one writer at a time): `NoSuchBucket` if it
+/// was deleted while the write was under way.
+async fn hold_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
+    let sql = match conn.backend_name() {
+        "PostgreSQL" => "SELECT 1 FROM buckets WHERE name = $1 FOR SHARE",
+        _ => "SELECT 1 FROM buckets WHERE name = $1",
+    };
+    match sqlx::query(sql).bind(name).fetch_optional(&mut *conn).await? {
+        Some(_) => Ok(()),
+        None => Err(MetaError::NoSuchBucket),
+    }
+}
+
 /// Inserts `version` made of `parts` (and its manifest record) and makes it the
 /// visible version of its key, retiring every other version of the key — unless the
 /// visible one was recorded at the locations after this one (two writers raced:
@@ -91,6 +105,7 @@ pub(super) async fn commit_version(
     record: Option<&RecordRow>,
     condition: &WriteCondition,
 ) -> MetaResult<Replaced> {
+    hold_bucket(conn, &version.bucket).await?;
     check_condition(conn, version, condition).await?;
     let id = version.id.to_string();
     if let Some(r) = record {

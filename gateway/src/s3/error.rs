@@ -94,6 +94,7 @@ pub fn meta(e: MetaError) -> S3Error {
             s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
         }
         MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
+        MetaError::NoSuchBucket => s3_error!(NoSuchBucket, "The specified bucket does not exist"),
         other => internal(other),
     }
 }

@@ -4,3 +4,4 @@ mod awscli;
 mod boto;
 mod copy;
 mod errors;
+mod races;
