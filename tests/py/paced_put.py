@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A signed PUT (UNSIGNED-PAYLOAD) whose body of BYTES bytes is sent evenly over
 SECONDS, so that something else can happen while it is under way; prints its answer
-as JSON: {"status": "200", "code": ""} (the S3 error code, if any).
+as JSON: {"status": "200", "code": "", "message": ""} (the S3 error, if any).
 
 usage: paced_put.py ENDPOINT ACCESS_KEY SECRET_KEY BUCKET KEY BYTES SECONDS
 The gateway's CA is AWS_CA_BUNDLE.
@@ -38,7 +38,8 @@ def main():
         answer += data
     status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "none"
     code = answer.split(b"<Code>")[1].split(b"</Code>")[0].decode() if b"<Code>" in answer else ""
-    print(json.dumps({"status": status, "code": code}))
+    message = answer.split(b"<Message>")[1].split(b"</Message>")[0].decode() if b"<Message>" in answer else ""
+    print(json.dumps({"status": status, "code": code, "message": message}))
 
 
 if __name__ == "__main__":

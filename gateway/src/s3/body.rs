@@ -17,6 +17,9 @@ pub enum BodyError {
     /// The aws-chunked framing is malformed or exceeds its limits.
     #[error("the aws-chunked request body is malformed: {0}")]
     Malformed(String),
+    /// The body's SHA-256 is not the `x-amz-content-sha256` the request signed.
+    #[error("the request body does not match its x-amz-content-sha256")]
+    Sha256Mismatch,
     /// The client sent the body more slowly than the endpoint's minimum rate.
     #[error("the request body arrived too slowly: {0}")]
     TooSlow(String),
@@ -45,6 +48,8 @@ impl BodyError {
             BodyError::TooSlow(all)
         } else if all.contains("SignatureMismatch") {
             BodyError::Signature
+        } else if all.contains("Sha256Mismatch") {
+            BodyError::Sha256Mismatch
         } else if ["FormatError", "ChunkMetaTooLarge", "TrailersTooLarge", "TooManyTrailerHeaders"]
             .iter()
             .any(|k| all.contains(k))
@@ -73,6 +78,10 @@ mod tests {
     fn classifies_s3s_body_errors() {
         assert!(matches!(BodyError::classify(&Chunked("SignatureMismatch")), BodyError::Signature));
         assert!(matches!(BodyError::classify(&Chunked("FormatError")), BodyError::Malformed(_)));
+        #[derive(Debug, thiserror::Error)]
+        #[error("UploadStreamError: Sha256Mismatch")]
+        struct Unsigned;
+        assert!(matches!(BodyError::classify(&Unsigned), BodyError::Sha256Mismatch));
         let slow: Box<dyn std::error::Error + Send + Sync> =
             Box::new(crate::net::BodyTooSlow { min: 1024, window: std::time::Duration::from_secs(30) });
         let wrapped = std::io::Error::other(slow);

@@ -48,6 +48,14 @@ pub fn pipeline(e: PipelineError) -> S3Error {
                         s3_error!(SignatureDoesNotMatch, "A chunk signature of the request body did not match.")
                     }
                     BodyError::Malformed(_) => s3_error!(IncompleteBody, "The aws-chunked request body is malformed."),
+                    BodyError::Sha256Mismatch => {
+                        let mut e = S3Error::with_message(
+                            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                        );
+                        e.set_status_code(http::StatusCode::BAD_REQUEST);
+                        e
+                    }
                     BodyError::Read(_) => s3_error!(IncompleteBody, "The request body could not be read."),
                     BodyError::TooSlow(_) => s3_error!(
                         RequestTimeout,

@@ -67,6 +67,57 @@ fn presign_lifetime(uri: &http::Uri) -> Option<Response<s3s::Body>> {
     ))
 }
 
+/// Reads a request as S3 reads it where s3s is stricter: a `Range` that is not one
+/// well-formed byte range is ignored (S3 serves the whole object; s3s would refuse
+/// the request), and a SigV4 request dated by `Date` alone (RFC 9110 allows it; S3
+/// accepts it) gets the same instant as `X-Amz-Date`, which s3s requires.
+fn normalise(method: &Method, headers: &mut http::HeaderMap) {
+    if matches!(*method, Method::GET | Method::HEAD)
+        && let Some(range) = headers.get(header::RANGE)
+        && !range.to_str().is_ok_and(one_byte_range)
+    {
+        headers.remove(header::RANGE);
+    }
+    let sigv4 = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256"));
+    if sigv4
+        && !headers.contains_key("x-amz-date")
+        && let Some(date) = headers.get(header::DATE).and_then(|v| v.to_str().ok())
+        && let Ok(t) = time::OffsetDateTime::parse(date.trim(), &time::format_description::well_known::Rfc2822)
+    {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let iso = format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&iso) {
+            headers.insert("x-amz-date", v);
+        }
+    }
+}
+
+/// Whether `value` is one byte range: `bytes=FIRST-LAST` (FIRST <= LAST),
+/// `bytes=FIRST-` or `bytes=-SUFFIX`.
+fn one_byte_range(value: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let Some((first, last)) = value.trim().strip_prefix("bytes=").and_then(|r| r.split_once('-')) else {
+        return false;
+    };
+    match (first.is_empty(), last.is_empty()) {
+        (true, false) => digits(last),
+        (false, true) => digits(first),
+        (false, false) => digits(first) && digits(last) && first.parse::<u64>().ok() <= last.parse::<u64>().ok(),
+        (true, true) => false,
+    }
+}
+
 /// Completes an error body as S3 writes it: every `<Error>` carries the request id
 /// (`<RequestId>`, also in `x-amz-request-id`) and a `<Message>` (clients print it:
 /// boto3 prints "Unknown" without one).
@@ -203,6 +254,8 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
         if let Some(refusal) = presign_lifetime(req.uri()) {
             return Box::pin(async move { Ok::<_, s3s::HttpError>(finish(refusal, "none")) });
         }
+        let method = req.method().clone();
+        normalise(&method, req.headers_mut());
         let slot = OpSlot::default();
         req.extensions_mut().insert(slot.clone());
         let inner = self.inner.clone();
@@ -264,6 +317,23 @@ mod tests {
         let mut r = Response::new(s3s::Body::from("<Error><Code>X</Code></Error>".to_string()));
         complete_error(&mut r, "1");
         assert!(!text(r).contains("RequestId"), "a 200 is not an error");
+    }
+
+    #[test]
+    fn ranges_s3_would_ignore_are_dropped_and_date_dates_sigv4() {
+        for good in ["bytes=0-0", "bytes=5-", "bytes=-7", "bytes=10-99"] {
+            assert!(one_byte_range(good), "{good}");
+        }
+        for bad in ["bytes=5-2", "bytes=0-1,4-5", "bytes=-", "items=0-1", "bytes=a-b", "bytes= 1-2"] {
+            assert!(!one_byte_range(bad), "{bad}");
+        }
+        let mut h = http::HeaderMap::new();
+        h.insert(header::RANGE, http::HeaderValue::from_static("bytes=0-1,4-5"));
+        h.insert(header::AUTHORIZATION, http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"));
+        h.insert(header::DATE, http::HeaderValue::from_static("Mon, 30 Nov 2026 08:01:02 GMT"));
+        normalise(&Method::GET, &mut h);
+        assert!(!h.contains_key(header::RANGE));
+        assert_eq!(h.get("x-amz-date").and_then(|v| v.to_str().ok()), Some("20261130T080102Z"));
     }
 
     #[test]

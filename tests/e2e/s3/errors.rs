@@ -209,4 +209,100 @@ fn answers_as_s3_gives_them() {
     assert_eq!(get["ok"]["ContentType"], "binary/octet-stream", "{get}");
     let listed = cl.boto("ListObjectsV2", json!({"Bucket": "plain", "ContinuationToken": ""}), None);
     assert_eq!(listed["ok"]["Contents"][0]["Key"], "untyped", "{listed}");
+
+    // A body that is not the x-amz-content-sha256 it signed.
+    let other = "0000000000000000000000000000000000000000000000000000000000000000";
+    let (status, text) = curl_raw(&cl, &["-H", &format!("x-amz-content-sha256: {other}"), "-T", &path(&f)], "/plain/x");
+    assert!(status == 400 && text.contains("<Code>XAmzContentSHA256Mismatch</Code>"), "{status} {text}");
+    // Every error names its request and says what went wrong.
+    let (status, text) = curl_raw(&cl, &[], "/plain/missing");
+    assert_eq!(status, 404);
+    for part in ["<Code>NoSuchKey</Code>", "<Message>The specified key does not exist.</Message>", "<RequestId>"] {
+        assert!(text.contains(part), "{part} missing: {text}");
+    }
+    // An empty Content-MD5 cannot match (curl sends an empty header for `Name;`).
+    let (status, text) = curl_raw(&cl, &["-H", "Content-MD5;", "-T", &path(&f)], "/plain/md5");
+    assert!(status == 400 && text.contains("InvalidDigest"), "{status} {text}");
+    // 304 carries the ETag and Last-Modified.
+    let etag = head["ok"]["ETag"].as_str().expect("etag").to_string();
+    let (status, text) = curl_raw(&cl, &["-D", "-", "-H", &format!("If-None-Match: {etag}")], "/plain/untyped");
+    let lower = text.to_ascii_lowercase();
+    assert!(status == 304 && lower.contains(&format!("etag: {etag}")) && lower.contains("last-modified:"), "{text}");
+    // A Range S3 ignores (two ranges, backwards) serves the whole object; past the end is 416.
+    for range in ["bytes=0-1,5-6", "bytes=9-2"] {
+        let (status, text) =
+            curl_raw(&cl, &["-D", "-", "-o", "/dev/null", "-H", &format!("Range: {range}")], "/plain/untyped");
+        assert!(status == 200 && text.to_ascii_lowercase().contains("content-length: 1000"), "{range}: {text}");
+    }
+    let (status, _) = curl_raw(&cl, &["-H", "Range: bytes=5000-"], "/plain/untyped");
+    assert_eq!(status, 416);
+    // A presigned URL with a negative lifetime: 403.
+    let url = cl.boto(
+        "presign",
+        json!({"Method": "get_object", "Params": {"Bucket": "plain", "Key": "untyped"}, "ExpiresIn": 60}),
+        None,
+    );
+    let url = url["ok"].as_str().expect("url").replace("X-Amz-Expires=60", "X-Amz-Expires=-60");
+    let out = cl.curl().args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output().expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+    // Bucket names S3 refuses.
+    for name in ["foo.-bar", "foo-.bar", "192.168.1.2"] {
+        let (code, status) = cl.boto_error("CreateBucket", json!({"Bucket": name}));
+        assert_eq!((code.as_str(), status), ("InvalidBucketName", 400), "{name}");
+    }
+    // aws-chunked frames a request body; it is not the object's encoding.
+    let zipped =
+        cl.boto("PutObject", json!({"Bucket": "plain", "Key": "z", "Body": "zz", "ContentEncoding": "gzip"}), None);
+    assert!(zipped.get("ok").is_some(), "{zipped}");
+    let head = cl.boto("HeadObject", json!({"Bucket": "plain", "Key": "z"}), None);
+    assert_eq!(head["ok"]["ContentEncoding"], "gzip", "{head}");
+    let head = cl.boto("HeadObject", json!({"Bucket": "plain", "Key": "untyped"}), None);
+    assert!(head["ok"].get("ContentEncoding").is_none(), "{head}");
+
+    // Listings: owners, versions of an unversioned bucket, pages of buckets.
+    let listed = cl.boto("ListObjectsV2", json!({"Bucket": "plain", "FetchOwner": true}), None);
+    assert_eq!(listed["ok"]["Contents"][0]["Owner"]["ID"], "default", "{listed}");
+    let versions = cl.boto("ListObjectVersions", json!({"Bucket": "plain", "MaxKeys": 1}), None);
+    let v = &versions["ok"];
+    assert_eq!(
+        (v["Versions"][0]["VersionId"].clone(), v["Versions"][0]["IsLatest"].clone()),
+        (json!("null"), json!(true)),
+        "{v}"
+    );
+    assert_eq!((v["IsTruncated"].clone(), v["NextKeyMarker"].clone()), (json!(true), json!("untyped")), "{v}");
+    let rest = cl.boto("ListObjectVersions", json!({"Bucket": "plain", "KeyMarker": "untyped"}), None);
+    assert_eq!(rest["ok"]["Versions"][0]["Key"], "z", "{rest}");
+    cl.aws(&["s3", "mb", "s3://second"]).ok();
+    let page = cl.boto("ListBuckets", json!({"MaxBuckets": 1}), None);
+    assert_eq!(page["ok"]["Buckets"].as_array().map(Vec::len), Some(1), "{page}");
+    let token = page["ok"]["ContinuationToken"].as_str().expect("a token").to_string();
+    let next = cl.boto("ListBuckets", json!({"MaxBuckets": 1, "ContinuationToken": token}), None);
+    assert_eq!(next["ok"]["Buckets"][0]["Name"], "second", "{next}");
+    let v1 = cl.boto("ListObjects", json!({"Bucket": "plain", "Prefix": "un ty", "EncodingType": "url"}), None);
+    assert_eq!(v1["ok"]["Prefix"], "un ty", "version 1 gives its prefix as sent: {v1}");
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// A SigV4-signed GET (or PUT, with `-T`) by curl with extra `args`; (status, what
+/// curl printed: the headers too with `-D -`, and the body).
+fn curl_raw(cl: &Client, args: &[&str], path: &str) -> (u16, String) {
+    let out = cl
+        .curl()
+        .args(["-s", "-w", "\n%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
+        .args(if args.iter().any(|a| a.starts_with("x-amz-content-sha256")) {
+            vec![]
+        } else {
+            vec!["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+        })
+        .args(args)
+        .arg(format!("{}{path}", cl.endpoint))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
 }

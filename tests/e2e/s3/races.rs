@@ -32,7 +32,7 @@ fn bucket_deleted_under_an_upload(db: Db) {
         assert_eq!(
             (answer["status"].as_str(), answer["code"].as_str()),
             (Some("404"), Some("NoSuchBucket")),
-            "round {round}"
+            "round {round}: {answer}"
         );
         ok(cl.boto("CreateBucket", json!({"Bucket": "brief"}), None));
         let listed = ok(cl.boto("ListObjectsV2", json!({"Bucket": "brief"}), None));
