@@ -29,11 +29,7 @@ pub(super) async fn record_version(
     version: &VersionRow,
     parts: &[(PartRow, &Seal)],
 ) -> Result<RecordRow, PipelineError> {
-    let bucket = ctx
-        .meta
-        .bucket(&version.bucket)
-        .await?
-        .ok_or_else(|| PipelineError::Meta(MetaError::Conflict(format!("bucket {} is gone", version.bucket))))?;
+    let bucket = ctx.meta.bucket(&version.bucket).await?.ok_or(PipelineError::Meta(MetaError::NoSuchBucket))?;
     let mut locations = BTreeSet::new();
     let mut k = 1;
     for (_, seal) in parts {

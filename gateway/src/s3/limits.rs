@@ -67,14 +67,16 @@ fn presign_lifetime(uri: &http::Uri) -> Option<Response<s3s::Body>> {
     ))
 }
 
-/// Reads a request as S3 reads it where s3s is stricter: a `Range` that is not one
-/// well-formed byte range is ignored (S3 serves the whole object; s3s would refuse
-/// the request), and a SigV4 request dated by `Date` alone (RFC 9110 allows it; S3
+/// Reads a request as S3 reads it where s3s is stricter: an unsigned `Range` that
+/// is not one well-formed byte range is ignored (S3 serves the whole object; s3s
+/// would refuse the request) — a signed one must stay as it was signed, and s3s
+/// refuses it — and a SigV4 request dated by `Date` alone (RFC 9110 allows it; S3
 /// accepts it) gets the same instant as `X-Amz-Date`, which s3s requires.
-fn normalise(method: &Method, headers: &mut http::HeaderMap) {
+fn normalise(method: &Method, uri: &http::Uri, headers: &mut http::HeaderMap) {
     if matches!(*method, Method::GET | Method::HEAD)
         && let Some(range) = headers.get(header::RANGE)
         && !range.to_str().is_ok_and(one_byte_range)
+        && !signed_headers(uri, headers).split(';').any(|h| h.trim().eq_ignore_ascii_case("range"))
     {
         headers.remove(header::RANGE);
     }
@@ -101,6 +103,18 @@ fn normalise(method: &Method, headers: &mut http::HeaderMap) {
             headers.insert("x-amz-date", v);
         }
     }
+}
+
+/// The `SignedHeaders` of a SigV4 request (its Authorization header, or the
+/// `X-Amz-SignedHeaders` of a presigned URL); empty if it has none.
+fn signed_headers(uri: &http::Uri, headers: &http::HeaderMap) -> String {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split(',').find_map(|p| p.trim().strip_prefix("SignedHeaders=")));
+    let from_query = || uri.query()?.split('&').find_map(|p| p.strip_prefix("X-Amz-SignedHeaders="));
+    // In a query the separator is %3B.
+    from_header.or_else(from_query).unwrap_or_default().replace("%3B", ";").replace("%3b", ";")
 }
 
 /// Whether `value` is one byte range: `bytes=FIRST-LAST` (FIRST <= LAST),
@@ -254,8 +268,8 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
         if let Some(refusal) = presign_lifetime(req.uri()) {
             return Box::pin(async move { Ok::<_, s3s::HttpError>(finish(refusal, "none")) });
         }
-        let method = req.method().clone();
-        normalise(&method, req.headers_mut());
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        normalise(&method, &uri, req.headers_mut());
         let slot = OpSlot::default();
         req.extensions_mut().insert(slot.clone());
         let inner = self.inner.clone();
@@ -329,11 +343,21 @@ mod tests {
         }
         let mut h = http::HeaderMap::new();
         h.insert(header::RANGE, http::HeaderValue::from_static("bytes=0-1,4-5"));
-        h.insert(header::AUTHORIZATION, http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x"));
+        h.insert(
+            header::AUTHORIZATION,
+            http::HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=x, SignedHeaders=date;host, Signature=0"),
+        );
         h.insert(header::DATE, http::HeaderValue::from_static("Mon, 30 Nov 2026 08:01:02 GMT"));
-        normalise(&Method::GET, &mut h);
+        let uri = http::Uri::from_static("/b/k");
+        normalise(&Method::GET, &uri, &mut h);
         assert!(!h.contains_key(header::RANGE));
         assert_eq!(h.get("x-amz-date").and_then(|v| v.to_str().ok()), Some("20261130T080102Z"));
+        // A signed Range stays as signed.
+        let mut h = http::HeaderMap::new();
+        h.insert(header::RANGE, http::HeaderValue::from_static("bytes=0-1,4-5"));
+        let presigned = http::Uri::from_static("/b/k?X-Amz-SignedHeaders=host%3Brange&X-Amz-Signature=0");
+        normalise(&Method::GET, &presigned, &mut h);
+        assert!(h.contains_key(header::RANGE));
     }
 
     #[test]
