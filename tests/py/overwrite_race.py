@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One writer overwrites a key in a loop (two bodies, A and B, in turn) while
 READERS readers GET it for SECONDS through presigned URLs with `requests` (no
-retries, a fresh connection each time); prints, as JSON, the GETs that returned A
+retries, each reader on one kept-alive connection); prints, as JSON, the GETs that returned A
 or B whole, those with another status (by status), those that returned other bytes,
 and those whose connection failed (by exception), and the overwrites made.
 
@@ -43,9 +43,10 @@ def main():
             writes[0] += 1
 
     def read():
+        session = requests.Session()
         while time.time() < end:
             try:
-                r = requests.get(url, verify=ca, timeout=30, headers={"Connection": "close"})
+                r = session.get(url, verify=ca, timeout=30)
                 if r.status_code == 200:
                     what = "whole" if r.content in bodies else "other bytes"
                 else:

@@ -47,7 +47,7 @@ fn reads_of_a_key_being_overwritten(db: Db) {
     let c = Cluster::standard("overwrite-race", db);
     let cl = Client::from(&c.gw);
     ok(cl.boto("CreateBucket", json!({"Bucket": "hot"}), None));
-    let r = cl.script("overwrite_race.py", &["hot", "k", &(2 << 20).to_string(), "12", "3"]);
+    let r = cl.script("overwrite_race.py", &["hot", "k", &(1_500_000).to_string(), "12", "3"]);
     let gets = r["gets"].as_object().expect("counts");
     assert!(gets.keys().all(|k| k == "whole") && r["overwrites"].as_u64() > Some(5), "{r}");
 }
