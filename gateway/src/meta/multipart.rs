@@ -17,6 +17,7 @@ fn upload_row(r: &AnyRow) -> MetaResult<UploadRow> {
         key: r.try_get(2)?,
         created_at: r.try_get(3)?,
         attrs: attrs_row(r, 4)?,
+        checksum_type: r.try_get(9)?,
     })
 }
 
@@ -25,7 +26,7 @@ impl MetaStore {
     pub async fn create_upload(&self, u: &UploadRow) -> MetaResult<()> {
         sqlx::query(
             "INSERT INTO uploads (id, bucket, object_key, created_at, content_type, headers, user_metadata, \
-             checksum_algorithm, sse_customer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             checksum_algorithm, sse_customer, checksum_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(u.id.to_string())
         .bind(&u.bucket)
@@ -36,6 +37,7 @@ impl MetaStore {
         .bind(json(&u.attrs.user_metadata))
         .bind(u.attrs.checksum_algorithm.map(|a| a.as_str()))
         .bind(u.attrs.customer_key.clone())
+        .bind(u.checksum_type.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -45,7 +47,7 @@ impl MetaStore {
     pub async fn upload(&self, id: UploadId) -> MetaResult<Option<UploadRow>> {
         let row = sqlx::query(
             "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
-             sse_customer FROM uploads WHERE id = $1",
+             sse_customer, checksum_type FROM uploads WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -158,7 +160,7 @@ impl MetaStore {
     ) -> MetaResult<Vec<UploadRow>> {
         let rows = sqlx::query(
             "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
-             sse_customer FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
+             sse_customer, checksum_type FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
              ORDER BY object_key, id LIMIT $4",
         )
         .bind(bucket)

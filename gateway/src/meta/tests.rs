@@ -219,6 +219,7 @@ async fn multipart_parts_replace_complete_once_and_abort() {
             key: b"big".to_vec(),
             created_at: now_ms(),
             attrs: ObjectAttrs::default(),
+            checksum_type: None,
         };
         m.create_upload(&up).await.expect("create");
         for (n, s) in [(1, 11), (1, 12), (2, 20), (3, 30)] {

@@ -425,6 +425,9 @@ pub struct UploadRow {
     pub created_at: i64,
     /// Descriptive fields for the final object.
     pub attrs: ObjectAttrs,
+    /// `COMPOSITE` or `FULL_OBJECT`: how the whole object's checksum is made from
+    /// the parts' (with a checksum algorithm).
+    pub checksum_type: Option<String>,
 }
 
 /// An uploaded part.

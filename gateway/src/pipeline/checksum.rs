@@ -214,6 +214,57 @@ pub fn multipart_etag(etag: EtagAlgorithm, part_digests: &[[u8; 16]]) -> String 
     format!("{}-{}", hex(&digest), part_digests.len())
 }
 
+/// The whole-object checksum of a multipart upload, from its parts' checksums
+/// (base64, as stored) and sizes, in order: `COMPOSITE`, the checksum of the
+/// parts' raw checksums joined, with `-N`; `FULL_OBJECT`, the parts' CRCs combined
+/// into the CRC of the whole object (CRCs only). `None` if a part's checksum is
+/// not one of `alg`.
+pub fn multipart_checksum(alg: ChecksumAlgorithm, full_object: bool, parts: &[(&str, u64)]) -> Option<String> {
+    let mut raw = Vec::with_capacity(parts.len());
+    for (value, _) in parts {
+        raw.push(B64.decode(value.trim()).ok()?);
+    }
+    if full_object {
+        let (crc, width) = match alg {
+            ChecksumAlgorithm::Crc32 => (crc_fast::CrcAlgorithm::Crc32IsoHdlc, 4),
+            ChecksumAlgorithm::Crc32c => (crc_fast::CrcAlgorithm::Crc32Iscsi, 4),
+            ChecksumAlgorithm::Crc64Nvme => (crc_fast::CrcAlgorithm::Crc64Nvme, 8),
+            ChecksumAlgorithm::Sha1 | ChecksumAlgorithm::Sha256 => return None,
+        };
+        let mut whole: Option<u64> = None;
+        for (r, (_, size)) in raw.iter().zip(parts) {
+            let bytes: [u8; 8] = match width {
+                4 => <[u8; 4]>::try_from(r.as_slice()).ok().map(|b| u64::from(u32::from_be_bytes(b)).to_be_bytes())?,
+                _ => <[u8; 8]>::try_from(r.as_slice()).ok()?,
+            };
+            let part = u64::from_be_bytes(bytes);
+            whole = Some(match whole {
+                None => part,
+                Some(w) => crc_fast::checksum_combine(crc, w, part, *size),
+            });
+        }
+        let whole = whole?;
+        let out = match width {
+            4 => (whole as u32).to_be_bytes().to_vec(),
+            _ => whole.to_be_bytes().to_vec(),
+        };
+        return Some(B64.encode(out));
+    }
+    let joined: Vec<u8> = raw.concat();
+    let digest: Vec<u8> = match alg {
+        ChecksumAlgorithm::Crc32 => crc32fast::hash(&joined).to_be_bytes().to_vec(),
+        ChecksumAlgorithm::Crc32c => {
+            (crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &joined) as u32).to_be_bytes().to_vec()
+        }
+        ChecksumAlgorithm::Sha1 => {
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &joined).as_ref().to_vec()
+        }
+        ChecksumAlgorithm::Sha256 => ring::digest::digest(&ring::digest::SHA256, &joined).as_ref().to_vec(),
+        ChecksumAlgorithm::Crc64Nvme => return None,
+    };
+    Some(format!("{}-{}", B64.encode(digest), parts.len()))
+}
+
 /// Parses a hex ETag value (quotes allowed) into its 16-byte digest.
 pub fn etag_digest(s: &str) -> Option<[u8; 16]> {
     let t = s.trim().trim_matches('"');
@@ -229,6 +280,27 @@ pub fn etag_digest(s: &str) -> Option<[u8; 16]> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn multipart_checksums_compose_and_combine_as_s3_does() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (a, b) = data.split_at(123_457);
+        for alg in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc64Nvme] {
+            let [whole, pa, pb] =
+                [&data[..], a, b].map(|d| compute(EtagAlgorithm::Md5, alg, d).checksum.expect("checksum").1);
+            let combined = multipart_checksum(alg, true, &[(&pa, a.len() as u64), (&pb, b.len() as u64)]);
+            assert_eq!(combined.as_deref(), Some(whole.as_str()), "{alg:?}: the CRC of the whole object");
+        }
+        // Composite: SHA-256 of the parts' raw SHA-256 digests, "-2".
+        let [pa, pb] =
+            [a, b].map(|d| compute(EtagAlgorithm::Md5, ChecksumAlgorithm::Sha256, d).checksum.expect("sha").1);
+        let mut joined = B64.decode(&pa).expect("b64");
+        joined.extend(B64.decode(&pb).expect("b64"));
+        let want = format!("{}-2", B64.encode(ring::digest::digest(&ring::digest::SHA256, &joined)));
+        let got = multipart_checksum(ChecksumAlgorithm::Sha256, false, &[(&pa, 1), (&pb, 1)]);
+        assert_eq!(got, Some(want));
+        assert_eq!(multipart_checksum(ChecksumAlgorithm::Sha256, true, &[(&pa, 1)]), None, "no full-object SHA");
+    }
 
     fn portable_crc() -> Arc<dyn Crc32c> {
         offload::crc32c_engine("portable", &offload::probe()).expect("portable CRC32C")

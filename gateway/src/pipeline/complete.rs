@@ -3,8 +3,10 @@
 //! manifest reached the locations. No data moves: each part is already a seal of
 //! its own.
 
-use super::checksum::{etag_digest, multipart_etag};
-use super::{PipelineCtx, PipelineError};
+use std::collections::BTreeMap;
+
+use super::checksum::{etag_digest, multipart_checksum, multipart_etag};
+use super::{Digest, PipelineCtx, PipelineError};
 use crate::meta::{PartRow, UploadRow, VersionId, VersionRow, WriteCondition, now_ms};
 
 /// Smallest part but the last, as S3 requires.
@@ -22,6 +24,12 @@ pub struct CompleteRequest {
     pub parts: Vec<(u32, String)>,
     /// What the key must hold when the version commits.
     pub condition: WriteCondition,
+    /// The parts' checksums the client listed (base64), by part number: each must
+    /// be the one its part was uploaded with.
+    pub part_checksums: BTreeMap<u32, String>,
+    /// The whole object's checksum the client gave, if any: it must be the one
+    /// computed from the parts.
+    pub checksum: Option<String>,
 }
 
 /// What a completion made visible.
@@ -33,13 +41,15 @@ pub struct CompleteOutcome {
     pub etag: String,
     /// Its size.
     pub size: u64,
+    /// Its checksum (base64, `-N` when composite) and how it was made.
+    pub checksum: Option<(crate::meta::ChecksumAlgorithm, String, String)>,
 }
 
 /// Completes an upload: the listed parts must be in ascending order, uploaded with
 /// the ETags given, and all but the last at least [`MIN_PART`]. A concurrent
 /// completion or abort of the same upload makes this one [`PipelineError::NoSuchUpload`].
 pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<CompleteOutcome, PipelineError> {
-    let CompleteRequest { upload, parts: mut wanted, condition } = req;
+    let CompleteRequest { upload, parts: mut wanted, condition, part_checksums, checksum: given } = req;
     // Order first, as S3 does: a misordered list is InvalidPartOrder whatever else.
     // A part listed twice in a row (a client retrying its list) counts once.
     if wanted.windows(2).any(|w| w[1].0 < w[0].0) {
@@ -51,6 +61,7 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
     }
     let stored = ctx.meta.upload_parts(upload.id, 0, i64::from(MAX_PART_NUMBER)).await?;
     let mut parts = Vec::with_capacity(wanted.len());
+    let mut part_sums = Vec::with_capacity(wanted.len());
     let mut digests = Vec::with_capacity(wanted.len());
     let mut offset = 0u64;
     for (pos, (number, given)) in wanted.iter().enumerate() {
@@ -70,10 +81,38 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
         digests.push(etag_digest(&have.etag).ok_or_else(|| {
             PipelineError::Meta(crate::meta::MetaError::Corrupt(format!("part {number}: ETag is not a digest")))
         })?);
+        if let Some(c) = part_checksums.get(number)
+            && have.checksum_value.as_deref().map(str::trim) != Some(c.trim())
+        {
+            return Err(PipelineError::InvalidPart(*number));
+        }
+        part_sums.push((have.checksum_value.clone(), have.size, *number));
         parts.push(PartRow { number: *number, seal_id: have.seal_id, offset, size: have.size });
         offset += have.size;
     }
     let etag = multipart_etag(ctx.etag, &digests);
+    let checksum = match upload.attrs.checksum_algorithm {
+        None => None,
+        Some(alg) => {
+            let full = upload.checksum_type.as_deref() == Some("FULL_OBJECT");
+            let mut sums = Vec::with_capacity(part_sums.len());
+            for (value, size, number) in &part_sums {
+                sums.push((value.as_deref().ok_or(PipelineError::InvalidPart(*number))?, *size));
+            }
+            let value = multipart_checksum(alg, full, &sums).ok_or(PipelineError::InvalidPart(part_sums[0].2))?;
+            let kind = if full { "FULL_OBJECT" } else { "COMPOSITE" };
+            Some((alg, value, kind.to_string()))
+        }
+    };
+    if let Some(g) = &given {
+        let bare = |v: &str| v.trim().split('-').next().unwrap_or_default().to_string();
+        match &checksum {
+            Some((alg, value, _)) if bare(value) != bare(g) => {
+                return Err(PipelineError::BadDigest(Digest::Checksum(*alg)));
+            }
+            _ => {}
+        }
+    }
     let version = VersionRow {
         id: VersionId::generate(ctx.offload.random.as_ref())?,
         bucket: upload.bucket.clone(),
@@ -82,8 +121,8 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
         etag: etag.clone(),
         last_modified: now_ms(),
         attrs: upload.attrs.clone(),
-        checksum_value: None,
-        checksum_type: None,
+        checksum_value: checksum.as_ref().map(|c| c.1.clone()),
+        checksum_type: checksum.as_ref().map(|c| c.2.clone()),
         part_count: parts.len() as u32,
     };
     let mut seals = Vec::with_capacity(parts.len());
@@ -95,7 +134,7 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
     let record = super::record::record_version(ctx, &version, &with_seals).await?;
     let committed = ctx.meta.complete_upload(upload.id, &version, &parts, Some(&record), &condition).await;
     match super::record::unless_committed(ctx, &record, committed).await? {
-        Some(_) => Ok(CompleteOutcome { version: version.id, etag, size: offset }),
+        Some(_) => Ok(CompleteOutcome { version: version.id, etag, size: offset, checksum }),
         None => {
             super::record::forget(ctx, &record).await;
             Err(PipelineError::NoSuchUpload)

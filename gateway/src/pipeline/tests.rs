@@ -317,6 +317,7 @@ async fn multipart_uploads_complete_once_and_read_across_parts() {
         key: b"big".to_vec(),
         created_at: now_ms(),
         attrs: ObjectAttrs::default(),
+        checksum_type: None,
     };
     rig.ctx.meta.create_upload(&upload).await.expect("upload");
     let parts = [data(MIN_PART as usize, 21), data(MIN_PART as usize + 7, 22), data(1000, 23)];
@@ -329,8 +330,13 @@ async fn multipart_uploads_complete_once_and_read_across_parts() {
         etags.push((i as u32 + 1, format!("\"{}\"", stored.etag)));
     }
     assert!(rig.manifest("big").await.is_none(), "parts are invisible until completed");
-    let complete_with =
-        |parts: Vec<(u32, String)>| CompleteRequest { upload: upload.clone(), parts, condition: Default::default() };
+    let complete_with = |parts: Vec<(u32, String)>| CompleteRequest {
+        upload: upload.clone(),
+        parts,
+        condition: Default::default(),
+        part_checksums: Default::default(),
+        checksum: None,
+    };
     // The rules S3 has, each refused without changing anything.
     let e = complete(&rig.ctx, complete_with(vec![etags[1].clone(), etags[0].clone()])).await;
     assert!(matches!(e, Err(PipelineError::PartOrder)), "{e:?}");
@@ -422,6 +428,7 @@ async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
         key: b"two".to_vec(),
         created_at: now_ms(),
         attrs: ObjectAttrs::default(),
+        checksum_type: None,
     };
     rig.ctx.meta.create_upload(&upload).await.expect("upload");
     let parts = [data(MIN_PART as usize, 31), data(5000, 32)];
@@ -431,9 +438,18 @@ async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
         req.target = PutTarget::Part { upload: upload.id, number: i as u32 + 1 };
         listed.push((i as u32 + 1, put(&rig.ctx, req).await.expect("part").etag));
     }
-    complete(&rig.ctx, CompleteRequest { upload, parts: listed, condition: Default::default() })
-        .await
-        .expect("complete");
+    complete(
+        &rig.ctx,
+        CompleteRequest {
+            upload,
+            parts: listed,
+            condition: Default::default(),
+            part_checksums: Default::default(),
+            checksum: None,
+        },
+    )
+    .await
+    .expect("complete");
     // Part 2 lost three of its six fragments, and the metadata knows it.
     let m = rig.manifest("two").await.expect("visible");
     let second = m.parts[1].seal.clone();

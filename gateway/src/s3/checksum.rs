@@ -67,6 +67,20 @@ macro_rules! set_checksum {
 }
 pub(super) use set_checksum;
 
+/// The checksum field of an input struct for `alg`.
+macro_rules! get_checksum {
+    ($in:expr, $alg:expr) => {
+        match $alg {
+            $crate::meta::ChecksumAlgorithm::Crc32 => $in.checksum_crc32.clone(),
+            $crate::meta::ChecksumAlgorithm::Crc32c => $in.checksum_crc32c.clone(),
+            $crate::meta::ChecksumAlgorithm::Crc64Nvme => $in.checksum_crc64nvme.clone(),
+            $crate::meta::ChecksumAlgorithm::Sha1 => $in.checksum_sha1.clone(),
+            $crate::meta::ChecksumAlgorithm::Sha256 => $in.checksum_sha256.clone(),
+        }
+    };
+}
+pub(super) use get_checksum;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,13 @@
 //! | `bucket.rs` | ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation |
 //! | `object.rs` | PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects |
 //! | `copy.rs` | CopyObject, UploadPartCopy |
+//! | `attributes.rs` | GetObjectAttributes |
 //! | `list.rs` | ListObjectsV2, ListObjects, ListObjectVersions (of unversioned buckets) |
 //! | `multipart.rs` | Create/UploadPart/Complete/Abort, ListParts, ListMultipartUploads |
 //! | `checksum.rs`, `body.rs`, `error.rs` | wire names of checksums, request bodies, S3 error codes |
 
 pub mod access;
+mod attributes;
 pub mod body;
 mod bucket;
 pub mod checksum;
@@ -281,6 +283,13 @@ impl S3 for S3Front {
             return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
         }
         Ok(S3Response::new(GetObjectTaggingOutput { tag_set: Vec::new(), version_id: None }))
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.op_get_object_attributes(req).await
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {

@@ -6,7 +6,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::checksum::set_checksum;
+use super::checksum::{get_checksum, set_checksum};
 use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp};
 use crate::meta::{ChecksumAlgorithm, UploadId, UploadRow, now_ms};
 
@@ -36,6 +36,7 @@ impl S3Front {
         let i = req.input;
         self.bucket(&req.extensions, &i.bucket).await?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
+        let checksum_type = upload_checksum_type(checksum, i.checksum_type.as_ref().map(|t| t.as_str()))?;
         let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
         let customer = sse_c::customer_key_of!(self, i)?;
         let mut output = CreateMultipartUploadOutput {
@@ -43,13 +44,15 @@ impl S3Front {
             key: Some(i.key.clone()),
             upload_id: Some(id.to_string()),
             checksum_algorithm: i.checksum_algorithm.clone(),
+            checksum_type: checksum_type.map(|t| ChecksumType::from(t.to_string())),
             ..Default::default()
         };
         sse_c::set_sse!(output, customer.as_deref());
         let (bucket, key) = (i.bucket.clone(), i.key.as_bytes().to_vec());
         let mut attrs = attrs_of!(i, checksum);
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
-        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs };
+        let checksum_type = checksum_type.map(str::to_string);
+        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs, checksum_type };
         self.gw.meta.create_upload(&row).await.map_err(error::meta)?;
         Ok(S3Response::new(output))
     }
@@ -69,7 +72,19 @@ impl S3Front {
         if len > 5 << 30 {
             return Err(s3_error!(EntityTooLarge, "A part is at most 5 GiB."));
         }
-        let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
+        // The parts of an upload with a checksum all have one of its algorithm.
+        let asked = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
+        let checksum = match (upload.attrs.checksum_algorithm, asked) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                    a.as_str().to_ascii_lowercase(),
+                    b.as_str().to_ascii_lowercase()
+                ));
+            }
+            (upload_alg, asked) => upload_alg.or(asked),
+        };
         let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
         let mut req = req;
         let body = body::stream(req.input.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
@@ -119,16 +134,26 @@ impl S3Front {
             return Err(s3_error!(MalformedXML, "You must specify at least one part."));
         }
         let mut parts = Vec::with_capacity(wanted.len());
+        let mut part_checksums = std::collections::BTreeMap::new();
+        let alg = upload.attrs.checksum_algorithm;
         for w in &wanted {
             let number = w.part_number.ok_or_else(|| s3_error!(MalformedXML, "A part lacks its PartNumber."))?;
             // Out of range: not a part of ours (InvalidPart), unless the order is wrong first.
             let number = u32::try_from(number).unwrap_or(u32::MAX);
             parts.push((number, w.e_tag.as_ref().map(|t| t.value().to_string()).unwrap_or_default()));
+            if let Some(c) = alg.and_then(|a| get_checksum!(w, a)) {
+                part_checksums.insert(number, c);
+            }
         }
-        let done = pipeline::complete(&self.gw.pipeline, CompleteRequest { upload, parts, condition })
-            .await
-            .map_err(error::pipeline)?;
-        Ok(S3Response::new(completed(&i.bucket, &i.key, &done.etag)))
+        let checksum = alg.and_then(|a| get_checksum!(i, a));
+        let request = CompleteRequest { upload, parts, condition, part_checksums, checksum };
+        let done = pipeline::complete(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
+        let mut out = completed(&i.bucket, &i.key, &done.etag);
+        if let Some((alg, value, kind)) = done.checksum {
+            set_checksum!(out, alg, value);
+            out.checksum_type = Some(ChecksumType::from(kind));
+        }
+        Ok(S3Response::new(out))
     }
 
     pub(super) async fn op_abort_multipart_upload(
@@ -272,4 +297,30 @@ pub(super) fn part_number(n: i32) -> S3Result<u32> {
         .ok()
         .filter(|n| (1..=MAX_PART_NUMBER).contains(n))
         .ok_or_else(|| s3_error!(InvalidArgument, "Part number must be an integer between 1 and 10000, inclusive"))
+}
+
+/// How an upload's whole-object checksum is made, as S3 decides it: COMPOSITE by
+/// default, FULL_OBJECT for CRC64NVME (which has no composite form); FULL_OBJECT
+/// only for the CRCs (SHA digests cannot be combined).
+fn upload_checksum_type(alg: Option<ChecksumAlgorithm>, asked: Option<&str>) -> S3Result<Option<&'static str>> {
+    const FULL: &str = ChecksumType::FULL_OBJECT;
+    const COMPOSITE: &str = ChecksumType::COMPOSITE;
+    let Some(alg) = alg else {
+        return match asked {
+            None => Ok(None),
+            Some(_) => Err(s3_error!(InvalidRequest, "The x-amz-checksum-type header needs x-amz-checksum-algorithm.")),
+        };
+    };
+    let crc = matches!(alg, ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32c | ChecksumAlgorithm::Crc64Nvme);
+    match asked {
+        None if alg == ChecksumAlgorithm::Crc64Nvme => Ok(Some(FULL)),
+        None => Ok(Some(COMPOSITE)),
+        Some(FULL) if crc => Ok(Some(FULL)),
+        Some(COMPOSITE) if alg != ChecksumAlgorithm::Crc64Nvme => Ok(Some(COMPOSITE)),
+        Some(t) => Err(s3_error!(
+            InvalidRequest,
+            "The {} checksum algorithm does not support the {t} checksum type.",
+            alg.as_str()
+        )),
+    }
 }

@@ -160,7 +160,7 @@ impl S3Front {
     }
 
     /// The visible version of a key and its parts (number, byte range).
-    async fn version(
+    pub(super) async fn version(
         &self,
         extensions: &http::Extensions,
         bucket: &str,
