@@ -18,7 +18,9 @@ impl S3Front {
         }
         let customer = sse_c::customer_key_of!(self, i)?;
         sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
-        let wants = |a: &str| i.object_attributes.iter().any(|x| x.as_str() == a);
+        // One header, `x-amz-object-attributes: ETag,Checksum`, as clients send it,
+        // may arrive as one element.
+        let wants = |a: &str| i.object_attributes.iter().flat_map(|x| x.as_str().split(',')).any(|x| x.trim() == a);
         let mut out =
             GetObjectAttributesOutput { last_modified: Some(timestamp(v.last_modified)), ..Default::default() };
         if wants(ObjectAttributes::ETAG) {
