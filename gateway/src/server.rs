@@ -545,6 +545,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
     let mut s3_config = s3s::config::S3Config::default();
     s3_config.xml_max_body_size = crate::s3::limits::MAX_XML_BODY as usize;
+    s3_config.post_object_max_file_size = crate::s3::limits::POST_OBJECT_MAX;
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(s3_config))));
     let service = crate::s3::limits::Guarded::new(builder.build(), s3_metrics.clone());
 

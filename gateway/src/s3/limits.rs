@@ -19,6 +19,11 @@ use super::telemetry::{OpSlot, S3Metrics};
 /// about 1 MiB; S3 itself refuses larger ones.
 pub const MAX_XML_BODY: u64 = 2 << 20;
 
+/// Largest file of a browser form upload (POST object): s3s holds it whole in
+/// memory before the write begins, so it is bounded well below S3's 5 GiB (larger
+/// files go by PUT or multipart, as browsers using presigned URLs do).
+pub const POST_OBJECT_MAX: u64 = 64 << 20;
+
 /// The S3 service behind its request limits.
 #[derive(Clone)]
 pub struct Guarded {
@@ -129,6 +134,20 @@ fn one_byte_range(value: &str) -> bool {
         (false, true) => digits(first),
         (false, false) => digits(first) && digits(last) && first.parse::<u64>().ok() <= last.parse::<u64>().ok(),
         (true, true) => false,
+    }
+}
+
+/// A POST object whose form fails a condition of its policy is refused as S3
+/// refuses it: 403 AccessDenied (s3s answers 400 InvalidPolicyDocument, which S3
+/// keeps for a policy it cannot read).
+fn policy_refusal(r: &mut Response<s3s::Body>) {
+    let failed = r.status() == StatusCode::BAD_REQUEST
+        && r.body().bytes().is_some_and(|b| {
+            let t = String::from_utf8_lossy(&b);
+            t.contains("<Code>InvalidPolicyDocument</Code>") && t.contains("Policy condition")
+        });
+    if failed {
+        *r = xml_error(StatusCode::FORBIDDEN, "AccessDenied", "Invalid according to Policy: Policy Condition failed");
     }
 }
 
@@ -250,7 +269,18 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
         // status: such a connection is closed after its answer.
         let close = declared == Some(0)
             && req.headers().get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        // A browser's form upload (POST object) carries a file: held whole in
+        // memory by s3s, up to its own bound.
+        let form = req.method() == Method::POST
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
         let finish = move |mut r: Response<s3s::Body>, op: &str| {
+            if form {
+                policy_refusal(&mut r);
+            }
             complete_error(&mut r, &id);
             let sent = number(r.headers(), header::CONTENT_LENGTH.as_str()).unwrap_or(0);
             metrics.record(op, r.status().as_u16(), started.elapsed().as_secs_f64(), received, sent);
@@ -262,7 +292,8 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
             }
             r
         };
-        if req.method() != Method::PUT && declared.is_some_and(|n| n > MAX_XML_BODY) {
+        let max_body = if form { POST_OBJECT_MAX + MAX_XML_BODY } else { MAX_XML_BODY };
+        if req.method() != Method::PUT && declared.is_some_and(|n| n > max_body) {
             return Box::pin(async move { Ok::<_, s3s::HttpError>(finish(too_big(), "none")) });
         }
         if let Some(refusal) = presign_lifetime(req.uri()) {

@@ -291,6 +291,24 @@ fn answers_as_s3_gives_them() {
     assert_eq!(v1["ok"]["Prefix"], "un ty", "version 1 gives its prefix as sent: {v1}");
 }
 
+/// Browser form uploads: a file of several MiB, a key outside the policy (403, as
+/// S3), a file over the policy's length range.
+#[test]
+fn form_uploads() {
+    let c = Cluster::standard("post-object", Db::Sqlite);
+    let cl = Client::from(&c.gw);
+    cl.aws(&["s3", "mb", "s3://forms"]).ok();
+    let r = cl.script("post_object.py", &["forms"]);
+    assert_eq!(r["big"]["status"], 204, "{r}");
+    assert_eq!(r["big_size"], 3 << 20, "{r}");
+    assert_eq!(
+        (r["outside"]["status"].clone(), r["outside"]["code"].clone()),
+        (json!(403), json!("AccessDenied")),
+        "{r}"
+    );
+    assert_eq!(r["too_large"]["code"], "EntityTooLarge", "{r}");
+}
+
 fn path(p: &std::path::Path) -> String {
     p.display().to_string()
 }
