@@ -505,6 +505,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             settings.limits.transfers_per_key.min(settings.pipeline.max_transfers),
         )),
         quorum_failures: Default::default(),
+        reads: Default::default(),
     });
     let upkeep = Arc::new(crate::durability::Upkeep::new(
         pipeline.clone(),

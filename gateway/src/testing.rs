@@ -154,6 +154,7 @@ impl Rig {
             buffers: shared::BufferPool::new(4),
             transfers: Arc::new(shared::Transfers::new(8, 8, 8)),
             quorum_failures: QuorumFailures::default(),
+            reads: Default::default(),
         });
         assert!(ctx.meta.create_bucket("b", "p", "default").await.expect("bucket"));
         Rig { ctx, store, cache, policy }

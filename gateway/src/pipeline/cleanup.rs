@@ -24,7 +24,12 @@ const SINGLES_IN_FLIGHT: usize = 8;
 /// forgotten in one transaction; and up to `batch` records no longer needed.
 /// Returns how many seals were forgotten.
 pub async fn collect_once(ctx: &PipelineCtx, dead: &DeadWrites<'_>, batch: i64) -> Result<usize, MetaError> {
-    let seals = ctx.meta.collectable_seals(dead, batch).await?;
+    let (read, seals): (Vec<_>, Vec<_>) =
+        ctx.meta.collectable_seals(dead, batch).await?.into_iter().partition(|s| ctx.reads.held(s.id));
+    if !read.is_empty() {
+        // Still streamed to a client: the next round, after the others.
+        ctx.meta.postpone_collection(&read.iter().map(|s| s.id).collect::<Vec<_>>()).await?;
+    }
     let mut owner = HashMap::new();
     let mut refs = Vec::new();
     for seal in &seals {

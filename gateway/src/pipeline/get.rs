@@ -82,6 +82,7 @@ pub(super) async fn read_range(
     permit: Option<super::shared::TransferSlot>,
 ) -> Result<ReceiverStream<Result<Bytes, std::io::Error>>, PipelineError> {
     let tenant = manifest.tenant_number;
+    let lease = ctx.reads.take(manifest.parts.iter().map(|p| p.seal.id));
     let mut planned = plan(manifest, &range).into_iter();
     let Some(first) = planned.next() else {
         let (_, rx) = mpsc::channel(1);
@@ -108,7 +109,7 @@ pub(super) async fn read_range(
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(ctx.config.depth);
     let ctx = ctx.clone();
     tokio::spawn(async move {
-        let _permit = permit;
+        let (_permit, _lease) = (permit, lease);
         let mut current = Some((reader, head, skip, take));
         while let Some((mut reader, mut pending, mut skip, mut left)) = current.take() {
             loop {

@@ -100,6 +100,8 @@ pub struct PipelineCtx {
     pub transfers: Arc<shared::Transfers>,
     /// Operations that failed for want of enough fragments.
     pub quorum_failures: QuorumFailures,
+    /// Seals being read, which the collector leaves until the reads end.
+    pub reads: shared::ReadLeases,
 }
 
 /// Operations that failed for want of enough fragments.

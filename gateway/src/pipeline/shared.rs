@@ -115,6 +115,51 @@ mod tests {
     }
 }
 
+/// The seals this process's reads are streaming. An overwrite or a delete turns a
+/// seal to garbage while a GET that read its manifest before still streams it; the
+/// collector leaves a seal alone until its reads end, so that the GET returns the
+/// version it began with, whole. (Other replicas' reads are not seen here.)
+#[derive(Debug, Default)]
+pub struct ReadLeases(Arc<Mutex<HashMap<crate::meta::SealId, usize>>>);
+
+/// Seals held by one read, let go when dropped.
+#[derive(Debug)]
+pub struct ReadLease {
+    leases: Arc<Mutex<HashMap<crate::meta::SealId, usize>>>,
+    seals: Vec<crate::meta::SealId>,
+}
+
+impl ReadLeases {
+    /// Holds `seals` until the lease is dropped.
+    pub fn take(&self, seals: impl IntoIterator<Item = crate::meta::SealId>) -> ReadLease {
+        let seals: Vec<_> = seals.into_iter().collect();
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &seals {
+            *m.entry(*s).or_default() += 1;
+        }
+        ReadLease { leases: self.0.clone(), seals }
+    }
+
+    /// Whether a read holds `seal`.
+    pub fn held(&self, seal: crate::meta::SealId) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&seal)
+    }
+}
+
+impl Drop for ReadLease {
+    fn drop(&mut self) {
+        let mut m = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &self.seals {
+            if let Some(n) = m.get_mut(s) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(s);
+                }
+            }
+        }
+    }
+}
+
 /// The transfer slots (`pipeline.max_transfers`): requests moving object data at
 /// once, shared between tenants and access keys so that no tenant holds more than
 /// its share (`limits.transfers_per_tenant`), no key more than its own
@@ -185,6 +230,18 @@ impl Transfers {
 #[cfg(test)]
 mod transfer_tests {
     use super::*;
+
+    #[test]
+    fn read_leases_hold_seals_until_the_last_read_ends() {
+        let leases = ReadLeases::default();
+        let (a, b) = (crate::meta::SealId([1; 16]), crate::meta::SealId([2; 16]));
+        let first = leases.take([a, b]);
+        let second = leases.take([a]);
+        drop(first);
+        assert!(leases.held(a) && !leases.held(b));
+        drop(second);
+        assert!(!leases.held(a));
+    }
 
     #[tokio::test]
     async fn shares_per_key_and_per_tenant() {

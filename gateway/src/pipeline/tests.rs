@@ -557,3 +557,22 @@ async fn versions_from_before_manifests_get_theirs() {
     assert_eq!(backfill(&rig.ctx, 10).await.expect("again"), 0, "done once");
     assert!(rig.store.all().iter().any(|(_, n)| n.starts_with("m/")));
 }
+
+#[tokio::test]
+async fn a_read_under_way_keeps_its_version_whole_through_an_overwrite_and_collection() {
+    let rig = Rig::new(Options::default()).await;
+    let old = data(64 * SEG as usize, 21);
+    rig.put("k", &old).await;
+    let m = rig.manifest("k").await.expect("visible");
+    let mut stream = crate::pipeline::get(&rig.ctx, m, 0..old.len() as u64, None, None).await.expect("get");
+    let mut got = stream.next().await.expect("a first chunk").expect("bytes").to_vec();
+    // Overwritten, and the old seal collected while the read goes on.
+    rig.put("k", &data(SEG as usize, 22)).await;
+    let dead = cleanup::dead_writes(&rig.ctx);
+    assert_eq!(cleanup::collect_once(&rig.ctx, &dead, 10).await.expect("collect"), 0, "a seal being read stays");
+    while let Some(chunk) = stream.next().await {
+        got.extend_from_slice(&chunk.expect("no chunk fails"));
+    }
+    assert!(got == old, "the read returned the version it began with, whole");
+    assert_eq!(cleanup::collect_once(&rig.ctx, &dead, 10).await.expect("collect"), 1, "then it goes");
+}
