@@ -5,7 +5,8 @@ sent with `requests`; prints, as JSON, each upload's status and S3 error code.
 usage: post_object.py ENDPOINT ACCESS_KEY SECRET_KEY BUCKET
 Cases: "big" (3 MiB under a policy allowing it), "outside" (a key the policy's
 starts-with condition does not allow), "too_large" (a file over the policy's
-content-length-range). The gateway's CA is AWS_CA_BUNDLE.
+content-length-range), "named" (a key of "uploads/${filename}": the file is named
+photo.bin). The gateway's CA is AWS_CA_BUNDLE.
 """
 import json
 import os
@@ -34,7 +35,9 @@ def main():
         "big": send(post, "uploads/big.bin", 3 << 20),
         "outside": send(post, "elsewhere/x.bin", 10),
         "too_large": send(post, "uploads/huge.bin", 5 << 20),
+        "named": send(post, "uploads/${filename}", 1000),
     }
+    report["named_size"] = s3.head_object(Bucket=bucket, Key="uploads/photo.bin")["ContentLength"]
     head = s3.head_object(Bucket=bucket, Key="uploads/big.bin")
     report["big_size"] = head["ContentLength"]
     print(json.dumps(report))

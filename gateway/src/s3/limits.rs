@@ -311,6 +311,9 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
                     .keys()
                     .any(|k| k.as_str().starts_with("x-amz-checksum-") && k != "x-amz-checksum-type"));
         let fut = async move {
+            if form && !digests {
+                return inner.call(super::form::with_filename(req).await).await;
+            }
             if !digests {
                 return inner.call(req).await;
             }

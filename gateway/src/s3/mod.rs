@@ -21,6 +21,7 @@ mod bucket;
 pub mod checksum;
 mod copy;
 pub mod error;
+mod form;
 pub mod host;
 pub mod limits;
 mod list;

@@ -292,7 +292,7 @@ fn answers_as_s3_gives_them() {
 }
 
 /// Browser form uploads: a file of several MiB, a key outside the policy (403, as
-/// S3), a file over the policy's length range.
+/// S3), a file over the policy's length range, a key naming `${filename}`.
 #[test]
 fn form_uploads() {
     let c = Cluster::standard("post-object", Db::Sqlite);
@@ -307,6 +307,11 @@ fn form_uploads() {
         "{r}"
     );
     assert_eq!(r["too_large"]["code"], "EntityTooLarge", "{r}");
+    assert_eq!(
+        (r["named"]["status"].clone(), r["named_size"].clone()),
+        (json!(204), json!(1000)),
+        "${{filename}}: {r}"
+    );
 }
 
 fn path(p: &std::path::Path) -> String {
