@@ -1,7 +1,10 @@
-//! Browser form uploads (POST object): `${filename}` in the form's `key` field is
-//! replaced by the name of the file the form carries, as S3 does (s3s keeps the key
-//! as sent). The form's fields come before its file, so the body is read up to the
-//! file's part headers — at most [`MAX_FIELDS`] — then passes on unchanged.
+//! Browser form uploads (POST object), where S3 reads the form more strictly or
+//! more kindly than s3s: `${filename}` in the form's `key` field is replaced by the
+//! name of the file the form carries (s3s keeps the key as sent), and a policy whose
+//! `expiration` is not an ISO 8601 UTC time (`2030-01-01T00:00:00.000Z`) is refused
+//! (s3s takes any RFC 3339 time). The form's fields come before its file, so the body
+//! is read up to the file's part headers — at most [`MAX_FIELDS`] — then passes on
+//! unchanged.
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -10,11 +13,12 @@ use http::Request;
 /// Most bytes read ahead for the fields and the file's part headers.
 const MAX_FIELDS: usize = 1 << 20;
 
-/// `req` with `${filename}` of its key field substituted; unchanged if it has no
-/// such field, no file part within [`MAX_FIELDS`], or is not a form.
-pub(super) async fn with_filename(req: Request<s3s::Body>) -> Request<s3s::Body> {
+/// `req` with `${filename}` of its key field substituted (unchanged if it has no
+/// such field, no file part within [`MAX_FIELDS`], or is not a form), or the
+/// refusal of its policy's expiration.
+pub(super) async fn prepare(req: Request<s3s::Body>) -> Result<Request<s3s::Body>, http::Response<s3s::Body>> {
     let (mut parts, mut body) = req.into_parts();
-    let Some(boundary) = boundary(&parts.headers) else { return Request::from_parts(parts, body) };
+    let Some(boundary) = boundary(&parts.headers) else { return Ok(Request::from_parts(parts, body)) };
     let mut head = Vec::new();
     let mut failed = None;
     let filename = loop {
@@ -34,6 +38,15 @@ pub(super) async fn with_filename(req: Request<s3s::Body>) -> Request<s3s::Body>
         }
     };
     let read = head.len();
+    if let Some(expiration) = policy_expiration(&head, &boundary)
+        && !iso_utc(&expiration)
+    {
+        return Err(super::limits::xml_error(
+            http::StatusCode::BAD_REQUEST,
+            "InvalidPolicyDocument",
+            "Invalid Policy: Invalid 'expiration' value: it must be an ISO 8601 UTC time, 2030-01-01T00:00:00.000Z.",
+        ));
+    }
     if let Some(name) = filename
         && let Some(changed) = substitute(&head, &boundary, &name)
     {
@@ -51,7 +64,32 @@ pub(super) async fn with_filename(req: Request<s3s::Body>) -> Request<s3s::Body>
         None => body.boxed(),
     };
     let frames = first.chain(rest).map(|r| r.map(http_body::Frame::data));
-    Request::from_parts(parts, s3s::Body::http_body_unsync(http_body_util::StreamBody::new(frames)))
+    Ok(Request::from_parts(parts, s3s::Body::http_body_unsync(http_body_util::StreamBody::new(frames))))
+}
+
+/// The `expiration` of the form's policy, if the policy field was read whole and
+/// is readable (s3s refuses one that is not).
+fn policy_expiration(body: &[u8], boundary: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (_, start, end) = parts(body, boundary).into_iter().find(|(h, ..)| h.contains("name=\"policy\""))?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(body[start..end?].trim_ascii()).ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    doc.get("expiration")?.as_str().map(str::to_string)
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.fff]Z`, a real time.
+fn iso_utc(s: &str) -> bool {
+    let shape = s.len() >= 20
+        && s.ends_with('Z')
+        && s.as_bytes().get(10) == Some(&b'T')
+        && s[..19].bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b'T',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        })
+        && (s.len() == 20 || (s.as_bytes()[19] == b'.' && s[20..s.len() - 1].bytes().all(|b| b.is_ascii_digit())));
+    shape && time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
 /// The boundary of a `multipart/form-data` body.
@@ -123,5 +161,15 @@ mod tests {
         assert_eq!(file_name(&form.as_bytes()[..60], "XyZ"), None, "not yet read");
         let plain = form.replace("${filename}", "fixed.bin");
         assert_eq!(substitute(plain.as_bytes(), "XyZ", "cat.jpg"), None);
+    }
+
+    #[test]
+    fn policy_expirations_are_iso_8601_utc() {
+        for good in ["2030-01-01T00:00:00.000Z", "2030-01-01T00:00:00Z", "2030-12-31T23:59:59.5Z"] {
+            assert!(iso_utc(good), "{good}");
+        }
+        for bad in ["2030-01-01 00:00:00Z", "2030-01-01T00:00:00+01:00", "2030-13-01T00:00:00Z", "tomorrow", ""] {
+            assert!(!iso_utc(bad), "{bad}");
+        }
     }
 }

@@ -229,7 +229,7 @@ fn default_message(code: &str, status: StatusCode) -> &'static str {
     }
 }
 
-fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+pub(super) fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
     );
@@ -312,7 +312,10 @@ impl hyper::service::Service<Request<crate::net::Body>> for Guarded {
                     .any(|k| k.as_str().starts_with("x-amz-checksum-") && k != "x-amz-checksum-type"));
         let fut = async move {
             if form && !digests {
-                return inner.call(super::form::with_filename(req).await).await;
+                return match super::form::prepare(req).await {
+                    Ok(req) => inner.call(req).await,
+                    Err(refusal) => Ok(refusal),
+                };
             }
             if !digests {
                 return inner.call(req).await;
