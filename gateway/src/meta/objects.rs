@@ -68,14 +68,7 @@ async fn check_condition(conn: &mut AnyConnection, version: &VersionRow, conditi
     .await?
     .map(|r| r.try_get(0))
     .transpose()?;
-    match (condition, etag) {
-        (WriteCondition::Absent, Some(_)) => Err(MetaError::Precondition("the key holds an object")),
-        (WriteCondition::ETag(_), None) => Err(MetaError::NoSuchKey),
-        (WriteCondition::ETag(want), Some(have)) if *want != have => {
-            Err(MetaError::Precondition("the key's object has another ETag"))
-        }
-        _ => Ok(()),
-    }
+    condition.check(etag.as_deref())
 }
 
 /// Holds bucket `name` for a commit into it (on PostgreSQL a shared row lock, which

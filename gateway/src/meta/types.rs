@@ -479,6 +479,21 @@ pub enum WriteCondition {
     ETag(String),
 }
 
+impl WriteCondition {
+    /// Whether the condition holds for a key whose object has `etag` (`None`: the
+    /// key holds nothing).
+    pub fn check(&self, etag: Option<&str>) -> Result<(), super::MetaError> {
+        match (self, etag) {
+            (WriteCondition::Absent, Some(_)) => Err(super::MetaError::Precondition("the key holds an object")),
+            (WriteCondition::ETag(_), None) => Err(super::MetaError::NoSuchKey),
+            (WriteCondition::ETag(want), Some(have)) if want != have => {
+                Err(super::MetaError::Precondition("the key's object has another ETag"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// What a delete requires of the object it removes (S3's conditional deletes:
 /// `If-Match`, `x-amz-if-match-last-modified-time`, `x-amz-if-match-size`, and
 /// the same conditions on each entry of DeleteObjects). Every one given must hold.

@@ -6,7 +6,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
 use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp, unix_secs};
-use crate::meta::{DeleteCondition, MetaError, VersionRow, WriteCondition};
+use crate::meta::{DeleteCondition, VersionRow, WriteCondition};
 use crate::pipeline::{self, PutRequest, PutTarget};
 
 /// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since
@@ -94,13 +94,7 @@ pub(super) async fn precheck(front: &S3Front, bucket: &str, key: &[u8], conditio
         return Ok(());
     }
     let current = front.gw.meta.current_version(bucket, key).await.map_err(error::meta)?;
-    let failed = match (condition, current) {
-        (WriteCondition::Absent, Some(_)) => MetaError::Precondition("the key holds an object"),
-        (WriteCondition::ETag(_), None) => MetaError::NoSuchKey,
-        (WriteCondition::ETag(want), Some((v, _))) if *want != v.etag => MetaError::Precondition("another ETag"),
-        _ => return Ok(()),
-    };
-    Err(error::meta(failed))
+    condition.check(current.as_ref().map(|(v, _)| v.etag.as_str())).map_err(error::meta)
 }
 
 /// The conditions of a DeleteObject or of one DeleteObjects entry.
