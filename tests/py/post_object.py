@@ -46,7 +46,7 @@ def with_expiration(post, sk, expiration):
 def main():
     endpoint, ak, sk, bucket = sys.argv[1:5]
     s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ak, aws_secret_access_key=sk,
-                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
+                      region_name="us-east-1", config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
     conditions = [["starts-with", "$key", "uploads/"], ["content-length-range", 1, 4 << 20]]
     post = s3.generate_presigned_post(bucket, "uploads/${filename}", Conditions=conditions, ExpiresIn=600)
     report = {

@@ -346,7 +346,13 @@ async fn multipart_uploads_complete_once_and_read_across_parts() {
     assert!(matches!(e, Err(PipelineError::PartTooSmall(3))), "only the last part may be small: {e:?}");
     let e = complete(&rig.ctx, complete_with(vec![etags[0].clone(), (4, etags[0].1.clone())])).await;
     assert!(matches!(e, Err(PipelineError::InvalidPart(4))), "{e:?}");
-    let done = complete(&rig.ctx, complete_with(etags.clone())).await.expect("complete");
+    // A part listed twice with the same ETag differently is a misordered list.
+    let twice = vec![etags[0].clone(), (1, "\"0123\"".into()), etags[1].clone(), etags[2].clone()];
+    let e = complete(&rig.ctx, complete_with(twice)).await;
+    assert!(matches!(e, Err(PipelineError::PartOrder)), "{e:?}");
+    // Listed twice alike (a client repeating an entry), it counts once.
+    let repeated = vec![etags[0].clone(), etags[0].clone(), etags[1].clone(), etags[2].clone()];
+    let done = complete(&rig.ctx, complete_with(repeated)).await.expect("complete");
     assert!(done.etag.ends_with("-3"), "{}", done.etag);
     let whole: Vec<u8> = parts.concat();
     assert_eq!(rig.get_all("big").await, whole);
