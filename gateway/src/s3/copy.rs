@@ -67,6 +67,26 @@ fn copy_range(value: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
     Ok(first..last + 1)
 }
 
+/// The source of a CopyObject or UploadPartCopy request (both inputs name its
+/// customer key and conditions alike), read by `front` ([`S3Front::copy_source`]).
+macro_rules! source_of {
+    ($front:expr, $req:expr) => {{
+        let i = &$req.input;
+        let customer = $front.customer_key(
+            i.copy_source_sse_customer_algorithm.as_deref(),
+            i.copy_source_sse_customer_key.as_deref(),
+            i.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
+        let conditions = SourceConditions {
+            if_match: i.copy_source_if_match.as_ref(),
+            if_none_match: i.copy_source_if_none_match.as_ref(),
+            if_modified_since: i.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
+        };
+        $front.copy_source(&$req, &i.copy_source, conditions, customer).await
+    }};
+}
+
 impl S3Front {
     /// The source of a copy: its bucket (of the requester's tenant), its visible
     /// version read in one snapshot, its customer key checked, its conditions met.
@@ -111,18 +131,7 @@ impl S3Front {
         let bucket = self.bucket(&req.extensions, &i.bucket).await?;
         let policy = self.policy(&bucket)?;
         let customer = sse_c::customer_key_of!(self, i)?;
-        let source_customer = self.customer_key(
-            i.copy_source_sse_customer_algorithm.as_deref(),
-            i.copy_source_sse_customer_key.as_deref(),
-            i.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
-        let conditions = SourceConditions {
-            if_match: i.copy_source_if_match.as_ref(),
-            if_none_match: i.copy_source_if_none_match.as_ref(),
-            if_modified_since: i.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
-        };
-        let source = self.copy_source(&req, &i.copy_source, conditions, source_customer.clone()).await?;
+        let source = source_of!(self, req)?;
         let v = &source.manifest.version;
         let replace = i.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         if let Some(d) = &i.metadata_directive
@@ -131,7 +140,7 @@ impl S3Front {
             return Err(s3_error!(InvalidArgument, "Unknown metadata directive."));
         }
         let onto_itself = v.bucket == i.bucket && v.key == i.key.as_bytes();
-        let same_encryption = match (&source_customer, &customer) {
+        let same_encryption = match (&source.customer, &customer) {
             (None, None) => true,
             (Some(a), Some(b)) => a.key_md5() == b.key_md5(),
             _ => false,
@@ -191,18 +200,7 @@ impl S3Front {
         let number = super::multipart::part_number(i.part_number)?;
         let bucket = self.bucket(&req.extensions, &upload.bucket).await?;
         let policy = self.policy(&bucket)?;
-        let source_customer = self.customer_key(
-            i.copy_source_sse_customer_algorithm.as_deref(),
-            i.copy_source_sse_customer_key.as_deref(),
-            i.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
-        let conditions = SourceConditions {
-            if_match: i.copy_source_if_match.as_ref(),
-            if_none_match: i.copy_source_if_none_match.as_ref(),
-            if_modified_since: i.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: i.copy_source_if_unmodified_since.as_ref(),
-        };
-        let mut source = self.copy_source(&req, &i.copy_source, conditions, source_customer).await?;
+        let mut source = source_of!(self, req)?;
         let size = source.manifest.version.size;
         let range = match &i.copy_source_range {
             Some(r) => copy_range(r, size)?,
