@@ -118,13 +118,7 @@ fn everything_comes_back_from_the_locations(db: Db) {
     for b in ["photos", "logs"] {
         cl.aws(&["s3", "mb", &format!("s3://{b}")]).ok();
     }
-    c.gw.admin_cli(&["tenants", "create", "acme"]).ok();
-    let k = c.gw.admin_json(&["keys", "create", "--id", "ACMEKEY001", "--tenant", "acme"]);
-    let acme = Client {
-        access_key: "ACMEKEY001".into(),
-        secret_key: k["secret_access_key"].as_str().expect("secret").to_string(),
-        ..Client::from(&c.gw)
-    };
+    let acme = c.gw.tenant_client("acme", "ACMEKEY001");
     acme.aws(&["s3", "mb", "s3://acme-data"]).ok();
 
     let small = data_file(&dir.join("small"), 300_000, 41);

@@ -59,13 +59,7 @@ fn one_tenants_slow_uploads_leave_the_others_served() {
     house.aws(&["s3", "mb", "s3://house"]).ok();
     let f = data_file(&c.dir.join("f"), 256 << 10, 5);
     house.aws(&["s3", "cp", "--no-progress", &f.display().to_string(), "s3://house/f"]).ok();
-    gw.admin_cli(&["tenants", "create", "noisy"]).ok();
-    let k = gw.admin_json(&["keys", "create", "--id", "NOISYKEY01", "--tenant", "noisy"]);
-    let noisy = Client {
-        access_key: "NOISYKEY01".into(),
-        secret_key: k["secret_access_key"].as_str().expect("secret").into(),
-        ..house.clone()
-    };
+    let noisy = gw.tenant_client("noisy", "NOISYKEY01");
     noisy.aws(&["s3", "mb", "s3://noisy"]).ok();
 
     let r = drill(&[

@@ -8,11 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use e2e::{Client, Db, Gateway, Rclone, TempDir, data_file, postgres_database, rclone_location};
-
-fn ok(v: serde_json::Value) -> serde_json::Value {
-    v.get("ok").cloned().unwrap_or_else(|| panic!("S3 call failed: {v}"))
-}
+use e2e::{Client, Db, Gateway, Rclone, TempDir, data_file, ok, postgres_database, rclone_location};
 
 #[test]
 fn three_replicas_on_one_postgres_act_as_one_service() {

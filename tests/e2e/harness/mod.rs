@@ -484,6 +484,18 @@ impl Gateway {
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("admin {args:?}: {e}: {}", out.stdout))
     }
 
+    /// A client holding a key of `tenant`, a tenant created here with that key
+    /// (`key_id`) through the admin CLI.
+    pub fn tenant_client(&self, tenant: &str, key_id: &str) -> Client {
+        self.admin_cli(&["tenants", "create", tenant]).ok();
+        let k = self.admin_json(&["keys", "create", "--id", key_id, "--tenant", tenant]);
+        Client {
+            access_key: key_id.into(),
+            secret_key: k["secret_access_key"].as_str().expect("secret").to_string(),
+            ..Client::from(self)
+        }
+    }
+
     /// The admin token the gateway wrote at its first start.
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.data.join("admin.token")).expect("admin.token").trim().to_string()
@@ -830,6 +842,13 @@ impl Client {
         let e = r.get("error").unwrap_or_else(|| panic!("{op} succeeded, an error was expected: {r}"));
         (e["code"].as_str().unwrap_or_default().to_string(), e["status"].as_u64().unwrap_or(0))
     }
+}
+
+/// The result of a boto3 call that succeeded ([`Client::boto`]); panics with the
+/// error of one that did not.
+pub fn ok(v: serde_json::Value) -> serde_json::Value {
+    assert!(v.get("ok").is_some(), "call failed: {v}");
+    v["ok"].clone()
 }
 
 /// A file of `len` deterministic pseudo-random bytes, with [`MARKER`] written every

@@ -3,14 +3,9 @@
 
 use serde_json::json;
 
-use e2e::{Client, Cluster, Db, MARKER, assert_no_leak, data_file, same_file};
+use e2e::{Client, Cluster, Db, MARKER, assert_no_leak, data_file, ok, same_file};
 
 use crate::on_both_databases;
-
-fn ok(v: serde_json::Value) -> serde_json::Value {
-    assert!(v.get("ok").is_some(), "call failed: {v}");
-    v["ok"].clone()
-}
 
 fn boto_objects(db: Db) {
     let c = Cluster::standard("boto-objects", db);

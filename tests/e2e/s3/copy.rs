@@ -5,14 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use e2e::{Client, Cluster, Db, data_file, eventually, same_file};
+use e2e::{Client, Cluster, Db, data_file, eventually, ok, same_file};
 
 use crate::on_both_databases;
-
-fn ok(v: Value) -> Value {
-    assert!(v.get("ok").is_some(), "call failed: {v}");
-    v["ok"].clone()
-}
 
 /// Six locations 4-of-6 for most buckets; bucket `far` on a 2-of-3 policy.
 fn cluster(name: &str, db: Db) -> Cluster {
@@ -191,13 +186,7 @@ fn copies(db: Db) {
     assert_eq!(code, "InvalidRequest", "a keyed source needs its key");
 
     // Another tenant's bucket is not a source.
-    c.gw.admin_cli(&["tenants", "create", "acme"]).ok();
-    let k = c.gw.admin_json(&["keys", "create", "--id", "ACMECOPY01", "--tenant", "acme"]);
-    let acme = Client {
-        access_key: "ACMECOPY01".into(),
-        secret_key: k["secret_access_key"].as_str().expect("secret").to_string(),
-        ..Client::from(&c.gw)
-    };
+    let acme = c.gw.tenant_client("acme", "ACMECOPY01");
     ok(acme.boto("CreateBucket", json!({"Bucket": "acme-b"}), None));
     let denied = acme.boto_error("CopyObject", json!({"Bucket": "acme-b", "Key": "x", "CopySource": "src/small"}));
     assert_eq!(denied, ("AccessDenied".into(), 403));

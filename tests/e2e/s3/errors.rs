@@ -11,18 +11,8 @@ use crate::on_both_databases;
 /// A SigV4-signed request made by curl (`--aws-sigv4`), for bodies clients refuse
 /// to send. Returns (HTTP status, body).
 fn curl_signed(cl: &Client, method: &str, path: &str, body: &std::path::Path) -> (u16, String) {
-    let out = cl
-        .curl()
-        .args(["-s", "-w", "\n%{http_code}", "-X", method, "--aws-sigv4", "aws:amz:us-east-1:s3"])
-        .args(["--user", &format!("{}:{}", cl.access_key, cl.secret_key)])
-        .args(["-H", "Content-Type: application/xml", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary"])
-        .arg(format!("@{}", body.display()))
-        .arg(format!("{}{path}", cl.endpoint))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or((&text, "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let data = format!("@{}", body.display());
+    curl_raw(cl, &["-X", method, "-H", "Content-Type: application/xml", "--data-binary", &data], path)
 }
 
 fn bad_input(db: Db) {
@@ -318,8 +308,9 @@ fn path(p: &std::path::Path) -> String {
     p.display().to_string()
 }
 
-/// A SigV4-signed GET (or PUT, with `-T`) by curl with extra `args`; (status, what
-/// curl printed: the headers too with `-D -`, and the body).
+/// A SigV4-signed request by curl with extra `args` (a GET unless they say `-X`,
+/// `-T` or `--data-binary`); (status, what curl printed: the headers too with
+/// `-D -`, and the body).
 fn curl_raw(cl: &Client, args: &[&str], path: &str) -> (u16, String) {
     let out = cl
         .curl()

@@ -5,14 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use e2e::{Client, Cluster, Db};
+use e2e::{Client, Cluster, Db, ok};
 
 use crate::on_both_databases;
-
-fn ok(v: serde_json::Value) -> serde_json::Value {
-    assert!(v.get("ok").is_some(), "call failed: {v}");
-    v["ok"].clone()
-}
 
 /// DeleteBucket while a PUT into the bucket is under way: the bucket was empty, so
 /// it goes; the PUT then fails (NoSuchBucket) instead of answering 200 for an
