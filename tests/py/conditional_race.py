@@ -7,9 +7,12 @@ usage: conditional_race.py ENDPOINT ACCESS_KEY SECRET_KEY BUCKET KEY MODE N
 MODE: "absent"      PutObject with If-None-Match: *
       "match:ETAG"  PutObject with If-Match: ETAG
       "complete"    N multipart uploads of the key, each completed with If-None-Match: *
-All writers start together (a barrier); each writes a body of its own.
+All writers start together (a barrier); each writes a body of its own, unlike any body
+of an earlier race (a writer rewriting the ETag a condition names would rightly let a
+second If-Match writer win too).
 """
 import json
+import os
 import sys
 import threading
 
@@ -27,18 +30,19 @@ def main():
                      region_name="us-east-1", config=cfg)
         for _ in range(n)
     ]
+    run = os.urandom(8).hex().encode()
     uploads = []
     if mode == "complete":
         for i, s3 in enumerate(clients):
             up = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-            part = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=b"writer %d " % i * 1000)
+            part = s3.upload_part(Bucket=bucket, Key=key, UploadId=up, PartNumber=1, Body=b"%s writer %d " % (run, i) * 1000)
             uploads.append((up, part["ETag"]))
     barrier = threading.Barrier(n)
     results = [None] * n
 
     def write(i):
         s3 = clients[i]
-        body = b"writer %d " % i * 100
+        body = b"%s writer %d " % (run, i) * 100
         barrier.wait()
         try:
             if mode == "absent":

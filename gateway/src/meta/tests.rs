@@ -439,3 +439,38 @@ async fn conditional_commits_hold_or_change_nothing() {
         assert_eq!(v.etag, "e5", "only the commits whose condition held changed the key");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_conditional_commits_have_one_winner() {
+    for m in stores().await {
+        bucket(&m, "b").await;
+        let commit = |n: u8, condition: WriteCondition| {
+            let m = m.clone();
+            async move {
+                let s = sid(n);
+                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
+                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+                m.commit_object(s, &landed(), &version(n, "b", b"k", &format!("e{n}")), &part, None, &condition).await
+            }
+        };
+        commit(1, WriteCondition::Any).await.expect("first");
+        let mut current = "e1".to_string();
+        for round in 0..6u8 {
+            let racers = (0..8u8).map(|i| 10 + round * 10 + i);
+            let tasks: Vec<_> =
+                racers.map(|n| tokio::spawn(commit(n, WriteCondition::ETag(current.clone())))).collect();
+            let mut won = Vec::new();
+            for (i, t) in tasks.into_iter().enumerate() {
+                match t.await.expect("task") {
+                    Ok(_) => won.push(10 + round * 10 + i as u8),
+                    Err(MetaError::Precondition(_)) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            assert_eq!(won.len(), 1, "round {round}: {won:?}");
+            current = format!("e{}", won[0]);
+            let (v, _) = m.current_version("b", b"k").await.expect("read").expect("object");
+            assert_eq!(v.etag, current);
+        }
+    }
+}
