@@ -140,6 +140,18 @@ fn everything_comes_back_from_the_locations(db: Db) {
     cl.aws(&["s3", "rm", "s3://logs/gone"]).ok();
     let theirs = data_file(&dir.join("theirs"), 2_500_000, 45);
     acme.aws(&["s3", "cp", "--no-progress", &theirs.display().to_string(), "s3://acme-data/t"]).ok();
+    // A versioned bucket: versions, one deleted for good, a key under a delete marker.
+    cl.aws(&["s3", "mb", "s3://history"]).ok();
+    cl.aws(&["s3api", "put-bucket-versioning", "--bucket", "history", "--versioning-configuration", "Status=Enabled"])
+        .ok();
+    let mut versions = Vec::new();
+    for f in [&old, &new, &old] {
+        let put = cl.boto("PutObject", serde_json::json!({"Bucket": "history", "Key": "doc"}), Some(f));
+        versions.push(put["ok"]["VersionId"].as_str().expect("a version id").to_string());
+    }
+    cl.aws(&["s3api", "delete-object", "--bucket", "history", "--key", "doc", "--version-id", &versions[1]]).ok();
+    cl.aws(&["s3", "cp", "--no-progress", &new.display().to_string(), "s3://history/hidden"]).ok();
+    cl.aws(&["s3", "rm", "s3://history/hidden"]).ok();
 
     let head = |cl: &Client, b: &str, k: &str| {
         let mut h = cl.boto("HeadObject", serde_json::json!({"Bucket": b, "Key": k, "ChecksumMode": "ENABLED"}), None)
@@ -151,6 +163,7 @@ fn everything_comes_back_from_the_locations(db: Db) {
         h
     };
     let listing = |cl: &Client, b: &str| cl.aws(&["s3api", "list-objects-v2", "--bucket", b]).ok().stdout;
+    let versions_of = |cl: &Client, b: &str| cl.aws(&["s3api", "list-object-versions", "--bucket", b]).ok().stdout;
     let before = (
         head(&cl, "photos", "a/small.jpg"),
         head(&cl, "photos", "b/big.raw"),
@@ -158,8 +171,10 @@ fn everything_comes_back_from_the_locations(db: Db) {
         listing(&cl, "photos"),
         listing(&cl, "logs"),
         listing(&acme, "acme-data"),
+        versions_of(&cl, "history"),
     );
     assert_eq!(before.0["Metadata"]["camera"], "x100", "{}", before.0);
+    assert!(before.6.contains("DeleteMarkers"), "{}", before.6);
 
     // Every on-premises disk is gone but the master key (and the configuration,
     // which the operator keeps); the database too.
@@ -211,14 +226,15 @@ fn everything_comes_back_from_the_locations(db: Db) {
     let (ok, out, err) = skyshard(&dry, None);
     assert!(ok, "{out}\n{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("report");
-    assert_eq!(report["restored"], 4, "{report}");
+    // 4 objects; 2 versions of `doc`, `hidden` and its marker.
+    assert_eq!(report["restored"], 8, "{report}");
     assert_eq!(report["unreachable"].as_array().map(Vec::len), Some(2), "{report}");
     let (ok, out, err) = skyshard(&args, None);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("objects: restored 4"), "{out}");
+    assert!(out.contains("objects: restored 8"), "{out}");
     // Again: nothing more to do.
     let (ok, out, err) = skyshard(&args, None);
-    assert!(ok && out.contains("objects: restored 0") && out.contains("already present 4"), "{out}\n{err}");
+    assert!(ok && out.contains("objects: restored 0") && out.contains("already present 8"), "{out}\n{err}");
 
     c.gw.restart();
     let cl = Client::from(&c.gw);
@@ -230,8 +246,14 @@ fn everything_comes_back_from_the_locations(db: Db) {
         listing(&cl, "photos"),
         listing(&cl, "logs"),
         listing(&acme, "acme-data"),
+        versions_of(&cl, "history"),
     );
-    assert_eq!(after, before, "metadata, ETags, checksums and listings as they were");
+    assert_eq!(after, before, "metadata, ETags, checksums, listings and versions as they were");
+    let state = cl.aws(&["s3api", "get-bucket-versioning", "--bucket", "history"]).ok().stdout;
+    assert!(state.contains("Enabled"), "versioning comes back with the bucket: {state}");
+    let first = dir.join("first").display().to_string();
+    cl.aws(&["s3api", "get-object", "--bucket", "history", "--key", "doc", "--version-id", &versions[0], &first]).ok();
+    assert!(same_file(&old, std::path::Path::new(&first)), "an older version reads whole after recovery");
     for (cl, b, k, f) in [
         (&cl, "photos", "a/small.jpg", &small),
         (&cl, "photos", "b/big.raw", &big),

@@ -10,7 +10,7 @@ writes the body to it. Special operations:
                                threshold in JSON_PARAMS["Threshold"], default 8 MiB)
   presign                      generate_presigned_url(Method, Params, ExpiresIn)
 JSON_PARAMS["_tamper_md5"]: true sends a wrong Content-MD5 (a body changed in transit).
-Prints {"ok": result} or {"error": {"code", "status", "message"}}; a connection that
+Prints {"ok": result} or {"error": {"code", "status", "message", "headers"}}; a connection that
 fails (an untrusted certificate, say) is an error with status 0 and the exception's
 name as its code.
 """
@@ -100,6 +100,7 @@ def main():
                         "code": err.get("Code"),
                         "status": e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
                         "message": err.get("Message"),
+                        "headers": e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}),
                     }
                 }
             )

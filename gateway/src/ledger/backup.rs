@@ -67,15 +67,11 @@ where
     loop {
         let page = backup.versions(after.as_ref(), PER_FRAME).await?;
         frame.end = (page.len() as i64) < PER_FRAME;
-        after = page.last().map(|m| (m.version.bucket.clone(), m.version.key.clone()));
+        after = page.last().map(|m| (m.version.bucket.clone(), m.version.key.clone(), m.version.id.to_string()));
         for m in &page {
             let (tenant, policy) = owners.get(&m.version.bucket).cloned().unwrap_or_default();
-            let parts: Vec<(PartRow, &crate::meta::Seal)> = m
-                .parts
-                .iter()
-                .map(|p| (PartRow { number: p.number, seal_id: p.seal.id, offset: p.offset, size: p.size }, &p.seal))
-                .collect();
-            frame.manifests.push(ManifestRecord::of(m.version.last_modified, &tenant, &policy, &m.version, &parts));
+            let parts: Vec<(PartRow, &crate::meta::Seal)> = m.parts.iter().map(|p| (p.row(), &p.seal)).collect();
+            frame.manifests.push(ManifestRecord::of(m.version.recorded_at, &tenant, &policy, &m.version, &parts));
         }
         count += page.len() as u64;
         let sealed = ledger.seal(&frame_name(ledger, &id, frame.seq), &frame)?;

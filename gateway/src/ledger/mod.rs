@@ -5,8 +5,8 @@
 //!
 //! | record | name | written | holds |
 //! |---|---|---|---|
-//! | manifest | `m/<version id>.<key version>` | before a version becomes visible | everything a read needs: key, metadata, ETag, checksums, parts, seals, wrapped data keys |
-//! | tombstone | `t/<random id>.<key version>` | before a delete becomes visible | the key, and when: every manifest of the key recorded earlier is gone |
+//! | manifest | `m/<version id>.<key version>` | before a version becomes visible | everything a read needs: key, metadata, ETag, checksums, parts, seals, wrapped data keys; whether it is the key's `null` version or a delete marker (no parts) |
+//! | tombstone | `t/<random id>.<key version>` | before a delete becomes visible | the key, and when: every manifest of the key recorded earlier is gone — or, for a delete of one version by id, that version only |
 //! | catalog | `c/<generation>.<key version>` | on every change of the catalog | tenants, buckets, access keys (secrets sealed), admin token hashes, locations and policies added at run time |
 //!
 //! Every record is sealed (AES-256-GCM, random nonce) under a key derived from the

@@ -98,8 +98,19 @@ pub struct ManifestRecord {
     pub checksum_type: Option<String>,
     /// SSE-C key check (never the key).
     pub customer_key: Option<String>,
-    /// Parts.
+    /// Parts (none for a delete marker).
     pub parts: Vec<RecordPart>,
+    /// The key's `null` version (every version before versioning existed was):
+    /// a later `null` version of the key replaces it; the others stay.
+    #[serde(default = "yes")]
+    pub null_version: bool,
+    /// A delete marker.
+    #[serde(default)]
+    pub delete_marker: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A delete: every manifest of the key recorded at or before `covers` (when the
@@ -119,6 +130,10 @@ pub struct TombstoneRecord {
     pub key: String,
     /// The version deleted.
     pub version_id: String,
+    /// Only that version is gone (a delete of one version of a versioned key),
+    /// not every manifest `covers` covers.
+    #[serde(default)]
+    pub only_version: bool,
 }
 
 /// The catalog at one moment.
@@ -208,6 +223,8 @@ impl ManifestRecord {
                 .iter()
                 .map(|(p, s)| RecordPart { number: p.number, offset: p.offset, size: p.size, seal: RecordSeal::of(s) })
                 .collect(),
+            null_version: version.null_version,
+            delete_marker: version.delete_marker,
         }
     }
 
@@ -239,6 +256,9 @@ impl ManifestRecord {
             checksum_value: self.checksum_value.clone(),
             checksum_type: self.checksum_type.clone(),
             part_count: self.parts.len() as u32,
+            null_version: self.null_version,
+            delete_marker: self.delete_marker,
+            recorded_at: self.at,
         })
     }
 

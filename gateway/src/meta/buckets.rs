@@ -4,13 +4,13 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::types::fit;
-use super::{BucketRow, MetaError, MetaResult, MetaStore, now_ms};
+use super::{BucketRow, MetaError, MetaResult, MetaStore, Versioning, now_ms};
 
 /// Selects bucket rows with their tenant's number.
 macro_rules! bucket_select {
     ($rest:literal) => {
         concat!(
-            "SELECT b.name, b.policy, b.created_at, b.tenant, t.number FROM buckets b \
+            "SELECT b.name, b.policy, b.created_at, b.tenant, t.number, b.versioning FROM buckets b \
              LEFT JOIN tenants t ON t.name = b.tenant ",
             $rest
         )
@@ -21,7 +21,9 @@ fn bucket_row(r: &AnyRow) -> MetaResult<BucketRow> {
     let name: String = r.try_get(0)?;
     let number: Option<i64> = r.try_get(4)?;
     let number = number.ok_or_else(|| MetaError::Corrupt(format!("bucket {name}: its tenant is missing")))?;
+    let versioning: Option<String> = r.try_get(5)?;
     Ok(BucketRow {
+        versioning: versioning.map(|v| v.parse()).transpose()?,
         policy: r.try_get(1)?,
         created_at: r.try_get(2)?,
         tenant: r.try_get(3)?,
@@ -127,6 +129,16 @@ impl MetaStore {
         sqlx::query("DELETE FROM buckets WHERE name = $1").bind(name).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Some(true))
+    }
+
+    /// Sets a bucket's versioning state; `false` if there is no such bucket.
+    pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> MetaResult<bool> {
+        let r = sqlx::query("UPDATE buckets SET versioning = $1 WHERE name = $2")
+            .bind(state.as_str())
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Buckets using `policy`.

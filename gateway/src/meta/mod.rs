@@ -15,6 +15,7 @@
 //! | `buckets.rs` | buckets and tenants |
 //! | `seals.rs` | seals and fragments: pending writes, collection, leases |
 //! | `objects.rs` | versions: commit, manifest, delete, listing |
+//! | `versions.rs` | S3 versioning: one version by id, deleting one for good, listing all |
 //! | `multipart.rs` | multipart uploads and their parts |
 //! | `health.rs` | margins, the repair queue, fragments being rebuilt, background passes |
 //! | `catalog.rs` | locations and policies added at run time, location states, fragments per location, usage |
@@ -41,6 +42,7 @@ mod records;
 mod restore;
 mod seals;
 mod types;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,8 +59,9 @@ pub use restore::{Backup, CatalogSnapshot, RestoredVersion};
 pub use types::{
     AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, DeleteCondition, Fragment, FragmentState,
     ListedObject, Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState,
-    UploadId, UploadPartRow, UploadRow, VersionId, VersionRow, WriteCondition, margin,
+    UploadId, UploadPartRow, UploadRow, VersionId, VersionRef, VersionRow, Versioning, WriteCondition, margin,
 };
+pub use versions::ListedVersion;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {

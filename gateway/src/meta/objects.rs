@@ -16,14 +16,16 @@ use super::{
 macro_rules! version_columns {
     () => {
         "v.id, v.bucket, v.object_key, v.size, v.etag, v.last_modified, v.content_type, v.headers, \
-         v.user_metadata, v.checksum_algorithm, v.sse_customer, v.checksum_value, v.checksum_type, v.part_count"
+         v.user_metadata, v.checksum_algorithm, v.sse_customer, v.checksum_value, v.checksum_type, v.part_count, \
+         v.null_version, v.delete_marker, v.recorded_at"
     };
 }
+pub(super) use version_columns;
 
 /// How many columns [`version_columns`] names: the first column after them.
-const VERSION_COLUMNS: usize = 14;
+pub(super) const VERSION_COLUMNS: usize = 17;
 
-fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
+pub(super) fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
     Ok(VersionRow {
         id: r.try_get::<String, _>(0)?.parse()?,
         bucket: r.try_get(1)?,
@@ -35,10 +37,13 @@ fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
         checksum_value: r.try_get(11)?,
         checksum_type: r.try_get(12)?,
         part_count: fit(r.try_get::<i64, _>(13)?, "part count")?,
+        null_version: r.try_get::<i64, _>(14)? != 0,
+        delete_marker: r.try_get::<i64, _>(15)? != 0,
+        recorded_at: r.try_get(16)?,
     })
 }
 
-fn part_row(r: &AnyRow) -> MetaResult<PartRow> {
+pub(super) fn part_row(r: &AnyRow) -> MetaResult<PartRow> {
     Ok(PartRow {
         number: fit(r.try_get::<i64, _>(0)?, "part number")?,
         seal_id: r.try_get::<String, _>(1)?.parse()?,
@@ -60,7 +65,8 @@ async fn check_condition(conn: &mut AnyConnection, version: &VersionRow, conditi
         .execute(&mut *conn)
         .await?;
     let etag: Option<String> = sqlx::query(
-        "SELECT v.etag FROM objects o JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key = $2",
+        "SELECT v.etag FROM objects o JOIN versions v ON v.id = o.version_id \
+         WHERE o.bucket = $1 AND o.object_key = $2 AND v.delete_marker = 0",
     )
     .bind(&version.bucket)
     .bind(&version.key)
@@ -74,7 +80,7 @@ async fn check_condition(conn: &mut AnyConnection, version: &VersionRow, conditi
 /// Holds bucket `name` for a commit into it (on PostgreSQL a shared row lock, which
 /// a DeleteBucket waits for; SQLite runs one writer at a time): `NoSuchBucket` if it
 /// was deleted while the write was under way.
-async fn hold_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
+pub(super) async fn hold_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
     let sql = match conn.backend_name() {
         "PostgreSQL" => "SELECT 1 FROM buckets WHERE name = $1 FOR SHARE",
         _ => "SELECT 1 FROM buckets WHERE name = $1",
@@ -86,11 +92,13 @@ async fn hold_bucket(conn: &mut AnyConnection, name: &str) -> MetaResult<()> {
 }
 
 /// Inserts `version` made of `parts` (and its manifest record) and makes it the
-/// visible version of its key, retiring every other version of the key — unless the
-/// visible one was recorded at the locations after this one (two writers raced:
-/// the one recorded last wins, as recovery from the records would decide), when
-/// this version is retired at once instead. `condition` must hold, or nothing
-/// changes.
+/// latest version of its key. A `null` version retires the key's other `null`
+/// version (in a bucket never versioned, every version is `null`: the key's only
+/// one). A key's versions are ordered by when their manifests were recorded: a
+/// version recorded before the key's latest (two writers raced) does not become
+/// the latest — a `null` one is retired at once, another stays as a noncurrent
+/// version — as recovery from the records would decide. `condition` must hold, or
+/// nothing changes; a conditional version that would not become the latest fails.
 pub(super) async fn commit_version(
     conn: &mut AnyConnection,
     version: &VersionRow,
@@ -101,13 +109,14 @@ pub(super) async fn commit_version(
     hold_bucket(conn, &version.bucket).await?;
     check_condition(conn, version, condition).await?;
     let id = version.id.to_string();
+    let recorded_at = record.map_or(version.recorded_at, |r| r.at);
     if let Some(r) = record {
         insert_record(conn, r).await?;
     }
     sqlx::query(
         "INSERT INTO versions (id, bucket, object_key, size, etag, last_modified, content_type, headers, user_metadata, \
-         checksum_algorithm, checksum_value, checksum_type, part_count, sse_customer) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         checksum_algorithm, checksum_value, checksum_type, part_count, sse_customer, null_version, delete_marker, \
+         recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&id)
     .bind(&version.bucket)
@@ -123,6 +132,9 @@ pub(super) async fn commit_version(
     .bind(version.checksum_type.clone())
     .bind(i64::from(version.part_count))
     .bind(version.attrs.customer_key.clone())
+    .bind(i64::from(version.null_version))
+    .bind(i64::from(version.delete_marker))
+    .bind(recorded_at)
     .execute(&mut *conn)
     .await?;
     for p in parts {
@@ -144,30 +156,12 @@ pub(super) async fn commit_version(
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
-    if let (Some(r), Some(prev)) = (record, &previous) {
-        let later: Option<i64> = sqlx::query("SELECT at FROM records WHERE version_id = $1")
-            .bind(prev)
-            .fetch_optional(&mut *conn)
-            .await?
-            .map(|row| row.try_get(0))
-            .transpose()?;
-        if later.is_some_and(|at| (at, prev.as_str()) > (r.at, id.as_str())) {
-            // A conditional write must become visible or fail, never vanish.
-            if *condition != WriteCondition::Any {
-                return Err(MetaError::Precondition("a write recorded later holds the key"));
-            }
-            retire_version(conn, &id, now_ms()).await?;
-            return Ok(Replaced { version_id: None });
-        }
-    }
-    // (On PostgreSQL a writer that committed since the check is seen here.)
-    if *condition == WriteCondition::Absent && previous.is_some() {
-        return Err(MetaError::Precondition("the key holds an object"));
-    }
-    // A key that must be absent is inserted, never replaced: of concurrent such
-    // commits the later ones find the first one's row (on PostgreSQL, wait for it).
-    let upsert = match condition {
-        WriteCondition::Absent => {
+    // A key that must be absent and has no row is inserted, never replaced: of
+    // concurrent such commits the later ones find the first one's row (on
+    // PostgreSQL, wait for it). (A key whose latest is a delete marker has a row,
+    // held by `check_condition`.)
+    let upsert = match (condition, &previous) {
+        (WriteCondition::Absent, None) => {
             "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
              ON CONFLICT (bucket, object_key) DO NOTHING"
         }
@@ -180,28 +174,83 @@ pub(super) async fn commit_version(
     if inserted.rows_affected() == 0 {
         return Err(MetaError::Precondition("the key holds an object"));
     }
-    // Every other version of the key is retired. Asked after the upsert, which
-    // waits for a concurrent commit of the same key: its version is seen here and
-    // retired, so that concurrent overwrites never leak a version.
-    let others: Vec<String> = sqlx::query("SELECT id FROM versions WHERE bucket = $1 AND object_key = $2 AND id <> $3")
+    // Asked after the upsert, which waits for a concurrent commit of the same key:
+    // its version is seen here, so that concurrent overwrites never leak a version.
+    let ours = (recorded_at, id.as_str());
+    let now = now_ms();
+    if version.null_version {
+        let nulls = sqlx::query(
+            "SELECT id, recorded_at FROM versions WHERE bucket = $1 AND object_key = $2 AND null_version = 1 AND id <> $3",
+        )
         .bind(&version.bucket)
         .bind(&version.key)
         .bind(&id)
         .fetch_all(&mut *conn)
         .await?
         .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
-    let now = now_ms();
-    for old in &others {
-        retire_version(conn, old, now).await?;
+        .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+        .collect::<MetaResult<Vec<_>>>()?;
+        if nulls.iter().any(|(other, at)| (*at, other.as_str()) > ours) {
+            // A write recorded later holds the key's null version.
+            if *condition != WriteCondition::Any {
+                return Err(MetaError::Precondition("a write recorded later holds the key"));
+            }
+            retire_version(conn, &id, now).await?;
+        } else {
+            for (old, _) in &nulls {
+                retire_version(conn, old, now).await?;
+            }
+        }
     }
-    Ok(Replaced { version_id: previous.map(|p| p.parse()).transpose()? })
+    let latest = point_at_latest(conn, &version.bucket, &version.key).await?;
+    if latest.as_deref() != Some(id.as_str()) {
+        if *condition != WriteCondition::Any {
+            return Err(MetaError::Precondition("a write recorded later holds the key"));
+        }
+        return Ok(Replaced { version_id: None });
+    }
+    Ok(Replaced { version_id: previous.filter(|p| *p != id).map(|p| p.parse()).transpose()? })
 }
 
-/// Retires a version inside a transaction: its rows go, and each of its seals that
-/// no other version shares (a copy) becomes garbage.
-async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) -> MetaResult<()> {
+/// Points the key's row at its latest version (by when recorded, then id), or
+/// removes it if the key has no version left; returns the latest version's id.
+pub(super) async fn point_at_latest(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> MetaResult<Option<String>> {
+    let latest: Option<String> = sqlx::query(
+        "SELECT id FROM versions WHERE bucket = $1 AND object_key = $2 ORDER BY recorded_at DESC, id DESC LIMIT 1",
+    )
+    .bind(bucket)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?;
+    match &latest {
+        Some(v) => {
+            sqlx::query(
+                "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id",
+            )
+            .bind(bucket)
+            .bind(key)
+            .bind(v)
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM objects WHERE bucket = $1 AND object_key = $2")
+                .bind(bucket)
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(latest)
+}
+
+/// Retires a version inside a transaction: its rows go (the key's row too, if it
+/// points at it), and each of its seals that no other version shares (a copy)
+/// becomes garbage.
+pub(super) async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) -> MetaResult<()> {
     let seals: Vec<String> = sqlx::query("SELECT seal_id FROM version_parts WHERE version_id = $1")
         .bind(version_id)
         .fetch_all(&mut *conn)
@@ -220,6 +269,15 @@ async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) ->
     .execute(&mut *conn)
     .await?;
     sqlx::query("DELETE FROM version_parts WHERE version_id = $1").bind(version_id).execute(&mut *conn).await?;
+    // The key's row, if it points at this version, goes with it (the caller points
+    // it at the key's latest again: `point_at_latest`).
+    sqlx::query(
+        "DELETE FROM objects WHERE (bucket, object_key) IN (SELECT bucket, object_key FROM versions WHERE id = $1) \
+         AND version_id = $1",
+    )
+    .bind(version_id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("DELETE FROM versions WHERE id = $1").bind(version_id).execute(&mut *conn).await?;
     for seal in &seals {
         sqlx::query(
@@ -239,6 +297,15 @@ async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) ->
 /// What a read needs of the visible version of a key, read on `conn` (a snapshot).
 pub(super) async fn manifest_in(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> MetaResult<Option<Manifest>> {
     let Some((version, tenant_number)) = visible_version(conn, bucket, key).await? else { return Ok(None) };
+    manifest_of(conn, version, tenant_number).await.map(Some)
+}
+
+/// What a read of `version` needs: its parts with their seals and fragments.
+pub(super) async fn manifest_of(
+    conn: &mut AnyConnection,
+    version: VersionRow,
+    tenant_number: u32,
+) -> MetaResult<Manifest> {
     let rows = sqlx::query(concat!(
         "SELECT p.part_number, p.part_offset, p.size, ",
         seal_columns!("s"),
@@ -269,7 +336,7 @@ pub(super) async fn manifest_in(conn: &mut AnyConnection, bucket: &str, key: &[u
             version.part_count
         )));
     }
-    Ok(Some(Manifest { version, parts, tenant_number }))
+    Ok(Manifest { version, parts, tenant_number })
 }
 
 impl MetaStore {
@@ -348,14 +415,13 @@ impl MetaStore {
         Ok(Some(replaced))
     }
 
-    /// The visible version of a key if upload `upload` made it (a Complete that
-    /// came again, after its first answer was lost).
+    /// The version of a key upload `upload` made, if it is still there (a
+    /// Complete that came again, after its first answer was lost).
     pub async fn completed_by(&self, bucket: &str, key: &[u8], upload: UploadId) -> MetaResult<Option<VersionRow>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             version_columns!(),
-            " FROM objects o JOIN versions v ON v.id = o.version_id \
-             WHERE o.bucket = $1 AND o.object_key = $2 AND v.upload_id = $3"
+            " FROM versions v WHERE v.bucket = $1 AND v.object_key = $2 AND v.upload_id = $3"
         ))
         .bind(bucket)
         .bind(key)
@@ -461,9 +527,9 @@ impl MetaStore {
         limit: i64,
     ) -> MetaResult<Vec<ListedObject>> {
         const INCLUSIVE: &str = "SELECT o.object_key, v.size, v.etag, v.last_modified FROM objects o \
-            JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key >= $2 ORDER BY o.object_key LIMIT $3";
+            JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key >= $2 AND v.delete_marker = 0 ORDER BY o.object_key LIMIT $3";
         const EXCLUSIVE: &str = "SELECT o.object_key, v.size, v.etag, v.last_modified FROM objects o \
-            JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key > $2 ORDER BY o.object_key LIMIT $3";
+            JOIN versions v ON v.id = o.version_id WHERE o.bucket = $1 AND o.object_key > $2 AND v.delete_marker = 0 ORDER BY o.object_key LIMIT $3";
         let sql = if exclusive { EXCLUSIVE } else { INCLUSIVE };
         let rows = sqlx::query(sql).bind(bucket).bind(from).bind(limit).fetch_all(&self.pool).await?;
         rows.iter()
@@ -486,7 +552,7 @@ async fn visible_version(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> 
         version_columns!(),
         ", t.number FROM objects o JOIN versions v ON v.id = o.version_id \
          JOIN buckets b ON b.name = o.bucket LEFT JOIN tenants t ON t.name = b.tenant \
-         WHERE o.bucket = $1 AND o.object_key = $2"
+         WHERE o.bucket = $1 AND o.object_key = $2 AND v.delete_marker = 0"
     ))
     .bind(bucket)
     .bind(key)

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use super::records::{RecordRow, insert_record};
+use super::records::RecordRow;
 use super::seals::insert_seal;
 use super::{Manifest, MetaResult, MetaStore, PartRow, Seal, SealState, VersionRow, WriteCondition};
 
@@ -32,6 +32,9 @@ pub struct SnapBucket {
     pub tenant: String,
     /// Creation time.
     pub created_at: i64,
+    /// Versioning state (`Enabled`, `Suspended`), if it was ever enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
 }
 
 /// An access key in a catalog snapshot (its secret sealed under the master key).
@@ -110,14 +113,16 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
     for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *conn).await? {
         snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
     }
-    for r in
-        sqlx::query("SELECT name, policy, tenant, created_at FROM buckets ORDER BY name").fetch_all(&mut *conn).await?
+    for r in sqlx::query("SELECT name, policy, tenant, created_at, versioning FROM buckets ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await?
     {
         snap.buckets.push(SnapBucket {
             name: r.try_get(0)?,
             policy: r.try_get(1)?,
             tenant: r.try_get(2)?,
             created_at: r.try_get(3)?,
+            versioning: r.try_get(4)?,
         });
     }
     for r in sqlx::query(
@@ -199,29 +204,15 @@ impl Backup {
         catalog_in(&mut self.tx).await
     }
 
-    /// The visible versions of up to `limit` keys after `after` (bucket, key), in
-    /// order, each with its seals and fragments.
-    pub async fn versions(&mut self, after: Option<&(String, Vec<u8>)>, limit: i64) -> MetaResult<Vec<Manifest>> {
-        let (bucket, key) = after.cloned().unwrap_or_default();
-        let keys: Vec<(String, Vec<u8>)> = sqlx::query(
-            "SELECT bucket, object_key FROM objects WHERE bucket > $1 OR (bucket = $1 AND object_key > $2) \
-             ORDER BY bucket, object_key LIMIT $3",
-        )
-        .bind(bucket)
-        .bind(key)
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<MetaResult<_>>()?;
-        let mut out = Vec::with_capacity(keys.len());
-        for (b, k) in keys {
-            if let Some(m) = super::objects::manifest_in(&mut self.tx, &b, &k).await? {
-                out.push(m);
-            }
-        }
-        Ok(out)
+    /// Up to `limit` versions (noncurrent ones and delete markers too) after
+    /// `after` (bucket, key, version id), in that order, each with its seals and
+    /// fragments.
+    pub async fn versions(
+        &mut self,
+        after: Option<&(String, Vec<u8>, String)>,
+        limit: i64,
+    ) -> MetaResult<Vec<Manifest>> {
+        super::versions::all_versions_in(&mut self.tx, after, limit).await
     }
 }
 
@@ -265,12 +256,14 @@ impl MetaStore {
         }
         for b in &snap.buckets {
             sqlx::query(
-                "INSERT INTO buckets (name, policy, tenant, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO buckets (name, policy, tenant, created_at, versioning) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&b.name)
             .bind(&b.policy)
             .bind(&b.tenant)
             .bind(b.created_at)
+            .bind(b.versioning.clone())
             .execute(&mut *tx)
             .await?;
         }
@@ -361,8 +354,8 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Writes back one object version with its seals and makes it its key's
-    /// visible version; `false` (and nothing written) if the store has it already.
+    /// Writes back one object version with its seals (the key's latest if it is
+    /// the newest there); `false` (and nothing written) if the store has it already.
     pub async fn restore_version(&self, v: &RestoredVersion) -> MetaResult<bool> {
         let mut tx = self.begin_write().await?;
         let known = sqlx::query("SELECT 1 FROM versions WHERE id = $1")
@@ -382,10 +375,7 @@ impl MetaStore {
                 insert_seal(&mut tx, seal, SealState::Stored, None, "recover").await?;
             }
         }
-        super::objects::commit_version(&mut tx, &v.version, &v.parts, None, &WriteCondition::Any).await?;
-        if let Some(r) = &v.record {
-            insert_record(&mut tx, r).await?;
-        }
+        super::objects::commit_version(&mut tx, &v.version, &v.parts, v.record.as_ref(), &WriteCondition::Any).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -70,6 +70,15 @@ fn landed() -> SealFinish {
     SealFinish { stored: vec![(0, 5), (1, 5)], missing: vec![2], sealed_lens: None }
 }
 
+/// Increasing "recorded at" times, one per version made (as each write records
+/// its manifest before it commits).
+fn recorded_now() -> i64 {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms();
+    let prev = LAST.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+    if prev >= now { LAST.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 } else { now }
+}
+
 fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
     VersionRow {
         id: VersionId([id; 16]),
@@ -88,6 +97,9 @@ fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
         checksum_value: Some("AAAAAA==".into()),
         checksum_type: Some("FULL_OBJECT".into()),
         part_count: 1,
+        null_version: true,
+        delete_marker: false,
+        recorded_at: recorded_now(),
     }
 }
 
@@ -472,5 +484,68 @@ async fn racing_conditional_commits_have_one_winner() {
             let (v, _) = m.current_version("b", b"k").await.expect("read").expect("object");
             assert_eq!(v.etag, current);
         }
+    }
+}
+
+#[tokio::test]
+async fn versioned_keys_keep_their_versions_markers_hide_them_and_null_versions_replace_each_other() {
+    for m in stores().await {
+        bucket(&m, "v").await;
+        assert!(m.set_versioning("v", Versioning::Enabled).await.expect("enable"));
+        let put = |n: u8, null_version: bool| {
+            let m = m.clone();
+            async move {
+                let s = sid(n);
+                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
+                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+                let v = VersionRow { null_version, ..version(n, "v", b"k", &format!("e{n}")) };
+                m.commit_object(s, &landed(), &v, &part, None, &WriteCondition::Any).await.expect("commit");
+                s
+            }
+        };
+        let ids =
+            |l: Vec<ListedVersion>| -> Vec<(u8, bool)> { l.iter().map(|v| (v.version.id.0[0], v.latest)).collect() };
+        let s1 = put(1, false).await;
+        let s2 = put(2, false).await;
+        assert_eq!(state(&m, s1).await, SealState::Stored, "an older version keeps its seal");
+        assert_eq!(m.current_version("v", b"k").await.expect("read").expect("latest").0.etag, "e2");
+
+        // A delete marker hides the key; its versions stay.
+        let marker = VersionRow { delete_marker: true, size: 0, part_count: 0, ..version(3, "v", b"k", "") };
+        let marker = VersionRow { null_version: false, ..marker };
+        m.commit_marker(&marker, None, &WriteCondition::Any).await.expect("marker");
+        assert!(m.current_version("v", b"k").await.expect("read").is_none());
+        assert!(m.list_objects("v", b"", false, 10).await.expect("list").is_empty());
+        assert_eq!(m.latest_marker("v", b"k").await.expect("read").map(|v| v.id), Some(VersionId([3; 16])));
+        let all = m.list_versions("v", b"", false, None, 10).await.expect("versions");
+        assert_eq!(ids(all), [(3, true), (2, false), (1, false)], "newest first");
+        // Paging: after version 2, only version 1.
+        let two = m.find_version("v", b"k", VersionRef::Id(VersionId([2; 16]))).await.expect("find").expect("2");
+        let rest = m.list_versions("v", b"k", false, Some(&two.version), 10).await.expect("page");
+        assert_eq!(ids(rest), [(1, false)]);
+
+        // Deleting the marker brings version 2 back; deleting version 1 frees its seal.
+        m.delete_version("v", b"k", VersionId([3; 16]), None).await.expect("delete").expect("the marker");
+        assert_eq!(m.current_version("v", b"k").await.expect("read").expect("back").0.etag, "e2");
+        m.delete_version("v", b"k", VersionId([1; 16]), None).await.expect("delete").expect("version 1");
+        assert_eq!(state(&m, s1).await, SealState::Garbage);
+        assert!(m.delete_version("v", b"k", VersionId([1; 16]), None).await.expect("again").is_none());
+
+        // Suspended: a null version replaces the key's null version only.
+        assert!(m.set_versioning("v", Versioning::Suspended).await.expect("suspend"));
+        let s4 = put(4, true).await;
+        put(5, true).await;
+        assert_eq!(state(&m, s4).await, SealState::Garbage, "the older null version went");
+        assert_eq!(state(&m, s2).await, SealState::Stored);
+        let all = m.list_versions("v", b"", false, None, 10).await.expect("versions");
+        assert_eq!(ids(all), [(5, true), (2, false)]);
+        let null = m.find_version("v", b"k", VersionRef::Null).await.expect("find").expect("null");
+        assert_eq!(null.version.shown_id(), "null");
+        // Deleting the latest makes the one before it the latest; the last one, nothing.
+        m.delete_version("v", b"k", VersionId([5; 16]), None).await.expect("delete").expect("5");
+        assert_eq!(m.current_version("v", b"k").await.expect("read").expect("2").0.etag, "e2");
+        m.delete_version("v", b"k", VersionId([2; 16]), None).await.expect("delete").expect("2");
+        assert!(m.list_versions("v", b"", false, None, 10).await.expect("versions").is_empty());
+        assert_eq!(m.delete_bucket("v").await.expect("delete bucket"), Some(true), "empty once its versions went");
     }
 }

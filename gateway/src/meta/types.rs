@@ -242,6 +242,26 @@ pub struct BucketRow {
     pub tenant: String,
     /// That tenant's number (its fragment-cache key).
     pub tenant_number: u32,
+    /// Its versioning state; `None` if versioning was never enabled.
+    pub versioning: Option<Versioning>,
+}
+
+db_enum! {
+    /// A bucket's versioning state, as S3 names it. Once enabled, a bucket's
+    /// versioning can be suspended but never turned off again.
+    pub enum Versioning {
+        /// Every write makes a new version; a delete adds a delete marker.
+        Enabled = "Enabled",
+        /// Writes and deletes replace the key's `null` version; the others stay.
+        Suspended = "Suspended",
+    }
+}
+
+impl Versioning {
+    /// Whether a write into a bucket in state `v` makes the key's `null` version.
+    pub fn writes_null(v: Option<Self>) -> bool {
+        v != Some(Self::Enabled)
+    }
 }
 
 /// Where one fragment of a seal lives.
@@ -357,8 +377,43 @@ pub struct VersionRow {
     pub checksum_value: Option<String>,
     /// `FULL_OBJECT` or `COMPOSITE`.
     pub checksum_type: Option<String>,
-    /// Parts (1 for a single PUT).
+    /// Parts (1 for a single PUT; 0 for a delete marker).
     pub part_count: u32,
+    /// The key's `null` version (written while versioning was off or suspended;
+    /// S3 shows its id as `null`): a later `null` version replaces it.
+    pub null_version: bool,
+    /// A delete marker: no data; as the key's latest version, the key reads as
+    /// deleted.
+    pub delete_marker: bool,
+    /// When its manifest was recorded (set by the commit): a key's versions are
+    /// ordered by it, then by id.
+    pub recorded_at: i64,
+}
+
+impl VersionRow {
+    /// Its id as S3 shows it: `null` for the key's null version.
+    pub fn shown_id(&self) -> String {
+        if self.null_version { "null".to_string() } else { self.id.to_string() }
+    }
+}
+
+/// A version of a key as a request names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionRef {
+    /// The key's `null` version.
+    Null,
+    /// A version by id.
+    Id(VersionId),
+}
+
+impl std::str::FromStr for VersionRef {
+    type Err = MetaError;
+    fn from_str(s: &str) -> Result<Self, MetaError> {
+        match s {
+            "null" => Ok(Self::Null),
+            id => id.parse().map(Self::Id),
+        }
+    }
 }
 
 /// A part of a version: a seal covering a byte range of the object.
@@ -397,6 +452,13 @@ pub struct ManifestPart {
     pub size: u64,
     /// Its seal and fragments.
     pub seal: Seal,
+}
+
+impl ManifestPart {
+    /// Its row.
+    pub fn row(&self) -> PartRow {
+        PartRow { number: self.number, seal_id: self.seal.id, offset: self.offset, size: self.size }
+    }
 }
 
 /// A listed object.

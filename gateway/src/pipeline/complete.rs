@@ -37,6 +37,8 @@ pub struct CompleteRequest {
 pub struct CompleteOutcome {
     /// The new version.
     pub version: VersionId,
+    /// Its `x-amz-version-id` (`None` in a bucket never versioned).
+    pub version_shown: Option<String>,
     /// Its ETag: the digest of the parts' digests, `-N`.
     pub etag: String,
     /// Its size.
@@ -113,7 +115,7 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
             _ => {}
         }
     }
-    let version = VersionRow {
+    let mut version = VersionRow {
         id: VersionId::generate(ctx.offload.random.as_ref())?,
         bucket: upload.bucket.clone(),
         key: upload.key.clone(),
@@ -124,6 +126,9 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
         checksum_value: checksum.as_ref().map(|c| c.1.clone()),
         checksum_type: checksum.as_ref().map(|c| c.2.clone()),
         part_count: parts.len() as u32,
+        null_version: true,
+        delete_marker: false,
+        recorded_at: 0,
     };
     let mut seals = Vec::with_capacity(parts.len());
     for p in &parts {
@@ -131,12 +136,15 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
         seals.push(seal);
     }
     let with_seals: Vec<(PartRow, &crate::meta::Seal)> = parts.iter().cloned().zip(seals.iter()).collect();
-    let record = super::record::record_version(ctx, &version, &with_seals).await?;
-    let committed = ctx.meta.complete_upload(upload.id, &version, &parts, Some(&record), &condition).await;
-    match super::record::unless_committed(ctx, &record, committed).await? {
-        Some(_) => Ok(CompleteOutcome { version: version.id, etag, size: offset, checksum }),
+    let recorded = super::record::record_version(ctx, &mut version, &with_seals).await?;
+    let record = &recorded.row;
+    let committed = ctx.meta.complete_upload(upload.id, &version, &parts, Some(record), &condition).await;
+    match super::record::unless_committed(ctx, record, committed).await? {
+        Some(_) => {
+            Ok(CompleteOutcome { version: version.id, version_shown: recorded.shown, etag, size: offset, checksum })
+        }
         None => {
-            super::record::forget(ctx, &record).await;
+            super::record::forget(ctx, record).await;
             Err(PipelineError::NoSuchUpload)
         }
     }

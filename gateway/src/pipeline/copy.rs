@@ -60,6 +60,8 @@ pub struct CopyOutcome {
     pub checksum: Option<(ChecksumAlgorithm, String)>,
     /// The version made visible (`None` for a part).
     pub version: Option<VersionId>,
+    /// Its `x-amz-version-id` (`None` in a bucket never versioned, and for a part).
+    pub version_shown: Option<String>,
     /// Its Last-Modified, Unix ms.
     pub last_modified: i64,
     /// Whether it shares the source's seals (nothing was read or written).
@@ -78,8 +80,8 @@ pub async fn copy(ctx: &Arc<PipelineCtx>, req: CopyRequest) -> Result<CopyOutcom
     let body = bytes.map(|r| r.map_err(|e| Box::new(e) as super::BoxError)).boxed();
     let request =
         PutRequest { policy, tenant, len, body, checksum, expect: Default::default(), target, customer, requester };
-    let PutOutcome { etag, checksum, version, .. } = super::put(ctx, request).await?;
-    Ok(CopyOutcome { etag, checksum, version, last_modified: now_ms(), shared: false })
+    let PutOutcome { etag, checksum, version, version_shown, .. } = super::put(ctx, request).await?;
+    Ok(CopyOutcome { etag, checksum, version, version_shown, last_modified: now_ms(), shared: false })
 }
 
 /// Whether `req` can share its source's seals.
@@ -107,7 +109,7 @@ async fn share(ctx: &PipelineCtx, req: CopyRequest) -> Result<CopyOutcome, Pipel
     };
     let source = req.source.manifest;
     let v = &source.version;
-    let version = VersionRow {
+    let mut version = VersionRow {
         id: VersionId::generate(ctx.offload.random.as_ref())?,
         bucket,
         key,
@@ -118,17 +120,17 @@ async fn share(ctx: &PipelineCtx, req: CopyRequest) -> Result<CopyOutcome, Pipel
         checksum_value: v.checksum_value.clone(),
         checksum_type: v.checksum_type.clone(),
         part_count: v.part_count,
+        null_version: true,
+        delete_marker: false,
+        recorded_at: 0,
     };
-    let parts: Vec<PartRow> = source
-        .parts
-        .iter()
-        .map(|p| PartRow { number: p.number, seal_id: p.seal.id, offset: p.offset, size: p.size })
-        .collect();
+    let parts: Vec<PartRow> = source.parts.iter().map(|p| p.row()).collect();
     let with_seals: Vec<(PartRow, &Seal)> = parts.iter().cloned().zip(source.parts.iter().map(|p| &p.seal)).collect();
-    let record = super::record::record_version(ctx, &version, &with_seals).await?;
-    let committed = ctx.meta.copy_version(&version, &parts, &record, &condition).await;
-    if super::record::unless_committed(ctx, &record, committed).await?.is_none() {
-        super::record::forget(ctx, &record).await;
+    let recorded = super::record::record_version(ctx, &mut version, &with_seals).await?;
+    let record = &recorded.row;
+    let committed = ctx.meta.copy_version(&version, &parts, record, &condition).await;
+    if super::record::unless_committed(ctx, record, committed).await?.is_none() {
+        super::record::forget(ctx, record).await;
         return Err(MetaError::NoSuchKey.into());
     }
     let checksum = version.attrs.checksum_algorithm.zip(version.checksum_value.clone());
@@ -136,6 +138,7 @@ async fn share(ctx: &PipelineCtx, req: CopyRequest) -> Result<CopyOutcome, Pipel
         etag: version.etag,
         checksum,
         version: Some(version.id),
+        version_shown: recorded.shown,
         last_modified: version.last_modified,
         shared: true,
     })

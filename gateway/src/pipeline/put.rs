@@ -109,6 +109,8 @@ pub struct PutOutcome {
     pub checksum: Option<(ChecksumAlgorithm, String)>,
     /// The version made visible (`None` for a part).
     pub version: Option<VersionId>,
+    /// Its `x-amz-version-id` (`None` in a bucket never versioned, and for a part).
+    pub version_shown: Option<String>,
     /// Fragments that landed.
     pub stored: usize,
 }
@@ -223,9 +225,9 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
     let hashes = written.hashes;
     check_digests(&hashes, expect)?;
 
-    let version = match target {
+    let (version, version_shown) = match target {
         PutTarget::Object { bucket, key, attrs, condition } => {
-            let version = VersionRow {
+            let mut version = VersionRow {
                 id: VersionId::generate(random)?,
                 bucket,
                 key,
@@ -236,6 +238,9 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 checksum_value: hashes.checksum.as_ref().map(|c| c.1.clone()),
                 checksum_type: hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
                 part_count: 1,
+                null_version: true,
+                delete_marker: false,
+                recorded_at: 0,
             };
             let part = PartRow { number: 1, seal_id: id, offset: 0, size: len };
             let landed: Vec<Fragment> = seal
@@ -247,10 +252,11 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 })
                 .collect();
             let written = Seal { sealed_lens: fin.sealed_lens.clone(), fragments: landed, ..seal.clone() };
-            let record = super::record::record_version(ctx, &version, &[(part.clone(), &written)]).await?;
-            let committed = ctx.meta.commit_object(id, &fin, &version, &part, Some(&record), &condition).await;
-            super::record::unless_committed(ctx, &record, committed).await?;
-            Some(version.id)
+            let recorded = super::record::record_version(ctx, &mut version, &[(part.clone(), &written)]).await?;
+            let record = &recorded.row;
+            let committed = ctx.meta.commit_object(id, &fin, &version, &part, Some(record), &condition).await;
+            super::record::unless_committed(ctx, record, committed).await?;
+            (Some(version.id), recorded.shown)
         }
         PutTarget::Part { upload, number } => {
             let part = UploadPartRow {
@@ -266,12 +272,19 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 guard.disarm();
                 return Err(PipelineError::NoSuchUpload);
             }
-            None
+            (None, None)
         }
     };
     guard.disarm();
     debug!(seal = %id, bytes = len, stored = fin.stored.len(), "seal written");
-    Ok(PutOutcome { seal: id, etag: hashes.etag, checksum: hashes.checksum, version, stored: fin.stored.len() })
+    Ok(PutOutcome {
+        seal: id,
+        etag: hashes.etag,
+        checksum: hashes.checksum,
+        version,
+        version_shown,
+        stored: fin.stored.len(),
+    })
 }
 
 /// Checks the body against the digests the client gave.

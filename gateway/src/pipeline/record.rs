@@ -8,7 +8,8 @@ use super::{PipelineCtx, PipelineError};
 use crate::backend::FragmentRef;
 use crate::ledger::{self, Kind, LedgerError, ManifestRecord, TombstoneRecord};
 use crate::meta::{
-    DeleteCondition, FragmentState, MetaError, PartRow, RecordKind, RecordRow, Seal, VersionId, VersionRow, now_ms,
+    DeleteCondition, FragmentState, MetaError, PartRow, RecordKind, RecordRow, Seal, VersionId, VersionRef, VersionRow,
+    Versioning, WriteCondition, now_ms,
 };
 
 impl From<LedgerError> for PipelineError {
@@ -22,14 +23,41 @@ impl From<LedgerError> for PipelineError {
     }
 }
 
+/// A manifest written: its row for the commit, and the version id S3 shows for
+/// the version (`None` in a bucket whose versioning was never enabled).
+pub(super) struct Recorded {
+    /// The record's row.
+    pub row: RecordRow,
+    /// `x-amz-version-id`.
+    pub shown: Option<String>,
+}
+
 /// Writes the manifest of `version`, made of `parts` (each with its seal, whose
-/// stored fragments say where the record goes), and returns its row for the commit.
+/// stored fragments say where the record goes). The bucket's versioning state
+/// decides whether the version is its key's `null` version; `version` is set so,
+/// and to when it was recorded.
 pub(super) async fn record_version(
     ctx: &PipelineCtx,
-    version: &VersionRow,
+    version: &mut VersionRow,
     parts: &[(PartRow, &Seal)],
-) -> Result<RecordRow, PipelineError> {
+) -> Result<Recorded, PipelineError> {
     let bucket = ctx.meta.bucket(&version.bucket).await?.ok_or(PipelineError::Meta(MetaError::NoSuchBucket))?;
+    version.null_version = Versioning::writes_null(bucket.versioning);
+    version.recorded_at = now_ms();
+    let (mut locations, mut k) = where_fragments_are(parts);
+    if parts.is_empty() {
+        // A delete marker: where the key's latest version is recorded, or, for a
+        // key without one, at every location.
+        let (at, marker_k) = marker_locations(ctx, &version.bucket, &version.key).await?;
+        locations.extend(at);
+        k = marker_k;
+    }
+    let row = write_manifest(ctx, &bucket, version, parts, locations.into_iter().collect(), k).await?;
+    Ok(Recorded { row, shown: bucket.versioning.map(|_| version.shown_id()) })
+}
+
+/// The locations holding stored fragments of `parts`, and their largest `k`.
+fn where_fragments_are(parts: &[(PartRow, &Seal)]) -> (BTreeSet<String>, usize) {
     let mut locations = BTreeSet::new();
     let mut k = 1;
     for (_, seal) in parts {
@@ -37,14 +65,40 @@ pub(super) async fn record_version(
         locations
             .extend(seal.fragments.iter().filter(|f| f.state == FragmentState::Stored).map(|f| f.location.clone()));
     }
-    let locations: Vec<String> = locations.into_iter().collect();
-    let at = now_ms();
+    (locations, k)
+}
+
+/// Where a delete marker's manifest goes, and the `k` whose quorum of copies it
+/// needs: as the key's latest version's manifest, else every location (k of 1).
+async fn marker_locations(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<(Vec<String>, usize), PipelineError> {
+    if let Some((latest, parts)) = ctx.meta.current_version(bucket, key).await?
+        && let Some(m) = ctx.meta.manifest_record(latest.id).await?
+    {
+        let k = match parts.first() {
+            Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
+            None => 1,
+        };
+        return Ok((m.locations, k));
+    }
+    Ok((ctx.catalog.view().locations.keys().cloned().collect(), 1))
+}
+
+/// Seals and writes `version`'s manifest to `locations`, as many copies as it
+/// takes for one to remain whenever `k` fragments do (repair and drains add one
+/// where they put a fragment: `follow_fragment`).
+async fn write_manifest(
+    ctx: &PipelineCtx,
+    bucket: &crate::meta::BucketRow,
+    version: &VersionRow,
+    parts: &[(PartRow, &Seal)],
+    locations: Vec<String>,
+    k: usize,
+) -> Result<RecordRow, PipelineError> {
+    let at = version.recorded_at;
     let name = ctx.ledger.name(Kind::Manifest, &version.id.to_string());
     let record = ManifestRecord::of(at, &bucket.tenant, &bucket.policy, version, parts);
     let sealed = ctx.ledger.seal(&name, &record)?;
     let size = sealed.len() as u64;
-    // As many copies as it takes for one to remain whenever k fragments do; repair
-    // and drains add one where they put a fragment (`follow_fragment`).
     let copies = ledger::quorum(locations.len(), k);
     let landed = ledger::write_copies(ctx.locations.as_ref(), &name, sealed, &locations, copies).await?;
     Ok(RecordRow {
@@ -86,12 +140,10 @@ pub async fn backfill(ctx: &PipelineCtx, batch: i64) -> Result<usize, PipelineEr
     let mut written = 0;
     for (bucket, key) in ctx.meta.versions_without_manifest(batch).await? {
         let Some(m) = ctx.meta.manifest(&bucket, &key).await? else { continue };
-        let parts: Vec<(PartRow, &Seal)> = m
-            .parts
-            .iter()
-            .map(|p| (PartRow { number: p.number, seal_id: p.seal.id, offset: p.offset, size: p.size }, &p.seal))
-            .collect();
-        let row = record_version(ctx, &m.version, &parts).await?;
+        let parts: Vec<(PartRow, &Seal)> = m.parts.iter().map(|p| (p.row(), &p.seal)).collect();
+        let bucket = ctx.meta.bucket(&m.version.bucket).await?.ok_or(MetaError::NoSuchBucket)?;
+        let (locations, k) = where_fragments_are(&parts);
+        let row = write_manifest(ctx, &bucket, &m.version, &parts, locations.into_iter().collect(), k).await?;
         if ctx.meta.add_manifest_record(&row).await? {
             written += 1;
         } else {
@@ -101,72 +153,169 @@ pub async fn backfill(ctx: &PipelineCtx, batch: i64) -> Result<usize, PipelineEr
     Ok(written)
 }
 
-/// Deletes the visible version of a key if it meets `condition`: a tombstone is
-/// written where its manifest is, then the delete is committed (of that version
-/// only). Returns the version deleted, if there was one.
+/// What a delete did, as S3 answers it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// The version deleted, or the delete marker added (`x-amz-version-id`);
+    /// `None` in a bucket whose versioning was never enabled.
+    pub version: Option<String>,
+    /// A delete marker was added, or the version deleted was one
+    /// (`x-amz-delete-marker`).
+    pub marker: bool,
+}
+
+/// Deletes a key if its object meets `condition`. In a bucket whose versioning
+/// was never enabled, its one version goes (a tombstone is written where its
+/// manifest is, then the delete is committed, of that version only); otherwise a
+/// delete marker becomes its latest version (in a suspended bucket, replacing the
+/// key's `null` version).
 pub async fn delete(
     ctx: &PipelineCtx,
     bucket: &str,
     key: &[u8],
     condition: &DeleteCondition,
-) -> Result<Option<VersionId>, PipelineError> {
+) -> Result<Deleted, PipelineError> {
+    let b = ctx.meta.bucket(bucket).await?.ok_or(PipelineError::Meta(MetaError::NoSuchBucket))?;
+    if b.versioning.is_some() {
+        return add_marker(ctx, bucket, key, condition).await;
+    }
     // A writer that replaced the version meanwhile: try again with the new one.
     for _ in 0..4 {
         let Some((current, parts)) = ctx.meta.current_version(bucket, key).await? else {
             return match condition.is_any() {
-                true => Ok(None),
+                true => Ok(Deleted::default()),
                 false => Err(MetaError::NoSuchKey.into()),
             };
         };
         if !condition.holds(&current) {
             return Err(MetaError::Precondition("the object does not meet the delete's conditions").into());
         }
-        let manifest = ctx.meta.manifest_record(current.id).await?;
-        let k = match parts.first() {
-            Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
-            None => 1,
-        };
-        // Where the manifest is; a version from before manifests: everywhere.
-        let (locations, covers) = match &manifest {
-            Some(m) => (m.locations.clone(), m.at),
-            None => (ctx.catalog.view().locations.keys().cloned().collect(), now_ms()),
-        };
-        let name = ctx.ledger.name(Kind::Tombstone, &ctx.ledger.random_id()?);
-        let record = TombstoneRecord {
-            format: ledger::FORMAT,
-            at: now_ms(),
-            covers,
-            bucket: bucket.to_string(),
-            key: ledger::records::key_hex(key),
-            version_id: current.id.to_string(),
-        };
-        let sealed = ctx.ledger.seal(&name, &record)?;
-        let size = sealed.len() as u64;
-        // Wherever the manifest is (every copy of it must meet the tombstone).
-        let needed = match &manifest {
-            Some(_) => locations.len(),
-            None => ledger::quorum(locations.len(), k),
-        };
-        let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
-        let row = RecordRow {
-            size,
-            name: name.clone(),
-            kind: RecordKind::Tombstone,
-            version_id: None,
-            bucket: Some(bucket.to_string()),
-            key: Some(key.to_vec()),
-            at: covers,
-            locations: landed.clone(),
-            digest: String::new(),
-        };
-        if let Some(v) = ctx.meta.delete_object(bucket, key, Some(current.id), Some(&row)).await? {
-            return Ok(Some(v));
+        let row = write_tombstone(ctx, &current, &parts, false).await?;
+        if ctx.meta.delete_object(bucket, key, Some(current.id), Some(&row)).await?.is_some() {
+            return Ok(Deleted::default());
         }
         // Not recorded: the tombstone goes (it covers only versions already
         // replaced; the sweep removes it if this fails).
-        ledger::delete(ctx.locations.as_ref(), &name, &landed).await;
+        ledger::delete(ctx.locations.as_ref(), &row.name, &row.locations).await;
     }
     Err(PipelineError::Meta(MetaError::Conflict("the key kept changing under the delete".into())))
+}
+
+/// Adds a delete marker as the latest version of a key whose object meets
+/// `condition` (its manifest recorded first, like a version's).
+async fn add_marker(
+    ctx: &PipelineCtx,
+    bucket: &str,
+    key: &[u8],
+    condition: &DeleteCondition,
+) -> Result<Deleted, PipelineError> {
+    let mut write_condition = WriteCondition::Any;
+    if !condition.is_any() {
+        let (current, _) = ctx.meta.current_version(bucket, key).await?.ok_or(MetaError::NoSuchKey)?;
+        if !condition.holds(&current) {
+            return Err(MetaError::Precondition("the object does not meet the delete's conditions").into());
+        }
+        // Still that object when the marker is committed.
+        write_condition = WriteCondition::ETag(current.etag);
+    }
+    let mut marker = VersionRow {
+        id: VersionId::generate(ctx.offload.random.as_ref())?,
+        bucket: bucket.to_string(),
+        key: key.to_vec(),
+        size: 0,
+        etag: String::new(),
+        last_modified: now_ms(),
+        attrs: Default::default(),
+        checksum_value: None,
+        checksum_type: None,
+        part_count: 0,
+        null_version: false,
+        delete_marker: true,
+        recorded_at: 0,
+    };
+    let recorded = record_version(ctx, &mut marker, &[]).await?;
+    let committed = ctx.meta.commit_marker(&marker, Some(&recorded.row), &write_condition).await;
+    unless_committed(ctx, &recorded.row, committed).await?;
+    Ok(Deleted { version: recorded.shown, marker: true })
+}
+
+/// Deletes version `which` of a key for good: a tombstone of that version alone
+/// is written where its manifest is, then the delete is committed. A version the
+/// key does not have is deleted already.
+pub async fn delete_version(
+    ctx: &PipelineCtx,
+    bucket: &str,
+    key: &[u8],
+    which: VersionRef,
+) -> Result<Deleted, PipelineError> {
+    let shown = |v: &VersionRow| Deleted { version: Some(v.shown_id()), marker: v.delete_marker };
+    let Some(found) = ctx.meta.find_version(bucket, key, which).await? else {
+        let version = match which {
+            VersionRef::Null => "null".to_string(),
+            VersionRef::Id(id) => id.to_string(),
+        };
+        return Ok(Deleted { version: Some(version), marker: false });
+    };
+    let v = found.version;
+    let parts: Vec<PartRow> = match ctx.meta.version_manifest(bucket, key, VersionRef::Id(v.id)).await? {
+        Some(m) => m.parts.iter().map(|p| p.row()).collect(),
+        None => return Ok(shown(&v)),
+    };
+    let row = write_tombstone(ctx, &v, &parts, true).await?;
+    if ctx.meta.delete_version(bucket, key, v.id, Some(&row)).await?.is_none() {
+        // Gone meanwhile: so is this tombstone's reason.
+        ledger::delete(ctx.locations.as_ref(), &row.name, &row.locations).await;
+    }
+    Ok(shown(&v))
+}
+
+/// Writes the tombstone of `version` (made of `parts`) wherever its manifest is
+/// (every copy of it must meet the tombstone): of that version alone when
+/// `only_version`, else of every manifest of its key recorded up to it.
+async fn write_tombstone(
+    ctx: &PipelineCtx,
+    version: &VersionRow,
+    parts: &[PartRow],
+    only_version: bool,
+) -> Result<RecordRow, PipelineError> {
+    let manifest = ctx.meta.manifest_record(version.id).await?;
+    let k = match parts.first() {
+        Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
+        None => 1,
+    };
+    // Where the manifest is; a version from before manifests: everywhere.
+    let (locations, covers) = match &manifest {
+        Some(m) => (m.locations.clone(), m.at),
+        None => (ctx.catalog.view().locations.keys().cloned().collect(), now_ms()),
+    };
+    let name = ctx.ledger.name(Kind::Tombstone, &ctx.ledger.random_id()?);
+    let record = TombstoneRecord {
+        format: ledger::FORMAT,
+        at: now_ms(),
+        covers,
+        bucket: version.bucket.clone(),
+        key: ledger::records::key_hex(&version.key),
+        version_id: version.id.to_string(),
+        only_version,
+    };
+    let sealed = ctx.ledger.seal(&name, &record)?;
+    let size = sealed.len() as u64;
+    let needed = match &manifest {
+        Some(_) => locations.len(),
+        None => ledger::quorum(locations.len(), k),
+    };
+    let landed = ledger::write(ctx.locations.as_ref(), &name, sealed, &locations, needed).await?;
+    Ok(RecordRow {
+        size,
+        name,
+        kind: RecordKind::Tombstone,
+        version_id: None,
+        bucket: Some(version.bucket.clone()),
+        key: Some(version.key.clone()),
+        at: covers,
+        locations: landed,
+        digest: String::new(),
+    })
 }
 
 /// After a fragment of `seal` was written to `location` (a repair, a drain): the

@@ -8,8 +8,10 @@
 //!    admin token hashes and the locations and policies added at run time (which are
 //!    then listed too).
 //! 3. Every manifest and tombstone is read and opened. Per key, tombstones remove
-//!    the manifests they cover and the latest manifest left wins; the others are
-//!    superseded (their records and fragments left for the collector and the sweep).
+//!    the manifests they cover (or the one version they name); of the `null`
+//!    versions left (every version of a bucket never versioned) the latest wins,
+//!    and every other version stays; the losers are superseded (their records and
+//!    fragments left for the collector and the sweep).
 //! 4. Each winning version is written back with its seals; each fragment as the
 //!    listings found it (the newest copy of an index), as recorded where its
 //!    location did not answer, and `missing` (for repair) where a location that
@@ -306,8 +308,15 @@ fn resolve(
     tombstones: &[(String, TombstoneRecord)],
     report: &mut RecoverReport,
 ) -> Resolved {
+    // A tombstone of one version removes that version; one of a key, every
+    // manifest of the key it covers.
     let mut covered: HashMap<(String, String), i64> = HashMap::new();
+    let mut removed = std::collections::HashSet::new();
     for (_, t) in tombstones {
+        if t.only_version {
+            removed.insert(t.version_id.clone());
+            continue;
+        }
         let c = covered.entry((t.bucket.clone(), t.key.clone())).or_insert(i64::MIN);
         *c = (*c).max(t.covers);
     }
@@ -320,21 +329,25 @@ fn resolve(
     let mut losers = Vec::new();
     for (_, (name, m)) in by_version {
         let key = (m.bucket.clone(), m.key.clone());
-        if covered.get(&key).is_some_and(|c| m.at <= *c) {
+        if removed.contains(&m.version_id) || covered.get(&key).is_some_and(|c| m.at <= *c) {
             report.deleted += 1;
             losers.push((name, m));
         } else {
             by_key.entry(key).or_default().push((name, m));
         }
     }
+    // Of a key's `null` versions the latest replaced the others; its other
+    // versions (written while the bucket's versioning was enabled) all stay.
     let mut winners = Vec::new();
-    for (_, mut versions) in by_key {
-        versions.sort_by(|a, b| (a.1.at, &a.1.version_id).cmp(&(b.1.at, &b.1.version_id)));
-        if let Some(w) = versions.pop() {
-            report.superseded += versions.len();
-            losers.extend(versions);
+    for (_, versions) in by_key {
+        let (mut nulls, kept): (Vec<_>, Vec<_>) = versions.into_iter().partition(|(_, m)| m.null_version);
+        nulls.sort_by(|a, b| (a.1.at, &a.1.version_id).cmp(&(b.1.at, &b.1.version_id)));
+        if let Some(w) = nulls.pop() {
+            report.superseded += nulls.len();
+            losers.extend(nulls);
             winners.push(w);
         }
+        winners.extend(kept);
     }
     Resolved { winners, losers }
 }
@@ -452,8 +465,16 @@ mod tests {
             checksum_type: None,
             customer_key: None,
             parts: Vec::new(),
+            null_version: true,
+            delete_marker: false,
         };
         (format!("m/{version}.1"), m)
+    }
+
+    /// A version written while its bucket's versioning was enabled.
+    fn versioned(key: &str, version: &str, at: i64) -> (String, ManifestRecord) {
+        let (name, m) = manifest(key, version, at);
+        (name, ManifestRecord { null_version: false, ..m })
     }
 
     fn tombstone(key: &str, covers: i64) -> (String, TombstoneRecord) {
@@ -464,8 +485,30 @@ mod tests {
             bucket: "b".into(),
             key: crate::ledger::records::key_hex(key.as_bytes()),
             version_id: String::new(),
+            only_version: false,
         };
         (format!("t/{key}{covers}.1"), t)
+    }
+
+    #[test]
+    fn versions_stay_the_latest_null_replaces_the_others_and_a_version_tombstone_removes_one() {
+        let mut report = RecoverReport::default();
+        let manifests = vec![
+            manifest("k", "n1", 10),
+            versioned("k", "v2", 20),
+            versioned("k", "v3", 30),
+            // Suspended: a null version again, replacing n1 only.
+            manifest("k", "n4", 40),
+            versioned("k", "v5", 50),
+        ];
+        let (name, mut gone) = tombstone("k", 0);
+        gone.only_version = true;
+        gone.version_id = "v3".into();
+        let r = resolve(manifests, &[(name, gone)], &mut report);
+        let mut won: Vec<&str> = r.winners.iter().map(|(_, m)| m.version_id.as_str()).collect();
+        won.sort_unstable();
+        assert_eq!(won, ["n4", "v2", "v5"]);
+        assert_eq!((report.superseded, report.deleted), (1, 1));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! GetObjectAttributes: what HEAD says of an object, and its parts, in one answer.
 
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result};
 
 use super::checksum::set_checksum;
 use super::{S3Front, quoted, sse_c, timestamp};
@@ -12,17 +12,17 @@ impl S3Front {
         req: S3Request<GetObjectAttributesInput>,
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let i = &req.input;
-        let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
-        if i.version_id.as_deref().is_some_and(|id| id != "null" && id != v.id.to_string()) {
-            return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
-        }
+        let (bucket, v, parts) = self.version(&req.extensions, &i.bucket, &i.key, i.version_id.as_deref()).await?;
         let customer = sse_c::customer_key_of!(self, i)?;
         sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
         // One header, `x-amz-object-attributes: ETag,Checksum`, as clients send it,
         // may arrive as one element.
         let wants = |a: &str| i.object_attributes.iter().flat_map(|x| x.as_str().split(',')).any(|x| x.trim() == a);
-        let mut out =
-            GetObjectAttributesOutput { last_modified: Some(timestamp(v.last_modified)), ..Default::default() };
+        let mut out = GetObjectAttributesOutput {
+            last_modified: Some(timestamp(v.last_modified)),
+            version_id: super::versioning::shown(&bucket, &v),
+            ..Default::default()
+        };
         if wants(ObjectAttributes::ETAG) {
             out.e_tag = Some(quoted(&v.etag));
         }

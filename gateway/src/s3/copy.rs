@@ -88,8 +88,8 @@ macro_rules! source_of {
 }
 
 impl S3Front {
-    /// The source of a copy: its bucket (of the requester's tenant), its visible
-    /// version read in one snapshot, its customer key checked, its conditions met.
+    /// The source of a copy: its bucket (of the requester's tenant), its version
+    /// (the one named, else the latest) read in one snapshot, its customer key checked, its conditions met.
     async fn copy_source<T>(
         &self,
         req: &S3Request<T>,
@@ -104,20 +104,7 @@ impl S3Front {
         if *row.tenant != *access::tenant(req)? {
             return Err(s3_error!(AccessDenied, "Access Denied"));
         }
-        let manifest: Manifest = self
-            .gw
-            .meta
-            .manifest(bucket, key.as_bytes())
-            .await
-            .map_err(error::meta)?
-            .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
-        // Only the visible version of a key exists while buckets are unversioned.
-        if let Some(v) = version_id.as_deref()
-            && v != "null"
-            && v != manifest.version.id.to_string()
-        {
-            return Err(s3_error!(NoSuchVersion, "The specified version does not exist."));
-        }
+        let manifest: Manifest = self.read_version(bucket, key, version_id.as_deref()).await?;
         sse_c::admit(manifest.version.attrs.customer_key.as_deref(), customer.as_deref())?;
         conditions.check(&manifest.version)?;
         Ok(Source { manifest, policy: row.policy.clone(), customer, range: None })
@@ -139,7 +126,14 @@ impl S3Front {
         {
             return Err(s3_error!(InvalidArgument, "Unknown metadata directive."));
         }
-        let onto_itself = v.bucket == i.bucket && v.key == i.key.as_bytes();
+        // A version named is another object than the key's latest (copying one
+        // onto its key is how an older version is restored).
+        let named = match &i.copy_source {
+            CopySource::Bucket { version_id, .. } => version_id.as_deref().map(str::to_string),
+            _ => None,
+        };
+        let onto_itself = v.bucket == i.bucket && v.key == i.key.as_bytes() && named.is_none();
+        let source_version = named.or_else(|| (!v.null_version).then(|| v.id.to_string()));
         let same_encryption = match (&source.customer, &customer) {
             (None, None) => true,
             (Some(a), Some(b)) => a.key_md5() == b.key_md5(),
@@ -184,7 +178,12 @@ impl S3Front {
             set_checksum!(result, alg, value);
             result.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
-        let mut out = CopyObjectOutput { copy_object_result: Some(result), ..Default::default() };
+        let mut out = CopyObjectOutput {
+            copy_object_result: Some(result),
+            version_id: done.version_shown,
+            copy_source_version_id: source_version,
+            ..Default::default()
+        };
         sse_c::set_sse!(out, customer.as_deref());
         Ok(S3Response::new(out))
     }

@@ -1,5 +1,6 @@
 //! ListObjectsV2 and ListObjects: keys in byte order, common prefixes under a
-//! delimiter, pagination that skips whole prefixes instead of walking them.
+//! delimiter, pagination that skips whole prefixes instead of walking them (and
+//! the same walk for ListObjectVersions, in `versioning.rs`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -7,27 +8,69 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{S3Front, error, quoted, timestamp};
-use crate::meta::ListedObject;
+use crate::meta::{ListedObject, ListedVersion, VersionRow};
 
 /// Where a listing resumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Resume {
+pub(super) enum Resume {
     /// Strictly after this key.
     After(Vec<u8>),
     /// At or after this bound (just past a common prefix).
     From(Vec<u8>),
+    /// After this version of this key (its older versions, then the next keys).
+    AfterVersion(Vec<u8>, Box<VersionRow>),
+}
+
+impl Resume {
+    fn key(&self) -> &[u8] {
+        match self {
+            Resume::After(k) | Resume::From(k) | Resume::AfterVersion(k, _) => k,
+        }
+    }
+}
+
+/// What a listing lists: objects, or versions.
+pub(super) trait Listed {
+    /// Its key.
+    fn key(&self) -> &[u8];
+    /// Where a listing resumes after it.
+    fn resume_after(&self) -> Resume;
+}
+
+impl Listed for ListedObject {
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+    fn resume_after(&self) -> Resume {
+        Resume::After(self.key.clone())
+    }
+}
+
+impl Listed for ListedVersion {
+    fn key(&self) -> &[u8] {
+        &self.version.key
+    }
+    fn resume_after(&self) -> Resume {
+        Resume::AfterVersion(self.version.key.clone(), Box::new(self.version.clone()))
+    }
 }
 
 /// One page of a listing.
-#[derive(Debug, Default)]
-struct Page {
-    objects: Vec<ListedObject>,
-    prefixes: Vec<Vec<u8>>,
-    truncated: bool,
+#[derive(Debug)]
+pub(super) struct Page<E> {
+    pub(super) items: Vec<E>,
+    pub(super) prefixes: Vec<Vec<u8>>,
+    pub(super) truncated: bool,
     /// The last key or prefix returned.
-    last: Option<Vec<u8>>,
+    pub(super) last: Option<Vec<u8>>,
     /// Where the next page starts.
-    resume: Option<Resume>,
+    pub(super) resume: Option<Resume>,
+}
+
+impl<E> Default for Page<E> {
+    fn default() -> Self {
+        Self { items: Vec::new(), prefixes: Vec::new(), truncated: false, last: None, resume: None }
+    }
 }
 
 /// The smallest byte string greater than every string starting with `p`, if any.
@@ -63,12 +106,12 @@ fn url_encode(s: &[u8]) -> String {
     out
 }
 
-fn encoder(encoding: Option<&EncodingType>) -> impl Fn(&[u8]) -> String + use<> {
+pub(super) fn encoder(encoding: Option<&EncodingType>) -> impl Fn(&[u8]) -> String + use<> {
     let url = encoding.is_some_and(|e| e.as_str() == EncodingType::URL);
     move |b: &[u8]| if url { url_encode(b) } else { String::from_utf8_lossy(b).into_owned() }
 }
 
-fn max_keys(v: Option<i32>) -> S3Result<usize> {
+pub(super) fn max_keys(v: Option<i32>) -> S3Result<usize> {
     match v {
         None => Ok(1000),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
@@ -76,70 +119,89 @@ fn max_keys(v: Option<i32>) -> S3Result<usize> {
     }
 }
 
+/// One page of a listing of `max` entries under `prefix`, from `resume`: entries
+/// (from `fetch`, a batch at a time from where it is told) and common prefixes
+/// under `delimiter`, skipping whole prefixes instead of walking them.
+pub(super) async fn list_page<E, F, Fut>(
+    fetch: F,
+    prefix: &[u8],
+    delimiter: Option<&[u8]>,
+    resume: Option<Resume>,
+    max: usize,
+) -> S3Result<Page<E>>
+where
+    E: Listed,
+    F: Fn(Resume) -> Fut,
+    Fut: std::future::Future<Output = S3Result<Vec<E>>>,
+{
+    let mut page = Page::default();
+    let mut cursor = match resume {
+        Some(r) if r.key() >= prefix => r,
+        _ => Resume::From(prefix.to_vec()),
+    };
+    if max == 0 {
+        return Ok(page);
+    }
+    'outer: loop {
+        let batch = fetch(cursor.clone()).await?;
+        let Some(last) = batch.last().map(Listed::resume_after) else { break };
+        for o in batch {
+            if !o.key().starts_with(prefix) {
+                break 'outer; // past the block of keys under the prefix
+            }
+            let rest = &o.key()[prefix.len()..];
+            let cp = delimiter.and_then(|d| find(rest, d).map(|pos| o.key()[..prefix.len() + pos + d.len()].to_vec()));
+            if page.items.len() + page.prefixes.len() == max {
+                page.truncated = true;
+                break 'outer;
+            }
+            match cp {
+                Some(cp) => {
+                    let next = upper_bound(&cp);
+                    page.prefixes.push(cp.clone());
+                    page.last = Some(cp);
+                    match next {
+                        Some(u) => {
+                            page.resume = Some(Resume::From(u.clone()));
+                            cursor = Resume::From(u);
+                            continue 'outer;
+                        }
+                        None => break 'outer,
+                    }
+                }
+                None => {
+                    page.resume = Some(o.resume_after());
+                    page.last = Some(o.key().to_vec());
+                    page.items.push(o);
+                }
+            }
+        }
+        cursor = last;
+    }
+    if !page.truncated {
+        page.resume = None;
+    }
+    Ok(page)
+}
+
 impl S3Front {
-    async fn list_page(
+    /// One page of the visible objects of `bucket`.
+    async fn objects_page(
         &self,
         bucket: &str,
         prefix: &[u8],
         delimiter: Option<&[u8]>,
         resume: Option<Resume>,
         max: usize,
-    ) -> S3Result<Page> {
-        let mut page = Page::default();
-        let (mut cursor, mut exclusive) = match resume {
-            Some(Resume::After(k)) if k.as_slice() >= prefix => (k, true),
-            Some(Resume::From(k)) if k.as_slice() >= prefix => (k, false),
-            _ => (prefix.to_vec(), false),
+    ) -> S3Result<Page<ListedObject>> {
+        let fetch = |from: Resume| async move {
+            let (key, exclusive) = match &from {
+                Resume::From(k) => (k.as_slice(), false),
+                other => (other.key(), true),
+            };
+            self.gw.meta.list_objects(bucket, key, exclusive, 1000).await.map_err(error::meta)
         };
-        if max == 0 {
-            return Ok(page);
-        }
-        'outer: loop {
-            let batch = self.gw.meta.list_objects(bucket, &cursor, exclusive, 1000).await.map_err(error::meta)?;
-            if batch.is_empty() {
-                break;
-            }
-            let last_key = batch.last().map(|o| o.key.clone()).unwrap_or_default();
-            for o in batch {
-                if !o.key.starts_with(prefix) {
-                    break 'outer; // past the block of keys under the prefix
-                }
-                let rest = &o.key[prefix.len()..];
-                let cp =
-                    delimiter.and_then(|d| find(rest, d).map(|pos| o.key[..prefix.len() + pos + d.len()].to_vec()));
-                if page.objects.len() + page.prefixes.len() == max {
-                    page.truncated = true;
-                    break 'outer;
-                }
-                match cp {
-                    Some(cp) => {
-                        let next = upper_bound(&cp);
-                        page.prefixes.push(cp.clone());
-                        page.last = Some(cp);
-                        match next {
-                            Some(u) => {
-                                page.resume = Some(Resume::From(u.clone()));
-                                cursor = u;
-                                exclusive = false;
-                                continue 'outer;
-                            }
-                            None => break 'outer,
-                        }
-                    }
-                    None => {
-                        page.resume = Some(Resume::After(o.key.clone()));
-                        page.last = Some(o.key.clone());
-                        page.objects.push(o);
-                    }
-                }
-            }
-            cursor = last_key;
-            exclusive = true;
-        }
-        if !page.truncated {
-            page.resume = None;
-        }
-        Ok(page)
+        list_page(fetch, prefix, delimiter, resume, max).await
     }
 
     pub(super) async fn op_list_objects_v2(
@@ -157,10 +219,11 @@ impl S3Front {
             Some(t) => Some(decode_token(t)?),
             None => i.start_after.as_ref().map(|s| Resume::After(s.as_bytes().to_vec())),
         };
-        let page =
-            self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let page = self
+            .objects_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max)
+            .await?;
         let enc = encoder(i.encoding_type.as_ref());
-        let key_count = (page.objects.len() + page.prefixes.len()) as i32;
+        let key_count = (page.items.len() + page.prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: Some(enc(prefix.as_bytes())),
@@ -172,7 +235,7 @@ impl S3Front {
             next_continuation_token: page.resume.as_ref().map(encode_token),
             start_after: i.start_after.map(|s| enc(s.as_bytes())),
             encoding_type: i.encoding_type,
-            contents: Some(page.objects.iter().map(|o| object(o, &enc, owner.clone())).collect()),
+            contents: Some(page.items.iter().map(|o| object(o, &enc, owner.clone())).collect()),
             common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
             ..Default::default()
         }))
@@ -190,8 +253,9 @@ impl S3Front {
         let prefix = i.prefix.clone().unwrap_or_default();
         let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
         let resume = after_marker(i.marker.as_deref(), &prefix, delimiter.as_deref());
-        let page =
-            self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
+        let page = self
+            .objects_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max)
+            .await?;
         let enc = encoder(i.encoding_type.as_ref());
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(i.bucket),
@@ -204,7 +268,7 @@ impl S3Front {
             is_truncated: Some(page.truncated),
             next_marker: page.truncated.then(|| page.last.as_deref().map(&enc)).flatten(),
             encoding_type: i.encoding_type,
-            contents: Some(page.objects.iter().map(|o| object(o, &enc, Some(owner.clone()))).collect()),
+            contents: Some(page.items.iter().map(|o| object(o, &enc, Some(owner.clone()))).collect()),
             common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
             ..Default::default()
         }))
@@ -213,7 +277,7 @@ impl S3Front {
 
 /// Where a listing resumes after `marker` (ListObjects' marker, ListObjectVersions'
 /// key marker): a marker that is a common prefix resumes past everything under it.
-fn after_marker(marker: Option<&str>, prefix: &str, delimiter: Option<&str>) -> Option<Resume> {
+pub(super) fn after_marker(marker: Option<&str>, prefix: &str, delimiter: Option<&str>) -> Option<Resume> {
     let m = marker.filter(|m| !m.is_empty())?;
     let b = m.as_bytes().to_vec();
     Some(match delimiter {
@@ -242,62 +306,9 @@ fn object(o: &ListedObject, enc: &impl Fn(&[u8]) -> String, owner: Option<Owner>
     }
 }
 
-impl S3Front {
-    /// ListObjectVersions of a bucket without versioning: each object is its one
-    /// version, `null`, the latest (what S3 lists for such a bucket).
-    pub(super) async fn op_list_object_versions(
-        &self,
-        req: S3Request<ListObjectVersionsInput>,
-    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
-        let i = req.input;
-        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
-        let owner = owner(&bucket.tenant);
-        let max = max_keys(i.max_keys)?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
-        // Past the key marker; at it, only versions after `version-id-marker`,
-        // and a key's one version is `null`, so none.
-        let resume = after_marker(i.key_marker.as_deref(), &prefix, delimiter.as_deref());
-        let page =
-            self.list_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max).await?;
-        let enc = encoder(i.encoding_type.as_ref());
-        let versions = page
-            .objects
-            .iter()
-            .map(|o| ObjectVersion {
-                key: Some(enc(&o.key)),
-                version_id: Some("null".into()),
-                is_latest: Some(true),
-                size: Some(o.size as i64),
-                e_tag: Some(quoted(&o.etag)),
-                last_modified: Some(timestamp(o.last_modified)),
-                storage_class: Some(ObjectVersionStorageClass::from_static(ObjectVersionStorageClass::STANDARD)),
-                owner: Some(owner.clone()),
-                ..Default::default()
-            })
-            .collect();
-        let next = page.truncated.then(|| page.last.as_deref().map(&enc)).flatten();
-        Ok(S3Response::new(ListObjectVersionsOutput {
-            name: Some(i.bucket),
-            prefix: Some(enc(prefix.as_bytes())),
-            delimiter: delimiter.map(|d| enc(d.as_bytes())),
-            key_marker: Some(i.key_marker.map(|m| enc(m.as_bytes())).unwrap_or_default()),
-            version_id_marker: Some(i.version_id_marker.unwrap_or_default()),
-            max_keys: Some(max as i32),
-            is_truncated: Some(page.truncated),
-            next_version_id_marker: next.as_ref().map(|_| "null".to_string()),
-            next_key_marker: next,
-            encoding_type: i.encoding_type,
-            versions: Some(versions),
-            common_prefixes: Some(page.prefixes.iter().map(|p| CommonPrefix { prefix: Some(enc(p)) }).collect()),
-            ..Default::default()
-        }))
-    }
-}
-
 fn encode_token(r: &Resume) -> String {
     let (flag, key) = match r {
-        Resume::After(k) => (0u8, k),
+        Resume::After(k) | Resume::AfterVersion(k, _) => (0u8, k),
         Resume::From(k) => (1u8, k),
     };
     let mut v = vec![flag];

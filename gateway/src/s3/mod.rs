@@ -31,6 +31,7 @@ mod protect;
 pub mod rate;
 mod sse_c;
 pub mod telemetry;
+mod versioning;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -303,6 +304,20 @@ impl S3 for S3Front {
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.op_list_objects_v2(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.op_put_bucket_versioning(req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.op_get_bucket_versioning(req).await
     }
 
     async fn list_object_versions(

@@ -125,7 +125,11 @@ impl S3Front {
                     Err(_) => None,
                 };
                 let Some(v) = done else { return Err(e) };
-                return Ok(S3Response::new(completed(&i.bucket, &i.key, &v.etag)));
+                let mut out = completed(&i.bucket, &i.key, &v.etag);
+                if let Some(b) = self.gw.meta.bucket(&i.bucket).await.map_err(error::meta)? {
+                    out.version_id = super::versioning::shown(&b, &v);
+                }
+                return Ok(S3Response::new(out));
             }
         };
         super::object::precheck(self, &i.bucket, i.key.as_bytes(), &condition).await?;
@@ -149,6 +153,7 @@ impl S3Front {
         let request = CompleteRequest { upload, parts, condition, part_checksums, checksum };
         let done = pipeline::complete(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
         let mut out = completed(&i.bucket, &i.key, &done.etag);
+        out.version_id = done.version_shown;
         if let Some((alg, value, kind)) = done.checksum {
             set_checksum!(out, alg, value);
             out.checksum_type = Some(ChecksumType::from(kind));

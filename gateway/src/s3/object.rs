@@ -5,8 +5,10 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
-use super::{S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp, unix_secs};
-use crate::meta::{DeleteCondition, VersionRow, WriteCondition};
+use super::{
+    S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp, unix_secs, versioning,
+};
+use crate::meta::{BucketRow, DeleteCondition, VersionRow, WriteCondition};
 use crate::pipeline::{self, PutRequest, PutTarget};
 
 /// Evaluates If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since
@@ -144,7 +146,11 @@ impl S3Front {
             requester: super::requester(&req.credentials),
         };
         let stored = pipeline::put(&self.gw.pipeline, request).await.map_err(error::pipeline)?;
-        let mut out = PutObjectOutput { e_tag: Some(quoted(&stored.etag)), ..Default::default() };
+        let mut out = PutObjectOutput {
+            e_tag: Some(quoted(&stored.etag)),
+            version_id: stored.version_shown,
+            ..Default::default()
+        };
         sse_c::set_sse!(out, customer.as_deref());
         if let Some((alg, value)) = stored.checksum {
             set_checksum!(out, alg, value);
@@ -153,22 +159,31 @@ impl S3Front {
         Ok(S3Response::new(out))
     }
 
-    /// The visible version of a key and its parts (number, byte range).
+    /// The version of a key a HEAD (or GetObjectAttributes) describes — version
+    /// `version_id`, else the latest — with its bucket and its parts (number, byte
+    /// range).
     pub(super) async fn version(
         &self,
         extensions: &http::Extensions,
         bucket: &str,
         key: &str,
-    ) -> S3Result<(VersionRow, Vec<(u32, std::ops::Range<u64>)>)> {
-        self.bucket(extensions, bucket).await?;
-        let (v, parts) = self
-            .gw
-            .meta
-            .current_version(bucket, key.as_bytes())
-            .await
-            .map_err(error::meta)?
-            .ok_or_else(|| s3_error!(NoSuchKey))?;
-        Ok((v, parts.iter().map(|p| (p.number, p.offset..p.offset + p.size)).collect()))
+        version_id: Option<&str>,
+    ) -> S3Result<(BucketRow, VersionRow, Vec<(u32, std::ops::Range<u64>)>)> {
+        let row = self.bucket(extensions, bucket).await?;
+        let current = match version_id {
+            None => self.gw.meta.current_version(bucket, key.as_bytes()).await.map_err(error::meta)?,
+            Some(_) => None,
+        };
+        let (v, parts) = match current {
+            Some((v, parts)) => (v, parts.iter().map(|p| (p.number, p.offset..p.offset + p.size)).collect()),
+            // Named, or a key without a visible version: as a read answers.
+            None => {
+                let m = self.read_version(bucket, key, version_id).await?;
+                let parts = m.parts.iter().map(|p| (p.number, p.offset..p.offset + p.size)).collect();
+                (m.version, parts)
+            }
+        };
+        Ok((row, v, parts))
     }
 
     /// The byte range to serve: the requested `Range`, or a part (`partNumber`).
@@ -198,14 +213,8 @@ impl S3Front {
 
     pub(super) async fn op_get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let i = &req.input;
-        self.bucket(&req.extensions, &i.bucket).await?;
-        let manifest = self
-            .gw
-            .meta
-            .manifest(&i.bucket, i.key.as_bytes())
-            .await
-            .map_err(error::meta)?
-            .ok_or_else(|| s3_error!(NoSuchKey))?;
+        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        let manifest = self.read_version(&i.bucket, &i.key, i.version_id.as_deref()).await?;
         let v = manifest.version.clone();
         let customer = sse_c::customer_key_of!(self, i)?;
         sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
@@ -244,6 +253,7 @@ impl S3Front {
             expires: i.response_expires.clone().or_else(|| expires(&v)),
             metadata: (!v.attrs.user_metadata.is_empty()).then(|| v.attrs.user_metadata.clone().into_iter().collect()),
             parts_count: (v.part_count > 1).then_some(v.part_count as i32),
+            version_id: versioning::shown(&bucket, &v),
             ..Default::default()
         };
         sse_c::set_sse!(out, customer.as_deref());
@@ -272,7 +282,7 @@ impl S3Front {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let i = &req.input;
-        let (v, parts) = self.version(&req.extensions, &i.bucket, &i.key).await?;
+        let (bucket, v, parts) = self.version(&req.extensions, &i.bucket, &i.key, i.version_id.as_deref()).await?;
         let customer = sse_c::customer_key_of!(self, i)?;
         sse_c::admit(v.attrs.customer_key.as_deref(), customer.as_deref())?;
         check_conditions(
@@ -298,6 +308,7 @@ impl S3Front {
             expires: expires(&v),
             metadata: (!v.attrs.user_metadata.is_empty()).then(|| v.attrs.user_metadata.clone().into_iter().collect()),
             parts_count: (v.part_count > 1).then_some(v.part_count as i32),
+            version_id: versioning::shown(&bucket, &v),
             ..Default::default()
         };
         sse_c::set_sse!(out, customer.as_deref());
@@ -326,10 +337,13 @@ impl S3Front {
             _ => None,
         };
         let condition = delete_condition(if_match, i.if_match_last_modified_time.as_ref(), i.if_match_size)?;
-        crate::pipeline::delete(&self.gw.pipeline, &i.bucket, i.key.as_bytes(), &condition)
-            .await
-            .map_err(error::pipeline)?;
-        Ok(S3Response::with_status(DeleteObjectOutput::default(), http::StatusCode::NO_CONTENT))
+        let deleted = delete_one(self, &i.bucket, &i.key, i.version_id.as_deref(), &condition).await?;
+        let out = DeleteObjectOutput {
+            delete_marker: deleted.marker.then_some(true),
+            version_id: deleted.version,
+            ..Default::default()
+        };
+        Ok(S3Response::with_status(out, http::StatusCode::NO_CONTENT))
     }
 
     pub(super) async fn op_delete_objects(
@@ -350,36 +364,40 @@ impl S3Front {
         let mut entries = Vec::with_capacity(d.objects.len());
         for o in &d.objects {
             let condition = delete_condition(o.e_tag.as_ref(), o.last_modified_time.as_ref(), o.size)?;
-            entries.push((o.key.clone(), condition));
+            entries.push((o.key.clone(), o.version_id.clone(), condition));
         }
-        let results: Vec<(String, Result<_, _>)> = futures::stream::iter(entries)
-            .map(|(key, condition)| {
-                let gw = self.gw.clone();
-                let bucket = req.input.bucket.clone();
-                async move {
-                    let r = crate::pipeline::delete(&gw.pipeline, &bucket, key.as_bytes(), &condition).await;
-                    (key, r)
-                }
+        let bucket = &req.input.bucket;
+        let results: Vec<(String, Option<String>, S3Result<pipeline::Deleted>)> = futures::stream::iter(entries)
+            .map(|(key, version, condition)| async move {
+                let r = delete_one(self, bucket, &key, version.as_deref(), &condition).await;
+                (key, version, r)
             })
             .buffered(DELETES_IN_FLIGHT)
             .collect()
             .await;
-        for (key, r) in results {
+        for (key, version, r) in results {
             match r {
-                Ok(_) => {
+                Ok(d) => {
                     if !quiet {
-                        deleted.push(DeletedObject { key: Some(key), ..Default::default() });
+                        // A marker added: its id is the DeleteMarkerVersionId; a
+                        // version deleted: its id is the VersionId.
+                        let marker_id = d.marker.then(|| d.version.clone()).flatten();
+                        deleted.push(DeletedObject {
+                            key: Some(key),
+                            version_id: version,
+                            delete_marker: d.marker.then_some(true),
+                            delete_marker_version_id: marker_id,
+                        });
                     }
                 }
                 Err(e) => {
-                    let e = error::pipeline(e);
                     errors.push(Error {
                         key: Some(key),
+                        version_id: version,
                         code: Some(e.code().as_str().to_string()),
                         message: Some(
                             e.message().unwrap_or("We encountered an internal error. Please try again.").into(),
                         ),
-                        ..Default::default()
                     });
                 }
             }
@@ -390,6 +408,23 @@ impl S3Front {
             ..Default::default()
         }))
     }
+}
+
+/// Deletes `key` of `bucket`: version `version_id` for good, or (none named) the
+/// key as its bucket's versioning says (`pipeline::delete`).
+async fn delete_one(
+    front: &S3Front,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+    condition: &DeleteCondition,
+) -> S3Result<pipeline::Deleted> {
+    let pipeline = &front.gw.pipeline;
+    let done = match version_id {
+        Some(v) => pipeline::delete_version(pipeline, bucket, key.as_bytes(), versioning::version_ref(v)?).await,
+        None => pipeline::delete(pipeline, bucket, key.as_bytes(), condition).await,
+    };
+    done.map_err(error::pipeline)
 }
 
 /// The Content-Type an object is served with: the one it was stored with, or, as S3

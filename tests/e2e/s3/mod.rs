@@ -5,3 +5,4 @@ mod boto;
 mod copy;
 mod errors;
 mod races;
+mod versions;
