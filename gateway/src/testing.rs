@@ -126,6 +126,7 @@ impl Rig {
         let node = crate::node::Node::claim(&dir, offload.random.as_ref()).expect("node");
         let config = crate::config::PipelineConfig {
             stall_timeout: HumanDuration(Duration::from_millis(800)),
+            retired_grace: HumanDuration(Duration::ZERO),
             ..Default::default()
         };
         let ledger = Arc::new(
@@ -240,7 +241,7 @@ pub(crate) fn data(len: usize, seed: u64) -> Vec<u8> {
 
 /// Seals written so far, by state.
 pub(crate) async fn seals_in(rig: &Rig, state: SealState) -> usize {
-    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0 };
+    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0, retired_before: i64::MAX };
     let all = rig.ctx.meta.collectable_seals(&dead, 1000).await.expect("seals");
     all.iter().filter(|s| s.state == state).count()
 }

@@ -299,6 +299,12 @@ pub struct PipelineConfig {
     /// An unfinished write older than this is considered dead and collected.
     #[serde(default = "default_pending_grace")]
     pub pending_grace: HumanDuration,
+    /// Fragments of versions deleted or overwritten are kept this long before they
+    /// are collected: a read that read the version's manifest just before the
+    /// delete holds its seals moments later, and reads at other replicas are not
+    /// seen by this one's collector at all.
+    #[serde(default = "default_retired_grace")]
+    pub retired_grace: HumanDuration,
     /// Largest object compressed when its policy asks for compression: fragment
     /// sizes must be known before the upload starts, so compressed fragments are
     /// built in memory; larger objects are stored uncompressed.
@@ -327,6 +333,9 @@ fn default_gc_interval() -> HumanDuration {
 fn default_pending_grace() -> HumanDuration {
     HumanDuration(Duration::from_secs(3600))
 }
+fn default_retired_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
 fn default_compress_max() -> Size {
     Size(64 << 20)
 }
@@ -341,6 +350,7 @@ impl Default for PipelineConfig {
             stall_timeout: default_stall_timeout(),
             gc_interval: default_gc_interval(),
             pending_grace: default_pending_grace(),
+            retired_grace: default_retired_grace(),
             compress_max_object: default_compress_max(),
         }
     }

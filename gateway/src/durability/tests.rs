@@ -294,7 +294,7 @@ async fn collection_clears_many_seals_per_round_and_puts_failures_last() {
             _ => assert!((1..=2).contains(&batches) && deletes >= 39, "l{i}: in bulk: {batches} {deletes}"),
         }
     }
-    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0 };
+    let dead = crate::meta::DeadWrites { before: i64::MAX, writer: "", writer_before: 0, retired_before: i64::MAX };
     let left = rig.ctx.meta.collectable_seals(&dead, 100).await.expect("seals");
     assert!(left.iter().all(|s| s.state != SealState::Garbage));
     assert!(rig.ctx.quorum_failures.write.load(Ordering::Relaxed) == 0);

@@ -321,7 +321,7 @@ impl MetaStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             seal_columns!("s"),
-            " FROM seals s WHERE (s.state = $1 OR (s.state = $2 AND (s.updated_at < $3 OR (s.writer = $4 AND \
+            " FROM seals s WHERE ((s.state = $1 AND s.updated_at < $7) OR (s.state = $2 AND (s.updated_at < $3 OR (s.writer = $4 AND \
              s.updated_at < $5)))) AND NOT EXISTS (SELECT 1 FROM version_parts p WHERE p.seal_id = s.id) \
              AND NOT EXISTS (SELECT 1 FROM upload_parts u WHERE u.seal_id = s.id) ORDER BY s.updated_at LIMIT $6"
         ))
@@ -331,6 +331,7 @@ impl MetaStore {
         .bind(dead.writer)
         .bind(dead.writer_before)
         .bind(limit)
+        .bind(dead.retired_before)
         .fetch_all(&mut *conn)
         .await?;
         let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;

@@ -290,7 +290,7 @@ async fn collection_finds_garbage_and_dead_writes_but_never_live_seals() {
         let scan = |before: i64, writer: &'static str, writer_before: i64| {
             let m = m.clone();
             async move {
-                let dead = DeadWrites { before, writer, writer_before };
+                let dead = DeadWrites { before, writer, writer_before, retired_before: i64::MAX };
                 let found = m.collectable_seals(&dead, 10).await.expect("scan");
                 assert!(found.iter().all(|s| s.fragments.len() == 3), "each comes with its fragments");
                 found.into_iter().map(|s| s.id).collect::<Vec<SealId>>()
@@ -301,6 +301,9 @@ async fn collection_finds_garbage_and_dead_writes_but_never_live_seals() {
         assert!(!found.contains(&live), "a visible version's seal is never collectable");
         assert_eq!(scan(0, "node-b", now_ms() + 1).await, [young], "another node's recent pending write is left alone");
         assert_eq!(scan(0, "node-a", 0).await, [young], "the writer's pending write from this run is left alone");
+        let recent = DeadWrites { before: 0, writer: "node-b", writer_before: 0, retired_before: now_ms() - 60_000 };
+        let found = m.collectable_seals(&recent, 10).await.expect("scan");
+        assert!(found.is_empty(), "garbage younger than the grace may still be read: left alone");
         let restarted = scan(0, "node-a", now_ms() + 1).await;
         assert!(restarted.contains(&dead), "the writer's pending write from an earlier run is dead");
         assert!(m.forget_seal(dead).await.expect("forget"));

@@ -601,6 +601,9 @@ pub struct DeadWrites<'a> {
     pub writer: &'a str,
     /// Its pending seals last touched before this (ms) are dead.
     pub writer_before: i64,
+    /// Garbage seals last touched before this (ms) are collected (younger ones
+    /// may still be read: `pipeline.retired_grace`).
+    pub retired_before: i64,
 }
 
 /// A column that must fit in a smaller integer type.

@@ -123,5 +123,6 @@ pub fn dead_writes(ctx: &PipelineCtx) -> DeadWrites<'_> {
     if ctx.meta.backend() == Backend::Sqlite {
         before = before.max(started);
     }
-    DeadWrites { before, writer: ctx.node.id(), writer_before: started }
+    let retired_before = now_ms() - ctx.config.retired_grace.0.as_millis() as i64;
+    DeadWrites { before, writer: ctx.node.id(), writer_before: started, retired_before }
 }

@@ -631,7 +631,7 @@ impl Cluster {
         }
         config.push_str("[policies.default]\n");
         config.push_str(policy);
-        config.push_str("\n[pipeline]\ngc_interval = \"500ms\"\n");
+        config.push_str("\n[pipeline]\ngc_interval = \"500ms\"\nretired_grace = \"2s\"\n");
         let gw = Gateway::start(&dir.join("gw"), Some(&config), db);
         Cluster { gw, locations, dir }
     }
