@@ -174,6 +174,7 @@ impl Rig {
                 key: key.as_bytes().to_vec(),
                 attrs: ObjectAttrs::default(),
                 condition: Default::default(),
+                lock: Default::default(),
             },
             customer: None,
             requester: None,

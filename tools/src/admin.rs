@@ -287,6 +287,10 @@ pub enum KeysCommand {
         /// The tenant it acts for (default: `default`).
         #[arg(long)]
         tenant: Option<String>,
+        /// It may delete versions under governance retention (and shorten it)
+        /// with `x-amz-bypass-governance-retention: true`.
+        #[arg(long)]
+        bypass_governance: bool,
     },
     /// Disable a key.
     Revoke {
@@ -891,8 +895,8 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                     table(&["ACCESS_KEY_ID", "TENANT", "ENABLED"], rows)
                 })?
             }
-            KeysCommand::Create { id, tenant } => {
-                let body = json!({ "access_key_id": id, "tenant": tenant });
+            KeysCommand::Create { id, tenant, bypass_governance } => {
+                let body = json!({ "access_key_id": id, "tenant": tenant, "bypass_governance": bypass_governance });
                 let v = c.call(Method::POST, "/v1/keys", Some(body)).await?;
                 print(j, &v, |v| {
                     format!(

@@ -83,6 +83,7 @@ impl CredentialStore {
         id: Option<&str>,
         secret: Option<&str>,
         tenant: &str,
+        bypass_governance: bool,
     ) -> Result<(String, Zeroizing<String>), CredentialError> {
         let id = match id {
             Some(i) => i.to_string(),
@@ -100,6 +101,7 @@ impl CredentialStore {
             enabled: true,
             created_at: now_ms(),
             tenant: tenant.to_string(),
+            bypass_governance,
         };
         if !self.meta.insert_access_key(&row).await? {
             if self.meta.access_key(&id).await?.is_some() {
@@ -125,7 +127,7 @@ impl CredentialStore {
             if let Some(secret) = secret
                 && self.meta.access_keys().await?.is_empty()
             {
-                let (i, s) = self.create(Some(id), Some(secret), DEFAULT_TENANT).await?;
+                let (i, s) = self.create(Some(id), Some(secret), DEFAULT_TENANT, false).await?;
                 return Ok((i, s, true));
             }
         }
@@ -135,7 +137,7 @@ impl CredentialStore {
                 Ok((k.id, s, false))
             }
             None => {
-                let (i, s) = self.create(id, secret, DEFAULT_TENANT).await?;
+                let (i, s) = self.create(id, secret, DEFAULT_TENANT, false).await?;
                 Ok((i, s, true))
             }
         }

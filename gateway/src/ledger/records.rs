@@ -7,8 +7,8 @@ use codec::{CodingParams, WrappedKey};
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{
-    CatalogSnapshot, ChecksumAlgorithm, Compression, Fragment, FragmentState, ObjectAttrs, PartRow, Seal, SealState,
-    VersionRow,
+    CatalogSnapshot, ChecksumAlgorithm, Compression, Fragment, FragmentState, ObjectAttrs, PartRow, Retention, Seal,
+    SealState, VersionRow,
 };
 
 fn hex(b: &[u8]) -> String {
@@ -107,6 +107,15 @@ pub struct ManifestRecord {
     /// A delete marker.
     #[serde(default)]
     pub delete_marker: bool,
+    /// Object lock: retention mode…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_mode: Option<String>,
+    /// …retained until (Unix ms)…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<i64>,
+    /// …and legal hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legal_hold: bool,
 }
 
 fn yes() -> bool {
@@ -225,6 +234,9 @@ impl ManifestRecord {
                 .collect(),
             null_version: version.null_version,
             delete_marker: version.delete_marker,
+            lock_mode: version.lock.mode.map(|m| m.as_str().to_string()),
+            retain_until: version.lock.until,
+            legal_hold: version.lock.legal_hold,
         }
     }
 
@@ -259,6 +271,16 @@ impl ManifestRecord {
             null_version: self.null_version,
             delete_marker: self.delete_marker,
             recorded_at: self.at,
+            lock: Retention {
+                mode: self
+                    .lock_mode
+                    .as_deref()
+                    .map(str::parse::<crate::meta::LockMode>)
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+                until: self.retain_until,
+                legal_hold: self.legal_hold,
+            },
         })
     }
 

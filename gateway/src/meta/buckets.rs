@@ -4,13 +4,13 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::types::fit;
-use super::{BucketRow, MetaError, MetaResult, MetaStore, Versioning, now_ms};
+use super::{BucketRow, LockDefault, MetaError, MetaResult, MetaStore, Versioning, now_ms};
 
 /// Selects bucket rows with their tenant's number.
 macro_rules! bucket_select {
     ($rest:literal) => {
         concat!(
-            "SELECT b.name, b.policy, b.created_at, b.tenant, t.number, b.versioning FROM buckets b \
+            "SELECT b.name, b.policy, b.created_at, b.tenant, t.number, b.versioning, b.object_lock FROM buckets b \
              LEFT JOIN tenants t ON t.name = b.tenant ",
             $rest
         )
@@ -24,6 +24,10 @@ fn bucket_row(r: &AnyRow) -> MetaResult<BucketRow> {
     let versioning: Option<String> = r.try_get(5)?;
     Ok(BucketRow {
         versioning: versioning.map(|v| v.parse()).transpose()?,
+        object_lock: r
+            .try_get::<Option<String>, _>(6)?
+            .map(|j| serde_json::from_str(&j).map_err(|e| MetaError::Corrupt(format!("object lock: {e}"))))
+            .transpose()?,
         policy: r.try_get(1)?,
         created_at: r.try_get(2)?,
         tenant: r.try_get(3)?,
@@ -135,6 +139,19 @@ impl MetaStore {
     pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> MetaResult<bool> {
         let r = sqlx::query("UPDATE buckets SET versioning = $1 WHERE name = $2")
             .bind(state.as_str())
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Enables object lock on a bucket (versioning with it), with default retention
+    /// `default`; `false` if there is no such bucket.
+    pub async fn set_object_lock(&self, bucket: &str, default: &LockDefault) -> MetaResult<bool> {
+        let default = serde_json::to_string(default).map_err(|e| MetaError::Corrupt(format!("object lock: {e}")))?;
+        let r = sqlx::query("UPDATE buckets SET object_lock = $1, versioning = $2 WHERE name = $3")
+            .bind(default)
+            .bind(Versioning::Enabled.as_str())
             .bind(bucket)
             .execute(&self.pool)
             .await?;

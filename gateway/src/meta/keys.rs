@@ -10,7 +10,7 @@ use super::{AccessKeyRow, MetaResult, MetaStore, now_ms};
 macro_rules! key_select {
     ($rest:literal) => {
         concat!(
-            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant FROM access_keys ",
+            "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant, bypass_governance FROM access_keys ",
             $rest
         )
     };
@@ -24,6 +24,7 @@ fn access_key_row(r: &AnyRow) -> MetaResult<AccessKeyRow> {
         enabled: r.try_get::<i64, _>(3)? != 0,
         created_at: r.try_get(4)?,
         tenant: r.try_get(5)?,
+        bypass_governance: r.try_get::<i64, _>(6)? != 0,
     })
 }
 
@@ -52,8 +53,8 @@ impl MetaStore {
     /// Stores an access key; `false` if the id exists or its tenant does not.
     pub async fn insert_access_key(&self, k: &AccessKeyRow) -> MetaResult<bool> {
         let r = sqlx::query(
-            "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at, tenant) \
-             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM tenants WHERE name = $6) \
+            "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at, tenant, \
+             bypass_governance) SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM tenants WHERE name = $6) \
              ON CONFLICT (access_key_id) DO NOTHING",
         )
         .bind(&k.id)
@@ -62,6 +63,7 @@ impl MetaStore {
         .bind(i64::from(k.enabled))
         .bind(k.created_at)
         .bind(&k.tenant)
+        .bind(i64::from(k.bypass_governance))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)

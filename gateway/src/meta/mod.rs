@@ -15,6 +15,7 @@
 //! | `buckets.rs` | buckets and tenants |
 //! | `seals.rs` | seals and fragments: pending writes, collection, leases |
 //! | `objects.rs` | versions: commit, manifest, delete, listing |
+//! | `lock.rs` | object lock: retention, legal hold, a bucket's default |
 //! | `versions.rs` | S3 versioning: one version by id, deleting one for good, listing all |
 //! | `multipart.rs` | multipart uploads and their parts |
 //! | `health.rs` | margins, the repair queue, fragments being rebuilt, background passes |
@@ -36,6 +37,7 @@ mod catalog;
 mod health;
 mod jobs;
 mod keys;
+mod lock;
 mod multipart;
 mod objects;
 mod records;
@@ -54,6 +56,7 @@ pub use buckets::TenantRow;
 pub use catalog::{BucketUsage, CatalogRow, FragmentAt, LocationState};
 pub use health::{MarginCount, PassRow, RepairItem};
 pub use jobs::{JobKind, JobRow, JobState};
+pub use lock::{LockDefault, LockMode, Retention};
 pub use records::{RecordKind, RecordRow};
 pub use restore::{Backup, CatalogSnapshot, RestoredVersion};
 pub use types::{
@@ -88,6 +91,9 @@ pub enum MetaError {
     /// A write's condition ([`WriteCondition`]) does not hold.
     #[error("precondition failed: {0}")]
     Precondition(&'static str),
+    /// Object lock protects the version (its retention or legal hold).
+    #[error("object lock: the version is protected by {0}")]
+    Locked(&'static str),
     /// A write's bucket was deleted while it was under way.
     #[error("the bucket was deleted")]
     NoSuchBucket,

@@ -18,6 +18,7 @@ fn upload_row(r: &AnyRow) -> MetaResult<UploadRow> {
         created_at: r.try_get(3)?,
         attrs: attrs_row(r, 4)?,
         checksum_type: r.try_get(9)?,
+        lock: super::objects::lock_row(r, 10)?,
     })
 }
 
@@ -26,7 +27,8 @@ impl MetaStore {
     pub async fn create_upload(&self, u: &UploadRow) -> MetaResult<()> {
         sqlx::query(
             "INSERT INTO uploads (id, bucket, object_key, created_at, content_type, headers, user_metadata, \
-             checksum_algorithm, sse_customer, checksum_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             checksum_algorithm, sse_customer, checksum_type, lock_mode, retain_until, legal_hold) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(u.id.to_string())
         .bind(&u.bucket)
@@ -38,6 +40,9 @@ impl MetaStore {
         .bind(u.attrs.checksum_algorithm.map(|a| a.as_str()))
         .bind(u.attrs.customer_key.clone())
         .bind(u.checksum_type.clone())
+        .bind(u.lock.mode.map(|m| m.as_str()))
+        .bind(u.lock.until)
+        .bind(i64::from(u.lock.legal_hold))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -47,7 +52,7 @@ impl MetaStore {
     pub async fn upload(&self, id: UploadId) -> MetaResult<Option<UploadRow>> {
         let row = sqlx::query(
             "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
-             sse_customer, checksum_type FROM uploads WHERE id = $1",
+             sse_customer, checksum_type, lock_mode, retain_until, legal_hold FROM uploads WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -160,7 +165,7 @@ impl MetaStore {
     ) -> MetaResult<Vec<UploadRow>> {
         let rows = sqlx::query(
             "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
-             sse_customer, checksum_type FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
+             sse_customer, checksum_type, lock_mode, retain_until, legal_hold FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
              ORDER BY object_key, id LIMIT $4",
         )
         .bind(bucket)

@@ -8,8 +8,8 @@ use super::records::{RecordRow, insert_record, retire_manifest};
 use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
 use super::types::{big, fit};
 use super::{
-    ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, PartRow, Replaced, SealFinish, SealId,
-    SealState, UploadId, VersionId, VersionRow, WriteCondition, attrs_row, json, now_ms,
+    ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, PartRow, Replaced, Retention, SealFinish,
+    SealId, SealState, UploadId, VersionId, VersionRow, WriteCondition, attrs_row, json, now_ms,
 };
 
 /// The columns of a version, in the order [`version_row`] reads them.
@@ -17,13 +17,13 @@ macro_rules! version_columns {
     () => {
         "v.id, v.bucket, v.object_key, v.size, v.etag, v.last_modified, v.content_type, v.headers, \
          v.user_metadata, v.checksum_algorithm, v.sse_customer, v.checksum_value, v.checksum_type, v.part_count, \
-         v.null_version, v.delete_marker, v.recorded_at"
+         v.null_version, v.delete_marker, v.recorded_at, v.lock_mode, v.retain_until, v.legal_hold"
     };
 }
 pub(super) use version_columns;
 
 /// How many columns [`version_columns`] names: the first column after them.
-pub(super) const VERSION_COLUMNS: usize = 17;
+pub(super) const VERSION_COLUMNS: usize = 20;
 
 pub(super) fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
     Ok(VersionRow {
@@ -40,6 +40,16 @@ pub(super) fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
         null_version: r.try_get::<i64, _>(14)? != 0,
         delete_marker: r.try_get::<i64, _>(15)? != 0,
         recorded_at: r.try_get(16)?,
+        lock: lock_row(r, 17)?,
+    })
+}
+
+/// A lock as stored: mode, date, hold, from column `at` on.
+pub(super) fn lock_row(r: &AnyRow, at: usize) -> MetaResult<Retention> {
+    Ok(Retention {
+        mode: r.try_get::<Option<String>, _>(at)?.map(|m| m.parse()).transpose()?,
+        until: r.try_get(at + 1)?,
+        legal_hold: r.try_get::<i64, _>(at + 2)? != 0,
     })
 }
 
@@ -116,7 +126,8 @@ pub(super) async fn commit_version(
     sqlx::query(
         "INSERT INTO versions (id, bucket, object_key, size, etag, last_modified, content_type, headers, user_metadata, \
          checksum_algorithm, checksum_value, checksum_type, part_count, sse_customer, null_version, delete_marker, \
-         recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         recorded_at, lock_mode, retain_until, legal_hold) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(&id)
     .bind(&version.bucket)
@@ -135,6 +146,9 @@ pub(super) async fn commit_version(
     .bind(i64::from(version.null_version))
     .bind(i64::from(version.delete_marker))
     .bind(recorded_at)
+    .bind(version.lock.mode.map(|m| m.as_str()))
+    .bind(version.lock.until)
+    .bind(i64::from(version.lock.legal_hold))
     .execute(&mut *conn)
     .await?;
     for p in parts {
@@ -195,10 +209,10 @@ pub(super) async fn commit_version(
             if *condition != WriteCondition::Any {
                 return Err(MetaError::Precondition("a write recorded later holds the key"));
             }
-            retire_version(conn, &id, now).await?;
+            retire_version(conn, &id, now, false).await?;
         } else {
             for (old, _) in &nulls {
-                retire_version(conn, old, now).await?;
+                retire_version(conn, old, now, false).await?;
             }
         }
     }
@@ -249,8 +263,22 @@ pub(super) async fn point_at_latest(conn: &mut AnyConnection, bucket: &str, key:
 
 /// Retires a version inside a transaction: its rows go (the key's row too, if it
 /// points at it), and each of its seals that no other version shares (a copy)
-/// becomes garbage.
-pub(super) async fn retire_version(conn: &mut AnyConnection, version_id: &str, now: i64) -> MetaResult<()> {
+/// becomes garbage — unless its object lock protects it (`Locked`; governance
+/// retention gives way to `bypass_governance`).
+pub(super) async fn retire_version(
+    conn: &mut AnyConnection,
+    version_id: &str,
+    now: i64,
+    bypass_governance: bool,
+) -> MetaResult<()> {
+    // Whatever asks, a version its lock protects stays.
+    let lock = sqlx::query("SELECT lock_mode, retain_until, legal_hold FROM versions WHERE id = $1")
+        .bind(version_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(why) = lock.map(|r| lock_row(&r, 0)).transpose()?.and_then(|l| l.blocks(now, bypass_governance)) {
+        return Err(MetaError::Locked(why));
+    }
     let seals: Vec<String> = sqlx::query("SELECT seal_id FROM version_parts WHERE version_id = $1")
         .bind(version_id)
         .fetch_all(&mut *conn)
@@ -509,7 +537,7 @@ impl MetaStore {
         if expect.is_some_and(|e| e.to_string() != v) {
             return Ok(None);
         }
-        retire_version(&mut tx, &v, now_ms()).await?;
+        retire_version(&mut tx, &v, now_ms(), false).await?;
         if let Some(t) = tombstone {
             insert_record(&mut tx, t).await?;
         }

@@ -35,6 +35,9 @@ pub struct SnapBucket {
     /// Versioning state (`Enabled`, `Suspended`), if it was ever enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<String>,
+    /// Object lock (JSON of its default retention), if enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_lock: Option<String>,
 }
 
 /// An access key in a catalog snapshot (its secret sealed under the master key).
@@ -52,6 +55,9 @@ pub struct SnapKey {
     pub created_at: i64,
     /// Its tenant.
     pub tenant: String,
+    /// It may bypass governance retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bypass_governance: bool,
 }
 
 /// An admin token in a catalog snapshot (only its SHA-256, as stored).
@@ -113,7 +119,7 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
     for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *conn).await? {
         snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
     }
-    for r in sqlx::query("SELECT name, policy, tenant, created_at, versioning FROM buckets ORDER BY name")
+    for r in sqlx::query("SELECT name, policy, tenant, created_at, versioning, object_lock FROM buckets ORDER BY name")
         .fetch_all(&mut *conn)
         .await?
     {
@@ -123,11 +129,12 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
             tenant: r.try_get(2)?,
             created_at: r.try_get(3)?,
             versioning: r.try_get(4)?,
+            object_lock: r.try_get(5)?,
         });
     }
     for r in sqlx::query(
-        "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant FROM access_keys \
-         ORDER BY access_key_id",
+        "SELECT access_key_id, secret_sealed, kek_version, enabled, created_at, tenant, bypass_governance \
+         FROM access_keys ORDER BY access_key_id",
     )
     .fetch_all(&mut *conn)
     .await?
@@ -139,6 +146,7 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
             enabled: r.try_get::<i64, _>(3)? != 0,
             created_at: r.try_get(4)?,
             tenant: r.try_get(5)?,
+            bypass_governance: r.try_get::<i64, _>(6)? != 0,
         });
     }
     for r in sqlx::query("SELECT id, name, secret_sha256, created_at FROM admin_tokens ORDER BY id")
@@ -256,21 +264,22 @@ impl MetaStore {
         }
         for b in &snap.buckets {
             sqlx::query(
-                "INSERT INTO buckets (name, policy, tenant, created_at, versioning) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT DO NOTHING",
+                "INSERT INTO buckets (name, policy, tenant, created_at, versioning, object_lock) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(&b.name)
             .bind(&b.policy)
             .bind(&b.tenant)
             .bind(b.created_at)
             .bind(b.versioning.clone())
+            .bind(b.object_lock.clone())
             .execute(&mut *tx)
             .await?;
         }
         for k in &snap.access_keys {
             sqlx::query(
-                "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at, tenant) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                "INSERT INTO access_keys (access_key_id, secret_sealed, kek_version, enabled, created_at, tenant, \
+                 bypass_governance) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             )
             .bind(&k.id)
             .bind(unhex(&k.secret_sealed)?)
@@ -278,6 +287,7 @@ impl MetaStore {
             .bind(i64::from(k.enabled))
             .bind(k.created_at)
             .bind(&k.tenant)
+            .bind(i64::from(k.bypass_governance))
             .execute(&mut *tx)
             .await?;
         }

@@ -100,6 +100,7 @@ fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
         null_version: true,
         delete_marker: false,
         recorded_at: recorded_now(),
+        lock: Retention::default(),
     }
 }
 
@@ -232,6 +233,7 @@ async fn multipart_parts_replace_complete_once_and_abort() {
             created_at: now_ms(),
             attrs: ObjectAttrs::default(),
             checksum_type: None,
+            lock: Retention::default(),
         };
         m.create_upload(&up).await.expect("create");
         for (n, s) in [(1, 11), (1, 12), (2, 20), (3, 30)] {
@@ -322,6 +324,7 @@ async fn access_keys_round_trip() {
             enabled: true,
             created_at: 5,
             tenant: "default".into(),
+            bypass_governance: true,
         };
         assert!(m.insert_access_key(&k).await.expect("insert"));
         assert!(!m.insert_access_key(&k).await.expect("dup"));
@@ -351,6 +354,7 @@ async fn tenants_own_keys_and_buckets_and_go_only_when_empty() {
             enabled: true,
             created_at: 1,
             tenant: tenant.into(),
+            bypass_governance: false,
         };
         assert!(m.insert_access_key(&key("A1", "acme")).await.expect("key"));
         assert!(!m.insert_access_key(&key("G1", "ghost")).await.expect("key"), "a key needs its tenant");
@@ -528,11 +532,11 @@ async fn versioned_keys_keep_their_versions_markers_hide_them_and_null_versions_
         assert_eq!(ids(rest), [(1, false)]);
 
         // Deleting the marker brings version 2 back; deleting version 1 frees its seal.
-        m.delete_version("v", b"k", VersionId([3; 16]), None).await.expect("delete").expect("the marker");
+        m.delete_version("v", b"k", VersionId([3; 16]), None, false).await.expect("delete").expect("the marker");
         assert_eq!(m.current_version("v", b"k").await.expect("read").expect("back").0.etag, "e2");
-        m.delete_version("v", b"k", VersionId([1; 16]), None).await.expect("delete").expect("version 1");
+        m.delete_version("v", b"k", VersionId([1; 16]), None, false).await.expect("delete").expect("version 1");
         assert_eq!(state(&m, s1).await, SealState::Garbage);
-        assert!(m.delete_version("v", b"k", VersionId([1; 16]), None).await.expect("again").is_none());
+        assert!(m.delete_version("v", b"k", VersionId([1; 16]), None, false).await.expect("again").is_none());
 
         // Suspended: a null version replaces the key's null version only.
         assert!(m.set_versioning("v", Versioning::Suspended).await.expect("suspend"));
@@ -545,9 +549,9 @@ async fn versioned_keys_keep_their_versions_markers_hide_them_and_null_versions_
         let null = m.find_version("v", b"k", VersionRef::Null).await.expect("find").expect("null");
         assert_eq!(null.version.shown_id(), "null");
         // Deleting the latest makes the one before it the latest; the last one, nothing.
-        m.delete_version("v", b"k", VersionId([5; 16]), None).await.expect("delete").expect("5");
+        m.delete_version("v", b"k", VersionId([5; 16]), None, false).await.expect("delete").expect("5");
         assert_eq!(m.current_version("v", b"k").await.expect("read").expect("2").0.etag, "e2");
-        m.delete_version("v", b"k", VersionId([2; 16]), None).await.expect("delete").expect("2");
+        m.delete_version("v", b"k", VersionId([2; 16]), None, false).await.expect("delete").expect("2");
         assert!(m.list_versions("v", b"", false, None, 10).await.expect("versions").is_empty());
         assert_eq!(m.delete_bucket("v").await.expect("delete bucket"), Some(true), "empty once its versions went");
     }

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use codec::{CodingParams, WrappedKey};
 use offload::random::{RandomError, SecureRandom};
 
-use super::MetaError;
+use super::{LockDefault, MetaError, Retention};
 
 /// Defines an enum stored as text: the variants with their stored names, `as_str`,
 /// `FromStr` (an unknown name is [`MetaError::Corrupt`]), `Display` and `ALL`.
@@ -244,6 +244,8 @@ pub struct BucketRow {
     pub tenant_number: u32,
     /// Its versioning state; `None` if versioning was never enabled.
     pub versioning: Option<Versioning>,
+    /// Its object lock (with its default retention); `None`: not enabled.
+    pub object_lock: Option<LockDefault>,
 }
 
 db_enum! {
@@ -388,6 +390,8 @@ pub struct VersionRow {
     /// When its manifest was recorded (set by the commit): a key's versions are
     /// ordered by it, then by id.
     pub recorded_at: i64,
+    /// Its object lock.
+    pub lock: Retention,
 }
 
 impl VersionRow {
@@ -490,6 +494,8 @@ pub struct UploadRow {
     /// `COMPOSITE` or `FULL_OBJECT`: how the whole object's checksum is made from
     /// the parts' (with a checksum algorithm).
     pub checksum_type: Option<String>,
+    /// The object lock of the version it makes.
+    pub lock: Retention,
 }
 
 /// An uploaded part.
@@ -524,6 +530,8 @@ pub struct AccessKeyRow {
     pub created_at: i64,
     /// The tenant it acts for.
     pub tenant: String,
+    /// It may bypass governance retention (`x-amz-bypass-governance-retention`).
+    pub bypass_governance: bool,
 }
 
 /// What a write requires of its key when it commits (S3's conditional writes:

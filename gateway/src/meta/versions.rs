@@ -9,7 +9,8 @@ use super::objects::{
 use super::records::{RecordRow, insert_record};
 use super::types::fit;
 use super::{
-    Manifest, MetaError, MetaResult, MetaStore, Replaced, VersionId, VersionRef, VersionRow, WriteCondition, now_ms,
+    Manifest, MetaError, MetaResult, MetaStore, Replaced, Retention, VersionId, VersionRef, VersionRow, WriteCondition,
+    now_ms,
 };
 
 /// Selects versions with their tenant's number and whether each is its key's latest.
@@ -112,6 +113,25 @@ impl MetaStore {
         Ok(replaced)
     }
 
+    /// Changes the object lock of version `id` from `old` to `new`; `false` (and
+    /// nothing changed) if its lock is no longer `old` (a concurrent change).
+    pub async fn set_lock(&self, id: VersionId, old: &Retention, new: &Retention) -> MetaResult<bool> {
+        let r = sqlx::query(
+            "UPDATE versions SET lock_mode = $1, retain_until = $2, legal_hold = $3 WHERE id = $4 \
+             AND COALESCE(lock_mode, '') = $5 AND COALESCE(retain_until, -1) = $6 AND legal_hold = $7",
+        )
+        .bind(new.mode.map(|m| m.as_str()))
+        .bind(new.until)
+        .bind(i64::from(new.legal_hold))
+        .bind(id.to_string())
+        .bind(old.mode.map_or("", |m| m.as_str()))
+        .bind(old.until.unwrap_or(-1))
+        .bind(i64::from(old.legal_hold))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Version `which` of a key (a delete marker too), and whether it is the latest.
     pub async fn find_version(&self, bucket: &str, key: &[u8], which: VersionRef) -> MetaResult<Option<ListedVersion>> {
         let mut conn = self.pool.acquire().await?;
@@ -147,7 +167,8 @@ impl MetaStore {
     }
 
     /// Deletes version `id` of a key for good (its seals become garbage unless
-    /// another version shares them) and records `tombstone`; the key's latest is
+    /// another version shares them) and records `tombstone` — unless its lock
+    /// protects it (`Locked`); the key's latest is
     /// then the newest version left. Returns the version deleted; `None` if the key
     /// has no such version.
     pub async fn delete_version(
@@ -156,6 +177,7 @@ impl MetaStore {
         key: &[u8],
         id: VersionId,
         tombstone: Option<&RecordRow>,
+        bypass_governance: bool,
     ) -> MetaResult<Option<VersionRow>> {
         let mut tx = self.begin_write().await?;
         // Held, as a commit of the key holds it: the key's latest is decided by one
@@ -166,7 +188,7 @@ impl MetaStore {
             .execute(&mut *tx)
             .await?;
         let Some((gone, _)) = version_in(&mut tx, bucket, key, VersionRef::Id(id)).await? else { return Ok(None) };
-        retire_version(&mut tx, &id.to_string(), now_ms()).await?;
+        retire_version(&mut tx, &id.to_string(), now_ms(), bypass_governance).await?;
         point_at_latest(&mut tx, bucket, key).await?;
         if let Some(t) = tombstone {
             insert_record(&mut tx, t).await?;

@@ -129,6 +129,7 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
         null_version: true,
         delete_marker: false,
         recorded_at: 0,
+        lock: upload.lock,
     };
     let mut seals = Vec::with_capacity(parts.len());
     for p in &parts {

@@ -104,7 +104,7 @@ fn shares(req: &CopyRequest) -> bool {
 /// A copy sharing the source's seals: its manifest, then its commit, which fails
 /// (and leaves nothing) if the source's last version went meanwhile.
 async fn share(ctx: &PipelineCtx, req: CopyRequest) -> Result<CopyOutcome, PipelineError> {
-    let PutTarget::Object { bucket, key, attrs, condition } = req.target else {
+    let PutTarget::Object { bucket, key, attrs, condition, lock } = req.target else {
         return Err(PipelineError::Task("a part copy cannot share seals".into()));
     };
     let source = req.source.manifest;
@@ -123,6 +123,7 @@ async fn share(ctx: &PipelineCtx, req: CopyRequest) -> Result<CopyOutcome, Pipel
         null_version: true,
         delete_marker: false,
         recorded_at: 0,
+        lock,
     };
     let parts: Vec<PartRow> = source.parts.iter().map(|p| p.row()).collect();
     let with_seals: Vec<(PartRow, &Seal)> = parts.iter().cloned().zip(source.parts.iter().map(|p| &p.seal)).collect();

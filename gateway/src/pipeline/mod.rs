@@ -49,7 +49,7 @@ pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
 pub use read::fragment_layout;
-pub use record::{Deleted, backfill, collect_records, delete, delete_version, follow_fragment, rehome_records};
+pub use record::{Deleted, backfill, collect_records, delete, delete_version, follow_fragment, rehome_records, relock};
 
 use self::checksum::HashMeters;
 use self::shared::{BufferPool, MatrixCache};

@@ -20,8 +20,8 @@ use super::{BodyStream, Digest, PipelineCtx, PipelineError, fragment_name};
 use crate::backend::FragmentRef;
 use crate::config::Policy;
 use crate::meta::{
-    ChecksumAlgorithm, Compression, Fragment, FragmentState, MetaStore, ObjectAttrs, PartRow, Seal, SealFinish, SealId,
-    SealState, UploadId, UploadPartRow, VersionId, VersionRow, WriteCondition, now_ms,
+    ChecksumAlgorithm, Compression, Fragment, FragmentState, MetaStore, ObjectAttrs, PartRow, Retention, Seal,
+    SealFinish, SealId, SealState, UploadId, UploadPartRow, VersionId, VersionRow, WriteCondition, now_ms,
 };
 
 /// What becomes of a written seal.
@@ -37,6 +37,8 @@ pub enum PutTarget {
         attrs: ObjectAttrs,
         /// What the key must hold when the version commits.
         condition: WriteCondition,
+        /// The version's object lock.
+        lock: Retention,
     },
     /// Part `number` of a multipart upload.
     Part {
@@ -226,7 +228,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
     check_digests(&hashes, expect)?;
 
     let (version, version_shown) = match target {
-        PutTarget::Object { bucket, key, attrs, condition } => {
+        PutTarget::Object { bucket, key, attrs, condition, lock } => {
             let mut version = VersionRow {
                 id: VersionId::generate(random)?,
                 bucket,
@@ -241,6 +243,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 null_version: true,
                 delete_marker: false,
                 recorded_at: 0,
+                lock,
             };
             let part = PartRow { number: 1, seal_id: id, offset: 0, size: len };
             let landed: Vec<Fragment> = seal

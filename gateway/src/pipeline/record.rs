@@ -232,6 +232,7 @@ async fn add_marker(
         null_version: false,
         delete_marker: true,
         recorded_at: 0,
+        lock: Default::default(),
     };
     let recorded = record_version(ctx, &mut marker, &[]).await?;
     let committed = ctx.meta.commit_marker(&marker, Some(&recorded.row), &write_condition).await;
@@ -241,12 +242,14 @@ async fn add_marker(
 
 /// Deletes version `which` of a key for good: a tombstone of that version alone
 /// is written where its manifest is, then the delete is committed. A version the
-/// key does not have is deleted already.
+/// key does not have is deleted already; one its object lock protects is not
+/// deleted (`Locked`; governance retention gives way to `bypass_governance`).
 pub async fn delete_version(
     ctx: &PipelineCtx,
     bucket: &str,
     key: &[u8],
     which: VersionRef,
+    bypass_governance: bool,
 ) -> Result<Deleted, PipelineError> {
     let shown = |v: &VersionRow| Deleted { version: Some(v.shown_id()), marker: v.delete_marker };
     let Some(found) = ctx.meta.find_version(bucket, key, which).await? else {
@@ -257,16 +260,57 @@ pub async fn delete_version(
         return Ok(Deleted { version: Some(version), marker: false });
     };
     let v = found.version;
+    // Refused before anything is written (and again in the delete's transaction).
+    if let Some(why) = v.lock.blocks(now_ms(), bypass_governance) {
+        return Err(MetaError::Locked(why).into());
+    }
     let parts: Vec<PartRow> = match ctx.meta.version_manifest(bucket, key, VersionRef::Id(v.id)).await? {
         Some(m) => m.parts.iter().map(|p| p.row()).collect(),
         None => return Ok(shown(&v)),
     };
     let row = write_tombstone(ctx, &v, &parts, true).await?;
-    if ctx.meta.delete_version(bucket, key, v.id, Some(&row)).await?.is_none() {
-        // Gone meanwhile: so is this tombstone's reason.
-        ledger::delete(ctx.locations.as_ref(), &row.name, &row.locations).await;
+    match ctx.meta.delete_version(bucket, key, v.id, Some(&row), bypass_governance).await {
+        Ok(Some(_)) => Ok(shown(&v)),
+        done => {
+            // Gone meanwhile, or locked meanwhile: so is this tombstone's reason.
+            ledger::delete(ctx.locations.as_ref(), &row.name, &row.locations).await;
+            done.map(|_| shown(&v)).map_err(Into::into)
+        }
     }
-    Ok(shown(&v))
+}
+
+/// Changes the object lock of version `id` of a key to what `change` makes of its
+/// lock (or refuses, with why). Its manifest at the locations is rewritten first,
+/// every copy, so that a recovery keeps the lock; then the change commits.
+/// `None` if the key has no such version.
+pub async fn relock(
+    ctx: &PipelineCtx,
+    bucket: &str,
+    key: &[u8],
+    id: VersionId,
+    change: impl Fn(&crate::meta::Retention) -> Result<crate::meta::Retention, MetaError>,
+) -> Result<Option<VersionRow>, PipelineError> {
+    // A concurrent change meanwhile: again, from the lock it made.
+    for _ in 0..4 {
+        let Some(m) = ctx.meta.version_manifest(bucket, key, VersionRef::Id(id)).await? else { return Ok(None) };
+        let old = m.version.lock;
+        let new = change(&old)?;
+        let version = VersionRow { lock: new, ..m.version.clone() };
+        if new == old {
+            return Ok(Some(version));
+        }
+        if let Some(row) = ctx.meta.manifest_record(id).await? {
+            let b = ctx.meta.bucket(bucket).await?.ok_or(MetaError::NoSuchBucket)?;
+            let parts: Vec<(PartRow, &Seal)> = m.parts.iter().map(|p| (p.row(), &p.seal)).collect();
+            let record = ManifestRecord::of(row.at, &b.tenant, &b.policy, &version, &parts);
+            let sealed = ctx.ledger.seal(&row.name, &record)?;
+            ledger::write(ctx.locations.as_ref(), &row.name, sealed, &row.locations, row.locations.len()).await?;
+        }
+        if ctx.meta.set_lock(id, &old, &new).await? {
+            return Ok(Some(version));
+        }
+    }
+    Err(PipelineError::Meta(MetaError::Conflict("the object's lock kept changing".into())))
 }
 
 /// Writes the tombstone of `version` (made of `parts`) wherever its manifest is

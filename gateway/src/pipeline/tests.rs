@@ -318,6 +318,7 @@ async fn multipart_uploads_complete_once_and_read_across_parts() {
         created_at: now_ms(),
         attrs: ObjectAttrs::default(),
         checksum_type: None,
+        lock: Default::default(),
     };
     rig.ctx.meta.create_upload(&upload).await.expect("upload");
     let parts = [data(MIN_PART as usize, 21), data(MIN_PART as usize + 7, 22), data(1000, 23)];
@@ -381,6 +382,7 @@ async fn the_cache_layer_serves_reads_with_every_location_down_under_the_tenant_
         key: b"c".to_vec(),
         attrs: ObjectAttrs::default(),
         condition: Default::default(),
+        lock: Default::default(),
     };
     put(&rig.ctx, req).await.expect("put");
     let m = rig.ctx.meta.manifest("acme-b", b"c").await.expect("manifest").expect("visible");
@@ -435,6 +437,7 @@ async fn a_later_part_known_unreadable_fails_before_the_answer_starts() {
         created_at: now_ms(),
         attrs: ObjectAttrs::default(),
         checksum_type: None,
+        lock: Default::default(),
     };
     rig.ctx.meta.create_upload(&upload).await.expect("upload");
     let parts = [data(MIN_PART as usize, 31), data(5000, 32)];

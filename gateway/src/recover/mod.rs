@@ -467,6 +467,9 @@ mod tests {
             parts: Vec::new(),
             null_version: true,
             delete_marker: false,
+            lock_mode: None,
+            retain_until: None,
+            legal_hold: false,
         };
         (format!("m/{version}.1"), m)
     }

@@ -67,6 +67,13 @@ impl S3Front {
                 None => Err(s3_error!(BucketAlreadyOwnedByYou)),
             };
         }
+        if req.input.object_lock_enabled_for_bucket == Some(true) {
+            // With versioning, as S3 does; no default retention until one is set.
+            let set = self.gw.meta.set_object_lock(&name, &crate::meta::LockDefault::default()).await;
+            if !set.map_err(error::meta)? {
+                return Err(s3_error!(NoSuchBucket));
+            }
+        }
         tracing::info!(bucket = %name, tenant = %tenant, policy = %policy, "bucket created");
         self.gw.publish_catalog().await;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{name}")) }))

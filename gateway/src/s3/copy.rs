@@ -153,11 +153,19 @@ impl S3Front {
             false => crate::meta::ObjectAttrs { checksum_algorithm: checksum, customer_key: None, ..v.attrs.clone() },
         };
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
+        // The copy's own lock (as asked, or its bucket's default), never the source's.
+        let lock = super::lock::requested(
+            &bucket,
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let target = PutTarget::Object {
             bucket: i.bucket.clone(),
             key: i.key.as_bytes().to_vec(),
             attrs,
             condition: WriteCondition::Any,
+            lock,
         };
         let request = CopyRequest {
             source,

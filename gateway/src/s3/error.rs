@@ -102,6 +102,10 @@ pub fn meta(e: MetaError) -> S3Error {
             s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
         }
         MetaError::NoSuchKey => s3_error!(NoSuchKey, "The specified key does not exist."),
+        MetaError::Locked(why) => {
+            warn!(protected_by = why, "a delete of a locked version refused");
+            s3_error!(AccessDenied, "Access Denied because object protected by object lock.")
+        }
         MetaError::NoSuchBucket => s3_error!(NoSuchBucket, "The specified bucket does not exist"),
         other => internal(other),
     }

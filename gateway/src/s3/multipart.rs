@@ -34,7 +34,13 @@ impl S3Front {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let i = req.input;
-        self.bucket(&req.extensions, &i.bucket).await?;
+        let b = self.bucket(&req.extensions, &i.bucket).await?;
+        let lock = super::lock::requested(
+            &b,
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let checksum = i.checksum_algorithm.as_ref().and_then(|a| ChecksumAlgorithm::from_name(a.as_str()));
         let checksum_type = upload_checksum_type(checksum, i.checksum_type.as_ref().map(|t| t.as_str()))?;
         let id = UploadId::generate(self.gw.offload.random.as_ref()).map_err(error::internal)?;
@@ -52,7 +58,7 @@ impl S3Front {
         let mut attrs = attrs_of!(i, checksum);
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
         let checksum_type = checksum_type.map(str::to_string);
-        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs, checksum_type };
+        let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs, checksum_type, lock };
         self.gw.meta.create_upload(&row).await.map_err(error::meta)?;
         Ok(S3Response::new(output))
     }

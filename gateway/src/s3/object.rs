@@ -6,7 +6,8 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::checksum::set_checksum;
 use super::{
-    S3Front, attrs_of, body, checksum, content_length, error, expected, quoted, sse_c, timestamp, unix_secs, versioning,
+    S3Front, attrs_of, body, checksum, content_length, error, expected, lock, quoted, sse_c, timestamp, unix_secs,
+    versioning,
 };
 use crate::meta::{BucketRow, DeleteCondition, VersionRow, WriteCondition};
 use crate::pipeline::{self, PutRequest, PutTarget};
@@ -128,12 +129,18 @@ impl S3Front {
         let checksum = checksum::requested(&req.headers, req.input.checksum_algorithm.as_ref());
         let expect = expected(&req, req.input.content_md5.as_deref(), checksum)?;
         let mut i = req.input;
+        let lock = lock::requested(
+            &bucket,
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let customer = sse_c::customer_key_of!(self, i)?;
         let body = body::stream(i.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
         let (bucket_name, key) = (std::mem::take(&mut i.bucket), std::mem::take(&mut i.key));
         let mut attrs = attrs_of!(i, checksum);
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
-        let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs, condition };
+        let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs, condition, lock };
         let request = PutRequest {
             policy,
             tenant: bucket.tenant_number,
@@ -257,6 +264,7 @@ impl S3Front {
             ..Default::default()
         };
         sse_c::set_sse!(out, customer.as_deref());
+        lock::set_lock!(out, v);
         if let Some(r) = &range {
             out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
         }
@@ -312,6 +320,7 @@ impl S3Front {
             ..Default::default()
         };
         sse_c::set_sse!(out, customer.as_deref());
+        lock::set_lock!(out, v);
         if let Some(r) = &range {
             out.content_range = Some(format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1)));
         }
@@ -337,7 +346,8 @@ impl S3Front {
             _ => None,
         };
         let condition = delete_condition(if_match, i.if_match_last_modified_time.as_ref(), i.if_match_size)?;
-        let deleted = delete_one(self, &i.bucket, &i.key, i.version_id.as_deref(), &condition).await?;
+        let bypass = self.bypass(&req, i.bypass_governance_retention).await?;
+        let deleted = delete_one(self, &i.bucket, &i.key, i.version_id.as_deref(), &condition, bypass).await?;
         let out = DeleteObjectOutput {
             delete_marker: deleted.marker.then_some(true),
             version_id: deleted.version,
@@ -367,9 +377,10 @@ impl S3Front {
             entries.push((o.key.clone(), o.version_id.clone(), condition));
         }
         let bucket = &req.input.bucket;
+        let bypass = self.bypass(&req, req.input.bypass_governance_retention).await?;
         let results: Vec<(String, Option<String>, S3Result<pipeline::Deleted>)> = futures::stream::iter(entries)
             .map(|(key, version, condition)| async move {
-                let r = delete_one(self, bucket, &key, version.as_deref(), &condition).await;
+                let r = delete_one(self, bucket, &key, version.as_deref(), &condition, bypass).await;
                 (key, version, r)
             })
             .buffered(DELETES_IN_FLIGHT)
@@ -410,18 +421,23 @@ impl S3Front {
     }
 }
 
-/// Deletes `key` of `bucket`: version `version_id` for good, or (none named) the
-/// key as its bucket's versioning says (`pipeline::delete`).
+/// Deletes `key` of `bucket`: version `version_id` for good (unless its object
+/// lock protects it), or (none named) the key as its bucket's versioning says
+/// (`pipeline::delete`).
 async fn delete_one(
     front: &S3Front,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
     condition: &DeleteCondition,
+    bypass_governance: bool,
 ) -> S3Result<pipeline::Deleted> {
     let pipeline = &front.gw.pipeline;
     let done = match version_id {
-        Some(v) => pipeline::delete_version(pipeline, bucket, key.as_bytes(), versioning::version_ref(v)?).await,
+        Some(v) => {
+            let which = versioning::version_ref(v)?;
+            pipeline::delete_version(pipeline, bucket, key.as_bytes(), which, bypass_governance).await
+        }
         None => pipeline::delete(pipeline, bucket, key.as_bytes(), condition).await,
     };
     done.map_err(error::pipeline)

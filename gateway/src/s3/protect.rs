@@ -3,10 +3,10 @@
 //! ACL or tags must not believe it has them when the gateway does not keep them.
 //!
 //! Honoured: SSE-S3 (`x-amz-server-side-encryption: AES256`) — every object is
-//! encrypted (AES-256-GCM under its own data key), and responses say so — and
-//! customer keys (SSE-C, in `sse_c.rs`). Refused, with the error S3 itself gives
-//! where it has one: KMS keys, object lock and retention, ACLs other than private,
-//! grants, tags.
+//! encrypted (AES-256-GCM under its own data key), and responses say so —,
+//! customer keys (SSE-C, in `sse_c.rs`) and object lock (`lock.rs`, which refuses
+//! lock headers for a bucket without it). Refused, with the error S3 itself gives
+//! where it has one: KMS keys, ACLs other than private, grants, tags.
 
 use http::HeaderMap;
 use s3s::{S3Error, S3Result, s3_error};
@@ -37,12 +37,6 @@ pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
         if has("x-amz-server-side-encryption-aws-kms-key-id") || has("x-amz-server-side-encryption-context") {
             return Err(not_implemented("KMS keys are not supported by this gateway."));
         }
-        if has("x-amz-object-lock-mode")
-            || has("x-amz-object-lock-retain-until-date")
-            || has("x-amz-object-lock-legal-hold")
-        {
-            return Err(s3_error!(InvalidRequest, "Bucket is missing Object Lock Configuration"));
-        }
         // No object has tags (none are kept), so a copy asked to copy them, or to
         // replace them with none, is honoured; only tags themselves are refused.
         if value("x-amz-tagging").is_some_and(|t| !t.is_empty()) {
@@ -51,10 +45,6 @@ pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
     }
     if matches!(op, "PutObject" | "CreateMultipartUpload" | "CopyObject" | "CreateBucket") {
         check_acl(headers)?;
-    }
-    if op == "CreateBucket" && value("x-amz-bucket-object-lock-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return Err(not_implemented("Object Lock is not supported by this gateway yet."));
     }
     Ok(())
 }
@@ -110,17 +100,12 @@ mod tests {
         let kms = [("x-amz-server-side-encryption", "aws:kms")];
         assert_eq!(code("CreateMultipartUpload", &kms).as_deref(), Some("NotImplemented"));
         assert_eq!(code("PutObject", &[("x-amz-server-side-encryption", "rot13")]).as_deref(), Some("InvalidArgument"));
-        let lock =
-            [("x-amz-object-lock-mode", "COMPLIANCE"), ("x-amz-object-lock-retain-until-date", "2030-01-01T00:00:00Z")];
-        assert_eq!(code("PutObject", &lock).as_deref(), Some("InvalidRequest"));
         assert_eq!(code("PutObject", &[("x-amz-tagging", "a=b")]).as_deref(), Some("NotImplemented"));
         let public = [("x-amz-acl", "public-read")];
         assert_eq!(code("PutObject", &public).as_deref(), Some("AccessControlListNotSupported"));
         assert_eq!(code("CreateBucket", &public).as_deref(), Some("AccessControlListNotSupported"));
         let grant = [("x-amz-grant-read", "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"")];
         assert_eq!(code("PutObject", &grant).as_deref(), Some("AccessControlListNotSupported"));
-        let lock_bucket = [("x-amz-bucket-object-lock-enabled", "true")];
-        assert_eq!(code("CreateBucket", &lock_bucket).as_deref(), Some("NotImplemented"));
         assert_eq!(code("ListObjectsV2", &sse_c), None, "a header that asks nothing of a listing");
     }
 }

@@ -91,6 +91,12 @@ impl S3Front {
             Some(BucketVersioningStatus::SUSPENDED) => Versioning::Suspended,
             _ => return Err(s3_error!(MalformedXML, "The versioning status must be Enabled or Suspended.")),
         };
+        if bucket.object_lock.is_some() && state != Versioning::Enabled {
+            return Err(s3_error!(
+                InvalidBucketState,
+                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed."
+            ));
+        }
         if bucket.versioning != Some(state) {
             if !self.gw.meta.set_versioning(&bucket.name, state).await.map_err(error::meta)? {
                 return Err(s3_error!(NoSuchBucket));

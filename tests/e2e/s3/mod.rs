@@ -4,5 +4,6 @@ mod awscli;
 mod boto;
 mod copy;
 mod errors;
+mod lock;
 mod races;
 mod versions;

@@ -24,11 +24,19 @@ pub struct KeyInfo {
     pub enabled: bool,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+    /// Whether it may bypass governance retention.
+    pub bypass_governance: bool,
 }
 
 impl From<crate::meta::AccessKeyRow> for KeyInfo {
     fn from(k: crate::meta::AccessKeyRow) -> Self {
-        KeyInfo { access_key_id: k.id, tenant: k.tenant, enabled: k.enabled, created_at: k.created_at }
+        KeyInfo {
+            access_key_id: k.id,
+            tenant: k.tenant,
+            enabled: k.enabled,
+            created_at: k.created_at,
+            bypass_governance: k.bypass_governance,
+        }
     }
 }
 
@@ -55,6 +63,10 @@ pub struct KeyCreate {
     pub secret_access_key: Option<String>,
     /// The tenant it acts for (`default` when absent); it must exist.
     pub tenant: Option<String>,
+    /// It may delete versions under governance retention, and shorten or remove
+    /// that retention, with `x-amz-bypass-governance-retention: true` (never
+    /// compliance retention or a legal hold). Default: no.
+    pub bypass_governance: Option<bool>,
 }
 
 /// Lists access keys.
@@ -86,8 +98,11 @@ pub async fn create_key(
         crate::config::check_secret_access_key(secret).map_err(bad)?;
     }
     let tenant = req.tenant.as_deref().unwrap_or(crate::config::DEFAULT_TENANT);
-    let (id, secret) =
-        admin.credentials.create(req.access_key_id.as_deref(), req.secret_access_key.as_deref(), tenant).await?;
+    let bypass = req.bypass_governance.unwrap_or(false);
+    let (id, secret) = admin
+        .credentials
+        .create(req.access_key_id.as_deref(), req.secret_access_key.as_deref(), tenant, bypass)
+        .await?;
     let new = NewKey { access_key_id: id, secret_access_key: secret.to_string(), tenant: tenant.to_string() };
     Ok((StatusCode::CREATED, Json(new)))
 }
