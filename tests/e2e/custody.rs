@@ -152,6 +152,19 @@ fn everything_comes_back_from_the_locations(db: Db) {
     cl.aws(&["s3api", "delete-object", "--bucket", "history", "--key", "doc", "--version-id", &versions[1]]).ok();
     cl.aws(&["s3", "cp", "--no-progress", &new.display().to_string(), "s3://history/hidden"]).ok();
     cl.aws(&["s3", "rm", "s3://history/hidden"]).ok();
+    // Tags, and a version under compliance retention.
+    let tag = serde_json::json!({"Bucket": "photos", "Key": "a/small.jpg",
+        "Tagging": {"TagSet": [{"Key": "album", "Value": "summer"}]}});
+    assert!(cl.boto("PutObjectTagging", tag, None).get("ok").is_some());
+    let vault = serde_json::json!({"Bucket": "vault", "ObjectLockEnabledForBucket": true});
+    assert!(cl.boto("CreateBucket", vault, None).get("ok").is_some());
+    let locked = cl.boto(
+        "PutObject",
+        serde_json::json!({"Bucket": "vault", "Key": "kept", "Body": "kept", "ObjectLockMode": "COMPLIANCE",
+            "ObjectLockRetainUntilDate": "2099-01-01T00:00:00Z"}),
+        None,
+    );
+    let kept = locked["ok"]["VersionId"].as_str().expect("a version id").to_string();
 
     let head = |cl: &Client, b: &str, k: &str| {
         let mut h = cl.boto("HeadObject", serde_json::json!({"Bucket": b, "Key": k, "ChecksumMode": "ENABLED"}), None)
@@ -164,6 +177,12 @@ fn everything_comes_back_from_the_locations(db: Db) {
     };
     let listing = |cl: &Client, b: &str| cl.aws(&["s3api", "list-objects-v2", "--bucket", b]).ok().stdout;
     let versions_of = |cl: &Client, b: &str| cl.aws(&["s3api", "list-object-versions", "--bucket", b]).ok().stdout;
+    let kept_of = |cl: &Client| {
+        let tags = cl.aws(&["s3api", "get-object-tagging", "--bucket", "photos", "--key", "a/small.jpg"]).ok().stdout;
+        let retention = cl.aws(&["s3api", "get-object-retention", "--bucket", "vault", "--key", "kept"]).ok().stdout;
+        let lock = cl.aws(&["s3api", "get-object-lock-configuration", "--bucket", "vault"]).ok().stdout;
+        (tags, retention, lock)
+    };
     let before = (
         head(&cl, "photos", "a/small.jpg"),
         head(&cl, "photos", "b/big.raw"),
@@ -172,8 +191,10 @@ fn everything_comes_back_from_the_locations(db: Db) {
         listing(&cl, "logs"),
         listing(&acme, "acme-data"),
         versions_of(&cl, "history"),
+        kept_of(&cl),
     );
     assert_eq!(before.0["Metadata"]["camera"], "x100", "{}", before.0);
+    assert!(before.7.0.contains("summer") && before.7.1.contains("COMPLIANCE"), "{:?}", before.7);
     assert!(before.6.contains("DeleteMarkers"), "{}", before.6);
 
     // Every on-premises disk is gone but the master key (and the configuration,
@@ -226,15 +247,15 @@ fn everything_comes_back_from_the_locations(db: Db) {
     let (ok, out, err) = skyshard(&dry, None);
     assert!(ok, "{out}\n{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("report");
-    // 4 objects; 2 versions of `doc`, `hidden` and its marker.
-    assert_eq!(report["restored"], 8, "{report}");
+    // 4 objects; 2 versions of `doc`, `hidden` and its marker; the locked one.
+    assert_eq!(report["restored"], 9, "{report}");
     assert_eq!(report["unreachable"].as_array().map(Vec::len), Some(2), "{report}");
     let (ok, out, err) = skyshard(&args, None);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("objects: restored 8"), "{out}");
+    assert!(out.contains("objects: restored 9"), "{out}");
     // Again: nothing more to do.
     let (ok, out, err) = skyshard(&args, None);
-    assert!(ok && out.contains("objects: restored 0") && out.contains("already present 8"), "{out}\n{err}");
+    assert!(ok && out.contains("objects: restored 0") && out.contains("already present 9"), "{out}\n{err}");
 
     c.gw.restart();
     let cl = Client::from(&c.gw);
@@ -247,8 +268,11 @@ fn everything_comes_back_from_the_locations(db: Db) {
         listing(&cl, "logs"),
         listing(&acme, "acme-data"),
         versions_of(&cl, "history"),
+        kept_of(&cl),
     );
-    assert_eq!(after, before, "metadata, ETags, checksums, listings and versions as they were");
+    assert_eq!(after, before, "metadata, ETags, checksums, listings, versions, tags and locks as they were");
+    let delete = ["s3api", "delete-object", "--bucket", "vault", "--key", "kept", "--version-id", &kept];
+    cl.aws(&delete).fails_with("AccessDenied");
     let state = cl.aws(&["s3api", "get-bucket-versioning", "--bucket", "history"]).ok().stdout;
     assert!(state.contains("Enabled"), "versioning comes back with the bucket: {state}");
     let first = dir.join("first").display().to_string();

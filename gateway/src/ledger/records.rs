@@ -116,6 +116,9 @@ pub struct ManifestRecord {
     /// …and legal hold.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub legal_hold: bool,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -237,6 +240,7 @@ impl ManifestRecord {
             lock_mode: version.lock.mode.map(|m| m.as_str().to_string()),
             retain_until: version.lock.until,
             legal_hold: version.lock.legal_hold,
+            tags: version.attrs.tags.clone(),
         }
     }
 
@@ -264,6 +268,7 @@ impl ManifestRecord {
                 user_metadata: self.user_metadata.clone(),
                 checksum_algorithm: algorithm,
                 customer_key: self.customer_key.clone(),
+                tags: self.tags.clone(),
             },
             checksum_value: self.checksum_value.clone(),
             checksum_type: self.checksum_type.clone(),

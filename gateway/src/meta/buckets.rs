@@ -1,5 +1,7 @@
 //! Buckets, and the tenants that own them (and access keys).
 
+use std::collections::BTreeMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -152,6 +154,23 @@ impl MetaStore {
         let r = sqlx::query("UPDATE buckets SET object_lock = $1, versioning = $2 WHERE name = $3")
             .bind(default)
             .bind(Versioning::Enabled.as_str())
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// A bucket's tags; `None` if there is no such bucket.
+    pub async fn bucket_tags(&self, bucket: &str) -> MetaResult<Option<BTreeMap<String, String>>> {
+        let row =
+            sqlx::query("SELECT tags FROM buckets WHERE name = $1").bind(bucket).fetch_optional(&self.pool).await?;
+        row.map(|r| super::tags_row(&r, 0)).transpose()
+    }
+
+    /// Sets a bucket's tags (none: removes them); `false` if there is no such bucket.
+    pub async fn set_bucket_tags(&self, bucket: &str, tags: &BTreeMap<String, String>) -> MetaResult<bool> {
+        let r = sqlx::query("UPDATE buckets SET tags = $1 WHERE name = $2")
+            .bind(super::tags_json(tags))
             .bind(bucket)
             .execute(&self.pool)
             .await?;

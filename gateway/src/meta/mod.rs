@@ -143,7 +143,19 @@ fn attrs_row(r: &sqlx::any::AnyRow, at: usize) -> MetaResult<ObjectAttrs> {
         user_metadata: unjson(&r.try_get::<String, _>(at + 2)?)?,
         checksum_algorithm: r.try_get::<Option<String>, _>(at + 3)?.map(|s| s.parse()).transpose()?,
         customer_key: r.try_get(at + 4)?,
+        tags: tags_row(r, at + 5)?,
     })
+}
+
+/// Tags as stored: a JSON object, NULL for none.
+fn tags_row(r: &sqlx::any::AnyRow, at: usize) -> MetaResult<BTreeMap<String, String>> {
+    use sqlx::Row as _;
+    r.try_get::<Option<String>, _>(at)?.map_or_else(|| Ok(BTreeMap::new()), |j| unjson(&j))
+}
+
+/// Tags to store: NULL for none.
+fn tags_json(tags: &BTreeMap<String, String>) -> Option<String> {
+    (!tags.is_empty()).then(|| json(tags))
 }
 
 impl MetaStore {

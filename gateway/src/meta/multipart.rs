@@ -17,8 +17,8 @@ fn upload_row(r: &AnyRow) -> MetaResult<UploadRow> {
         key: r.try_get(2)?,
         created_at: r.try_get(3)?,
         attrs: attrs_row(r, 4)?,
-        checksum_type: r.try_get(9)?,
-        lock: super::objects::lock_row(r, 10)?,
+        checksum_type: r.try_get(10)?,
+        lock: super::objects::lock_row(r, 11)?,
     })
 }
 
@@ -27,8 +27,8 @@ impl MetaStore {
     pub async fn create_upload(&self, u: &UploadRow) -> MetaResult<()> {
         sqlx::query(
             "INSERT INTO uploads (id, bucket, object_key, created_at, content_type, headers, user_metadata, \
-             checksum_algorithm, sse_customer, checksum_type, lock_mode, retain_until, legal_hold) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             checksum_algorithm, sse_customer, checksum_type, lock_mode, retain_until, legal_hold, tags) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(u.id.to_string())
         .bind(&u.bucket)
@@ -43,6 +43,7 @@ impl MetaStore {
         .bind(u.lock.mode.map(|m| m.as_str()))
         .bind(u.lock.until)
         .bind(i64::from(u.lock.legal_hold))
+        .bind(super::tags_json(&u.attrs.tags))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -52,7 +53,7 @@ impl MetaStore {
     pub async fn upload(&self, id: UploadId) -> MetaResult<Option<UploadRow>> {
         let row = sqlx::query(
             "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
-             sse_customer, checksum_type, lock_mode, retain_until, legal_hold FROM uploads WHERE id = $1",
+             sse_customer, tags, checksum_type, lock_mode, retain_until, legal_hold FROM uploads WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.pool)
@@ -165,7 +166,7 @@ impl MetaStore {
     ) -> MetaResult<Vec<UploadRow>> {
         let rows = sqlx::query(
             "SELECT id, bucket, object_key, created_at, content_type, headers, user_metadata, checksum_algorithm, \
-             sse_customer, checksum_type, lock_mode, retain_until, legal_hold FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
+             sse_customer, tags, checksum_type, lock_mode, retain_until, legal_hold FROM uploads WHERE bucket = $1 AND (object_key > $2 OR (object_key = $2 AND id > $3)) \
              ORDER BY object_key, id LIMIT $4",
         )
         .bind(bucket)

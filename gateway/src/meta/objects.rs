@@ -9,21 +9,21 @@ use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_
 use super::types::{big, fit};
 use super::{
     ListedObject, Manifest, ManifestPart, MetaError, MetaResult, MetaStore, PartRow, Replaced, Retention, SealFinish,
-    SealId, SealState, UploadId, VersionId, VersionRow, WriteCondition, attrs_row, json, now_ms,
+    SealId, SealState, UploadId, VersionId, VersionRow, WriteCondition, attrs_row, json, now_ms, tags_json,
 };
 
 /// The columns of a version, in the order [`version_row`] reads them.
 macro_rules! version_columns {
     () => {
         "v.id, v.bucket, v.object_key, v.size, v.etag, v.last_modified, v.content_type, v.headers, \
-         v.user_metadata, v.checksum_algorithm, v.sse_customer, v.checksum_value, v.checksum_type, v.part_count, \
-         v.null_version, v.delete_marker, v.recorded_at, v.lock_mode, v.retain_until, v.legal_hold"
+         v.user_metadata, v.checksum_algorithm, v.sse_customer, v.tags, v.checksum_value, v.checksum_type, \
+         v.part_count, v.null_version, v.delete_marker, v.recorded_at, v.lock_mode, v.retain_until, v.legal_hold"
     };
 }
 pub(super) use version_columns;
 
 /// How many columns [`version_columns`] names: the first column after them.
-pub(super) const VERSION_COLUMNS: usize = 20;
+pub(super) const VERSION_COLUMNS: usize = 21;
 
 pub(super) fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
     Ok(VersionRow {
@@ -34,13 +34,13 @@ pub(super) fn version_row(r: &AnyRow) -> MetaResult<VersionRow> {
         etag: r.try_get(4)?,
         last_modified: r.try_get(5)?,
         attrs: attrs_row(r, 6)?,
-        checksum_value: r.try_get(11)?,
-        checksum_type: r.try_get(12)?,
-        part_count: fit(r.try_get::<i64, _>(13)?, "part count")?,
-        null_version: r.try_get::<i64, _>(14)? != 0,
-        delete_marker: r.try_get::<i64, _>(15)? != 0,
-        recorded_at: r.try_get(16)?,
-        lock: lock_row(r, 17)?,
+        checksum_value: r.try_get(12)?,
+        checksum_type: r.try_get(13)?,
+        part_count: fit(r.try_get::<i64, _>(14)?, "part count")?,
+        null_version: r.try_get::<i64, _>(15)? != 0,
+        delete_marker: r.try_get::<i64, _>(16)? != 0,
+        recorded_at: r.try_get(17)?,
+        lock: lock_row(r, 18)?,
     })
 }
 
@@ -126,8 +126,8 @@ pub(super) async fn commit_version(
     sqlx::query(
         "INSERT INTO versions (id, bucket, object_key, size, etag, last_modified, content_type, headers, user_metadata, \
          checksum_algorithm, checksum_value, checksum_type, part_count, sse_customer, null_version, delete_marker, \
-         recorded_at, lock_mode, retain_until, legal_hold) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         recorded_at, lock_mode, retain_until, legal_hold, tags) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(&id)
     .bind(&version.bucket)
@@ -149,6 +149,7 @@ pub(super) async fn commit_version(
     .bind(version.lock.mode.map(|m| m.as_str()))
     .bind(version.lock.until)
     .bind(i64::from(version.lock.legal_hold))
+    .bind(tags_json(&version.attrs.tags))
     .execute(&mut *conn)
     .await?;
     for p in parts {
@@ -163,31 +164,59 @@ pub(super) async fn commit_version(
         .execute(&mut *conn)
         .await?;
     }
-    let previous: Option<String> = sqlx::query("SELECT version_id FROM objects WHERE bucket = $1 AND object_key = $2")
-        .bind(&version.bucket)
-        .bind(&version.key)
-        .fetch_optional(&mut *conn)
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
-    // A key that must be absent and has no row is inserted, never replaced: of
-    // concurrent such commits the later ones find the first one's row (on
-    // PostgreSQL, wait for it). (A key whose latest is a delete marker has a row,
-    // held by `check_condition`.)
-    let upsert = match (condition, &previous) {
+    // The key's latest now (on PostgreSQL, one committed since the check is seen).
+    let previous: Option<(String, bool)> = sqlx::query(
+        "SELECT o.version_id, v.delete_marker FROM objects o JOIN versions v ON v.id = o.version_id \
+         WHERE o.bucket = $1 AND o.object_key = $2",
+    )
+    .bind(&version.bucket)
+    .bind(&version.key)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| Ok::<_, MetaError>((r.try_get(0)?, r.try_get::<i64, _>(1)? != 0)))
+    .transpose()?;
+    // A key that must be absent is never replaced: without a row it is inserted
+    // (of concurrent such commits the later ones find the first one's row — on
+    // PostgreSQL, wait for it); under a delete marker the row is moved on only
+    // from that marker (a concurrent writer that moved it first wins).
+    let placed = match (condition, &previous) {
+        (WriteCondition::Absent, Some((_, false))) => return Err(MetaError::Precondition("the key holds an object")),
         (WriteCondition::Absent, None) => {
-            "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (bucket, object_key) DO NOTHING"
+            sqlx::query(
+                "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (bucket, object_key) DO NOTHING",
+            )
+            .bind(&version.bucket)
+            .bind(&version.key)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?
+        }
+        (WriteCondition::Absent, Some((marker, true))) => {
+            sqlx::query("UPDATE objects SET version_id = $1 WHERE bucket = $2 AND object_key = $3 AND version_id = $4")
+                .bind(&id)
+                .bind(&version.bucket)
+                .bind(&version.key)
+                .bind(marker)
+                .execute(&mut *conn)
+                .await?
         }
         _ => {
-            "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id"
+            sqlx::query(
+                "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (bucket, object_key) DO UPDATE SET version_id = excluded.version_id",
+            )
+            .bind(&version.bucket)
+            .bind(&version.key)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?
         }
     };
-    let inserted = sqlx::query(upsert).bind(&version.bucket).bind(&version.key).bind(&id).execute(&mut *conn).await?;
-    if inserted.rows_affected() == 0 {
+    if placed.rows_affected() == 0 {
         return Err(MetaError::Precondition("the key holds an object"));
     }
+    let previous = previous.map(|(p, _)| p);
     // Asked after the upsert, which waits for a concurrent commit of the same key:
     // its version is seen here, so that concurrent overwrites never leak a version.
     let ours = (recorded_at, id.as_str());

@@ -38,6 +38,9 @@ pub struct SnapBucket {
     /// Object lock (JSON of its default retention), if enabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_lock: Option<String>,
+    /// Tags (JSON), if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<String>,
 }
 
 /// An access key in a catalog snapshot (its secret sealed under the master key).
@@ -119,9 +122,10 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
     for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *conn).await? {
         snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
     }
-    for r in sqlx::query("SELECT name, policy, tenant, created_at, versioning, object_lock FROM buckets ORDER BY name")
-        .fetch_all(&mut *conn)
-        .await?
+    for r in
+        sqlx::query("SELECT name, policy, tenant, created_at, versioning, object_lock, tags FROM buckets ORDER BY name")
+            .fetch_all(&mut *conn)
+            .await?
     {
         snap.buckets.push(SnapBucket {
             name: r.try_get(0)?,
@@ -130,6 +134,7 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
             created_at: r.try_get(3)?,
             versioning: r.try_get(4)?,
             object_lock: r.try_get(5)?,
+            tags: r.try_get(6)?,
         });
     }
     for r in sqlx::query(
@@ -264,8 +269,8 @@ impl MetaStore {
         }
         for b in &snap.buckets {
             sqlx::query(
-                "INSERT INTO buckets (name, policy, tenant, created_at, versioning, object_lock) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                "INSERT INTO buckets (name, policy, tenant, created_at, versioning, object_lock, tags) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
             )
             .bind(&b.name)
             .bind(&b.policy)
@@ -273,6 +278,7 @@ impl MetaStore {
             .bind(b.created_at)
             .bind(b.versioning.clone())
             .bind(b.object_lock.clone())
+            .bind(b.tags.clone())
             .execute(&mut *tx)
             .await?;
         }

@@ -93,6 +93,7 @@ fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
             user_metadata: BTreeMap::from([("colour".into(), "blue".into())]),
             checksum_algorithm: Some(ChecksumAlgorithm::Crc32),
             customer_key: None,
+            tags: BTreeMap::from([("project".into(), "blue".into())]),
         },
         checksum_value: Some("AAAAAA==".into()),
         checksum_type: Some("FULL_OBJECT".into()),
@@ -490,6 +491,30 @@ async fn racing_conditional_commits_have_one_winner() {
             current = format!("e{}", won[0]);
             let (v, _) = m.current_version("b", b"k").await.expect("read").expect("object");
             assert_eq!(v.etag, current);
+        }
+        // Racing creators of keys that must be absent: one each.
+        let create = |n: u8, key: Vec<u8>| {
+            let m = m.clone();
+            async move {
+                let s = sid(n);
+                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
+                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+                let v = version(n, "b", &key, &format!("e{n}"));
+                m.commit_object(s, &landed(), &v, &part, None, &WriteCondition::Absent).await
+            }
+        };
+        for round in 0..6u8 {
+            let key = format!("new{round}").into_bytes();
+            let tasks: Vec<_> = (0..8u8).map(|i| tokio::spawn(create(100 + round * 10 + i, key.clone()))).collect();
+            let mut won = 0;
+            for t in tasks {
+                match t.await.expect("task") {
+                    Ok(_) => won += 1,
+                    Err(MetaError::Precondition(_)) => {}
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            assert_eq!(won, 1, "round {round}");
         }
     }
 }

@@ -356,6 +356,8 @@ pub struct ObjectAttrs {
     /// Written with a customer-provided key (SSE-C): what checks the key a later
     /// request presents (a salted HMAC, never the key).
     pub customer_key: Option<String>,
+    /// Tags (S3 object tagging).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// A visible (or about to be visible) object version.

@@ -1,6 +1,8 @@
 //! The versions of a key besides its latest (S3 versioning): reading one by id,
 //! deleting one for good, listing them all.
 
+use std::collections::BTreeMap;
+
 use sqlx::{AnyConnection, Row};
 
 use super::objects::{
@@ -10,7 +12,7 @@ use super::records::{RecordRow, insert_record};
 use super::types::fit;
 use super::{
     Manifest, MetaError, MetaResult, MetaStore, Replaced, Retention, VersionId, VersionRef, VersionRow, WriteCondition,
-    now_ms,
+    now_ms, tags_json,
 };
 
 /// Selects versions with their tenant's number and whether each is its key's latest.
@@ -129,6 +131,23 @@ impl MetaStore {
         .bind(i64::from(old.legal_hold))
         .execute(&self.pool)
         .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Changes the tags of version `id` from `old` to `new`; `false` (and nothing
+    /// changed) if its tags are no longer `old` (a concurrent change).
+    pub async fn set_tags(
+        &self,
+        id: VersionId,
+        old: &BTreeMap<String, String>,
+        new: &BTreeMap<String, String>,
+    ) -> MetaResult<bool> {
+        let r = sqlx::query("UPDATE versions SET tags = $1 WHERE id = $2 AND COALESCE(tags, '') = $3")
+            .bind(tags_json(new))
+            .bind(id.to_string())
+            .bind(tags_json(old).unwrap_or_default())
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() == 1)
     }
 

@@ -49,7 +49,9 @@ pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
 pub use read::fragment_layout;
-pub use record::{Deleted, backfill, collect_records, delete, delete_version, follow_fragment, rehome_records, relock};
+pub use record::{
+    Deleted, backfill, collect_records, delete, delete_version, follow_fragment, rehome_records, restate,
+};
 
 use self::checksum::HashMeters;
 use self::shared::{BufferPool, MatrixCache};

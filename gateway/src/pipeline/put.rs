@@ -26,6 +26,7 @@ use crate::meta::{
 
 /// What becomes of a written seal.
 #[derive(Debug, Clone)]
+#[expect(clippy::large_enum_variant, reason = "one per request, moved into the write, never copied around")]
 pub enum PutTarget {
     /// A whole object: the version of `key` in `bucket`.
     Object {

@@ -279,38 +279,41 @@ pub async fn delete_version(
     }
 }
 
-/// Changes the object lock of version `id` of a key to what `change` makes of its
-/// lock (or refuses, with why). Its manifest at the locations is rewritten first,
-/// every copy, so that a recovery keeps the lock; then the change commits.
-/// `None` if the key has no such version.
-pub async fn relock(
+/// Changes what is kept of version `id` of a key besides its data — its object
+/// lock and tags — to what `change` makes of the version (or refuses, with why).
+/// Its manifest at the locations is rewritten first, every copy, so that a
+/// recovery keeps the change; then the change commits. `None` if the key has no
+/// such version.
+pub async fn restate(
     ctx: &PipelineCtx,
     bucket: &str,
     key: &[u8],
     id: VersionId,
-    change: impl Fn(&crate::meta::Retention) -> Result<crate::meta::Retention, MetaError>,
+    change: impl Fn(&VersionRow) -> Result<VersionRow, MetaError>,
 ) -> Result<Option<VersionRow>, PipelineError> {
-    // A concurrent change meanwhile: again, from the lock it made.
+    // A concurrent change meanwhile: again, from what it made.
     for _ in 0..4 {
         let Some(m) = ctx.meta.version_manifest(bucket, key, VersionRef::Id(id)).await? else { return Ok(None) };
-        let old = m.version.lock;
-        let new = change(&old)?;
-        let version = VersionRow { lock: new, ..m.version.clone() };
-        if new == old {
-            return Ok(Some(version));
+        let old = &m.version;
+        let new = change(old)?;
+        if new == *old {
+            return Ok(Some(new));
         }
         if let Some(row) = ctx.meta.manifest_record(id).await? {
             let b = ctx.meta.bucket(bucket).await?.ok_or(MetaError::NoSuchBucket)?;
             let parts: Vec<(PartRow, &Seal)> = m.parts.iter().map(|p| (p.row(), &p.seal)).collect();
-            let record = ManifestRecord::of(row.at, &b.tenant, &b.policy, &version, &parts);
+            let record = ManifestRecord::of(row.at, &b.tenant, &b.policy, &new, &parts);
             let sealed = ctx.ledger.seal(&row.name, &record)?;
             ledger::write(ctx.locations.as_ref(), &row.name, sealed, &row.locations, row.locations.len()).await?;
         }
-        if ctx.meta.set_lock(id, &old, &new).await? {
-            return Ok(Some(version));
+        let lock_set = new.lock == old.lock || ctx.meta.set_lock(id, &old.lock, &new.lock).await?;
+        let tags_set =
+            new.attrs.tags == old.attrs.tags || ctx.meta.set_tags(id, &old.attrs.tags, &new.attrs.tags).await?;
+        if lock_set && tags_set {
+            return Ok(Some(new));
         }
     }
-    Err(PipelineError::Meta(MetaError::Conflict("the object's lock kept changing".into())))
+    Err(PipelineError::Meta(MetaError::Conflict("the object's lock or tags kept changing".into())))
 }
 
 /// Writes the tombstone of `version` (made of `parts`) wherever its manifest is

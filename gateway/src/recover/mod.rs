@@ -470,6 +470,7 @@ mod tests {
             lock_mode: None,
             retain_until: None,
             legal_hold: false,
+            tags: BTreeMap::new(),
         };
         (format!("m/{version}.1"), m)
     }

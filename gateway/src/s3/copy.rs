@@ -153,6 +153,12 @@ impl S3Front {
             false => crate::meta::ObjectAttrs { checksum_algorithm: checksum, customer_key: None, ..v.attrs.clone() },
         };
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
+        // Tags: the source's (COPY, the default), or those of `x-amz-tagging` (REPLACE).
+        attrs.tags = match i.tagging_directive.as_ref().map(TaggingDirective::as_str) {
+            None | Some(TaggingDirective::COPY) => v.attrs.tags.clone(),
+            Some(TaggingDirective::REPLACE) => super::tagging::from_header(i.tagging.as_deref())?,
+            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
+        };
         // The copy's own lock (as asked, or its bucket's default), never the source's.
         let lock = super::lock::requested(
             &bucket,

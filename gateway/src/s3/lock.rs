@@ -183,7 +183,8 @@ impl S3Front {
         v: &VersionRow,
         change: impl Fn(&Retention) -> Result<Retention, MetaError>,
     ) -> S3Result<()> {
-        let done = crate::pipeline::relock(&self.gw.pipeline, &v.bucket, &v.key, v.id, change).await;
+        let relock = |v: &VersionRow| Ok(VersionRow { lock: change(&v.lock)?, ..v.clone() });
+        let done = crate::pipeline::restate(&self.gw.pipeline, &v.bucket, &v.key, v.id, relock).await;
         match done.map_err(error::pipeline)? {
             Some(_) => Ok(()),
             None => Err(s3_error!(NoSuchVersion, "The specified version does not exist.")),

@@ -31,6 +31,7 @@ mod object;
 mod protect;
 pub mod rate;
 mod sse_c;
+mod tagging;
 pub mod telemetry;
 mod versioning;
 
@@ -162,6 +163,7 @@ fn attrs(
         user_metadata: metadata.unwrap_or_default(),
         checksum_algorithm: checksum,
         customer_key: None,
+        tags: BTreeMap::new(),
     }
 }
 
@@ -273,19 +275,46 @@ impl S3 for S3Front {
         self.op_upload_part_copy(req).await
     }
 
-    /// No object has tags (setting them is refused: `protect.rs`), and tools that
-    /// copy an object's tags (aws-cli `s3 cp` between buckets) ask for them.
     async fn get_object_tagging(
         &self,
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
-        let i = &req.input;
-        self.bucket(&req.extensions, &i.bucket).await?;
-        let current = self.gw.meta.current_version(&i.bucket, i.key.as_bytes()).await.map_err(error::meta)?;
-        if current.is_none() {
-            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
-        }
-        Ok(S3Response::new(GetObjectTaggingOutput { tag_set: Vec::new(), version_id: None }))
+        self.op_get_object_tagging(req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.op_put_object_tagging(req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.op_delete_object_tagging(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.op_put_bucket_tagging(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.op_get_bucket_tagging(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.op_delete_bucket_tagging(req).await
     }
 
     async fn get_object_attributes(

@@ -55,7 +55,9 @@ impl S3Front {
         };
         sse_c::set_sse!(output, customer.as_deref());
         let (bucket, key) = (i.bucket.clone(), i.key.as_bytes().to_vec());
+        let tags = super::tagging::from_header(i.tagging.as_deref())?;
         let mut attrs = attrs_of!(i, checksum);
+        attrs.tags = tags;
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
         let checksum_type = checksum_type.map(str::to_string);
         let row = UploadRow { id, bucket, key, created_at: now_ms(), attrs, checksum_type, lock };

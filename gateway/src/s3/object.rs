@@ -138,8 +138,10 @@ impl S3Front {
         let customer = sse_c::customer_key_of!(self, i)?;
         let body = body::stream(i.body.take().ok_or_else(|| s3_error!(IncompleteBody))?);
         let (bucket_name, key) = (std::mem::take(&mut i.bucket), std::mem::take(&mut i.key));
+        let tags = super::tagging::from_header(i.tagging.as_deref())?;
         let mut attrs = attrs_of!(i, checksum);
         attrs.customer_key = sse_c::check_of(customer.as_deref(), self.gw.offload.random.as_ref())?;
+        attrs.tags = tags;
         let target = PutTarget::Object { bucket: bucket_name, key: key.into_bytes(), attrs, condition, lock };
         let request = PutRequest {
             policy,
@@ -261,6 +263,7 @@ impl S3Front {
             metadata: (!v.attrs.user_metadata.is_empty()).then(|| v.attrs.user_metadata.clone().into_iter().collect()),
             parts_count: (v.part_count > 1).then_some(v.part_count as i32),
             version_id: versioning::shown(&bucket, &v),
+            tag_count: (!v.attrs.tags.is_empty()).then_some(v.attrs.tags.len() as i32),
             ..Default::default()
         };
         sse_c::set_sse!(out, customer.as_deref());

@@ -5,8 +5,8 @@
 //! Honoured: SSE-S3 (`x-amz-server-side-encryption: AES256`) — every object is
 //! encrypted (AES-256-GCM under its own data key), and responses say so —,
 //! customer keys (SSE-C, in `sse_c.rs`) and object lock (`lock.rs`, which refuses
-//! lock headers for a bucket without it). Refused, with the error S3 itself gives
-//! where it has one: KMS keys, ACLs other than private, grants, tags.
+//! lock headers for a bucket without it) and tags (`tagging.rs`). Refused, with the
+//! error S3 itself gives where it has one: KMS keys, ACLs other than private, grants.
 
 use http::HeaderMap;
 use s3s::{S3Error, S3Result, s3_error};
@@ -36,11 +36,6 @@ pub(super) fn check(op: &str, headers: &HeaderMap) -> S3Result<()> {
         }
         if has("x-amz-server-side-encryption-aws-kms-key-id") || has("x-amz-server-side-encryption-context") {
             return Err(not_implemented("KMS keys are not supported by this gateway."));
-        }
-        // No object has tags (none are kept), so a copy asked to copy them, or to
-        // replace them with none, is honoured; only tags themselves are refused.
-        if value("x-amz-tagging").is_some_and(|t| !t.is_empty()) {
-            return Err(not_implemented("Object tagging is not supported by this gateway yet."));
         }
     }
     if matches!(op, "PutObject" | "CreateMultipartUpload" | "CopyObject" | "CreateBucket") {
@@ -96,11 +91,11 @@ mod tests {
         let sse_c = [("x-amz-server-side-encryption-customer-algorithm", "AES256")];
         assert_eq!(code("PutObject", &sse_c), None, "SSE-C is honoured (sse_c.rs)");
         assert_eq!(code("CopyObject", &sse_c), None, "copies of SSE-C objects are honoured (copy.rs)");
-        assert_eq!(code("CopyObject", &[("x-amz-tagging-directive", "COPY")]), None, "no tags to copy");
+        assert_eq!(code("CopyObject", &[("x-amz-tagging-directive", "COPY")]), None, "tags are copied");
+        assert_eq!(code("PutObject", &[("x-amz-tagging", "a=b")]), None, "tags are kept (tagging.rs)");
         let kms = [("x-amz-server-side-encryption", "aws:kms")];
         assert_eq!(code("CreateMultipartUpload", &kms).as_deref(), Some("NotImplemented"));
         assert_eq!(code("PutObject", &[("x-amz-server-side-encryption", "rot13")]).as_deref(), Some("InvalidArgument"));
-        assert_eq!(code("PutObject", &[("x-amz-tagging", "a=b")]).as_deref(), Some("NotImplemented"));
         let public = [("x-amz-acl", "public-read")];
         assert_eq!(code("PutObject", &public).as_deref(), Some("AccessControlListNotSupported"));
         assert_eq!(code("CreateBucket", &public).as_deref(), Some("AccessControlListNotSupported"));

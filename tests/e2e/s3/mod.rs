@@ -6,4 +6,5 @@ mod copy;
 mod errors;
 mod lock;
 mod races;
+mod tagging;
 mod versions;
