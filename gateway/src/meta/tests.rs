@@ -437,19 +437,19 @@ async fn a_copy_shares_seals_which_stay_until_no_version_uses_them() {
     }
 }
 
+/// Writes seal `n` as version `n` (ETag `e<n>`) of `key` in bucket `b`, if `condition` holds.
+async fn commit_to(m: MetaStore, n: u8, key: Vec<u8>, condition: WriteCondition) -> MetaResult<Replaced> {
+    let s = sid(n);
+    m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
+    let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+    m.commit_object(s, &landed(), &version(n, "b", &key, &format!("e{n}")), &part, None, &condition).await
+}
+
 #[tokio::test]
 async fn conditional_commits_hold_or_change_nothing() {
     for m in stores().await {
         bucket(&m, "b").await;
-        let commit = |n: u8, condition: WriteCondition| {
-            let m = m.clone();
-            async move {
-                let s = sid(n);
-                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
-                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
-                m.commit_object(s, &landed(), &version(n, "b", b"k", &format!("e{n}")), &part, None, &condition).await
-            }
-        };
+        let commit = |n: u8, condition: WriteCondition| commit_to(m.clone(), n, b"k".to_vec(), condition);
         assert!(matches!(commit(1, WriteCondition::ETag("e0".into())).await, Err(MetaError::NoSuchKey)));
         commit(2, WriteCondition::Absent).await.expect("absent key");
         assert!(matches!(commit(3, WriteCondition::Absent).await, Err(MetaError::Precondition(_))));
@@ -464,15 +464,7 @@ async fn conditional_commits_hold_or_change_nothing() {
 async fn racing_conditional_commits_have_one_winner() {
     for m in stores().await {
         bucket(&m, "b").await;
-        let commit = |n: u8, condition: WriteCondition| {
-            let m = m.clone();
-            async move {
-                let s = sid(n);
-                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
-                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
-                m.commit_object(s, &landed(), &version(n, "b", b"k", &format!("e{n}")), &part, None, &condition).await
-            }
-        };
+        let commit = |n: u8, condition: WriteCondition| commit_to(m.clone(), n, b"k".to_vec(), condition);
         commit(1, WriteCondition::Any).await.expect("first");
         let mut current = "e1".to_string();
         for round in 0..6u8 {
@@ -493,16 +485,7 @@ async fn racing_conditional_commits_have_one_winner() {
             assert_eq!(v.etag, current);
         }
         // Racing creators of keys that must be absent: one each.
-        let create = |n: u8, key: Vec<u8>| {
-            let m = m.clone();
-            async move {
-                let s = sid(n);
-                m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
-                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
-                let v = version(n, "b", &key, &format!("e{n}"));
-                m.commit_object(s, &landed(), &v, &part, None, &WriteCondition::Absent).await
-            }
-        };
+        let create = |n: u8, key: Vec<u8>| commit_to(m.clone(), n, key, WriteCondition::Absent);
         for round in 0..6u8 {
             let key = format!("new{round}").into_bytes();
             let tasks: Vec<_> = (0..8u8).map(|i| tokio::spawn(create(100 + round * 10 + i, key.clone()))).collect();

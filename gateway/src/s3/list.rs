@@ -8,7 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{S3Front, error, quoted, timestamp};
-use crate::meta::{ListedObject, ListedVersion, VersionRow};
+use crate::meta::{BucketRow, ListedObject, ListedVersion, VersionRow};
 
 /// Where a listing resumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub(super) fn encoder(encoding: Option<&EncodingType>) -> impl Fn(&[u8]) -> Stri
     move |b: &[u8]| if url { url_encode(b) } else { String::from_utf8_lossy(b).into_owned() }
 }
 
-pub(super) fn max_keys(v: Option<i32>) -> S3Result<usize> {
+fn max_keys(v: Option<i32>) -> S3Result<usize> {
     match v {
         None => Ok(1000),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
@@ -184,7 +184,32 @@ where
     Ok(page)
 }
 
+/// What every listing asks alike: its bucket, page size, prefix and delimiter.
+pub(super) struct Listing {
+    pub(super) bucket: BucketRow,
+    pub(super) max: usize,
+    pub(super) prefix: String,
+    pub(super) delimiter: Option<String>,
+}
+
 impl S3Front {
+    /// Reads what every listing asks alike (an empty delimiter is none).
+    pub(super) async fn listing(
+        &self,
+        extensions: &http::Extensions,
+        bucket: &str,
+        max_keys: Option<i32>,
+        prefix: Option<&String>,
+        delimiter: Option<&String>,
+    ) -> S3Result<Listing> {
+        Ok(Listing {
+            bucket: self.bucket(extensions, bucket).await?,
+            max: self::max_keys(max_keys)?,
+            prefix: prefix.cloned().unwrap_or_default(),
+            delimiter: delimiter.filter(|d| !d.is_empty()).cloned(),
+        })
+    }
+
     /// One page of the visible objects of `bucket`.
     async fn objects_page(
         &self,
@@ -209,11 +234,9 @@ impl S3Front {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let i = req.input;
-        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        let Listing { bucket, max, prefix, delimiter } =
+            self.listing(&req.extensions, &i.bucket, i.max_keys, i.prefix.as_ref(), i.delimiter.as_ref()).await?;
         let owner = i.fetch_owner.unwrap_or(false).then(|| owner(&bucket.tenant));
-        let max = max_keys(i.max_keys)?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
         // An empty token is no token (as S3 treats `continuation-token=`).
         let resume = match i.continuation_token.as_deref().filter(|t| !t.is_empty()) {
             Some(t) => Some(decode_token(t)?),
@@ -246,12 +269,10 @@ impl S3Front {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let i = req.input;
-        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        let Listing { bucket, max, prefix, delimiter } =
+            self.listing(&req.extensions, &i.bucket, i.max_keys, i.prefix.as_ref(), i.delimiter.as_ref()).await?;
         // Version 1 lists each object's owner always.
         let owner = owner(&bucket.tenant);
-        let max = max_keys(i.max_keys)?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
         let resume = after_marker(i.marker.as_deref(), &prefix, delimiter.as_deref());
         let page = self
             .objects_page(&i.bucket, prefix.as_bytes(), delimiter.as_deref().map(str::as_bytes), resume, max)

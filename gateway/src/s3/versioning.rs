@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::list::{Resume, after_marker, encoder, list_page, max_keys, owner};
+use super::list::{Listing, Resume, after_marker, encoder, list_page, owner};
 use super::{S3Front, error, quoted, timestamp};
 use crate::meta::{BucketRow, ListedVersion, Manifest, VersionRef, VersionRow, Versioning};
 
@@ -123,11 +123,9 @@ impl S3Front {
         req: S3Request<ListObjectVersionsInput>,
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let i = req.input;
-        let bucket = self.bucket(&req.extensions, &i.bucket).await?;
+        let Listing { bucket, max, prefix, delimiter } =
+            self.listing(&req.extensions, &i.bucket, i.max_keys, i.prefix.as_ref(), i.delimiter.as_ref()).await?;
         let owner = owner(&bucket.tenant);
-        let max = max_keys(i.max_keys)?;
-        let prefix = i.prefix.clone().unwrap_or_default();
-        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
         let key_marker = i.key_marker.as_deref().filter(|m| !m.is_empty());
         let resume = match (key_marker, i.version_id_marker.as_deref().filter(|v| !v.is_empty())) {
             (Some(k), Some(v)) => {
