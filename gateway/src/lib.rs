@@ -19,6 +19,7 @@ pub mod escrow;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;
+pub mod lifecycle;
 pub mod meta;
 pub mod net;
 pub mod node;

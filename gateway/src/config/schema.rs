@@ -386,6 +386,11 @@ pub struct DurabilityConfig {
     /// references, older than `pipeline.pending_grace`, which are deleted (`0s`:
     /// no background sweep).
     pub sweep_interval: HumanDuration,
+    /// How often buckets' lifecycle rules are applied.
+    pub lifecycle_interval: HumanDuration,
+    /// How long a lifecycle "day" is: a day. Shorter only to test lifecycle rules
+    /// (`1s` makes a rule's days seconds).
+    pub lifecycle_day: HumanDuration,
 }
 
 impl Default for DurabilityConfig {
@@ -400,6 +405,8 @@ impl Default for DurabilityConfig {
             scrub_interval: HumanDuration(Duration::from_secs(3600)),
             watch_interval: HumanDuration(Duration::from_secs(10)),
             sweep_interval: HumanDuration(Duration::from_secs(6 * 3600)),
+            lifecycle_interval: HumanDuration(Duration::from_secs(3600)),
+            lifecycle_day: HumanDuration(Duration::from_secs(86_400)),
         }
     }
 }

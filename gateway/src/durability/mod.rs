@@ -9,6 +9,7 @@
 //! | `watch.rs` | each location probed; one coming back puts what it missed at the head of the queue |
 //! | `collect.rs` | garbage collection until nothing is left, many deletes at once |
 //! | `rate.rs` | the token bucket that keeps background work to its rate |
+//! | (here) | the lifecycle pass: buckets' rules applied (`crate::lifecycle`) |
 //!
 //! Each background task runs on one replica at a time (a lease in the metadata
 //! store, held by the node id, so that a restarted replica takes its own back at
@@ -228,8 +229,50 @@ fn spawn_backfill(up: Arc<Upkeep>) {
     });
 }
 
+/// Runs lifecycle passes in the background, every `durability.lifecycle_interval`.
+fn spawn_lifecycle(up: Arc<Upkeep>) {
+    let interval = up.config.lifecycle_interval.0;
+    crate::durability::spawn_pass(up, "lifecycle", interval, |up| async move {
+        let ctx = &up.ctx;
+        let mut pass = ctx.meta.pass("lifecycle").await?.unwrap_or_default();
+        pass.name = "lifecycle".into();
+        pass.started_at = crate::meta::now_ms();
+        for (bucket, rules) in ctx.meta.bucket_lifecycles().await? {
+            let rules: Vec<crate::lifecycle::Rule> = match serde_json::from_str(&rules) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(bucket, error = %e, "lifecycle rules unreadable");
+                    continue;
+                }
+            };
+            match crate::lifecycle::apply(ctx, &bucket, &rules, up.config.lifecycle_day.0).await {
+                Ok(a) => {
+                    if a != crate::lifecycle::Applied::default() {
+                        tracing::info!(
+                            bucket,
+                            expired = a.expired,
+                            removed = a.removed,
+                            locked = a.locked,
+                            aborted = a.aborted,
+                            "lifecycle applied"
+                        );
+                    }
+                    pass.checked += 1;
+                }
+                Err(e) => tracing::warn!(bucket, error = %e, "lifecycle pass failed; the next one tries again"),
+            }
+        }
+        pass.cursor.clear();
+        pass.checked = 0;
+        pass.finished_at = crate::meta::now_ms();
+        ctx.meta.save_pass(&pass).await?;
+        Ok(true)
+    });
+}
+
 /// Starts the background upkeep: repair, scrub, the location watcher, the sweep and
-/// garbage collection, and the manifests of versions stored before them.
+/// garbage collection, lifecycle rules, and the manifests of versions stored before
+/// them.
 pub fn spawn(up: Arc<Upkeep>) {
     collect::spawn(up.clone());
     spawn_backfill(up.clone());
@@ -240,6 +283,7 @@ pub fn spawn(up: Arc<Upkeep>) {
     if up.config.scrub_rate.0 > 0 {
         scrub::spawn(up.clone());
     }
+    spawn_lifecycle(up.clone());
     if !up.config.sweep_interval.0.is_zero() {
         sweep::spawn(up);
     }

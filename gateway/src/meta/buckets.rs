@@ -177,6 +177,34 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
+    /// A bucket's lifecycle rules (JSON); `None` if it has none.
+    pub async fn bucket_lifecycle(&self, bucket: &str) -> MetaResult<Option<String>> {
+        let row = sqlx::query("SELECT lifecycle FROM buckets WHERE name = $1")
+            .bind(bucket)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+    }
+
+    /// Sets a bucket's lifecycle rules (JSON; `None`: removes them); `false` if
+    /// there is no such bucket.
+    pub async fn set_bucket_lifecycle(&self, bucket: &str, rules: Option<&str>) -> MetaResult<bool> {
+        let r = sqlx::query("UPDATE buckets SET lifecycle = $1 WHERE name = $2")
+            .bind(rules)
+            .bind(bucket)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every bucket with lifecycle rules, with them (JSON).
+    pub async fn bucket_lifecycles(&self) -> MetaResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, lifecycle FROM buckets WHERE lifecycle IS NOT NULL ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// Buckets using `policy`.
     pub async fn buckets_using(&self, policy: &str) -> MetaResult<Vec<String>> {
         let rows = sqlx::query("SELECT name FROM buckets WHERE policy = $1 ORDER BY name")

@@ -41,6 +41,9 @@ pub struct SnapBucket {
     /// Tags (JSON), if it has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<String>,
+    /// Lifecycle rules (JSON), if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<String>,
 }
 
 /// An access key in a catalog snapshot (its secret sealed under the master key).
@@ -122,10 +125,11 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
     for r in sqlx::query("SELECT name, number, created_at FROM tenants ORDER BY name").fetch_all(&mut *conn).await? {
         snap.tenants.push(SnapTenant { name: r.try_get(0)?, number: r.try_get(1)?, created_at: r.try_get(2)? });
     }
-    for r in
-        sqlx::query("SELECT name, policy, tenant, created_at, versioning, object_lock, tags FROM buckets ORDER BY name")
-            .fetch_all(&mut *conn)
-            .await?
+    for r in sqlx::query(
+        "SELECT name, policy, tenant, created_at, versioning, object_lock, tags, lifecycle FROM buckets ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await?
     {
         snap.buckets.push(SnapBucket {
             name: r.try_get(0)?,
@@ -135,6 +139,7 @@ async fn catalog_in(conn: &mut sqlx::AnyConnection) -> MetaResult<CatalogSnapsho
             versioning: r.try_get(4)?,
             object_lock: r.try_get(5)?,
             tags: r.try_get(6)?,
+            lifecycle: r.try_get(7)?,
         });
     }
     for r in sqlx::query(
@@ -269,8 +274,8 @@ impl MetaStore {
         }
         for b in &snap.buckets {
             sqlx::query(
-                "INSERT INTO buckets (name, policy, tenant, created_at, versioning, object_lock, tags) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                "INSERT INTO buckets (name, policy, tenant, created_at, versioning, object_lock, tags, lifecycle) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             )
             .bind(&b.name)
             .bind(&b.policy)
@@ -279,6 +284,7 @@ impl MetaStore {
             .bind(b.versioning.clone())
             .bind(b.object_lock.clone())
             .bind(b.tags.clone())
+            .bind(b.lifecycle.clone())
             .execute(&mut *tx)
             .await?;
         }

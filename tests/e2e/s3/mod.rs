@@ -4,6 +4,7 @@ mod awscli;
 mod boto;
 mod copy;
 mod errors;
+mod lifecycle;
 mod lock;
 mod races;
 mod tagging;

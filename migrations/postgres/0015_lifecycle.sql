@@ -1,0 +1,3 @@
+-- S3 lifecycle: a bucket's rules, as JSON (NULL: none). Keep in step with
+-- ../sqlite/0015_lifecycle.sql.
+ALTER TABLE buckets ADD COLUMN lifecycle TEXT;
