@@ -146,17 +146,25 @@ fn protections_are_kept_or_refused_never_dropped() {
     assert_eq!(refused(lock), ("InvalidRequest".into(), 400));
     assert_eq!(refused(json!({"ObjectLockLegalHoldStatus": "ON"})), ("InvalidRequest".into(), 400));
     assert_eq!(refused(json!({"ACL": "public-read"})), ("AccessControlListNotSupported".into(), 400));
-    assert_eq!(refused(json!({"Tagging": "class=secret"})), ("NotImplemented".into(), 501));
     let (code, status) = cl.boto_error(
         "CreateMultipartUpload",
         json!({"Bucket": "guarded", "Key": "m", "SSEKMSKeyId": "alias/k", "ServerSideEncryption": "aws:kms"}),
     );
     assert_eq!((code.as_str(), status), ("NotImplemented", 501));
-    let (code, status) = cl.boto_error("CreateBucket", json!({"Bucket": "locked", "ObjectLockEnabledForBucket": true}));
-    assert_eq!((code.as_str(), status), ("NotImplemented", 501));
-    let (code, _) = cl.boto_error("HeadBucket", json!({"Bucket": "locked"}));
-    assert_eq!(code, "404", "no bucket was made");
     cl.aws(&["s3", "ls", "s3://guarded/o"]).fails_with("");
+    // Object lock is kept where the bucket has it (s3/lock.rs); such a bucket stays
+    // versioned.
+    assert!(
+        cl.boto("CreateBucket", json!({"Bucket": "locked", "ObjectLockEnabledForBucket": true}), None)
+            .get("ok")
+            .is_some()
+    );
+    let suspend = json!({"Bucket": "locked", "VersioningConfiguration": {"Status": "Suspended"}});
+    assert_eq!(cl.boto_error("PutBucketVersioning", suspend), ("InvalidBucketState".into(), 409));
+    // Tags are kept.
+    assert!(put(json!({"Tagging": "class=secret"})).get("ok").is_some());
+    let tags = cl.boto("GetObjectTagging", json!({"Bucket": "guarded", "Key": "o"}), None);
+    assert_eq!(tags["ok"]["TagSet"][0]["Value"], "secret", "{tags}");
 
     // SSE-S3 is what every object has: accepted, and said.
     let ok = put(json!({"ServerSideEncryption": "AES256"}));

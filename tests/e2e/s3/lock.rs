@@ -168,7 +168,9 @@ fn object_lock(db: Db) {
     ok(cl.boto("GetObject", json!({"Bucket": "vault", "Key": "archive-copy"}), Some(&back)));
     assert!(same_file(&big, &back));
 
-    // aws-cli s3api sees the same, and a retention runs out.
+    // aws-cli s3api sees the same, and a retention runs out (long enough for a
+    // loaded machine to start aws-cli twice before it does).
+    let ends = std::time::Instant::now() + Duration::from_secs(20);
     let out = cl
         .aws(&[
             "s3api",
@@ -180,14 +182,14 @@ fn object_lock(db: Db) {
             "--object-lock-mode",
             "COMPLIANCE",
             "--object-lock-retain-until-date",
-            &from_now(3),
+            &from_now(20),
         ])
         .ok();
     let brief: Value = serde_json::from_str(&out.stdout).expect("json");
     let id = brief["VersionId"].as_str().expect("version");
     let delete = ["s3api", "delete-object", "--bucket", "vault", "--key", "brief", "--version-id", id];
     cl.aws(&delete).fails_with("AccessDenied");
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(ends.saturating_duration_since(std::time::Instant::now()) + Duration::from_secs(1));
     cl.aws(&delete).ok();
 
     // A bucket with locked versions is never empty.
