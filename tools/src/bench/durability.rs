@@ -229,9 +229,10 @@ async fn capacity_and_collection(
     work: &Path,
     pattern: &Bytes,
 ) -> anyhow::Result<(Capacity, Collection)> {
-    // Nothing in the background: every step is a job, measured alone.
+    // Nothing in the background: every step is a job, measured alone. Nothing reads
+    // what is deleted here, so garbage is collectable at once (no retired grace).
     let extra = "[durability]\nrepair = false\nrepair_rate = \"0\"\nscrub_rate = \"0\"\nsweep_interval = \"0s\"\n\
-                 [pipeline]\ngc_interval = \"1h\"\n";
+                 [pipeline]\ngc_interval = \"1h\"\nretired_grace = \"0s\"\n";
     let rig = Rig::start(&work.join("capacity"), &work.join("ca"), &options(extra)).await?;
     let c = &rig.client;
     let size = args.object_size;
