@@ -22,17 +22,12 @@ import time
 import boto3
 from botocore.config import Config
 
+from gateway import cpu_seconds  # bench/gateway.py, next to this script
+
 SMALL = 4 << 10
 THREADS = 8
 ROUNDS = 4
 PER_ROUND = 250
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def main():

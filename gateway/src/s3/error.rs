@@ -8,6 +8,13 @@ use super::body::BodyError;
 use crate::meta::MetaError;
 use crate::pipeline::{Digest, PipelineError};
 
+/// An error S3 answers with a code s3s does not name, and its status.
+pub fn coded(code: &'static str, status: http::StatusCode, message: &'static str) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), message);
+    e.set_status_code(status);
+    e
+}
+
 fn unavailable(message: String) -> S3Error {
     let mut err = S3Error::with_message(S3ErrorCode::ServiceUnavailable, message);
     err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
@@ -48,14 +55,11 @@ pub fn pipeline(e: PipelineError) -> S3Error {
                         s3_error!(SignatureDoesNotMatch, "A chunk signature of the request body did not match.")
                     }
                     BodyError::Malformed(_) => s3_error!(IncompleteBody, "The aws-chunked request body is malformed."),
-                    BodyError::Sha256Mismatch => {
-                        let mut e = S3Error::with_message(
-                            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
-                            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                        );
-                        e.set_status_code(http::StatusCode::BAD_REQUEST);
-                        e
-                    }
+                    BodyError::Sha256Mismatch => coded(
+                        "XAmzContentSHA256Mismatch",
+                        http::StatusCode::BAD_REQUEST,
+                        "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                    ),
                     BodyError::Read(_) => s3_error!(IncompleteBody, "The request body could not be read."),
                     BodyError::TooSlow(_) => s3_error!(
                         RequestTimeout,

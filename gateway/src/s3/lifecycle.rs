@@ -195,12 +195,8 @@ impl S3Front {
         let i = &req.input;
         self.bucket(&req.extensions, &i.bucket).await?;
         let Some(json) = self.gw.meta.bucket_lifecycle(&i.bucket).await.map_err(error::meta)? else {
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("NoSuchLifecycleConfiguration".into()),
-                "The lifecycle configuration does not exist",
-            );
-            e.set_status_code(http::StatusCode::NOT_FOUND);
-            return Err(e);
+            let why = "The lifecycle configuration does not exist";
+            return Err(error::coded("NoSuchLifecycleConfiguration", http::StatusCode::NOT_FOUND, why));
         };
         let rules: Vec<Rule> = serde_json::from_str(&json).map_err(error::internal)?;
         Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {

@@ -4,7 +4,7 @@
 //! store refuses it (`meta::lock`), whoever asks.
 
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::{S3Front, error, timestamp};
 use crate::meta::{BucketRow, LockDefault, LockMode, MetaError, Retention, VersionRow, now_ms};
@@ -140,12 +140,8 @@ impl S3Front {
     ) -> S3Result<S3Response<GetObjectLockConfigurationOutput>> {
         let bucket = self.bucket(&req.extensions, &req.input.bucket).await?;
         let Some(d) = bucket.object_lock else {
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("ObjectLockConfigurationNotFoundError".into()),
-                "Object Lock configuration does not exist for this bucket",
-            );
-            e.set_status_code(http::StatusCode::NOT_FOUND);
-            return Err(e);
+            let why = "Object Lock configuration does not exist for this bucket";
+            return Err(error::coded("ObjectLockConfigurationNotFoundError", http::StatusCode::NOT_FOUND, why));
         };
         let rule = d.mode.map(|m| ObjectLockRule {
             default_retention: Some(DefaultRetention {
@@ -219,12 +215,8 @@ impl S3Front {
         let i = &req.input;
         let v = self.locked_version(&req.extensions, &i.bucket, &i.key, i.version_id.as_deref()).await?;
         let (Some(mode), Some(until)) = (v.lock.mode, v.lock.until) else {
-            let mut e = S3Error::with_message(
-                S3ErrorCode::Custom("NoSuchObjectLockConfiguration".into()),
-                "The specified object does not have a ObjectLock configuration",
-            );
-            e.set_status_code(http::StatusCode::NOT_FOUND);
-            return Err(e);
+            let why = "The specified object does not have a ObjectLock configuration";
+            return Err(error::coded("NoSuchObjectLockConfiguration", http::StatusCode::NOT_FOUND, why));
         };
         let retention = ObjectLockRetention {
             mode: Some(ObjectLockRetentionMode::from(mode.as_str().to_string())),

@@ -59,12 +59,11 @@ fn check_acl(headers: &HeaderMap) -> S3Result<()> {
 }
 
 fn acl_not_supported() -> S3Error {
-    let mut e = S3Error::with_message(
-        s3s::S3ErrorCode::Custom("AccessControlListNotSupported".into()),
+    super::error::coded(
+        "AccessControlListNotSupported",
+        http::StatusCode::BAD_REQUEST,
         "The bucket does not allow ACLs: every object is private to its tenant.",
-    );
-    e.set_status_code(http::StatusCode::BAD_REQUEST);
-    e
+    )
 }
 
 fn not_implemented(msg: impl Into<std::borrow::Cow<'static, str>>) -> S3Error {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use s3s::dto::*;
-use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::{S3Front, error};
 use crate::meta::{BucketRow, VersionRow};
@@ -25,12 +25,7 @@ fn checked(pairs: Vec<(String, String)>, max: usize) -> S3Result<BTreeMap<String
     if pairs.len() > max {
         return Err(match max {
             OBJECT_TAGS => {
-                let mut e = S3Error::with_message(
-                    S3ErrorCode::Custom("BadRequest".into()),
-                    "Object tags cannot be greater than 10",
-                );
-                e.set_status_code(http::StatusCode::BAD_REQUEST);
-                e
+                error::coded("BadRequest", http::StatusCode::BAD_REQUEST, "Object tags cannot be greater than 10")
             }
             _ => invalid("Bucket tag count cannot be greater than 50"),
         });
@@ -143,9 +138,7 @@ impl S3Front {
         self.bucket(&req.extensions, &i.bucket).await?;
         let tags = self.gw.meta.bucket_tags(&i.bucket).await.map_err(error::meta)?.unwrap_or_default();
         if tags.is_empty() {
-            let mut e = S3Error::with_message(S3ErrorCode::Custom("NoSuchTagSet".into()), "The TagSet does not exist");
-            e.set_status_code(http::StatusCode::NOT_FOUND);
-            return Err(e);
+            return Err(error::coded("NoSuchTagSet", http::StatusCode::NOT_FOUND, "The TagSet does not exist"));
         }
         Ok(S3Response::new(GetBucketTaggingOutput { tag_set: to_set(&tags) }))
     }
