@@ -68,16 +68,21 @@ fn where_fragments_are(parts: &[(PartRow, &Seal)]) -> (BTreeSet<String>, usize) 
     (locations, k)
 }
 
+/// The `k` of a version made of `parts` (its first seal's; 1 for none).
+async fn k_of(ctx: &PipelineCtx, parts: &[PartRow]) -> Result<usize, MetaError> {
+    Ok(match parts.first() {
+        Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
+        None => 1,
+    })
+}
+
 /// Where a delete marker's manifest goes, and the `k` whose quorum of copies it
 /// needs: as the key's latest version's manifest, else every location (k of 1).
 async fn marker_locations(ctx: &PipelineCtx, bucket: &str, key: &[u8]) -> Result<(Vec<String>, usize), PipelineError> {
     if let Some((latest, parts)) = ctx.meta.current_version(bucket, key).await?
         && let Some(m) = ctx.meta.manifest_record(latest.id).await?
     {
-        let k = match parts.first() {
-            Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
-            None => 1,
-        };
+        let k = k_of(ctx, &parts).await?;
         return Ok((m.locations, k));
     }
     Ok((ctx.catalog.view().locations.keys().cloned().collect(), 1))
@@ -252,22 +257,19 @@ pub async fn delete_version(
     bypass_governance: bool,
 ) -> Result<Deleted, PipelineError> {
     let shown = |v: &VersionRow| Deleted { version: Some(v.shown_id()), marker: v.delete_marker };
-    let Some(found) = ctx.meta.find_version(bucket, key, which).await? else {
+    let Some(m) = ctx.meta.version_manifest(bucket, key, which).await? else {
         let version = match which {
             VersionRef::Null => "null".to_string(),
             VersionRef::Id(id) => id.to_string(),
         };
         return Ok(Deleted { version: Some(version), marker: false });
     };
-    let v = found.version;
+    let parts: Vec<PartRow> = m.parts.iter().map(|p| p.row()).collect();
+    let v = m.version;
     // Refused before anything is written (and again in the delete's transaction).
     if let Some(why) = v.lock.blocks(now_ms(), bypass_governance) {
         return Err(MetaError::Locked(why).into());
     }
-    let parts: Vec<PartRow> = match ctx.meta.version_manifest(bucket, key, VersionRef::Id(v.id)).await? {
-        Some(m) => m.parts.iter().map(|p| p.row()).collect(),
-        None => return Ok(shown(&v)),
-    };
     let row = write_tombstone(ctx, &v, &parts, true).await?;
     match ctx.meta.delete_version(bucket, key, v.id, Some(&row), bypass_governance).await {
         Ok(Some(_)) => Ok(shown(&v)),
@@ -326,10 +328,7 @@ async fn write_tombstone(
     only_version: bool,
 ) -> Result<RecordRow, PipelineError> {
     let manifest = ctx.meta.manifest_record(version.id).await?;
-    let k = match parts.first() {
-        Some(p) => ctx.meta.seal(p.seal_id).await?.map_or(1, |s| usize::from(s.params.k())),
-        None => 1,
-    };
+    let k = k_of(ctx, parts).await?;
     // Where the manifest is; a version from before manifests: everywhere.
     let (locations, covers) = match &manifest {
         Some(m) => (m.locations.clone(), m.at),
