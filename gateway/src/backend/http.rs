@@ -7,12 +7,22 @@ use std::time::Duration;
 
 use super::transfer::{Transfer, TransferError};
 use super::{
-    BATCH_DELETE_MAX, Dialect, FragmentBody, FragmentRef, FragmentStore, FragmentStream, ListPage, Listed, Method,
-    PresignError, Presigner,
+    BATCH_DELETE_MAX, Dialect, FragmentBody, FragmentLock, FragmentRef, FragmentStore, FragmentStream, ListPage,
+    Listed, Method, PresignError, Presigner,
 };
 
 /// Largest listing answer read (1,000 names, with room to spare).
 const MAX_LISTING: usize = 4 << 20;
+
+/// Largest answer about a fragment's lock read.
+const MAX_LOCK_ANSWER: usize = 4 << 10;
+
+/// The lock an edge store answers with.
+fn lock_answer(body: &[u8]) -> Result<Option<FragmentLock>, TransferError> {
+    serde_json::from_slice::<super::LockAnswer>(body)
+        .map(|a| a.lock)
+        .map_err(|e| TransferError::Protocol(format!("lock answer: {e}")))
+}
 
 /// Fragments at locations reached through presigned URLs.
 #[derive(Debug, Clone)]
@@ -49,6 +59,11 @@ impl FragmentStore for PresignedStore {
         self.transfer.put(&at.location, url, at.len, body).await
     }
 
+    async fn replace(&self, at: &FragmentRef, body: FragmentBody) -> Result<(), TransferError> {
+        let url = self.presigner.presign_replace(&at.location, &at.name, at.len, self.ttl).map_err(unsigned)?;
+        self.transfer.put(&at.location, url, at.len, body).await
+    }
+
     async fn get(&self, at: &FragmentRef, range: Range<u64>) -> Result<FragmentStream, TransferError> {
         let url = self.url(at, Method::Get)?;
         self.transfer.get(&at.location, url, Some(range)).await
@@ -59,11 +74,23 @@ impl FragmentStore for PresignedStore {
         self.transfer.delete(&at.location, url).await
     }
 
+    async fn retain(&self, at: &FragmentRef, lock: FragmentLock) -> Result<FragmentLock, TransferError> {
+        let url = self.presigner.presign_retain(&at.location, &at.name, lock, self.ttl).map_err(unsigned)?;
+        let answer =
+            self.transfer.post_small(&at.location, "retain", url, bytes::Bytes::new(), &[], MAX_LOCK_ANSWER).await?;
+        lock_answer(&answer)?.ok_or_else(|| TransferError::Protocol("the location answered no lock to a lock".into()))
+    }
+
+    async fn retention(&self, at: &FragmentRef) -> Result<Option<FragmentLock>, TransferError> {
+        let url = self.presigner.presign_retention(&at.location, &at.name, self.ttl).map_err(unsigned)?;
+        lock_answer(&self.transfer.get_small(&at.location, "retention", url, MAX_LOCK_ANSWER).await?)
+    }
+
     async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
         let (url, format) = self.presigner.presign_list(location, after, self.ttl).map_err(unsigned)?;
         // An S3 listing names keys in full; the prefix it was asked for comes off.
         let prefix = url.query_pairs().find(|(k, _)| k == "prefix").map(|(_, v)| v.into_owned()).unwrap_or_default();
-        let body = self.transfer.get_small(location, url, MAX_LISTING).await?;
+        let body = self.transfer.get_small(location, "list", url, MAX_LISTING).await?;
         match format {
             Dialect::Edge => {
                 serde_json::from_slice(&body).map_err(|e| TransferError::Protocol(format!("listing: {e}")))
@@ -82,7 +109,10 @@ impl FragmentStore for PresignedStore {
                 let body = serde_json::to_vec(&super::DeleteBatch { names: names.to_vec() })
                     .map_err(|e| TransferError::Protocol(e.to_string()))?;
                 let headers = [(http::header::CONTENT_TYPE, "application/json".to_string())];
-                let answer = self.transfer.post_small(location, batch.url, body.into(), &headers, MAX_LISTING).await?;
+                let answer = self
+                    .transfer
+                    .post_small(location, "delete_batch", batch.url, body.into(), &headers, MAX_LISTING)
+                    .await?;
                 let answer: super::DeleteBatchAnswer = serde_json::from_slice(&answer)
                     .map_err(|e| TransferError::Protocol(format!("batch delete: {e}")))?;
                 Ok(answer.failed.into_iter().map(|f| (f.name, f.error)).collect())
@@ -98,7 +128,10 @@ impl FragmentStore for PresignedStore {
                     (http::header::CONTENT_TYPE, "application/xml".to_string()),
                     (http::header::HeaderName::from_static("content-md5"), md5),
                 ];
-                let answer = self.transfer.post_small(location, batch.url, body.into(), &headers, MAX_LISTING).await?;
+                let answer = self
+                    .transfer
+                    .post_small(location, "delete_batch", batch.url, body.into(), &headers, MAX_LISTING)
+                    .await?;
                 parse_s3_delete_errors(&answer, &batch.key_prefix)
             }
         }

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use presign::{
-    BATCH_DELETE_MAX, BatchDelete, Dialect, LocationSigner, Method, PresignError, Presigner, hmac_hex, hmac_payload,
-    verify_edge,
+    BATCH_DELETE_MAX, BatchDelete, Dialect, EdgeGrant, LocationSigner, Method, PresignError, Presigner, hmac_hex,
+    hmac_payload, verify_edge,
 };
 pub use transfer::TransferError;
 
@@ -42,6 +42,51 @@ pub struct FragmentRef {
     /// `None` for work done on no tenant's behalf (moving fragments, collecting),
     /// which is never cached on its way through.
     pub tenant: Option<u32>,
+}
+
+/// A retention a location enforces on one fragment: no delete before `until`
+/// (Unix seconds) — none at all in compliance mode, and in governance mode none but
+/// one signed to bypass it. A location only ever strengthens a fragment's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FragmentLock {
+    /// Retained until, Unix seconds.
+    pub until: u64,
+    /// Compliance mode (no bypass), else governance.
+    pub compliance: bool,
+}
+
+impl FragmentLock {
+    /// The lock as a URL parameter: `C` (compliance) or `G`, then the date.
+    pub fn param(&self) -> String {
+        format!("{}{}", if self.compliance { 'C' } else { 'G' }, self.until)
+    }
+
+    /// Reads [`FragmentLock::param`]'s form.
+    pub fn parse(s: &str) -> Option<Self> {
+        let compliance = match s.as_bytes().first()? {
+            b'C' => true,
+            b'G' => false,
+            _ => return None,
+        };
+        Some(Self { until: s[1..].parse().ok()?, compliance })
+    }
+
+    /// The stronger of two locks on one fragment: the later date, and compliance
+    /// if either is.
+    pub fn merge(self, other: Option<Self>) -> Self {
+        match other {
+            None => self,
+            Some(o) => Self { until: self.until.max(o.until), compliance: self.compliance || o.compliance },
+        }
+    }
+
+    /// What keeps a delete at `now` (Unix seconds) from happening, if anything;
+    /// `bypass`: the delete was signed to bypass governance.
+    pub fn blocks(&self, now: u64, bypass: bool) -> Option<String> {
+        (self.until > now && (self.compliance || !bypass)).then(|| {
+            format!("{} retention until {}", if self.compliance { "compliance" } else { "governance" }, self.until)
+        })
+    }
 }
 
 /// Fragment bytes read from a store.
@@ -94,12 +139,26 @@ pub struct DeleteBatchAnswer {
     pub failed: Vec<DeleteFailure>,
 }
 
+/// An edge store's answer about a fragment's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockAnswer {
+    /// The lock in force (`None`: none).
+    pub lock: Option<FragmentLock>,
+}
+
 /// Where fragments are kept: every location, by name.
 #[async_trait::async_trait]
 pub trait FragmentStore: Send + Sync + fmt::Debug {
     /// Stores exactly `at.len` bytes of `body` as the fragment `at`; a body that
     /// fails or ends early stores nothing.
     async fn put(&self, at: &FragmentRef, body: FragmentBody) -> Result<(), TransferError>;
+
+    /// Stores `body` as `at`, as [`FragmentStore::put`] does, replacing what the
+    /// name holds: a record rewritten. (Fragments are written once; an edge store
+    /// replaces nothing it holds locked.)
+    async fn replace(&self, at: &FragmentRef, body: FragmentBody) -> Result<(), TransferError> {
+        self.put(at, body).await
+    }
 
     /// Bytes `range` of the fragment `at` (never past `at.len`), as they arrive.
     async fn get(&self, at: &FragmentRef, range: Range<u64>) -> Result<FragmentStream, TransferError>;
@@ -122,6 +181,20 @@ pub trait FragmentStore: Send + Sync + fmt::Debug {
     async fn delete_batch(&self, location: &str, names: &[String]) -> Result<Vec<(String, String)>, TransferError> {
         let _ = names;
         Err(TransferError::Unsupported(format!("{location} cannot delete in bulk")))
+    }
+
+    /// Locks the fragment `at` at its location with `lock` (merged with the lock it
+    /// has: a location only ever strengthens one); answers the lock now in force. A
+    /// location that enforces no retention refuses ([`TransferError::Unsupported`]).
+    async fn retain(&self, at: &FragmentRef, lock: FragmentLock) -> Result<FragmentLock, TransferError> {
+        let _ = lock;
+        Err(TransferError::Unsupported(format!("{} enforces no retention", at.location)))
+    }
+
+    /// The lock the location holds the fragment `at` under (`None`: none). A
+    /// location that enforces no retention refuses ([`TransferError::Unsupported`]).
+    async fn retention(&self, at: &FragmentRef) -> Result<Option<FragmentLock>, TransferError> {
+        Err(TransferError::Unsupported(format!("{} enforces no retention", at.location)))
     }
 
     /// Whether reading `at` needs no location (a local cache holds it): reads try

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::hmac;
 
+use super::FragmentLock;
 use crate::config::{Location, LocationKind};
 
 /// HTTP methods a presigned URL may allow.
@@ -105,6 +106,13 @@ pub trait Presigner: Send + Sync + fmt::Debug {
         self.presign(location, Method::Put, object, ttl)
     }
 
+    /// As [`Presigner::presign_put`], for an upload that may replace what `object`
+    /// holds: a record rewritten (S3 and Swift replace on any upload; an edge store
+    /// only on a URL signed to, and never an object it holds locked).
+    fn presign_replace(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
+        self.presign_put(location, object, len, ttl)
+    }
+
     /// A URL listing up to 1,000 of the fragments at `location` whose names (below
     /// the location's prefix) sort after `after`, valid for `ttl`, and how its
     /// answer is written. A location that cannot be listed through a signed URL
@@ -126,6 +134,27 @@ pub trait Presigner: Send + Sync + fmt::Debug {
     fn presign_delete_batch(&self, location: &str, ttl: Duration) -> Result<BatchDelete, PresignError> {
         let _ = ttl;
         Err(PresignError::Unsupported { location: location.into(), what: "batch deletes" })
+    }
+
+    /// A URL locking `object` at `location` with `lock` (merged with the lock it
+    /// has), valid for `ttl`. A location that enforces no retention refuses
+    /// ([`PresignError::Unsupported`]).
+    fn presign_retain(
+        &self,
+        location: &str,
+        object: &str,
+        lock: FragmentLock,
+        ttl: Duration,
+    ) -> Result<url::Url, PresignError> {
+        let _ = (object, lock, ttl);
+        Err(PresignError::Unsupported { location: location.into(), what: "retention" })
+    }
+
+    /// A URL reading the lock `object` is held under at `location`, valid for
+    /// `ttl`; refused as [`Presigner::presign_retain`] is.
+    fn presign_retention(&self, location: &str, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
+        let _ = (object, ttl);
+        Err(PresignError::Unsupported { location: location.into(), what: "retention" })
     }
 
     /// The catalog's locations changed (an operator added, updated or removed one).
@@ -151,6 +180,10 @@ impl LocationSigner {
     /// A signer for `locations`.
     pub fn new(locations: BTreeMap<String, Location>) -> Self {
         Self { locations: RwLock::new(Arc::new(locations)) }
+    }
+
+    fn current(&self) -> Arc<BTreeMap<String, Location>> {
+        self.locations.read().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
@@ -190,27 +223,66 @@ pub const EDGE_EXPIRES: &str = "X-Sky-Expires";
 pub const EDGE_SIGNATURE: &str = "X-Sky-Signature";
 /// Query parameter carrying the length an edge upload URL allows (signed).
 pub const EDGE_LENGTH: &str = "X-Sky-Length";
+/// Query parameter carrying the lock an edge retain URL sets (signed; see
+/// [`FragmentLock::param`]).
+pub const EDGE_RETAIN: &str = "X-Sky-Retain";
+/// Query parameter of an edge delete URL signed to bypass governance retention.
+pub const EDGE_BYPASS: &str = "X-Sky-Bypass";
+/// Query parameter of an edge upload URL signed to replace what the name holds (a
+/// record rewritten; never a locked object).
+pub const EDGE_REPLACE: &str = "X-Sky-Replace";
 
-/// What an edge URL's signature covers: method, expiry, path, and the length an
-/// upload URL allows, if it names one.
-fn edge_payload(method: &str, expires: u64, path: &str, length: Option<u64>) -> String {
+/// What an edge URL allows beyond its method and path, all of it signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EdgeGrant {
+    /// An upload of exactly this many bytes.
+    pub length: Option<u64>,
+    /// A lock to set.
+    pub retain: Option<FragmentLock>,
+    /// Deletes that bypass governance retention.
+    pub bypass: bool,
+    /// An upload that replaces what the name holds.
+    pub replace: bool,
+}
+
+/// What an edge URL's signature covers: method, expiry, path, and what the URL
+/// grants beyond them (the length an upload URL allows, a lock, a bypass).
+fn edge_payload(method: &str, expires: u64, path: &str, grant: &EdgeGrant) -> String {
     let mut payload = hmac_payload(method, expires, path);
-    if let Some(len) = length {
+    if let Some(len) = grant.length {
         payload.push_str(&format!("\n{len}"));
+    }
+    if let Some(lock) = grant.retain {
+        payload.push_str(&format!("\nretain={}", lock.param()));
+    }
+    if grant.bypass {
+        payload.push_str("\nbypass");
+    }
+    if grant.replace {
+        payload.push_str("\nreplace");
     }
     payload
 }
 
-/// An edge URL for `method` on the path `parts` below the endpoint, valid for `ttl`
-/// (and, for an upload, only for `length` bytes).
-fn sign_edge(loc: &Location, method: &str, parts: &[&str], ttl: Duration, length: Option<u64>) -> url::Url {
+/// An edge URL for `method` on the path `parts` below the endpoint, valid for `ttl`,
+/// granting `grant`.
+fn sign_edge(loc: &Location, method: &str, parts: &[&str], ttl: Duration, grant: EdgeGrant) -> url::Url {
     let mut url = join_path(&loc.endpoint, parts);
     let expires = unix_now() + ttl.as_secs();
-    let sig = hmac_hex(loc.secret.as_bytes(), &edge_payload(method, expires, url.path(), length));
+    let sig = hmac_hex(loc.secret.as_bytes(), &edge_payload(method, expires, url.path(), &grant));
     let mut q = url.query_pairs_mut();
     q.append_pair(EDGE_EXPIRES, &expires.to_string());
-    if let Some(len) = length {
+    if let Some(len) = grant.length {
         q.append_pair(EDGE_LENGTH, &len.to_string());
+    }
+    if let Some(lock) = grant.retain {
+        q.append_pair(EDGE_RETAIN, &lock.param());
+    }
+    if grant.bypass {
+        q.append_pair(EDGE_BYPASS, "1");
+    }
+    if grant.replace {
+        q.append_pair(EDGE_REPLACE, "1");
     }
     q.append_pair(EDGE_SIGNATURE, &sig);
     drop(q);
@@ -219,20 +291,42 @@ fn sign_edge(loc: &Location, method: &str, parts: &[&str], ttl: Duration, length
 
 impl Presigner for LocationSigner {
     fn presign_put(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let locations = self.current();
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         if loc.kind != LocationKind::Edge {
             return self.presign(location, Method::Put, object, ttl);
         }
-        Ok(sign_edge(loc, "PUT", &["f", &loc.prefix, object], ttl, Some(len)))
+        Ok(sign_edge(
+            loc,
+            "PUT",
+            &["f", &loc.prefix, object],
+            ttl,
+            EdgeGrant { length: Some(len), ..EdgeGrant::default() },
+        ))
+    }
+
+    fn presign_replace(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
+        let locations = self.current();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        if loc.kind != LocationKind::Edge {
+            return self.presign(location, Method::Put, object, ttl);
+        }
+        let grant = EdgeGrant { length: Some(len), replace: true, ..EdgeGrant::default() };
+        Ok(sign_edge(loc, "PUT", &["f", &loc.prefix, object], ttl, grant))
     }
 
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let locations = self.current();
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
-            LocationKind::Edge => Ok(sign_edge(loc, method.as_str(), &["f", &loc.prefix, object], ttl, None)),
+            // The gateway deletes only what it has judged may go (garbage, or a
+            // version whose governance retention a privileged key bypassed): its
+            // deletes bypass governance locks, never compliance ones.
+            LocationKind::Edge => {
+                let grant = EdgeGrant { bypass: method == Method::Delete, ..EdgeGrant::default() };
+                Ok(sign_edge(loc, method.as_str(), &["f", &loc.prefix, object], ttl, grant))
+            }
             LocationKind::Swift => {
                 let url = join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]);
                 let expires = unix_now() + ttl.as_secs();
@@ -255,12 +349,12 @@ impl Presigner for LocationSigner {
         after: Option<&str>,
         ttl: Duration,
     ) -> Result<(url::Url, Dialect), PresignError> {
-        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let locations = self.current();
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
             LocationKind::Edge => {
-                let mut url = sign_edge(loc, "GET", &["l", &loc.prefix], ttl, None);
+                let mut url = sign_edge(loc, "GET", &["l", &loc.prefix], ttl, EdgeGrant::default());
                 if let Some(a) = after {
                     url.query_pairs_mut().append_pair("after", a);
                 }
@@ -282,12 +376,13 @@ impl Presigner for LocationSigner {
     }
 
     fn presign_delete_batch(&self, location: &str, ttl: Duration) -> Result<BatchDelete, PresignError> {
-        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        let locations = self.current();
         let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
         let err = |reason: String| PresignError::Sign { location: location.into(), reason };
         match loc.kind {
             LocationKind::Edge => {
-                let url = sign_edge(loc, "POST", &["d", &loc.prefix], ttl, None);
+                let grant = EdgeGrant { bypass: true, ..EdgeGrant::default() };
+                let url = sign_edge(loc, "POST", &["d", &loc.prefix], ttl, grant);
                 Ok(BatchDelete { url, dialect: Dialect::Edge, key_prefix: String::new() })
             }
             LocationKind::S3 => {
@@ -298,6 +393,37 @@ impl Presigner for LocationSigner {
             }
             // A bulk delete needs a Swift token; TempURLs cover one object each.
             LocationKind::Swift => Err(PresignError::Unsupported { location: location.into(), what: "batch deletes" }),
+        }
+    }
+
+    fn presign_retain(
+        &self,
+        location: &str,
+        object: &str,
+        lock: FragmentLock,
+        ttl: Duration,
+    ) -> Result<url::Url, PresignError> {
+        let locations = self.current();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        match loc.kind {
+            LocationKind::Edge => {
+                let grant = EdgeGrant { retain: Some(lock), ..EdgeGrant::default() };
+                Ok(sign_edge(loc, "POST", &["r", &loc.prefix, object], ttl, grant))
+            }
+            LocationKind::S3 | LocationKind::Swift => {
+                Err(PresignError::Unsupported { location: location.into(), what: "retention" })
+            }
+        }
+    }
+
+    fn presign_retention(&self, location: &str, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
+        let locations = self.current();
+        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
+        match loc.kind {
+            LocationKind::Edge => Ok(sign_edge(loc, "GET", &["r", &loc.prefix, object], ttl, EdgeGrant::default())),
+            LocationKind::S3 | LocationKind::Swift => {
+                Err(PresignError::Unsupported { location: location.into(), what: "retention" })
+            }
         }
     }
 
@@ -350,37 +476,36 @@ fn sign_s3(loc: &Location, method: Method, url: url::Url, ttl: Duration) -> Resu
 }
 
 /// Checks an edge URL's signature and expiry: the edge server's half of the scheme.
-/// `query` is the URL's query string. Constant-time comparison. Returns the length
-/// signed into an upload URL, if the URL carries one (the body must have it).
-pub fn verify_edge(
-    secret: &[u8],
-    method: &str,
-    path: &str,
-    query: &str,
-    now: u64,
-) -> Result<Option<u64>, &'static str> {
-    let mut expires = None;
-    let mut signature = None;
-    let mut length = None;
+/// `query` is the URL's query string. Constant-time comparison. Returns what the
+/// URL grants beyond its method and path (a length an upload must have, a lock to
+/// set, a governance bypass).
+pub fn verify_edge(secret: &[u8], method: &str, path: &str, query: &str, now: u64) -> Result<EdgeGrant, &'static str> {
+    let (mut expires, mut signature) = (None, None);
+    let (mut length, mut retain, mut bypass, mut replace) = (None, None, false, false);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
             EDGE_EXPIRES => expires = Some(v.into_owned()),
             EDGE_SIGNATURE => signature = Some(v.into_owned()),
             EDGE_LENGTH => length = Some(v.into_owned()),
+            EDGE_RETAIN => retain = Some(v.into_owned()),
+            EDGE_BYPASS => bypass = true,
+            EDGE_REPLACE => replace = true,
             _ => {}
         }
     }
     let (Some(expires), Some(signature)) = (expires, signature) else { return Err("missing signature") };
     let expires: u64 = expires.parse().map_err(|_| "bad expiry")?;
     let length: Option<u64> = length.map(|l| l.parse().map_err(|_| "bad length")).transpose()?;
+    let retain = retain.map(|r| FragmentLock::parse(&r).ok_or("bad retention")).transpose()?;
+    let grant = EdgeGrant { length, retain, bypass, replace };
     let sig = decode_hex(&signature).ok_or("bad signature")?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    hmac::verify(&key, edge_payload(method, expires, path, length).as_bytes(), &sig)
+    hmac::verify(&key, edge_payload(method, expires, path, &grant).as_bytes(), &sig)
         .map_err(|_| "signature mismatch")?;
     if now > expires {
         return Err("expired");
     }
-    Ok(length)
+    Ok(grant)
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -425,7 +550,7 @@ mod tests {
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
         let q = u.query().expect("query");
         let now = unix_now();
-        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(None));
+        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(EdgeGrant::default()));
         assert!(verify_edge(secret, "GET", u.path(), q, now).is_err(), "another method");
         assert!(verify_edge(secret, "PUT", "/f/sky/abc/4", q, now).is_err(), "another object");
         assert!(verify_edge(b"another secret", "PUT", u.path(), q, now).is_err(), "another edge");
@@ -437,13 +562,28 @@ mod tests {
         // An upload URL carries its length, signed: another length does not verify.
         let u = s.presign_put("l", "abc/5", 1234, Duration::from_secs(60)).expect("sign");
         let q = u.query().expect("query");
-        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now), Ok(Some(1234)));
+        assert_eq!(verify_edge(secret, "PUT", u.path(), q, now).map(|g| g.length), Ok(Some(1234)));
         let longer = q.replace(&format!("{EDGE_LENGTH}=1234"), &format!("{EDGE_LENGTH}=99999"));
         assert_eq!(verify_edge(secret, "PUT", u.path(), &longer, now), Err("signature mismatch"));
         let stripped: String = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(url::form_urlencoded::parse(q.as_bytes()).filter(|(k, _)| k != EDGE_LENGTH))
             .finish();
         assert_eq!(verify_edge(secret, "PUT", u.path(), &stripped, now), Err("signature mismatch"), "stripped");
+
+        // A retain URL carries its lock, signed: a weaker one does not verify, and
+        // neither does a bypass added to a URL signed without one.
+        let lock = FragmentLock { until: now + 86_400, compliance: true };
+        let r = s.presign_retain("l", "abc/5", lock, Duration::from_secs(60)).expect("sign");
+        assert_eq!(r.path(), "/r/sky/abc/5");
+        let q = r.query().expect("query");
+        assert_eq!(verify_edge(secret, "POST", r.path(), q, now).map(|g| g.retain), Ok(Some(lock)));
+        let weaker = q.replace(&format!("{EDGE_RETAIN}=C"), &format!("{EDGE_RETAIN}=G"));
+        assert_eq!(verify_edge(secret, "POST", r.path(), &weaker, now), Err("signature mismatch"));
+        let d = s.presign("l", Method::Get, "abc/5", Duration::from_secs(60)).expect("sign");
+        let bypassing = format!("{}&{EDGE_BYPASS}=1", d.query().expect("query"));
+        assert_eq!(verify_edge(secret, "GET", d.path(), &bypassing, now), Err("signature mismatch"));
+        let d = s.presign("l", Method::Delete, "abc/5", Duration::from_secs(60)).expect("sign");
+        assert!(verify_edge(secret, "DELETE", d.path(), d.query().expect("q"), now).expect("verifies").bypass);
     }
 
     #[test]
@@ -479,7 +619,7 @@ mod tests {
         assert_eq!((u.path(), format), ("/l/sky", Dialect::Edge));
         let q = u.query().expect("query");
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        assert_eq!(verify_edge(secret, "GET", u.path(), q, unix_now()), Ok(None));
+        assert_eq!(verify_edge(secret, "GET", u.path(), q, unix_now()), Ok(EdgeGrant::default()));
         assert!(verify_edge(secret, "GET", "/l/other", q, unix_now()).is_err(), "another prefix");
 
         let mut nested = loc(LocationKind::S3, "http://127.0.0.1:9200");
@@ -507,7 +647,7 @@ mod tests {
         assert_eq!((b.url.path(), b.dialect, b.key_prefix.as_str()), ("/d/sky", Dialect::Edge, ""));
         let q = b.url.query().expect("query");
         let secret = b"wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        assert_eq!(verify_edge(secret, "POST", b.url.path(), q, unix_now()), Ok(None));
+        assert_eq!(verify_edge(secret, "POST", b.url.path(), q, unix_now()).map(|g| g.bypass), Ok(true));
         assert!(verify_edge(secret, "DELETE", b.url.path(), q, unix_now()).is_err(), "another method");
         let b = signer(LocationKind::S3, "http://127.0.0.1:9200").presign_delete_batch("l", ttl).expect("s3");
         assert_eq!((b.url.path(), b.dialect, b.key_prefix.as_str()), ("/frags", Dialect::S3, "sky/"));

@@ -451,23 +451,31 @@ impl Transfer {
         })
     }
 
-    /// Reads the whole (small) answer to a GET of `url` at `location`: a listing.
-    /// Fails past `max` bytes.
-    pub async fn get_small(&self, location: &str, url: url::Url, max: usize) -> Result<Bytes, TransferError> {
+    /// Reads the whole (small) answer to a GET of `url` at `location`: a listing, a
+    /// lock (`op` names it in the metrics). Fails past `max` bytes.
+    pub async fn get_small(
+        &self,
+        location: &str,
+        op: &'static str,
+        url: url::Url,
+        max: usize,
+    ) -> Result<Bytes, TransferError> {
         let started = Instant::now();
         let r = async {
             self.read_small(check(self.send_empty(location, Method::GET, &url, None).await?).await?, max).await
         }
         .await;
-        self.observe(location, "list", started, &r);
+        self.observe(location, op, started, &r);
         r
     }
 
     /// POSTs `body` (with `headers`) to `url` at `location` and reads the whole
-    /// (small) answer: a batch of deletes. Fails past `max` bytes.
+    /// (small) answer: a batch of deletes, a lock (`op` names it in the metrics).
+    /// Fails past `max` bytes.
     pub async fn post_small(
         &self,
         location: &str,
+        op: &'static str,
         url: url::Url,
         body: Bytes,
         headers: &[(http::header::HeaderName, String)],
@@ -485,7 +493,7 @@ impl Transfer {
             self.read_small(resp, max).await
         }
         .await;
-        self.observe(location, "delete_batch", started, &r);
+        self.observe(location, op, started, &r);
         r
     }
 

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use super::store::Cache;
-use crate::backend::{FragmentBody, FragmentRef, FragmentStore, FragmentStream, ListPage, TransferError};
+use crate::backend::{FragmentBody, FragmentLock, FragmentRef, FragmentStore, FragmentStream, ListPage, TransferError};
 
 /// Bytes read from the cache per step.
 const CHUNK: u64 = 1 << 20;
@@ -103,6 +103,11 @@ impl FragmentStore for CachedStore {
         self.inner.delete(at).await
     }
 
+    async fn replace(&self, at: &FragmentRef, body: FragmentBody) -> Result<(), TransferError> {
+        self.cache.remove(&at.name);
+        self.inner.replace(at, body).await
+    }
+
     async fn delete_batch(&self, location: &str, names: &[String]) -> Result<Vec<(String, String)>, TransferError> {
         for n in names {
             self.cache.remove(n);
@@ -112,6 +117,14 @@ impl FragmentStore for CachedStore {
 
     async fn list(&self, location: &str, after: Option<&str>) -> Result<ListPage, TransferError> {
         self.inner.list(location, after).await
+    }
+
+    async fn retain(&self, at: &FragmentRef, lock: FragmentLock) -> Result<FragmentLock, TransferError> {
+        self.inner.retain(at, lock).await
+    }
+
+    async fn retention(&self, at: &FragmentRef) -> Result<Option<FragmentLock>, TransferError> {
+        self.inner.retention(at).await
     }
 
     fn is_local(&self, at: &FragmentRef) -> bool {

@@ -4,12 +4,14 @@
 //! 1,000; answered with the names that could not be deleted).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::{object_path, plain};
+use super::locks::{delete_unless_locked, lock_of};
+use super::{EdgeState, object_path, plain};
 use crate::backend::{BATCH_DELETE_MAX, DeleteBatch, DeleteBatchAnswer, DeleteFailure, ListPage, Listed};
 
 /// Names a listing page holds at most.
@@ -72,8 +74,10 @@ pub(super) async fn list_response(root: &Path, prefix: &str, query: &str) -> Res
     }
 }
 
-/// Answers `POST /d/<prefix>`: every name checked before anything is deleted.
-pub(super) async fn delete_response(root: &Path, prefix: &str, req: Request) -> Response {
+/// Answers `POST /d/<prefix>`: every name checked before anything is deleted; a
+/// locked fragment stays (and is answered as failed), as a delete of it alone
+/// would (`bypass`: governance locks give way).
+pub(super) async fn delete_response(state: Arc<EdgeState>, prefix: &str, req: Request, bypass: bool) -> Response {
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_BATCH_BODY).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "batch too large");
     };
@@ -83,25 +87,32 @@ pub(super) async fn delete_response(root: &Path, prefix: &str, req: Request) -> 
     if batch.names.len() > BATCH_DELETE_MAX {
         return plain(StatusCode::BAD_REQUEST, "too many names");
     }
+    let root = state.root.clone();
     let files: Option<Vec<(String, PathBuf)>> =
-        batch.names.into_iter().map(|n| object_path(root, &format!("/f/{prefix}/{n}")).map(|f| (n, f))).collect();
+        batch.names.into_iter().map(|n| object_path(&root, &format!("/f/{prefix}/{n}")).map(|f| (n, f))).collect();
     let Some(files) = files else {
         return plain(StatusCode::BAD_REQUEST, "bad name");
     };
-    match tokio::task::spawn_blocking(move || delete_all(&files)).await {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match tokio::task::spawn_blocking(move || delete_all(&state, &files, now, bypass)).await {
         Ok(failed) => axum::Json(DeleteBatchAnswer { failed }).into_response(),
         Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "storage error"),
     }
 }
 
-/// Deletes every file; what could not be deleted (a file not there is deleted).
-fn delete_all(files: &[(String, PathBuf)]) -> Vec<DeleteFailure> {
+/// Deletes every file its lock allows at `now`; what could not be deleted (a file
+/// not there is deleted).
+fn delete_all(state: &EdgeState, files: &[(String, PathBuf)], now: u64, bypass: bool) -> Vec<DeleteFailure> {
     files
         .iter()
-        .filter_map(|(name, file)| match std::fs::remove_file(file) {
-            Ok(()) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => Some(DeleteFailure { name: name.clone(), error: e.kind().to_string() }),
+        .filter_map(|(name, file)| {
+            let lock_file = lock_of(&state.root, file)?;
+            let error = match delete_unless_locked(state, file, &lock_file, now, bypass) {
+                Ok(Ok(())) => return None,
+                Ok(Err(locked)) => locked,
+                Err(e) => e.kind().to_string(),
+            };
+            Some(DeleteFailure { name: name.clone(), error })
         })
         .collect()
 }
@@ -130,14 +141,16 @@ mod tests {
 
     #[test]
     fn batch_deletes_count_what_is_gone_as_deleted() {
-        let dir = crate::testing::scratch_dir("edge-delete");
+        let root = crate::testing::scratch_dir("edge-delete");
+        let state = EdgeState::new(root.clone(), b"secret").expect("store");
+        let dir = root.join("objects");
         std::fs::create_dir_all(dir.join("aa")).expect("dir");
         std::fs::write(dir.join("aa/1"), b"x").expect("file");
         std::fs::create_dir_all(dir.join("aa/2")).expect("a directory where a file should be");
         std::fs::write(dir.join("aa/2/x"), b"x").expect("file");
         let files: Vec<(String, PathBuf)> =
             ["aa/1", "aa/2", "aa/3"].iter().map(|n| (n.to_string(), dir.join(n))).collect();
-        let failed = delete_all(&files);
+        let failed = delete_all(&state, &files, 0, false);
         assert_eq!(failed.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["aa/2"], "{failed:?}");
         assert!(!dir.join("aa/1").exists());
     }

@@ -2,7 +2,9 @@
 //!
 //! It serves `PUT`, `GET` (with a byte range), `HEAD` and `DELETE` on `/f/<path>`, a
 //! listing of the fragments below a prefix on `GET /l/<prefix>` and a batch delete
-//! on `POST /d/<prefix>` (`bulk.rs`), and accepts only URLs presigned for it: an
+//! on `POST /d/<prefix>` (`bulk.rs`), fragment locks on `/r/<path>` (`locks.rs`:
+//! deletes before a signed retain-until date are refused), and accepts only URLs
+//! presigned for it: an
 //! HMAC-SHA256 over method, expiry and path under the secret it shares with the
 //! gateway's presigner (see
 //! [`crate::backend::verify_edge`]). Writes are durable before they are acknowledged:
@@ -26,14 +28,17 @@ use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 use zeroize::Zeroizing;
 
-use crate::backend::verify_edge;
+use crate::backend::{EdgeGrant, verify_edge};
 
 mod bulk;
+mod locks;
 
 /// An edge store.
 pub struct EdgeState {
     root: PathBuf,
     secret: Zeroizing<Vec<u8>>,
+    /// Orders lock changes and deletes (see `locks.rs`).
+    locks: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for EdgeState {
@@ -47,11 +52,12 @@ impl EdgeState {
     pub fn new(root: PathBuf, secret: &[u8]) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(root.join("objects"))?;
         std::fs::create_dir_all(root.join("tmp"))?;
+        std::fs::create_dir_all(root.join("locks"))?;
         // Temporary files of writes a crash interrupted are garbage.
         for e in std::fs::read_dir(root.join("tmp"))?.flatten() {
             let _ = std::fs::remove_file(e.path());
         }
-        Ok(Arc::new(Self { root, secret: Zeroizing::new(secret.to_vec()) }))
+        Ok(Arc::new(Self { root, secret: Zeroizing::new(secret.to_vec()), locks: std::sync::Mutex::new(()) }))
     }
 }
 
@@ -87,11 +93,16 @@ fn plain(status: StatusCode, msg: &'static str) -> Response {
 
 /// Maps `/f/<path>` to a file under `objects/`, refusing anything that could escape.
 fn object_path(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let rel = url_path.strip_prefix("/f/")?;
+    tree_path(root, "objects", url_path.strip_prefix("/f/")?)
+}
+
+/// Maps the relative path `rel` to a file under `tree/` (`objects/`, `locks/`),
+/// refusing anything that could escape.
+fn tree_path(root: &Path, tree: &str, rel: &str) -> Option<PathBuf> {
     if rel.len() > 512 {
         return None;
     }
-    let mut p = root.join("objects");
+    let mut p = root.join(tree);
     let mut n = 0;
     for seg in rel.split('/') {
         let ok = !seg.is_empty()
@@ -113,8 +124,8 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("").to_string();
     let signed_as = if method == Method::HEAD { "GET" } else { method.as_str() };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let signed_length = match verify_edge(&state.secret, signed_as, &path, &query, now) {
-        Ok(l) => l,
+    let grant = match verify_edge(&state.secret, signed_as, &path, &query, now) {
+        Ok(g) => g,
         Err(why) => return (StatusCode::FORBIDDEN, why).into_response(),
     };
     if let Some(prefix) = path.strip_prefix("/l/") {
@@ -125,17 +136,20 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
     }
     if let Some(prefix) = path.strip_prefix("/d/") {
         return match method {
-            Method::POST => bulk::delete_response(&state.root, prefix, req).await,
+            Method::POST => bulk::delete_response(state.clone(), prefix, req, grant.bypass).await,
             _ => plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         };
+    }
+    if let Some(rel) = path.strip_prefix("/r/") {
+        return locks::respond(state.clone(), method, rel.to_string(), grant).await;
     }
     let Some(file) = object_path(&state.root, &path) else {
         return plain(StatusCode::BAD_REQUEST, "bad object path");
     };
     let result = match method {
-        Method::PUT => put(&state, &file, req, signed_length).await,
+        Method::PUT => put(&state, &file, req, grant).await,
         Method::GET | Method::HEAD => get(&file, req.headers(), method == Method::HEAD).await,
-        Method::DELETE => delete(&file).await,
+        Method::DELETE => locks::delete(state.clone(), path["/f/".len()..].to_string(), grant.bypass).await,
         _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
     };
     result.unwrap_or_else(|e| {
@@ -144,7 +158,8 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
     })
 }
 
-async fn put(state: &EdgeState, file: &Path, req: Request, signed_length: Option<u64>) -> std::io::Result<Response> {
+async fn put(state: &Arc<EdgeState>, file: &Path, req: Request, grant: EdgeGrant) -> std::io::Result<Response> {
+    let signed_length = grant.length;
     let Some(expected) =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     else {
@@ -155,7 +170,8 @@ async fn put(state: &EdgeState, file: &Path, req: Request, signed_length: Option
         return Ok(plain(StatusCode::BAD_REQUEST, "Content-Length is not the length this URL was signed for"));
     }
     // Each name is written once: a presigned URL replayed cannot replace a fragment.
-    if tokio::fs::try_exists(file).await? {
+    // (A record rewritten comes with a URL signed to replace.)
+    if !grant.replace && tokio::fs::try_exists(file).await? {
         return Ok(plain(
             StatusCode::PRECONDITION_FAILED,
             "a fragment of this name exists; fragments are never replaced",
@@ -197,6 +213,17 @@ async fn put(state: &EdgeState, file: &Path, req: Request, signed_length: Option
     }
     let parent = file.parent().unwrap_or(&state.root).to_path_buf();
     tokio::fs::create_dir_all(&parent).await?;
+    if grant.replace {
+        let (state, file) = (state.clone(), file.to_path_buf());
+        let replaced = tokio::task::spawn_blocking(move || locks::replace(&state, &tmp, &file))
+            .await
+            .map_err(std::io::Error::other)??;
+        if let Err(why) = replaced {
+            return Ok((StatusCode::FORBIDDEN, why).into_response());
+        }
+        tokio::fs::File::open(&parent).await?.sync_all().await?;
+        return Ok(StatusCode::OK.into_response());
+    }
     // A link, not a rename: it fails if the name was taken meanwhile (two PUTs of
     // one URL racing), where a rename would replace the file.
     let linked = tokio::fs::hard_link(&tmp, file).await;
@@ -274,14 +301,6 @@ async fn get(file: &Path, headers: &HeaderMap, head: bool) -> std::io::Result<Re
         Body::from_stream(ReaderStream::with_capacity(tokio::io::AsyncReadExt::take(f, len), 256 << 10))
     };
     builder.body(body).map_err(std::io::Error::other)
-}
-
-async fn delete(file: &Path) -> std::io::Result<Response> {
-    match tokio::fs::remove_file(file).await {
-        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]
@@ -376,5 +395,19 @@ mod uploads {
         let put2 = s.presign_put("e", "aaaa/2", 5, ttl).expect("sign");
         assert_eq!(send(&state, Method::PUT, &put2, b"longer").await.0, StatusCode::BAD_REQUEST);
         assert_eq!(send(&state, Method::PUT, &put2, b"right").await.0, StatusCode::OK);
+
+        // A URL signed to replace does (a record rewritten)…
+        let again = s.presign_replace("e", "aaaa/1", 5, ttl).expect("sign");
+        assert_eq!(send(&state, Method::PUT, &again, b"newer").await.0, StatusCode::OK);
+        assert_eq!(send(&state, Method::GET, &get, b"").await, (StatusCode::OK, b"newer".to_vec()));
+        // …unless what the name holds is locked: then it stays, and so does its lock.
+        let lock = crate::backend::FragmentLock { until: u64::MAX / 2, compliance: true };
+        let retain = s.presign_retain("e", "aaaa/1", lock, ttl).expect("sign");
+        assert_eq!(send(&state, Method::POST, &retain, b"").await.0, StatusCode::OK);
+        assert_eq!(send(&state, Method::PUT, &again, b"later").await.0, StatusCode::FORBIDDEN);
+        assert_eq!(send(&state, Method::GET, &get, b"").await, (StatusCode::OK, b"newer".to_vec()));
+        let delete = s.presign("e", Signed::Delete, "aaaa/1", ttl).expect("sign");
+        assert_eq!(send(&state, Method::DELETE, &delete, b"").await.0, StatusCode::FORBIDDEN);
+        assert!(std::fs::read_dir(state.root.join("tmp")).expect("tmp").next().is_none(), "no temporary file left");
     }
 }
