@@ -218,7 +218,8 @@ pub fn quorum(written: usize, k: usize) -> usize {
 /// location does not hold a write back for longer.
 const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Writes `bytes` as the record `name` to every one of `locations` at once; fails
+/// Writes `bytes` as the record `name` to every one of `locations` at once (a
+/// record rewritten — a lock or tag change — replaces the copy of its name); fails
 /// unless `needed` copies landed. Once they have, the others get
 /// [`STRAGGLER_GRACE`] more. Returns the locations that may hold it (every one
 /// tried: one given up on may still have stored it, and deleting a record that is
@@ -242,7 +243,7 @@ pub async fn write(
             };
             let body = bytes.clone();
             async move {
-                let r = store.put(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
+                let r = store.replace(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
                 if let Err(e) = &r {
                     tracing::warn!(location = %at.location, record = %at.name, error = %e, "record not written");
                 }
@@ -276,7 +277,7 @@ pub async fn write_copies(
         let at = FragmentRef { location, name: name.to_string(), len: bytes.len() as u64, tenant: None };
         let body = bytes.clone();
         async move {
-            let r = store.put(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
+            let r = store.replace(&at, Box::pin(futures::stream::once(async move { Ok(body) }))).await;
             if let Err(e) = &r {
                 tracing::warn!(location = %at.location, record = %at.name, error = %e, "record not written");
             }

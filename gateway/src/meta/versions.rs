@@ -151,6 +151,26 @@ impl MetaStore {
         Ok(r.rows_affected() == 1)
     }
 
+    /// The retentions in force at `now` of the versions made of seal `seal` (a copy
+    /// shares its source's seals): what its fragments must be locked with.
+    pub async fn seal_retentions(&self, seal: super::SealId, now: i64) -> MetaResult<Vec<Retention>> {
+        let rows = sqlx::query(
+            "SELECT v.lock_mode, v.retain_until FROM version_parts p JOIN versions v ON v.id = p.version_id \
+             WHERE p.seal_id = $1 AND v.lock_mode IS NOT NULL AND v.retain_until > $2",
+        )
+        .bind(seal.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let mode: String = r.try_get(0)?;
+                let mode = mode.parse().map_err(|_| MetaError::Corrupt(format!("lock mode {mode:?}")))?;
+                Ok(Retention { mode: Some(mode), until: Some(r.try_get(1)?), legal_hold: false })
+            })
+            .collect()
+    }
+
     /// Version `which` of a key (a delete marker too), and whether it is the latest.
     pub async fn find_version(&self, bucket: &str, key: &[u8], which: VersionRef) -> MetaResult<Option<ListedVersion>> {
         let mut conn = self.pool.acquire().await?;

@@ -27,6 +27,7 @@ mod copy;
 mod customer;
 pub mod drain;
 mod get;
+pub mod locks;
 mod put;
 mod read;
 pub mod rebuild;
@@ -48,7 +49,7 @@ pub use copy::{CopyOutcome, CopyRequest, CopySource, copy};
 pub use customer::CustomerKey;
 pub use get::get;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
-pub use read::fragment_layout;
+pub use read::{fragment_layout, fragment_ref};
 pub use record::{
     Deleted, backfill, collect_records, delete, delete_version, follow_fragment, rehome_records, restate,
 };

@@ -36,7 +36,7 @@ pub fn fragment_layout(seal: &Seal) -> Result<FragmentLayout, PipelineError> {
 }
 
 /// The reference to fragment `f` of a seal whose fragments are `len` bytes long.
-pub(crate) fn fragment_ref(f: &Fragment, len: u64, tenant: Option<u32>) -> FragmentRef {
+pub fn fragment_ref(f: &Fragment, len: u64, tenant: Option<u32>) -> FragmentRef {
     FragmentRef { location: f.location.clone(), name: f.name.clone(), len, tenant }
 }
 

@@ -138,6 +138,7 @@ pub async fn rebuild(ctx: &PipelineCtx, seal: &Seal, index: u8, to: &str) -> Res
         return Err(e.into());
     }
     ctx.health.succeeded(to);
+    super::locks::lock_rebuilt(ctx, seal.id, &new).await;
     let fragment =
         Fragment { index, location: to.to_string(), name, size: whole, state: FragmentState::Stored, verified_at: 0 };
     Ok(Rebuilt { fragment, corrupt, read: survivors_read })

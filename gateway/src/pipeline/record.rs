@@ -52,6 +52,10 @@ pub(super) async fn record_version(
         locations.extend(at);
         k = marker_k;
     }
+    if let Some(lock) = super::locks::fragment_lock(&version.lock) {
+        let seals: Vec<&Seal> = parts.iter().map(|(_, seal)| *seal).collect();
+        super::locks::lock_seals(ctx, &seals, lock).await;
+    }
     let row = write_manifest(ctx, &bucket, version, parts, locations.into_iter().collect(), k).await?;
     Ok(Recorded { row, shown: bucket.versioning.map(|_| version.shown_id()) })
 }
@@ -300,6 +304,12 @@ pub async fn restate(
         let new = change(old)?;
         if new == *old {
             return Ok(Some(new));
+        }
+        if let Some(lock) = super::locks::fragment_lock(&new.lock)
+            && super::locks::fragment_lock(&old.lock) != Some(lock)
+        {
+            let seals: Vec<&Seal> = m.parts.iter().map(|p| &p.seal).collect();
+            super::locks::lock_seals(ctx, &seals, lock).await;
         }
         if let Some(row) = ctx.meta.manifest_record(id).await? {
             let b = ctx.meta.bucket(bucket).await?.ok_or(MetaError::NoSuchBucket)?;
