@@ -75,12 +75,15 @@ pub enum AdminCommand {
         #[command(subcommand)]
         what: BucketsCommand,
     },
-    /// Where an object's fragments live.
+    /// Where an object's fragments live, and how they are locked.
     Object {
         /// Bucket.
         bucket: String,
         /// Key.
         key: String,
+        /// A version of it (`null` for the null version); the current one if absent.
+        #[arg(long)]
+        version_id: Option<String>,
     },
     /// Background jobs.
     Jobs {
@@ -514,11 +517,26 @@ fn location_rows(items: &[Value]) -> String {
                 format!("{:.1}", l.get("latency_ms").and_then(Value::as_f64).unwrap_or(0.0)),
                 text(l, "fragments"),
                 bytes_h(l, "fragment_bytes"),
+                if l.get("enforces_retention").and_then(Value::as_bool) == Some(true) { "enforced" } else { "-" }
+                    .into(),
                 text(&d, "endpoint"),
             ]
         })
         .collect();
-    table(&["NAME", "KIND", "TIER", "STATE", "ORIGIN", "HEALTH", "LATENCY_MS", "FRAGMENTS", "BYTES", "ENDPOINT"], rows)
+    let headers = [
+        "NAME",
+        "KIND",
+        "TIER",
+        "STATE",
+        "ORIGIN",
+        "HEALTH",
+        "LATENCY_MS",
+        "FRAGMENTS",
+        "BYTES",
+        "RETENTION",
+        "ENDPOINT",
+    ];
+    table(&headers, rows)
 }
 
 fn job_rows(items: &[Value]) -> String {
@@ -930,8 +948,12 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                 print(j, &v, |v| bucket_rows(std::slice::from_ref(v)))?
             }
         },
-        AdminCommand::Object { bucket, key } => {
-            let v = c.get(&format!("/v1/objects?bucket={}&key={}", seg(bucket), seg(key))).await?;
+        AdminCommand::Object { bucket, key, version_id } => {
+            let mut path = format!("/v1/objects?bucket={}&key={}", seg(bucket), seg(key));
+            if let Some(v) = version_id {
+                path.push_str(&format!("&version={}", seg(v)));
+            }
+            let v = c.get(&path).await?;
             print(j, &v, |v| {
                 let mut rows = Vec::new();
                 for p in v.get("parts").and_then(Value::as_array).cloned().unwrap_or_default() {
@@ -945,14 +967,29 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                             text(&f, "state"),
                             bytes_h(&f, "size"),
                             when(&f, "verified_at"),
+                            f.get("location_lock")
+                                .filter(|l| !l.is_null())
+                                .map_or("-".into(), |l| format!("{} until {}", text(l, "mode"), text(l, "until"))),
                         ]);
                     }
                 }
-                format!("{}/{}: {} bytes, version {}\n", bucket, key, text(v, "size"), text(v, "version"))
-                    + &table(
-                        &["PART", "CODE", "FRAGMENT", "LOCATION", "LOCATION_STATE", "STATE", "SIZE", "VERIFIED"],
-                        rows,
-                    )
+                let mut head =
+                    format!("{}/{}: {} bytes, version {}\n", bucket, key, text(v, "size"), text(v, "version"));
+                if v.get("lock_mode").is_some_and(|m| !m.is_null()) {
+                    head.push_str(&format!(
+                        "retention: {} until {}; locked at k or more locations in every part: {}\n",
+                        text(v, "lock_mode"),
+                        when(v, "retain_until"),
+                        if v.get("locked_at_k").and_then(Value::as_bool) == Some(true) { "yes" } else { "no" },
+                    ));
+                }
+                if v.get("legal_hold").and_then(Value::as_bool) == Some(true) {
+                    head.push_str("legal hold: on\n");
+                }
+                head + &table(
+                    &["PART", "CODE", "FRAGMENT", "LOCATION", "LOCATION_STATE", "STATE", "SIZE", "VERIFIED", "LOCK"],
+                    rows,
+                )
             })?
         }
         AdminCommand::Jobs { what } => match what {

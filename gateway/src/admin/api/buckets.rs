@@ -1,4 +1,4 @@
-//! Buckets (usage, policy) and where an object's fragments are.
+//! Buckets: usage and policy.
 
 use std::sync::Arc;
 
@@ -6,12 +6,11 @@ use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::*;
 use crate::admin::Admin;
 use crate::admin::problem::{ApiJson, Problem};
-use crate::catalog::LocationState;
 use crate::meta::BucketRow;
 
 /// Fragments of a bucket at one location.
@@ -122,128 +121,4 @@ pub async fn assign_policy(
     }
     let b = admin.gw.meta.bucket(&name).await?.ok_or_else(|| Problem::not_found(format!("no bucket {name:?}")))?;
     Ok(Json(bucket_info(&admin, b).await?))
-}
-
-/// Which object to inspect.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ObjectQuery {
-    /// Bucket.
-    pub bucket: String,
-    /// Object key.
-    pub key: String,
-}
-
-/// Where one fragment lives.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FragmentInfo {
-    /// Fragment index.
-    pub index: i64,
-    /// Location.
-    pub location: String,
-    /// The location's state.
-    pub location_state: LocationState,
-    /// Bytes.
-    pub size: i64,
-    /// `pending`, `stored`, `missing`, `corrupt` or `repairing`.
-    pub state: String,
-    /// When it was last read back whole and found good, Unix milliseconds (0: not
-    /// since it was written).
-    pub verified_at: i64,
-}
-
-/// One part (one coded seal) of an object.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PartInfo {
-    /// Part number.
-    pub part_number: i64,
-    /// Offset in the object.
-    pub offset: i64,
-    /// Bytes (plaintext).
-    pub size: i64,
-    /// The seal's id (also the fragments' name at their locations).
-    pub seal: String,
-    /// Fragments needed.
-    pub k: i64,
-    /// Fragments written.
-    pub n: i64,
-    /// `zstd` or `lz4` when compressed.
-    pub compression: Option<String>,
-    /// Healthy fragments minus k: how many more it can lose.
-    pub margin: i64,
-    /// Its fragments.
-    pub fragments: Vec<FragmentInfo>,
-}
-
-/// Where an object's fragments live.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ObjectInfo {
-    /// Bucket.
-    pub bucket: String,
-    /// Key.
-    pub key: String,
-    /// Version id.
-    pub version: String,
-    /// Bytes.
-    pub size: i64,
-    /// ETag.
-    pub etag: String,
-    /// Last modified, Unix milliseconds.
-    pub last_modified: i64,
-    /// Parts in order.
-    pub parts: Vec<PartInfo>,
-}
-
-/// Shows where each fragment of an object lives and its state.
-#[utoipa::path(get, path = "/v1/objects", tag = "buckets", params(ObjectQuery),
-    responses((status = 200, description = "The object's placement", body = ObjectInfo)))]
-pub async fn inspect_object(
-    State(admin): State<Arc<Admin>>,
-    q: Result<Query<ObjectQuery>, QueryRejection>,
-) -> ApiResult<Json<ObjectInfo>> {
-    let Query(q) = q?;
-    let manifest = admin
-        .gw
-        .meta
-        .manifest(&q.bucket, q.key.as_bytes())
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no object {:?} in bucket {:?}", q.key, q.bucket)))?;
-    let view = admin.gw.catalog.view();
-    let parts = manifest
-        .parts
-        .into_iter()
-        .map(|p| PartInfo {
-            part_number: i64::from(p.number),
-            offset: p.offset as i64,
-            size: p.size as i64,
-            seal: p.seal.id.to_string(),
-            k: i64::from(p.seal.params.k()),
-            n: i64::from(p.seal.params.n()),
-            compression: p.seal.compression.column().map(String::from),
-            margin: p.seal.margin(),
-            fragments: p
-                .seal
-                .fragments
-                .into_iter()
-                .map(|f| FragmentInfo {
-                    index: i64::from(f.index),
-                    location_state: view.state(&f.location),
-                    location: f.location,
-                    size: f.size as i64,
-                    state: f.state.to_string(),
-                    verified_at: f.verified_at,
-                })
-                .collect(),
-        })
-        .collect();
-    let version = manifest.version;
-    Ok(Json(ObjectInfo {
-        bucket: q.bucket,
-        key: q.key,
-        version: version.id.to_string(),
-        size: version.size as i64,
-        etag: version.etag,
-        last_modified: version.last_modified,
-        parts,
-    }))
 }

@@ -38,6 +38,10 @@ pub struct LocationInfo {
     pub fragments: i64,
     /// Their bytes.
     pub fragment_bytes: i64,
+    /// Whether the location itself enforces object lock retention on fragments
+    /// (a `skyshard edge` store: deletes before a locked fragment's date are
+    /// refused there, whoever signs them); elsewhere only the gateway does.
+    pub enforces_retention: bool,
 }
 
 /// A location as the API knows it: one of the catalog's, unless it was removed. (A
@@ -68,6 +72,7 @@ async fn location_info(admin: &Admin, view: &CatalogView, name: &str) -> ApiResu
         errors: recent.errors,
         fragments,
         fragment_bytes,
+        enforces_retention: loc.kind == crate::config::LocationKind::Edge,
     })
 }
 
