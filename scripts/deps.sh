@@ -9,12 +9,13 @@ set -euo pipefail
 #   postgresql       the metadata suite runs on a throwaway cluster (scripts/pg.sh)
 #   swift…, memcached an OpenStack Swift node as a location (scripts/swift.sh)
 #   curl             presigned URLs and raw requests in the end-to-end tests
+#   restic           a backup tool as a client: backups to a versioned, locked bucket
 #   qemu-system-x86, busybox-static, cpio
 #                    kernel TLS is tested in a QEMU guest (scripts/ktls-vm.sh): these
 #                    machines' kernels have none
 #   fonts-dejavu-core the font of `skyshard bench offload`'s chart
 APT_PACKAGES=(libisal-dev awscli postgresql swift swift-proxy swift-object swift-container swift-account
-  memcached python3-swiftclient curl qemu-system-x86 busybox-static cpio fonts-dejavu-core)
+  memcached python3-swiftclient curl restic qemu-system-x86 busybox-static cpio fonts-dejavu-core)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -36,6 +36,8 @@ pub struct Env {
     pub rclone: PathBuf,
     /// aws-cli v2.
     pub aws: PathBuf,
+    /// restic (a backup tool, as a client).
+    pub restic: PathBuf,
 }
 
 /// The tools, found once; a missing one is a setup error with the fix in its message.
@@ -51,10 +53,17 @@ pub fn env() -> &'static Env {
             python: venv.join("bin/python"),
             rclone: venv.join("bin/rclone"),
             aws: PathBuf::from("/usr/bin/aws"),
+            restic: PathBuf::from("/usr/bin/restic"),
             root,
         };
-        for (what, p) in [("skyshard", &e.skyshard), ("python", &e.python), ("rclone", &e.rclone), ("aws-cli", &e.aws)]
-        {
+        let tools = [
+            ("skyshard", &e.skyshard),
+            ("python", &e.python),
+            ("rclone", &e.rclone),
+            ("aws-cli", &e.aws),
+            ("restic", &e.restic),
+        ];
+        for (what, p) in tools {
             assert!(
                 p.exists(),
                 "{what} not found at {}: run ./test, which installs and builds everything",
@@ -786,6 +795,21 @@ impl Client {
         let out = run(cmd.args(args));
         assert!(out.status.success(), "{script} failed:\n{}\n{}", out.stdout, out.stderr);
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{script} printed {:?}: {e}", out.stdout))
+    }
+
+    /// Runs restic on the repository at `bucket/prefix` of the gateway, with the
+    /// repository password `password` and no local cache.
+    pub fn restic(&self, repository: &str, password: &str, args: &[&str]) -> Out {
+        let mut cmd = Command::new(&env().restic);
+        if let Some(ca) = &self.ca {
+            cmd.arg("--cacert").arg(ca);
+        }
+        run(cmd
+            .args(["--no-cache", "-r", &format!("s3:{}/{repository}", self.endpoint)])
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("RESTIC_PASSWORD", password))
     }
 
     /// Runs rclone as an S3 client of the gateway; remote paths are `:s3:bucket/key`.
