@@ -181,10 +181,6 @@ impl LocationSigner {
     pub fn new(locations: BTreeMap<String, Location>) -> Self {
         Self { locations: RwLock::new(Arc::new(locations)) }
     }
-
-    fn current(&self) -> Arc<BTreeMap<String, Location>> {
-        self.locations.read().map(|l| l.clone()).unwrap_or_default()
-    }
 }
 
 fn unix_now() -> u64 {
@@ -291,35 +287,15 @@ fn sign_edge(loc: &Location, method: &str, parts: &[&str], ttl: Duration, grant:
 
 impl Presigner for LocationSigner {
     fn presign_put(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        if loc.kind != LocationKind::Edge {
-            return self.presign(location, Method::Put, object, ttl);
-        }
-        Ok(sign_edge(
-            loc,
-            "PUT",
-            &["f", &loc.prefix, object],
-            ttl,
-            EdgeGrant { length: Some(len), ..EdgeGrant::default() },
-        ))
+        self.upload(location, object, len, ttl, false)
     }
 
     fn presign_replace(&self, location: &str, object: &str, len: u64, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        if loc.kind != LocationKind::Edge {
-            return self.presign(location, Method::Put, object, ttl);
-        }
-        let grant = EdgeGrant { length: Some(len), replace: true, ..EdgeGrant::default() };
-        Ok(sign_edge(loc, "PUT", &["f", &loc.prefix, object], ttl, grant))
+        self.upload(location, object, len, ttl, true)
     }
 
     fn presign(&self, location: &str, method: Method, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        let err = |reason: String| PresignError::Sign { location: location.into(), reason };
-        match loc.kind {
+        self.with(location, |loc| match loc.kind {
             // The gateway deletes only what it has judged may go (garbage, or a
             // version whose governance retention a privileged key bypassed): its
             // deletes bypass governance locks, never compliance ones.
@@ -338,9 +314,10 @@ impl Presigner for LocationSigner {
                 Ok(url)
             }
             LocationKind::S3 => {
-                sign_s3(loc, method, join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]), ttl).map_err(err)
+                let url = join_path(&loc.endpoint, &[&loc.container, &loc.prefix, object]);
+                sign_s3(loc, method, url, ttl).map_err(|reason| sign_error(location, reason))
             }
-        }
+        })
     }
 
     fn presign_list(
@@ -349,10 +326,7 @@ impl Presigner for LocationSigner {
         after: Option<&str>,
         ttl: Duration,
     ) -> Result<(url::Url, Dialect), PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        let err = |reason: String| PresignError::Sign { location: location.into(), reason };
-        match loc.kind {
+        self.with(location, |loc| match loc.kind {
             LocationKind::Edge => {
                 let mut url = sign_edge(loc, "GET", &["l", &loc.prefix], ttl, EdgeGrant::default());
                 if let Some(a) = after {
@@ -368,18 +342,16 @@ impl Presigner for LocationSigner {
                 if let Some(a) = after {
                     url.query_pairs_mut().append_pair("start-after", &format!("{prefix}{a}"));
                 }
-                Ok((sign_s3(loc, Method::Get, url, ttl).map_err(err)?, Dialect::S3))
+                let url = sign_s3(loc, Method::Get, url, ttl).map_err(|reason| sign_error(location, reason))?;
+                Ok((url, Dialect::S3))
             }
             // TempURLs cover objects, not container listings.
             LocationKind::Swift => Err(PresignError::Unsupported { location: location.into(), what: "listing" }),
-        }
+        })
     }
 
     fn presign_delete_batch(&self, location: &str, ttl: Duration) -> Result<BatchDelete, PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        let err = |reason: String| PresignError::Sign { location: location.into(), reason };
-        match loc.kind {
+        self.with(location, |loc| match loc.kind {
             LocationKind::Edge => {
                 let grant = EdgeGrant { bypass: true, ..EdgeGrant::default() };
                 let url = sign_edge(loc, "POST", &["d", &loc.prefix], ttl, grant);
@@ -388,12 +360,12 @@ impl Presigner for LocationSigner {
             LocationKind::S3 => {
                 let mut url = join_path(&loc.endpoint, &[&loc.container]);
                 url.query_pairs_mut().append_pair("delete", "");
-                let url = sign_s3(loc, Method::Post, url, ttl).map_err(err)?;
+                let url = sign_s3(loc, Method::Post, url, ttl).map_err(|reason| sign_error(location, reason))?;
                 Ok(BatchDelete { url, dialect: Dialect::S3, key_prefix: key_prefix(loc) })
             }
             // A bulk delete needs a Swift token; TempURLs cover one object each.
             LocationKind::Swift => Err(PresignError::Unsupported { location: location.into(), what: "batch deletes" }),
-        }
+        })
     }
 
     fn presign_retain(
@@ -403,28 +375,12 @@ impl Presigner for LocationSigner {
         lock: FragmentLock,
         ttl: Duration,
     ) -> Result<url::Url, PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        match loc.kind {
-            LocationKind::Edge => {
-                let grant = EdgeGrant { retain: Some(lock), ..EdgeGrant::default() };
-                Ok(sign_edge(loc, "POST", &["r", &loc.prefix, object], ttl, grant))
-            }
-            LocationKind::S3 | LocationKind::Swift => {
-                Err(PresignError::Unsupported { location: location.into(), what: "retention" })
-            }
-        }
+        let grant = EdgeGrant { retain: Some(lock), ..EdgeGrant::default() };
+        self.lock_url(location, "POST", object, ttl, grant)
     }
 
     fn presign_retention(&self, location: &str, object: &str, ttl: Duration) -> Result<url::Url, PresignError> {
-        let locations = self.current();
-        let loc = locations.get(location).ok_or_else(|| PresignError::UnknownLocation(location.into()))?;
-        match loc.kind {
-            LocationKind::Edge => Ok(sign_edge(loc, "GET", &["r", &loc.prefix, object], ttl, EdgeGrant::default())),
-            LocationKind::S3 | LocationKind::Swift => {
-                Err(PresignError::Unsupported { location: location.into(), what: "retention" })
-            }
-        }
+        self.lock_url(location, "GET", object, ttl, EdgeGrant::default())
     }
 
     fn set_locations(&self, locations: &BTreeMap<String, Location>) {
@@ -432,6 +388,54 @@ impl Presigner for LocationSigner {
             *l = Arc::new(locations.clone());
         }
     }
+}
+
+impl LocationSigner {
+    /// `f` of the location named `name`, as the signer knows it now.
+    fn with<T>(&self, name: &str, f: impl FnOnce(&Location) -> Result<T, PresignError>) -> Result<T, PresignError> {
+        let locations = self.locations.read().map(|l| l.clone()).unwrap_or_default();
+        f(locations.get(name).ok_or_else(|| PresignError::UnknownLocation(name.into()))?)
+    }
+
+    /// An upload URL for `object` of `len` bytes; `replace`: it may replace what
+    /// the name holds.
+    fn upload(
+        &self,
+        location: &str,
+        object: &str,
+        len: u64,
+        ttl: Duration,
+        replace: bool,
+    ) -> Result<url::Url, PresignError> {
+        let edge = self.with(location, |loc| Ok(loc.kind == LocationKind::Edge))?;
+        if !edge {
+            return self.presign(location, Method::Put, object, ttl);
+        }
+        let grant = EdgeGrant { length: Some(len), replace, ..EdgeGrant::default() };
+        self.with(location, |loc| Ok(sign_edge(loc, "PUT", &["f", &loc.prefix, object], ttl, grant)))
+    }
+
+    /// A URL on the lock of `object` (edge stores only: no other location enforces
+    /// retention).
+    fn lock_url(
+        &self,
+        location: &str,
+        method: &str,
+        object: &str,
+        ttl: Duration,
+        grant: EdgeGrant,
+    ) -> Result<url::Url, PresignError> {
+        self.with(location, |loc| match loc.kind {
+            LocationKind::Edge => Ok(sign_edge(loc, method, &["r", &loc.prefix, object], ttl, grant)),
+            LocationKind::S3 | LocationKind::Swift => {
+                Err(PresignError::Unsupported { location: location.into(), what: "retention" })
+            }
+        })
+    }
+}
+
+fn sign_error(location: &str, reason: String) -> PresignError {
+    PresignError::Sign { location: location.into(), reason }
 }
 
 /// The S3 key prefix a location's fragments are written under (as `join_path`

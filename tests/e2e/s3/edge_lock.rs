@@ -12,11 +12,7 @@ use serde_json::{Value, json};
 
 use e2e::{Client, Db, Edge, Gateway, TempDir, data_file, edge_location, env, locations_pki, ok, same_file};
 
-/// An RFC 3339 time `secs` from now.
-fn from_now(secs: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
-    t.format(&time::format_description::well_known::Rfc3339).expect("format")
-}
+use super::from_now;
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs()

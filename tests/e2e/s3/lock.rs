@@ -8,15 +8,10 @@ use serde_json::{Value, json};
 
 use e2e::{Client, Cluster, Db, data_file, ok, same_file};
 
+use super::from_now;
 use crate::on_both_databases;
 
 on_both_databases!(object_lock);
-
-/// An RFC 3339 time `secs` from now.
-fn from_now(secs: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
-    t.format(&time::format_description::well_known::Rfc3339).expect("format")
-}
 
 fn denied(cl: &Client, op: &str, params: Value) {
     assert_eq!(cl.boto_error(op, params), ("AccessDenied".into(), 403), "{op}");
