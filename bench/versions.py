@@ -5,9 +5,11 @@ fast ListObjectVersions pages through many versions.
 usage: versions.py ENDPOINT ACCESS_KEY SECRET_KEY PID [CA_FILE] [--versions N] [--json FILE]
 
 Against one gateway (PID: its process, for CPU seconds from /proc/PID/stat):
-1. PUT of 4 KiB objects with 8 client threads into an unversioned bucket and into
-   a versioned one, in alternating rounds (so that a noisy machine hurts both
-   alike): objects per second and gateway CPU per object, and the ratio.
+1. PUT of 4 KiB objects with 8 client threads into an unversioned bucket, a
+   versioned one and one with object lock (a default COMPLIANCE retention: each
+   version's fragments are locked at the locations that enforce retention), in
+   alternating rounds (so that a noisy machine hurts all alike): objects per second
+   and gateway CPU per object, and the ratios.
 2. N versions (default 20,000) of 20 keys written into the versioned bucket, then
    listed whole with ListObjectVersions (1,000 per page), and one page read at the
    end of the listing (by key and version-id marker): versions listed per second
@@ -57,6 +59,13 @@ def main():
     for b in ("bench-plain", "bench-versioned"):
         s3.create_bucket(Bucket=b)
     s3.put_bucket_versioning(Bucket="bench-versioned", VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket="bench-locked", ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket="bench-locked",
+        ObjectLockConfiguration={"ObjectLockEnabled": "Enabled",
+                                 "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}},
+    )
+    buckets = ("bench-plain", "bench-versioned", "bench-locked")
     body = os.urandom(SMALL)
 
     def put_many(bucket, prefix, count, keys=None):
@@ -66,9 +75,9 @@ def main():
         with concurrent.futures.ThreadPoolExecutor(THREADS) as ex:
             list(ex.map(one, range(count)))
 
-    totals = {b: [0.0, 0.0, 0] for b in ("bench-plain", "bench-versioned")}
+    totals = {b: [0.0, 0.0, 0] for b in buckets}
     for r in range(ROUNDS):
-        for b in ("bench-plain", "bench-versioned"):
+        for b in buckets:
             c0, t0 = cpu_seconds(pid), time.perf_counter()
             put_many(b, f"r{r}", PER_ROUND)
             totals[b][0] += time.perf_counter() - t0
@@ -80,6 +89,10 @@ def main():
     report["versioned_vs_plain_rate"] = report["bench-versioned"]["objects_per_s"] / report["bench-plain"]["objects_per_s"]
     report["versioned_vs_plain_cpu"] = (
         report["bench-versioned"]["cpu_ms_per_object"] / report["bench-plain"]["cpu_ms_per_object"]
+    )
+    report["locked_vs_versioned_rate"] = report["bench-locked"]["objects_per_s"] / report["bench-versioned"]["objects_per_s"]
+    report["locked_vs_versioned_cpu"] = (
+        report["bench-locked"]["cpu_ms_per_object"] / report["bench-versioned"]["cpu_ms_per_object"]
     )
 
     t0 = time.perf_counter()
