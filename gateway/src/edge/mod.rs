@@ -23,8 +23,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures::TryStreamExt;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tokio_util::io::ReaderStream;
 use zeroize::Zeroizing;
 
@@ -159,88 +160,140 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
 }
 
 async fn put(state: &Arc<EdgeState>, file: &Path, req: Request, grant: EdgeGrant) -> std::io::Result<Response> {
-    let signed_length = grant.length;
     let Some(expected) =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     else {
         return Ok(plain(StatusCode::LENGTH_REQUIRED, "Content-Length required"));
     };
     // The URL allows the length it was signed for and no other.
-    if signed_length.is_some_and(|l| l != expected) {
+    if grant.length.is_some_and(|l| l != expected) {
         return Ok(plain(StatusCode::BAD_REQUEST, "Content-Length is not the length this URL was signed for"));
     }
-    // Each name is written once: a presigned URL replayed cannot replace a fragment.
-    // (A record rewritten comes with a URL signed to replace.)
-    if !grant.replace && tokio::fs::try_exists(file).await? {
-        return Ok(plain(
-            StatusCode::PRECONDITION_FAILED,
-            "a fragment of this name exists; fragments are never replaced",
-        ));
+    // The file is written by one blocking task, fed the body through a channel: a
+    // handful of thread hand-offs per fragment, not one per file operation.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Option<Bytes>>(4);
+    let job = {
+        let (state, file) = (state.clone(), file.to_path_buf());
+        tokio::task::spawn_blocking(move || store(&state, &file, rx, expected, grant.replace))
+    };
+    let mut body = req.into_body().into_data_stream();
+    let mut got = 0u64;
+    let mut refusal = None;
+    let mut failure = None;
+    loop {
+        let chunk = match body.try_next().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(std::io::Error::other(e));
+                break;
+            }
+        };
+        got += chunk.len() as u64;
+        if got > expected {
+            refusal = Some(plain(StatusCode::BAD_REQUEST, "body longer than Content-Length"));
+            break;
+        }
+        if tx.send(Some(chunk)).await.is_err() {
+            break;
+        }
+    }
+    if refusal.is_some() || failure.is_some() {
+        // Nothing of an upload that went wrong is kept.
+        let _ = tx.send(None).await;
+    }
+    drop(tx);
+    let stored = job.await.map_err(std::io::Error::other)??;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let Some(r) = refusal {
+        return Ok(r);
+    }
+    Ok(match stored {
+        Stored::Done => StatusCode::OK.into_response(),
+        Stored::Exists => {
+            plain(StatusCode::PRECONDITION_FAILED, "a fragment of this name exists; fragments are never replaced")
+        }
+        Stored::Short => plain(StatusCode::BAD_REQUEST, "body shorter than Content-Length"),
+        Stored::Aborted => plain(StatusCode::BAD_REQUEST, "upload abandoned"),
+        Stored::Locked(why) => (StatusCode::FORBIDDEN, why).into_response(),
+    })
+}
+
+/// What a write of one file came to.
+enum Stored {
+    Done,
+    /// The name was taken (and the upload did not replace).
+    Exists,
+    /// The body ended short of its length.
+    Short,
+    /// The request side gave up (`None` on the channel).
+    Aborted,
+    /// What the name holds is locked (a replacing upload).
+    Locked(String),
+}
+
+/// Writes the chunks from `rx` (exactly `expected` bytes; a `None` abandons the
+/// write) as `file`, durably: a synced temporary file, linked into place (or, when
+/// `replace`, renamed over what the name holds unless it is locked), then the
+/// directory synced. Each name is written once otherwise: a presigned URL replayed
+/// cannot replace a fragment.
+fn store(
+    state: &EdgeState,
+    file: &Path,
+    mut rx: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+    expected: u64,
+    replace: bool,
+) -> std::io::Result<Stored> {
+    if !replace && file.exists() {
+        return Ok(Stored::Exists);
     }
     let mut name = [0u8; 12];
     offload::random::SecureRandom::fill(&offload::random::SystemRandom::new(), &mut name)
         .map_err(|_| std::io::Error::other("no randomness"))?;
     let tmp = state.root.join("tmp").join(name.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let mut out = tokio::fs::File::create(&tmp).await?;
-    let mut body = req.into_body().into_data_stream();
-    let mut written = 0u64;
-    let outcome: std::io::Result<Option<Response>> = async {
-        while let Some(chunk) = body.try_next().await.map_err(std::io::Error::other)? {
+    let written = (|| {
+        let mut out = std::fs::File::create(&tmp)?;
+        let mut written = 0u64;
+        while let Some(chunk) = rx.blocking_recv() {
+            let Some(chunk) = chunk else { return Ok(Some(Stored::Aborted)) };
             written += chunk.len() as u64;
-            if written > expected {
-                return Ok(Some(plain(StatusCode::BAD_REQUEST, "body longer than Content-Length")));
-            }
-            out.write_all(&chunk).await?;
+            std::io::Write::write_all(&mut out, &chunk)?;
         }
         if written != expected {
-            return Ok(Some(plain(StatusCode::BAD_REQUEST, "body shorter than Content-Length")));
+            return Ok(Some(if written < expected { Stored::Short } else { Stored::Aborted }));
         }
-        out.sync_all().await?;
-        Ok(None)
-    }
-    .await;
-    drop(out);
-    match outcome {
+        out.sync_all()?;
+        Ok::<_, std::io::Error>(None)
+    })();
+    match written {
         Ok(None) => {}
-        Ok(Some(refusal)) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Ok(refusal);
-        }
-        Err(e) => {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
+        other => {
+            let _ = std::fs::remove_file(&tmp);
+            return other.map(|s| s.unwrap_or(Stored::Aborted));
         }
     }
-    let parent = file.parent().unwrap_or(&state.root).to_path_buf();
-    tokio::fs::create_dir_all(&parent).await?;
-    if grant.replace {
-        let (state, file) = (state.clone(), file.to_path_buf());
-        let replaced = tokio::task::spawn_blocking(move || locks::replace(&state, &tmp, &file))
-            .await
-            .map_err(std::io::Error::other)??;
-        if let Err(why) = replaced {
-            return Ok((StatusCode::FORBIDDEN, why).into_response());
+    let parent = file.parent().unwrap_or(&state.root);
+    std::fs::create_dir_all(parent)?;
+    if replace {
+        if let Err(why) = locks::replace(state, &tmp, file)? {
+            return Ok(Stored::Locked(why));
         }
-        tokio::fs::File::open(&parent).await?.sync_all().await?;
-        return Ok(StatusCode::OK.into_response());
-    }
-    // A link, not a rename: it fails if the name was taken meanwhile (two PUTs of
-    // one URL racing), where a rename would replace the file.
-    let linked = tokio::fs::hard_link(&tmp, file).await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(plain(
-                StatusCode::PRECONDITION_FAILED,
-                "a fragment of this name exists; fragments are never replaced",
-            ));
+    } else {
+        // A link, not a rename: it fails if the name was taken meanwhile (two PUTs
+        // of one URL racing), where a rename would replace the file.
+        let linked = std::fs::hard_link(&tmp, file);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Stored::Exists),
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     }
     // The link is durable once the directory is.
-    tokio::fs::File::open(&parent).await?.sync_all().await?;
-    Ok(StatusCode::OK.into_response())
+    std::fs::File::open(parent)?.sync_all()?;
+    Ok(Stored::Done)
 }
 
 /// Parses a single `bytes=` range against an object of `size` bytes.
