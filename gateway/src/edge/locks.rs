@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{EdgeState, plain, tree_path};
+use super::{EdgeState, plain, tmp_path, tree_path};
 use crate::backend::{EdgeGrant, FragmentLock, LockAnswer};
 
 fn now_secs() -> u64 {
@@ -40,10 +40,7 @@ fn read(file: &Path) -> std::io::Result<Option<FragmentLock>> {
 fn write(root: &Path, file: &Path, lock: FragmentLock) -> std::io::Result<()> {
     let dir = file.parent().unwrap_or(root);
     std::fs::create_dir_all(dir)?;
-    let mut name = [0u8; 12];
-    offload::random::SecureRandom::fill(&offload::random::SystemRandom::new(), &mut name)
-        .map_err(|_| std::io::Error::other("no randomness"))?;
-    let tmp = root.join("tmp").join(name.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let tmp = tmp_path(root)?;
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(lock.param().as_bytes())?;
@@ -98,11 +95,10 @@ pub(super) fn replace(state: &EdgeState, tmp: &Path, object: &Path) -> std::io::
     moved.map(Ok)
 }
 
-/// Deletes one fragment (`DELETE /f/<rel>`), as [`delete_unless_locked`] allows.
-pub(super) async fn delete(state: Arc<EdgeState>, rel: String, bypass: bool) -> std::io::Result<Response> {
-    let (Some(object), Some(lock_file)) =
-        (tree_path(&state.root, "objects", &rel), tree_path(&state.root, "locks", &rel))
-    else {
+/// Deletes one fragment (`DELETE /f/<path>`, its file `object`), as
+/// [`delete_unless_locked`] allows.
+pub(super) async fn delete(state: Arc<EdgeState>, object: PathBuf, bypass: bool) -> std::io::Result<Response> {
+    let Some(lock_file) = lock_of(&state.root, &object) else {
         return Ok(plain(StatusCode::BAD_REQUEST, "bad object path"));
     };
     let done =

@@ -92,6 +92,15 @@ fn plain(status: StatusCode, msg: &'static str) -> Response {
     (status, msg).into_response()
 }
 
+/// A fresh, random name under `tmp/` for a file being written (what a crash leaves
+/// there is removed at start).
+fn tmp_path(root: &Path) -> std::io::Result<PathBuf> {
+    let mut name = [0u8; 12];
+    offload::random::SecureRandom::fill(&offload::random::SystemRandom::new(), &mut name)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    Ok(root.join("tmp").join(name.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
 /// Maps `/f/<path>` to a file under `objects/`, refusing anything that could escape.
 fn object_path(root: &Path, url_path: &str) -> Option<PathBuf> {
     tree_path(root, "objects", url_path.strip_prefix("/f/")?)
@@ -150,7 +159,7 @@ async fn handle(State(state): State<Arc<EdgeState>>, req: Request) -> Response {
     let result = match method {
         Method::PUT => put(&state, &file, req, grant).await,
         Method::GET | Method::HEAD => get(&file, req.headers(), method == Method::HEAD).await,
-        Method::DELETE => locks::delete(state.clone(), path["/f/".len()..].to_string(), grant.bypass).await,
+        Method::DELETE => locks::delete(state.clone(), file, grant.bypass).await,
         _ => Ok(plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")),
     };
     result.unwrap_or_else(|e| {
@@ -249,10 +258,7 @@ fn store(
     if !replace && file.exists() {
         return Ok(Stored::Exists);
     }
-    let mut name = [0u8; 12];
-    offload::random::SecureRandom::fill(&offload::random::SystemRandom::new(), &mut name)
-        .map_err(|_| std::io::Error::other("no randomness"))?;
-    let tmp = state.root.join("tmp").join(name.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let tmp = tmp_path(&state.root)?;
     let written = (|| {
         let mut out = std::fs::File::create(&tmp)?;
         let mut written = 0u64;
