@@ -33,47 +33,31 @@ pub(crate) fn fragment_lock(r: &Retention) -> Option<FragmentLock> {
     }
 }
 
-/// What locking fragments achieved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Locked {
-    /// Fragments locked at their location.
-    pub locked: usize,
-    /// Fragments at locations that enforce no retention.
-    pub unsupported: usize,
-    /// Fragments whose location failed to lock them (the gateway's lock holds).
-    pub failed: usize,
-}
-
 /// Locks every stored fragment of `seals` with `lock` where its location enforces
 /// retention.
-pub(crate) async fn lock_seals(ctx: &PipelineCtx, seals: &[&Seal], lock: FragmentLock) -> Locked {
+pub(crate) async fn lock_seals(ctx: &PipelineCtx, seals: &[&Seal], lock: FragmentLock) {
     let mut refs: Vec<FragmentRef> = Vec::new();
     for s in seals {
         refs.extend(
             s.fragments.iter().filter(|f| f.state == FragmentState::Stored).map(|f| fragment_ref(f, f.size, None)),
         );
     }
-    let store = ctx.locations.clone();
-    let outcomes: Vec<Result<FragmentLock, TransferError>> = futures::stream::iter(refs)
-        .map(move |at| {
-            let store = store.clone();
-            async move { store.retain(&at, lock).await }
-        })
+    futures::stream::iter(refs)
+        .map(|at| async move { lock_fragment(ctx, &at, lock).await })
         .buffer_unordered(PARALLEL)
-        .collect()
+        .collect::<Vec<()>>()
         .await;
-    let mut done = Locked::default();
-    for r in outcomes {
-        match r {
-            Ok(_) => done.locked += 1,
-            Err(TransferError::Unsupported(_)) => done.unsupported += 1,
-            Err(e) => {
-                warn!(error = %e, "a location did not lock a fragment; the gateway's own lock still holds");
-                done.failed += 1;
-            }
+}
+
+/// Locks `at` with `lock` where its location enforces retention; a location that
+/// fails to is logged (the gateway's own lock still holds).
+async fn lock_fragment(ctx: &PipelineCtx, at: &FragmentRef, lock: FragmentLock) {
+    match ctx.locations.retain(at, lock).await {
+        Ok(_) | Err(TransferError::Unsupported(_)) => {}
+        Err(e) => {
+            warn!(location = %at.location, error = %e, "a location did not lock a fragment; the gateway's own lock still holds")
         }
     }
-    done
 }
 
 /// The lock the versions made of `seal` ask of its fragments at `now` (Unix ms):
@@ -93,10 +77,7 @@ pub(crate) async fn lock_rebuilt(ctx: &PipelineCtx, seal: SealId, at: &FragmentR
             return;
         }
     };
-    match ctx.locations.retain(at, lock).await {
-        Ok(_) | Err(TransferError::Unsupported(_)) => {}
-        Err(e) => warn!(%seal, error = %e, "a location did not lock a rebuilt fragment"),
-    }
+    lock_fragment(ctx, at, lock).await;
 }
 
 #[cfg(test)]
