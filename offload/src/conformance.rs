@@ -366,6 +366,7 @@ mod tests {
     use crate::aead::AeadEngine;
     use crate::engine::crc::{CrcFast, PortableCrc, Sse42Crc};
     use crate::engine::gf_avx2::Avx2Kernel;
+    use crate::engine::gf_gfni::{GfniKernel, Width};
     use crate::engine::pool::AeadPool;
     use crate::engine::ring::RingAead;
     use crate::engine::rustcrypto::{RustCryptoAead, RustCryptoXts};
@@ -397,6 +398,12 @@ mod tests {
         match Avx2Kernel::new() {
             Some(k) => check_gf(&k).unwrap_or_else(|f| panic!("{f}")),
             None => eprintln!("skipping avx2: CPU lacks AVX2"),
+        }
+        for width in [Width::Zmm, Width::Ymm] {
+            match GfniKernel::new(width) {
+                Some(k) => check_gf(&k).unwrap_or_else(|f| panic!("{f}")),
+                None => eprintln!("skipping {width:?} GFNI kernel: the CPU lacks GFNI or the vector width"),
+            }
         }
         match IsalKernel::new() {
             Ok(k) => check_gf(&k).unwrap_or_else(|f| panic!("{f}")),

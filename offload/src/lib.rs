@@ -15,7 +15,7 @@
 //! | job | trait | engines |
 //! |---|---|---|
 //! | AES-256-GCM | [`aead::AeadEngine`] → [`aead::AeadKey`] | `ring` (default), `rustcrypto` (portable), `pool` (dedicated threads, queue depth, batches), `aws-lc` (feature) |
-//! | GF(2^8) multiply-accumulate | [`gf::GfKernel`] | `avx2` (split tables + `vpshufb`), `portable`, `isal` (Intel ISA-L, when the shared library is installed) |
+//! | GF(2^8) multiply-accumulate | [`gf::GfKernel`] | `gfni-avx512`, `gfni-avx2` (`vgf2p8affineqb`, bit matrices), `avx2` (split tables + `vpshufb`), `portable`, `isal` (Intel ISA-L, when the shared library is installed) |
 //! | CRC32C | [`crc::Crc32c`] | `sse42` (3-way `crc32` instruction), `crc-fast` (PCLMUL folding), `isal`, `portable` |
 //! | AES-256-XTS | [`xts::XtsEngine`] | `rustcrypto` (AES-NI through `aes` 0.8) |
 //! | compression | [`compress::Compressor`] | `zstd`, `lz4` |

@@ -6,6 +6,7 @@ pub(crate) mod aws_lc;
 pub(crate) mod compress;
 pub(crate) mod crc;
 pub(crate) mod gf_avx2;
+pub(crate) mod gf_gfni;
 pub(crate) mod gf_portable;
 pub(crate) mod pool;
 pub(crate) mod ring;

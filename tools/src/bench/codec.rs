@@ -52,7 +52,7 @@ pub struct CodecBenchArgs {
     /// AEAD engine to measure as "ours" (`auto`, `ring`, `rustcrypto`, …).
     #[arg(long, default_value = "auto")]
     pub aead: String,
-    /// GF kernel to measure as "ours" (`auto`, `avx2`, `portable`, `isal`).
+    /// GF kernel to measure as "ours" (`auto`, `gfni-avx512`, `gfni-avx2`, `avx2`, `portable`, `isal`).
     #[arg(long, default_value = "auto")]
     pub gf: String,
     /// Print JSON instead of a table.
