@@ -120,24 +120,34 @@ pub(super) async fn load_fragments(conn: &mut AnyConnection, seals: &mut [Seal])
 /// Records what landed of a pending seal, inside a commit's transaction.
 pub(super) async fn finish_seal(conn: &mut AnyConnection, seal: SealId, fin: &SealFinish) -> MetaResult<()> {
     let id = seal.to_string();
-    for &(idx, size) in &fin.stored {
+    // One statement per distinct size (a seal's fragments are all one size unless
+    // compressed), not one per fragment: every statement is a round trip to the
+    // database's worker thread.
+    let mut sizes: Vec<u64> = fin.stored.iter().map(|&(_, size)| size).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for size in sizes {
+        let indexes = index_list(fin.stored.iter().filter(|&&(_, s)| s == size).map(|&(idx, _)| idx));
         // Written whole and acknowledged: as good as verified.
-        sqlx::query("UPDATE fragments SET state = $1, size = $2, verified_at = $3 WHERE seal_id = $4 AND idx = $5")
-            .bind(FragmentState::Stored.as_str())
-            .bind(big(size))
-            .bind(now_ms())
-            .bind(&id)
-            .bind(i64::from(idx))
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE fragments SET state = $1, size = $2, verified_at = $3 WHERE seal_id = $4 AND idx IN ({indexes})"
+        )))
+        .bind(FragmentState::Stored.as_str())
+        .bind(big(size))
+        .bind(now_ms())
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
     }
-    for &idx in &fin.missing {
-        sqlx::query("UPDATE fragments SET state = $1 WHERE seal_id = $2 AND idx = $3")
-            .bind(FragmentState::Missing.as_str())
-            .bind(&id)
-            .bind(i64::from(idx))
-            .execute(&mut *conn)
-            .await?;
+    if !fin.missing.is_empty() {
+        let indexes = index_list(fin.missing.iter().copied());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE fragments SET state = $1 WHERE seal_id = $2 AND idx IN ({indexes})"
+        )))
+        .bind(FragmentState::Missing.as_str())
+        .bind(&id)
+        .execute(&mut *conn)
+        .await?;
     }
     if let Some(lens) = &fin.sealed_lens {
         let bytes: Vec<u8> = lens.iter().flat_map(|l| l.to_le_bytes()).collect();
@@ -148,6 +158,11 @@ pub(super) async fn finish_seal(conn: &mut AnyConnection, seal: SealId, fin: &Se
             .await?;
     }
     recount(conn, seal).await
+}
+
+/// Fragment indexes as an SQL list (`0, 3, 5`): numbers, so nothing to escape.
+fn index_list(indexes: impl Iterator<Item = u8>) -> String {
+    indexes.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Brings a seal's count of healthy fragments (its margin plus k) up to date after
@@ -233,18 +248,29 @@ pub(super) async fn insert_seal(
     .bind(healthy as i64)
     .execute(&mut *conn)
     .await?;
-    for f in &seal.fragments {
-        sqlx::query(
-            "INSERT INTO fragments (seal_id, idx, location, object_name, size, state) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(i64::from(f.index))
-        .bind(&f.location)
-        .bind(&f.name)
-        .bind(big(f.size))
-        .bind(fragments.unwrap_or(f.state).as_str())
-        .execute(&mut *conn)
-        .await?;
+    // All fragments in one statement (a round trip each would cost more than the
+    // rows), at most 64 rows per statement to stay within any bind limit.
+    for chunk in seal.fragments.chunks(64) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 5 * i + 2;
+                format!("($1, ${b}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO fragments (seal_id, idx, location, object_name, size, state) VALUES {}",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&id);
+        for f in chunk {
+            q = q
+                .bind(i64::from(f.index))
+                .bind(&f.location)
+                .bind(&f.name)
+                .bind(big(f.size))
+                .bind(fragments.unwrap_or(f.state).as_str());
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

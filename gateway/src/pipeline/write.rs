@@ -1,7 +1,9 @@
 //! The streaming half of a write: the client's body cut into segments, each sealed
 //! and coded on the blocking pool, its records streamed to the `n` fragment
 //! uploads, while a thread of its own hashes the body. Memory stays within a few
-//! segments: bounded channels join the stages.
+//! segments: bounded channels join the stages. A small body (up to [`INLINE_MAX`])
+//! is hashed and coded on the request's own task instead: for a few kilobytes, the
+//! hand-offs to other threads cost more CPU than the work.
 
 use std::time::Duration;
 
@@ -17,6 +19,11 @@ use tracing::{debug, warn};
 use super::checksum::{HashResult, Hashes, spawn_hasher};
 use super::{BodyStream, PipelineCtx, PipelineError, ReceiverStream};
 use crate::backend::FragmentRef;
+
+/// Bodies and segments up to this size are hashed and coded without leaving the
+/// request's task (64 KiB: MD5 and AES-GCM take tens of microseconds, a thread
+/// hand-off and its wake-ups a similar time, on every request).
+const INLINE_MAX: u64 = 64 * 1024;
 
 /// What streaming a seal's fragments achieved.
 pub(super) struct Written {
@@ -55,7 +62,7 @@ pub(super) async fn write_fragments(
 ) -> Result<Written, PipelineError> {
     let Plan { encoder, params, compressed, mut refs, len, quorum } = plan;
     let n = refs.len();
-    let (hash_tx, hash_job) = spawn_hasher(hashes);
+    let hasher = if len <= INLINE_MAX { Hasher::Inline(Box::new(hashes)) } else { Hasher::thread(hashes) };
     let headers: Vec<Bytes> = (0..n).map(|i| Bytes::copy_from_slice(&encoder.header(i as u8))).collect();
     let cap = segment_buffer_capacity(&params);
     let depth = ctx.config.depth;
@@ -63,9 +70,9 @@ pub(super) async fn write_fragments(
     let layout = *encoder.layout();
     let (seg_tx, seg_rx) = mpsc::channel::<AlignedBuf>(depth);
     let (back_tx, back_rx) = std::sync::mpsc::channel::<AlignedBuf>();
-    let reader = read_body(body, layout, cap, len, hash_tx, seg_tx, back_rx);
+    let reader = read_body(body, layout, cap, len, hasher, seg_tx, back_rx);
 
-    let (landed, sealed_lens) = if !compressed {
+    let (landed, sealed_lens, hasher) = if !compressed {
         let flen = FragmentLayout::uncompressed(&params, &layout).fragment_len();
         refs.iter_mut().for_each(|r| r.len = flen);
         let mut sinks = Sinks::start(ctx, &refs, headers, depth);
@@ -73,12 +80,7 @@ pub(super) async fn write_fragments(
             // Owned here, so that the reader sees the channel close if coding stops.
             let (mut encoder, mut seg_rx, back_tx) = (encoder, seg_rx, back_tx);
             while let Some(seg) = seg_rx.recv().await {
-                let out = ctx.buffers.take();
-                let (enc, encoded) = tokio::task::spawn_blocking(move || {
-                    let r = encode(&mut encoder, seg, out);
-                    (encoder, r)
-                })
-                .await?;
+                let (enc, encoded) = encode_segment(encoder, seg, ctx.buffers.take()).await?;
                 encoder = enc;
                 let (records, ranges, sealed) = encoded?.into_records();
                 let _ = back_tx.send(sealed);
@@ -90,9 +92,9 @@ pub(super) async fn write_fragments(
             Ok::<(), PipelineError>(())
         };
         let (read, coded) = tokio::join!(reader, coder);
-        read?;
+        let hasher = read?;
         coded?;
-        (sinks.finish().await, None)
+        (sinks.finish().await, None, hasher)
     } else {
         // Compressed fragments' sizes are known only at the end: build them in memory
         // (bounded by `compress_max_object`), then upload.
@@ -101,11 +103,7 @@ pub(super) async fn write_fragments(
             let mut per_fragment: Vec<Vec<Bytes>> = vec![Vec::new(); n];
             let mut lens = Vec::new();
             while let Some(seg) = seg_rx.recv().await {
-                let (enc, encoded) = tokio::task::spawn_blocking(move || {
-                    let r = encode(&mut encoder, seg, AlignedBuf::new());
-                    (encoder, r)
-                })
-                .await?;
+                let (enc, encoded) = encode_segment(encoder, seg, AlignedBuf::new()).await?;
                 encoder = enc;
                 let e = encoded?;
                 lens.push(e.sealed_len());
@@ -117,7 +115,7 @@ pub(super) async fn write_fragments(
             Ok::<_, PipelineError>((per_fragment, lens))
         };
         let (read, coded) = tokio::join!(reader, coder);
-        read?;
+        let hasher = read?;
         let (per_fragment, lens) = coded?;
         let flen = FragmentLayout::from_sealed_lens(params.k(), lens.iter().copied()).fragment_len();
         refs.iter_mut().for_each(|r| r.len = flen);
@@ -128,10 +126,64 @@ pub(super) async fn write_fragments(
             let slices: Vec<Bytes> = per_fragment.iter_mut().map(|it| it.next().unwrap_or_default()).collect();
             sinks.send_all(slices, stall).await;
         }
-        (sinks.finish().await, Some(lens))
+        (sinks.finish().await, Some(lens), hasher)
     };
-    let hashes = hash_job.await?;
+    let hashes = hasher.finish().await?;
     Ok(Written { landed, sealed_lens, hashes })
+}
+
+/// Seals and codes one segment: on the blocking pool, or here if it is small.
+async fn encode_segment(
+    mut encoder: ObjectEncoder,
+    seg: AlignedBuf,
+    out: AlignedBuf,
+) -> Result<(ObjectEncoder, Result<EncodedSegment, codec::CodecError>), tokio::task::JoinError> {
+    if seg.len() as u64 <= INLINE_MAX {
+        let r = encode(&mut encoder, seg, out);
+        return Ok((encoder, r));
+    }
+    tokio::task::spawn_blocking(move || {
+        let r = encode(&mut encoder, seg, out);
+        (encoder, r)
+    })
+    .await
+}
+
+/// Where the body is hashed: a thread of its own fed through a channel, or, for a
+/// small body, right here.
+enum Hasher {
+    Thread(mpsc::Sender<Bytes>, tokio::task::JoinHandle<HashResult>),
+    Inline(Box<Hashes>),
+}
+
+impl Hasher {
+    fn thread(hashes: Hashes) -> Self {
+        let (tx, job) = spawn_hasher(hashes);
+        Hasher::Thread(tx, job)
+    }
+
+    /// Hashes `chunk` (the thread keeps up or the body waits: hashing bounds memory too).
+    async fn update(&mut self, chunk: &Bytes) -> Result<(), PipelineError> {
+        match self {
+            Hasher::Thread(tx, _) => {
+                tx.send(chunk.clone()).await.map_err(|_| PipelineError::Task("hasher stopped".into()))
+            }
+            Hasher::Inline(h) => {
+                h.update(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<HashResult, PipelineError> {
+        match self {
+            Hasher::Thread(tx, job) => {
+                drop(tx);
+                Ok(job.await?)
+            }
+            Hasher::Inline(h) => Ok((*h).finish()),
+        }
+    }
 }
 
 fn encode(
@@ -144,16 +196,17 @@ fn encode(
     encoder.finish(job, tag, out)
 }
 
-/// Reads the client's body into segments, hashing every chunk on the side.
+/// Reads the client's body into segments, hashing every chunk on the side; gives
+/// back the hasher.
 async fn read_body(
     mut body: BodyStream,
     layout: codec::SegmentLayout,
     cap: usize,
     len: u64,
-    hash_tx: mpsc::Sender<Bytes>,
+    mut hasher: Hasher,
     seg_tx: mpsc::Sender<AlignedBuf>,
     back_rx: std::sync::mpsc::Receiver<AlignedBuf>,
-) -> Result<(), PipelineError> {
+) -> Result<Hasher, PipelineError> {
     let mut segmenter = Segmenter::new(layout, cap);
     let mut got = 0u64;
     while let Some(chunk) = body.next().await {
@@ -162,10 +215,7 @@ async fn read_body(
         if got > len {
             return Err(PipelineError::BodyLength { expected: len, got });
         }
-        // The hasher keeps up or the body waits: hashing bounds memory too.
-        if hash_tx.send(chunk.clone()).await.is_err() {
-            return Err(PipelineError::Task("hasher stopped".into()));
-        }
+        hasher.update(&chunk).await?;
         while let Ok(b) = back_rx.try_recv() {
             segmenter.recycle(b);
         }
@@ -175,7 +225,7 @@ async fn read_body(
                 && seg_tx.send(seg).await.is_err()
             {
                 // The coder stopped (not enough locations): its error explains.
-                return Ok(());
+                return Ok(hasher);
             }
         }
     }
@@ -185,7 +235,7 @@ async fn read_body(
     if let Some(seg) = segmenter.finish()? {
         let _ = seg_tx.send(seg).await;
     }
-    Ok(())
+    Ok(hasher)
 }
 
 /// The `n` fragment uploads of one seal: a channel feeding each.
