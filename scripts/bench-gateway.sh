@@ -4,9 +4,14 @@
 # codes nor spreads), driven by the same boto3 client in the same run. Every
 # endpoint, the locations included, serves HTTPS with a certificate from one CA
 # made for the run (`skyshard tls issue`), so both sides pay for TLS. Not a test:
-# it prints figures (bench/gateway.py) and fails only if the 256 MiB PUT's peak
-# RSS reaches 300 MiB. Needs `./test` (or scripts/deps.sh and a release build) first.
-#   scripts/bench-gateway.sh [--json FILE]
+# it prints figures (bench/gateway.py: 256 MiB and 1,000 × 4 KiB; bench/small.py:
+# small objects from 1 and 16 clients, with CPU, latency and location requests per
+# object) and fails only if the 256 MiB PUT's peak RSS reaches 300 MiB. A second
+# baseline is rclone crypt over an S3 remote (one more `rclone serve s3`, over TLS):
+# the encrypting gateway a user would build from rclone. Needs `./test` (or
+# scripts/deps.sh and a release build) first. SKYSHARD_BENCH_QUICK=1 moves a tenth of
+# the small objects.
+#   scripts/bench-gateway.sh [--json FILE]   (FILE gets {"gateway": ..., "small": ...})
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${SKYSHARD_VENV:-$PWD/.venv}"
@@ -46,14 +51,18 @@ printf '[policies.default]\nk = 4\nn = 6\n' >>"$config"
 # Two gateways over the same locations: MD5 ETags (the default) and BLAKE3 ETags,
 # to show what MD5 costs.
 start_gateway() { # NAME ETAG
-  local p
+  local p a
   p="$(port)"
-  { printf 'etag = "%s"\n' "$2"; cat "$config"; } >"$work/$1.toml"
+  a="$(port)"
+  # Each gateway under a prefix of its own at the locations (one finding another's
+  # data would take it for its own lost database).
+  { printf 'etag = "%s"\n' "$2"; sed "s|^bucket = \"frags\"|&\nprefix = \"$1-data\"|" "$config"; } >"$work/$1.toml"
   SKYSHARD_ACCESS_KEY_ID=BENCHACCESSKEY SKYSHARD_SECRET_ACCESS_KEY=benchsecretkey0123456789 SKYSHARD_LOG=warn \
     ./target/release/skyshard serve --config "$work/$1.toml" --data "$work/$1" --listen "127.0.0.1:$p" \
-    --admin-listen 127.0.0.1:0 >/dev/null 2>"$work/$1.log" &
+    --admin-listen "127.0.0.1:$a" >/dev/null 2>"$work/$1.log" &
   wait_port "$p"
-  echo "$1=https://127.0.0.1:$p,BENCHACCESSKEY,benchsecretkey0123456789,$!,$ca"
+  wait_port "$a"
+  echo "$1=https://127.0.0.1:$p,BENCHACCESSKEY,benchsecretkey0123456789,$!,$ca,https://127.0.0.1:$a/metrics"
 }
 gw_md5="$(start_gateway skyshard md5)"
 gw_blake3="$(start_gateway skyshard-blake3 blake3)"
@@ -61,6 +70,14 @@ gw_blake3="$(start_gateway skyshard-blake3 blake3)"
 # The baseline: rclone crypt over a local directory, served as S3.
 crypt_port="$(port)"
 mkdir -p "$work/crypt-data"
+# The second baseline: rclone crypt over an S3 remote, itself one `rclone serve s3`
+# over TLS.
+remote_port="$(port)"
+mkdir -p "$work/crypt-remote/crypt"
+"$rclone" serve s3 --addr "127.0.0.1:$remote_port" --cert "$cert" --key "$key" --auth-key "REMOTEKEY,remotesecret" "$work/crypt-remote" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$remote_port"
+crypt_s3_port="$(port)"
 cat >"$work/rclone.conf" <<CONF
 [plain]
 type = local
@@ -69,17 +86,37 @@ type = crypt
 remote = plain:$work/crypt-data
 password = $("$rclone" obscure "bench-password-1")
 password2 = $("$rclone" obscure "bench-password-2")
+[remote]
+type = s3
+provider = Other
+access_key_id = REMOTEKEY
+secret_access_key = remotesecret
+endpoint = https://127.0.0.1:$remote_port
+[secret-s3]
+type = crypt
+remote = remote:crypt
+password = $("$rclone" obscure "bench-password-1")
+password2 = $("$rclone" obscure "bench-password-2")
 CONF
 "$rclone" --config "$work/rclone.conf" serve s3 --addr "127.0.0.1:$crypt_port" --cert "$cert" --key "$key" --auth-key "CRYPTKEY,cryptsecret" secret: >/dev/null 2>&1 &
 crypt_pid=$!
 pids+=($crypt_pid)
+"$rclone" --config "$work/rclone.conf" --ca-cert "$ca" serve s3 --addr "127.0.0.1:$crypt_s3_port" --cert "$cert" --key "$key" --auth-key "CRYPTKEY,cryptsecret" secret-s3: >/dev/null 2>&1 &
+crypt_s3_pid=$!
+pids+=($crypt_s3_pid)
 wait_port "$crypt_port"
+wait_port "$crypt_s3_port"
+crypt="rclone-crypt=https://127.0.0.1:$crypt_port,CRYPTKEY,cryptsecret,$crypt_pid,$ca"
+crypt_s3="rclone-crypt-s3=https://127.0.0.1:$crypt_s3_port,CRYPTKEY,cryptsecret,$crypt_s3_pid,$ca"
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs"
-"$venv/bin/python" bench/gateway.py "$gw_md5" "$gw_blake3" \
-  "rclone-crypt=https://127.0.0.1:$crypt_port,CRYPTKEY,cryptsecret,$crypt_pid,$ca" \
+"$venv/bin/python" bench/gateway.py "$gw_md5" "$gw_blake3" "$crypt" "$crypt_s3" \
   --json "$work/result.json" | tee "$work/table.txt"
-if [ "${1:-}" = "--json" ] && [ -n "${2:-}" ]; then cp "$work/result.json" "$2"; fi
+"$venv/bin/python" bench/small.py "$gw_md5" "$crypt" "$crypt_s3" --json "$work/small.json" | tee -a "$work/table.txt"
+if [ "${1:-}" = "--json" ] && [ -n "${2:-}" ]; then
+  python3 -c 'import json, sys; print(json.dumps({"gateway": json.load(open(sys.argv[1])), "small": json.load(open(sys.argv[2]))}, indent=2))' \
+    "$work/result.json" "$work/small.json" >"$2"
+fi
 python3 - "$work/result.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))[0]
