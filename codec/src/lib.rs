@@ -43,7 +43,9 @@ pub mod seal;
 
 pub use error::{CodecError, RecordError};
 pub use fragment::{FragmentHeader, FragmentLayout};
-pub use object::{DecodedSegment, EncodedSegment, ObjectDecoder, ObjectEncoder, RecodedSegment, Recoder, SealJob};
+pub use object::{
+    DecodedSegment, EncodedSegment, ObjectDecoder, ObjectEncoder, RecodedSegment, Recoder, RecordBinding, SealJob,
+};
 pub use params::{CodingParams, SegmentLayout};
 pub use rlnc::CodingMatrix;
 pub use seal::{MasterKey, VersionId, WrappedKey};

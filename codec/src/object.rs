@@ -24,6 +24,36 @@ use crate::rlnc::matrix::{Echelon, combine, for_each_subset};
 use crate::rlnc::{CodingMatrix, DecodePlan, independent_of_all_subsets, plan_decode};
 use crate::seal::{SegmentCipher, SegmentFlags, VersionId};
 
+/// What a segment's records are bound to by their checksums. By default, the
+/// object's own id and the segment's index: the records of the object's own
+/// fragments. In a pack (many small objects sharing one fragment set), the pack's id
+/// and the object's slot in it, so that a record read at the wrong place, or from
+/// another pack, is refused before decoding. The segment's sealing binds the
+/// object's own id either way: a record can move to another pack (re-bound, new
+/// checksum) without its segment being opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordBinding {
+    /// The pack's id.
+    pub pack: VersionId,
+    /// The object's slot in the pack.
+    pub slot: u64,
+}
+
+/// An object's binding once it is in a pack: only a one-segment object can be.
+fn pack_binding(layout: &SegmentLayout, pack: VersionId, slot: u64) -> Result<RecordBinding, CodecError> {
+    if layout.count() != 1 {
+        return Err(CodecError::InvalidParams {
+            reason: format!("only a one-segment object can be packed (this one has {})", layout.count()),
+        });
+    }
+    Ok(RecordBinding { pack, slot })
+}
+
+/// The id and position a record's checksum binds.
+fn bound_to(binding: Option<&RecordBinding>, own: &VersionId, index: u64) -> (VersionId, u64) {
+    binding.map_or((*own, index), |b| (b.pack, b.slot))
+}
+
 /// Bytes a segment buffer needs so that sealing and padding never reallocate it.
 pub fn segment_buffer_capacity(params: &CodingParams) -> usize {
     usize::from(params.k()) * symbol_len(params.k(), params.max_sealed_len())
@@ -153,6 +183,7 @@ pub struct ObjectEncoder {
     gf: Arc<dyn GfKernel>,
     crc: Arc<dyn Crc32c>,
     compressor: Option<Arc<dyn Compressor>>,
+    binding: Option<RecordBinding>,
     next: u64,
 }
 
@@ -195,8 +226,17 @@ impl ObjectEncoder {
             gf: offload.gf.clone(),
             crc: offload.crc32c.clone(),
             compressor: compression.map(|a| offload.compressor(a).clone()),
+            binding: None,
             next: 0,
         })
+    }
+
+    /// The encoder of an object stored as slot `slot` of pack `pack` (its records'
+    /// checksums bind the pack and the slot; see [`RecordBinding`]). Only a
+    /// one-segment object can be packed.
+    pub fn in_pack(mut self, pack: VersionId, slot: u64) -> Result<Self, CodecError> {
+        self.binding = Some(pack_binding(&self.layout, pack, slot)?);
+        Ok(self)
     }
 
     /// The object's segments.
@@ -284,9 +324,10 @@ impl ObjectEncoder {
             }
             crate::rlnc::encode(self.gf.as_ref(), &self.matrix, &sources, &mut symbols);
         }
+        let (id, position) = bound_to(self.binding.as_ref(), self.cipher.version(), index);
         for r in &ranges {
             let body = r.end - CHECKSUM_LEN;
-            let sum = record_checksum(self.crc.as_ref(), self.cipher.version(), index, &out[r.start..body]);
+            let sum = record_checksum(self.crc.as_ref(), &id, position, &out[r.start..body]);
             out[body..r.end].copy_from_slice(&sum.to_le_bytes());
         }
         Ok(EncodedSegment { index, sealed_len, records: out, ranges, sealed })
@@ -335,6 +376,7 @@ pub struct ObjectDecoder {
     gf: Arc<dyn GfKernel>,
     crc: Arc<dyn Crc32c>,
     offload: Offload,
+    binding: Option<RecordBinding>,
     /// The last plan, keyed by the coefficient rows it was made for.
     cached: Option<(Vec<u8>, DecodePlan)>,
 }
@@ -365,8 +407,16 @@ impl ObjectDecoder {
             gf: offload.gf.clone(),
             crc: offload.crc32c.clone(),
             offload: offload.clone(),
+            binding: None,
             cached: None,
         })
+    }
+
+    /// The decoder of an object stored as slot `slot` of pack `pack` (see
+    /// [`ObjectEncoder::in_pack`]).
+    pub fn in_pack(mut self, pack: VersionId, slot: u64) -> Result<Self, CodecError> {
+        self.binding = Some(pack_binding(&self.layout, pack, slot)?);
+        Ok(self)
     }
 
     /// The object's segments.
@@ -484,6 +534,7 @@ impl ObjectDecoder {
         let last = index == self.layout.last();
         let plain = self.layout.plain_len(index);
         let mut seen = Vec::with_capacity(records.len());
+        let (id, position) = bound_to(self.binding.as_ref(), self.cipher.version(), index);
         for &(frag, bytes) in records {
             if seen.contains(&frag) {
                 continue; // the same fragment twice adds nothing
@@ -493,8 +544,8 @@ impl ObjectDecoder {
                 bytes,
                 self.params.k(),
                 self.params.max_sealed_len(),
-                self.cipher.version(),
-                index,
+                &id,
+                position,
                 self.crc.as_ref(),
             ) {
                 Ok(v) => v,
