@@ -21,7 +21,7 @@ use std::arch::x86_64::{
 };
 
 use super::gf_portable::dot_prod_range;
-use crate::gf::{GfKernel, check_shape, mul};
+use crate::gf::{GfKernel, POLY, check_shape};
 
 /// Output rows accumulated at once: two vectors each, so four rows take eight
 /// accumulators, and the matrices of a group for up to 16 inputs stay in registers
@@ -32,21 +32,46 @@ const GROUP: usize = 4;
 /// cache, as in the AVX2 kernel).
 const L1_BUDGET: usize = 16 * 1024;
 
-/// The bit matrix of multiplication by `c`, as `vgf2p8affineqb` reads it: byte
-/// `7 − i` of the quadword is the row giving output bit `i`, and bit `b` of that row
-/// is bit `i` of `c · 2^b`.
-pub(crate) fn matrix(c: u8) -> u64 {
-    let mut m = 0u64;
-    for i in 0..8 {
-        let mut row = 0u8;
-        for b in 0..8 {
-            if mul(c, 1 << b) >> i & 1 == 1 {
-                row |= 1 << b;
+/// The bit matrix of multiplication by each constant `c`, as `vgf2p8affineqb` reads
+/// it: byte `7 − i` of the quadword is the row giving output bit `i`, and bit `b` of
+/// that row is bit `i` of `c · 2^b`. Built at compile time, so that a product call
+/// only looks its constants up.
+static MATRICES: [u64; 256] = build_matrices();
+
+const fn build_matrices() -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut c = 0;
+    while c < 256 {
+        // c · 2^b for b = 0..8, by doubling in the field.
+        let mut powers = [0u8; 8];
+        let mut p = c as u16;
+        let mut b = 0;
+        while b < 8 {
+            powers[b] = p as u8;
+            p <<= 1;
+            if p & 0x100 != 0 {
+                p ^= POLY;
             }
+            b += 1;
         }
-        m |= u64::from(row) << (8 * (7 - i));
+        let mut m = 0u64;
+        let mut i = 0;
+        while i < 8 {
+            let mut row = 0u8;
+            let mut b = 0;
+            while b < 8 {
+                if (powers[b] >> i) & 1 == 1 {
+                    row |= 1 << b;
+                }
+                b += 1;
+            }
+            m |= (row as u64) << (8 * (7 - i));
+            i += 1;
+        }
+        t[c] = m;
+        c += 1;
     }
-    m
+    t
 }
 
 /// What `vgf2p8affineqb` computes for one byte with constant 0: the reference the
@@ -109,20 +134,19 @@ impl GfKernel for GfniKernel {
         let len = check_shape(coeffs, inputs, outputs);
         #[cfg(target_arch = "x86_64")]
         let done = {
-            let matrices: Vec<u64> = coeffs.iter().map(|&c| matrix(c)).collect();
             match self.width {
                 Width::Zmm => {
                     let vec_len = len & !63;
                     // SAFETY: the kernel exists only where GFNI and AVX-512F/BW were
                     // detected; `check_shape` established that every row holds at
                     // least `vec_len` bytes.
-                    unsafe { dot_prod_zmm(&matrices, inputs, outputs, vec_len) };
+                    unsafe { dot_prod_zmm(coeffs, inputs, outputs, vec_len) };
                     vec_len
                 }
                 Width::Ymm => {
                     let vec_len = len & !31;
                     // SAFETY: as above, with GFNI and AVX2.
-                    unsafe { dot_prod_ymm(&matrices, inputs, outputs, vec_len) };
+                    unsafe { dot_prod_ymm(coeffs, inputs, outputs, vec_len) };
                     vec_len
                 }
             }
@@ -150,7 +174,7 @@ macro_rules! gfni_width {
         /// output row must hold at least `vec_len` bytes, a multiple of the vector.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
-        unsafe fn $driver(matrices: &[u64], inputs: &[&[u8]], outputs: &mut [&mut [u8]], vec_len: usize) {
+        unsafe fn $driver(coeffs: &[u8], inputs: &[&[u8]], outputs: &mut [&mut [u8]], vec_len: usize) {
             let k = inputs.len();
             let rows = outputs.len();
             // Broadcast matrices in the order the inner loop reads them: for each
@@ -161,7 +185,7 @@ macro_rules! gfni_width {
                 let g = (rows - r).min(GROUP);
                 for j in 0..k {
                     for row in r..r + g {
-                        splats.push($splat(matrices[row * k + j] as i64));
+                        splats.push($splat(MATRICES[usize::from(coeffs[row * k + j])] as i64));
                     }
                 }
                 r += g;
@@ -280,10 +304,12 @@ gfni_width!(
 mod tests {
     use super::*;
 
+    use crate::gf::mul;
+
     #[test]
     fn every_constant_s_matrix_multiplies_in_our_field() {
         for c in 0..=255u8 {
-            let m = matrix(c);
+            let m = MATRICES[usize::from(c)];
             for x in 0..=255u8 {
                 assert_eq!(affine(m, x), mul(c, x), "{c} · {x}");
             }
