@@ -157,6 +157,11 @@ pub struct PolicySpec {
     /// Fragments that must land before a write is acknowledged (default `k + 1`).
     #[serde(default)]
     pub write_quorum: Option<u8>,
+    /// Objects up to this many bytes written close in time are coded together as
+    /// one pack (default 64 KiB or the segment size if smaller; 0: never).
+    #[serde(default)]
+    #[schema(maximum = 1048576)]
+    pub pack_threshold: Option<u64>,
 }
 
 impl PolicySpec {
@@ -171,6 +176,7 @@ impl PolicySpec {
             segment_size: self.segment_size.map_or(PolicyConfig::default().segment_size, Size),
             compression: self.compression.unwrap_or_default(),
             write_quorum: self.write_quorum,
+            pack_threshold: self.pack_threshold.map(Size),
         };
         crate::config::check_policy(name, config, locations)
     }
@@ -190,6 +196,7 @@ impl PolicySpec {
                 Some(offload::compress::Algorithm::Lz4) => CompressionChoice::Lz4,
             }),
             write_quorum: Some(p.write_quorum),
+            pack_threshold: Some(p.pack_threshold),
         }
     }
 }
@@ -407,6 +414,7 @@ mod tests {
             segment_size: None,
             compression: None,
             write_quorum: None,
+            pack_threshold: None,
         };
         let policy = spec.check("p", &locations).expect("valid");
         let mut view = CatalogView { locations, ..CatalogView::default() };

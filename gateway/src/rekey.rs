@@ -95,9 +95,16 @@ pub struct Step {
 /// and the cursor for the next one (`None` at the end).
 pub async fn rewrap_seals(gw: &Gateway, after: &str, limit: i64) -> Result<(Step, Option<String>), RekeyError> {
     let current = gw.master.version();
-    let page = gw.meta.wrapped_keys(after, limit).await?;
+    // Seals and pack members (each member has a key of its own) in one order of
+    // ids: the first `limit` of both pages, so that none below the cursor is missed.
+    let mut page: Vec<(String, Vec<u8>, bool)> =
+        gw.meta.wrapped_keys(after, limit).await?.into_iter().map(|(i, w)| (i, w, false)).collect();
+    page.extend(gw.meta.member_keys(after, limit).await?.into_iter().map(|(i, w)| (i, w, true)));
+    page.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let full = page.len() as i64 >= limit;
+    page.truncate(usize::try_from(limit).unwrap_or(0));
     let mut step = Step::default();
-    for (id, wrapped) in &page {
+    for (id, wrapped, member) in &page {
         if kek_version(wrapped) == Some(current) {
             continue;
         }
@@ -105,13 +112,17 @@ pub async fn rewrap_seals(gw: &Gateway, after: &str, limit: i64) -> Result<(Step
         let old = WrappedKey::from_bytes(wrapped)?;
         let key = gw.master.unwrap_key(&old, &seal.codec())?;
         let new = gw.master.wrap(&key, &seal.codec(), gw.offload.random.as_ref())?;
-        if gw.meta.rewrap_seal(id, wrapped, &new.0).await? {
+        let done = match member {
+            false => gw.meta.rewrap_seal(id, wrapped, &new.0).await?,
+            true => gw.meta.rewrap_member(id, wrapped, &new.0).await?,
+        };
+        if done {
             step.done += 1;
         } else {
             step.left += 1;
         }
     }
-    let next = (page.len() as i64 == limit).then(|| page.last().map(|(id, _)| id.clone())).flatten();
+    let next = full.then(|| page.last().map(|(id, ..)| id.clone())).flatten();
     Ok((step, next))
 }
 
@@ -212,6 +223,14 @@ async fn rewrite_one(gw: &Gateway, r: &RecordRow, kind: Kind, id: &str) -> Resul
                 let key = gw.master.unwrap_key(&WrappedKey::from_bytes(&wrapped)?, &seal.codec())?;
                 let again = gw.master.wrap(&key, &seal.codec(), gw.offload.random.as_ref())?;
                 p.seal.wrapped_key = crate::ledger::records::key_hex(&again.0);
+                if let Some(m) = &mut p.member {
+                    let id: crate::meta::SealId = m.id.parse()?;
+                    let wrapped = crate::ledger::records::key_of(&m.wrapped_key)
+                        .ok_or_else(|| MetaError::Corrupt(format!("record {}: member's wrapped key", r.name)))?;
+                    let key = gw.master.unwrap_key(&WrappedKey::from_bytes(&wrapped)?, &id.codec())?;
+                    let again = gw.master.wrap(&key, &id.codec(), gw.offload.random.as_ref())?;
+                    m.wrapped_key = crate::ledger::records::key_hex(&again.0);
+                }
                 k = k.max(usize::from(p.seal.k));
             }
             (ctx.ledger.seal(&name, &m)?, k)

@@ -506,6 +506,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         )),
         quorum_failures: Default::default(),
         reads: Default::default(),
+        packer: Default::default(),
     });
     let upkeep = Arc::new(crate::durability::Upkeep::new(
         pipeline.clone(),

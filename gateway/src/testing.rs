@@ -49,11 +49,22 @@ pub(crate) struct Options {
     pub(crate) cache: bool,
     /// The policy uses every location (spare ones too), not the first `n`.
     pub(crate) all_locations: bool,
+    /// Objects up to this size are packed (0: none, the default here).
+    pub(crate) pack_threshold: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { k: 4, n: 6, segment: SEG, spare_locations: 0, compression: None, cache: false, all_locations: false }
+        Self {
+            k: 4,
+            n: 6,
+            segment: SEG,
+            spare_locations: 0,
+            compression: None,
+            cache: false,
+            all_locations: false,
+            pack_threshold: 0,
+        }
     }
 }
 
@@ -102,6 +113,7 @@ impl Rig {
             min_edge: 0,
             compression: o.compression,
             write_quorum: (o.k + 1).min(o.n),
+            pack_threshold: o.pack_threshold,
         };
         let policies = BTreeMap::from([("p".to_string(), policy.clone())]);
         let store = Arc::new(MemoryStore::default());
@@ -156,6 +168,7 @@ impl Rig {
             transfers: Arc::new(shared::Transfers::new(8, 8, 8)),
             quorum_failures: QuorumFailures::default(),
             reads: Default::default(),
+            packer: Default::default(),
         });
         assert!(ctx.meta.create_bucket("b", "p", "default").await.expect("bucket"));
         Rig { ctx, store, cache, policy }

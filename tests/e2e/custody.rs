@@ -140,6 +140,10 @@ fn everything_comes_back_from_the_locations(db: Db) {
     cl.aws(&["s3", "rm", "s3://logs/gone"]).ok();
     let theirs = data_file(&dir.join("theirs"), 2_500_000, 45);
     acme.aws(&["s3", "cp", "--no-progress", &theirs.display().to_string(), "s3://acme-data/t"]).ok();
+    // Small objects from sixteen clients at once: packed, each comes back alone.
+    cl.aws(&["s3", "mb", "s3://tiny"]).ok();
+    let tiny = cl.script("small_objects.py", &["put", "tiny", "t", "120", "16"]);
+    assert_eq!(tiny["acked"], 120, "{tiny}");
     // A versioned bucket: versions, one deleted for good, a key under a delete marker.
     cl.aws(&["s3", "mb", "s3://history"]).ok();
     cl.aws(&["s3api", "put-bucket-versioning", "--bucket", "history", "--versioning-configuration", "Status=Enabled"])
@@ -247,15 +251,16 @@ fn everything_comes_back_from_the_locations(db: Db) {
     let (ok, out, err) = skyshard(&dry, None);
     assert!(ok, "{out}\n{err}");
     let report: serde_json::Value = serde_json::from_str(&out).expect("report");
-    // 4 objects; 2 versions of `doc`, `hidden` and its marker; the locked one.
-    assert_eq!(report["restored"], 9, "{report}");
+    // 4 objects; 2 versions of `doc`, `hidden` and its marker; the locked one;
+    // 120 small ones.
+    assert_eq!(report["restored"], 129, "{report}");
     assert_eq!(report["unreachable"].as_array().map(Vec::len), Some(2), "{report}");
     let (ok, out, err) = skyshard(&args, None);
     assert!(ok, "{out}\n{err}");
-    assert!(out.contains("objects: restored 9"), "{out}");
+    assert!(out.contains("objects: restored 129"), "{out}");
     // Again: nothing more to do.
     let (ok, out, err) = skyshard(&args, None);
-    assert!(ok && out.contains("objects: restored 0") && out.contains("already present 9"), "{out}\n{err}");
+    assert!(ok && out.contains("objects: restored 0") && out.contains("already present 129"), "{out}\n{err}");
 
     c.gw.restart();
     let cl = Client::from(&c.gw);
@@ -288,6 +293,8 @@ fn everything_comes_back_from_the_locations(db: Db) {
         cl.aws(&["s3", "cp", "--no-progress", &format!("s3://{b}/{k}"), &back.display().to_string()]).ok();
         assert!(same_file(f, &back), "{b}/{k}");
     }
+    let tiny = cl.script("small_objects.py", &["check", "tiny", "t", "120", "16"]);
+    assert_eq!(tiny["ok"], 120, "{tiny}");
     let (code, _) = cl.boto_error("HeadObject", serde_json::json!({"Bucket": "logs", "Key": "gone"}));
     assert_eq!(code, "404", "a deleted object stays deleted");
     // Each tenant sees its own again.

@@ -10,6 +10,7 @@ mod durability;
 mod failures;
 mod hostile;
 mod operate;
+mod packs;
 mod s3;
 mod scaleout;
 mod tls;

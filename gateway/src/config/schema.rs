@@ -240,6 +240,10 @@ pub struct PolicyConfig {
     /// Fragments that must land before a write is acknowledged (default `k + 1`,
     /// at most `n`, never below `k`).
     pub write_quorum: Option<u8>,
+    /// Objects up to this size written close in time are coded together, as one
+    /// pack (default 64 KiB, or the segment size if smaller; at most 1 MiB and the
+    /// segment size; 0: never).
+    pub pack_threshold: Option<Size>,
 }
 
 fn default_k() -> u8 {
@@ -265,6 +269,7 @@ impl Default for PolicyConfig {
             segment_size: default_segment_size(),
             compression: CompressionChoice::None,
             write_quorum: None,
+            pack_threshold: None,
         }
     }
 }

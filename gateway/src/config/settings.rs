@@ -81,6 +81,12 @@ impl fmt::Debug for Location {
     }
 }
 
+/// Objects packed by default: up to 64 KiB.
+pub const DEFAULT_PACK_THRESHOLD: u64 = 64 * 1024;
+
+/// The largest `pack_threshold` a policy may set (a pack is built in memory).
+pub const MAX_PACK_THRESHOLD: u64 = 1024 * 1024;
+
 /// A policy ready to use.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -101,6 +107,8 @@ pub struct Policy {
     pub compression: Option<Algorithm>,
     /// Fragments that must land before a write succeeds.
     pub write_quorum: u8,
+    /// Objects up to this many bytes are packed (0: none).
+    pub pack_threshold: u64,
 }
 
 /// Validated settings the gateway runs with.
@@ -426,6 +434,15 @@ pub(crate) fn check_policy(
     if quorum < p.k || quorum > p.n {
         return Err(invalid(format!("policy {name}: write_quorum must be between k ({}) and n ({})", p.k, p.n)));
     }
+    let pack_threshold = match p.pack_threshold {
+        Some(Size(t)) if t > MAX_PACK_THRESHOLD || t > u64::from(segment_size) => {
+            return Err(invalid(format!(
+                "policy {name}: pack_threshold must be at most the segment size and {MAX_PACK_THRESHOLD} bytes"
+            )));
+        }
+        Some(Size(t)) => t,
+        None => DEFAULT_PACK_THRESHOLD.min(u64::from(segment_size)),
+    };
     let compression = match p.compression {
         CompressionChoice::None => None,
         CompressionChoice::Zstd => Some(Algorithm::Zstd),
@@ -440,5 +457,6 @@ pub(crate) fn check_policy(
         min_edge: p.min_edge,
         compression,
         write_quorum: quorum,
+        pack_threshold,
     })
 }

@@ -7,8 +7,8 @@ use codec::{CodingParams, WrappedKey};
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{
-    CatalogSnapshot, ChecksumAlgorithm, Compression, Fragment, FragmentState, ObjectAttrs, PartRow, Retention, Seal,
-    SealState, VersionRow,
+    CatalogSnapshot, ChecksumAlgorithm, Compression, Fragment, FragmentState, ObjectAttrs, PackMember, PartRow,
+    Retention, Seal, SealState, VersionRow,
 };
 
 fn hex(b: &[u8]) -> String {
@@ -46,6 +46,26 @@ pub struct RecordSeal {
     /// Bytes of each fragment (all of a seal's are alike).
     #[serde(default)]
     pub fragment_size: u64,
+    /// A pack's number of members (0: a seal of one object).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slots: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A part's member of a pack, as a manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMember {
+    /// Its segment in the pack.
+    pub slot: u32,
+    /// Its own id.
+    pub id: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Its data key wrapped under the master key, hex.
+    pub wrapped_key: String,
 }
 
 /// A part of a manifest.
@@ -59,6 +79,9 @@ pub struct RecordPart {
     pub size: u64,
     /// Its seal.
     pub seal: RecordSeal,
+    /// Its member of that seal, if the seal is a pack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<RecordMember>,
 }
 
 /// An object version, whole: what recovery needs to serve it again.
@@ -174,6 +197,7 @@ impl RecordSeal {
             created_at: seal.created_at,
             fragments: seal.fragments.iter().map(|f| (f.index, f.location.clone(), f.name.clone())).collect(),
             fragment_size: seal.fragments.iter().map(|f| f.size).max().unwrap_or(0),
+            slots: seal.slots,
         }
     }
 
@@ -190,6 +214,7 @@ impl RecordSeal {
             sealed_lens: self.sealed_lens.clone(),
             wrapped_key: WrappedKey::from_bytes(&wrapped).map_err(|e| e.to_string())?,
             created_at: self.created_at,
+            slots: self.slots,
             fragments,
         })
     }
@@ -207,6 +232,29 @@ impl RecordSeal {
                 verified_at: 0,
             })
             .collect()
+    }
+}
+
+impl RecordMember {
+    /// The record of `member`.
+    pub fn of(member: &PackMember) -> Self {
+        Self {
+            slot: member.slot,
+            id: member.id.to_string(),
+            size: member.size,
+            wrapped_key: hex(&member.wrapped_key.0),
+        }
+    }
+
+    /// The member again.
+    pub fn to_member(&self) -> Result<PackMember, String> {
+        let wrapped = unhex(&self.wrapped_key).ok_or("member's wrapped key not hex")?;
+        Ok(PackMember {
+            slot: self.slot,
+            id: self.id.parse().map_err(|_| "member id")?,
+            size: self.size,
+            wrapped_key: WrappedKey::from_bytes(&wrapped).map_err(|e| e.to_string())?,
+        })
     }
 }
 
@@ -233,7 +281,13 @@ impl ManifestRecord {
             customer_key: version.attrs.customer_key.clone(),
             parts: parts
                 .iter()
-                .map(|(p, s)| RecordPart { number: p.number, offset: p.offset, size: p.size, seal: RecordSeal::of(s) })
+                .map(|(p, s)| RecordPart {
+                    number: p.number,
+                    offset: p.offset,
+                    size: p.size,
+                    seal: RecordSeal::of(s),
+                    member: p.member.as_ref().map(RecordMember::of),
+                })
                 .collect(),
             null_version: version.null_version,
             delete_marker: version.delete_marker,
@@ -299,6 +353,7 @@ impl ManifestRecord {
                     seal_id: p.seal.id.parse().map_err(|_| "seal id")?,
                     offset: p.offset,
                     size: p.size,
+                    member: p.member.as_ref().map(RecordMember::to_member).transpose()?,
                 })
             })
             .collect()

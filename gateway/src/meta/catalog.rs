@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::seals::{load_fragments, seal_columns, seal_row};
+use super::seals::{SEAL_COLUMNS, load_fragments, seal_columns, seal_row};
 use super::types::{big, db_enum, fit};
 use super::{Fragment, FragmentState, MetaResult, MetaStore, Seal, SealId, SealState, now_ms};
 
@@ -177,7 +177,7 @@ impl MetaStore {
         load_fragments(&mut conn, &mut seals).await?;
         rows.iter()
             .zip(seals)
-            .map(|(r, seal)| Ok(FragmentAt { seal, index: fit(r.try_get::<i64, _>(10)?, "fragment index")? }))
+            .map(|(r, seal)| Ok(FragmentAt { seal, index: fit(r.try_get::<i64, _>(SEAL_COLUMNS)?, "fragment index")? }))
             .collect()
     }
 

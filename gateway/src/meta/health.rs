@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::seals::{load_fragments, recount, seal_columns, seal_row};
+use super::seals::{SEAL_COLUMNS, load_fragments, recount, seal_columns, seal_row};
 use super::types::big;
 use super::{Fragment, FragmentState, MetaResult, MetaStore, Seal, SealId, SealState, now_ms};
 
@@ -98,7 +98,8 @@ impl MetaStore {
         rows.iter()
             .zip(seals)
             .map(|(r, seal)| {
-                let policy: Option<String> = r.try_get::<Option<String>, _>(10)?.or(r.try_get(11)?);
+                let policy: Option<String> =
+                    r.try_get::<Option<String>, _>(SEAL_COLUMNS)?.or(r.try_get(SEAL_COLUMNS + 1)?);
                 Ok(RepairItem { seal, policy })
             })
             .collect()

@@ -40,6 +40,7 @@ mod keys;
 mod lock;
 mod multipart;
 mod objects;
+mod packs;
 mod records;
 mod restore;
 mod seals;
@@ -61,8 +62,9 @@ pub use records::{RecordKind, RecordRow};
 pub use restore::{Backup, CatalogSnapshot, RestoredVersion};
 pub use types::{
     AccessKeyRow, BucketRow, ChecksumAlgorithm, Compression, DeadWrites, DeleteCondition, Fragment, FragmentState,
-    ListedObject, Manifest, ManifestPart, ObjectAttrs, PartRow, Replaced, Seal, SealFinish, SealId, SealState,
-    UploadId, UploadPartRow, UploadRow, VersionId, VersionRef, VersionRow, Versioning, WriteCondition, margin,
+    ListedObject, Manifest, ManifestPart, ObjectAttrs, PackMember, PartRow, Replaced, Seal, SealFinish, SealId,
+    SealState, UploadId, UploadPartRow, UploadRow, VersionId, VersionRef, VersionRow, Versioning, WriteCondition,
+    margin,
 };
 pub use versions::ListedVersion;
 

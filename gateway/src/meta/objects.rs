@@ -4,6 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::packs::{MEMBER_COLUMNS, MEMBER_JOIN, member_row};
 use super::records::{RecordRow, insert_record, retire_manifest};
 use super::seals::{finish_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
 use super::types::{big, fit};
@@ -53,12 +54,15 @@ pub(super) fn lock_row(r: &AnyRow, at: usize) -> MetaResult<Retention> {
     })
 }
 
+/// Reads a part from `part_number, seal_id, part_offset, size` and the columns of
+/// [`MEMBER_COLUMNS`].
 pub(super) fn part_row(r: &AnyRow) -> MetaResult<PartRow> {
     Ok(PartRow {
         number: fit(r.try_get::<i64, _>(0)?, "part number")?,
         seal_id: r.try_get::<String, _>(1)?.parse()?,
         offset: fit(r.try_get::<i64, _>(2)?, "part offset")?,
         size: fit(r.try_get::<i64, _>(3)?, "part size")?,
+        member: member_row(r, 4)?,
     })
 }
 
@@ -154,13 +158,15 @@ pub(super) async fn commit_version(
     .await?;
     for p in parts {
         sqlx::query(
-            "INSERT INTO version_parts (version_id, part_number, seal_id, part_offset, size) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO version_parts (version_id, part_number, seal_id, part_offset, size, slot) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(i64::from(p.number))
         .bind(p.seal_id.to_string())
         .bind(big(p.offset))
         .bind(big(p.size))
+        .bind(p.member.as_ref().map(|m| i64::from(m.slot)))
         .execute(&mut *conn)
         .await?;
     }
@@ -363,15 +369,14 @@ pub(super) async fn manifest_of(
     version: VersionRow,
     tenant_number: u32,
 ) -> MetaResult<Manifest> {
-    let rows = sqlx::query(concat!(
-        "SELECT p.part_number, p.part_offset, p.size, ",
-        seal_columns!("s"),
-        " FROM version_parts p JOIN seals s ON s.id = p.seal_id WHERE p.version_id = $1 ORDER BY p.part_number"
-    ))
-    .bind(version.id.to_string())
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut seals = rows.iter().map(|r| seal_row(r, 3)).collect::<MetaResult<Vec<_>>>()?;
+    let sql = format!(
+        "SELECT p.part_number, p.part_offset, p.size, {MEMBER_COLUMNS}, {} FROM version_parts p \
+         JOIN seals s ON s.id = p.seal_id {MEMBER_JOIN} WHERE p.version_id = $1 ORDER BY p.part_number",
+        seal_columns!("s")
+    );
+    // The statement is ours: fixed texts and a numbered placeholder.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(version.id.to_string()).fetch_all(&mut *conn).await?;
+    let mut seals = rows.iter().map(|r| seal_row(r, 7)).collect::<MetaResult<Vec<_>>>()?;
     load_fragments(conn, &mut seals).await?;
     let parts = rows
         .iter()
@@ -381,6 +386,7 @@ pub(super) async fn manifest_of(
                 number: fit(r.try_get::<i64, _>(0)?, "part number")?,
                 offset: fit(r.try_get::<i64, _>(1)?, "part offset")?,
                 size: fit(r.try_get::<i64, _>(2)?, "part size")?,
+                member: member_row(r, 3)?,
                 seal,
             })
         })
@@ -521,15 +527,18 @@ impl MetaStore {
     pub async fn current_version(&self, bucket: &str, key: &[u8]) -> MetaResult<Option<(VersionRow, Vec<PartRow>)>> {
         let mut conn = self.pool.acquire().await?;
         let Some((version, _)) = visible_version(&mut conn, bucket, key).await? else { return Ok(None) };
-        let parts = sqlx::query(
-            "SELECT part_number, seal_id, part_offset, size FROM version_parts WHERE version_id = $1 ORDER BY part_number",
-        )
-        .bind(version.id.to_string())
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(part_row)
-        .collect::<MetaResult<_>>()?;
+        let sql = format!(
+            "SELECT p.part_number, p.seal_id, p.part_offset, p.size, {MEMBER_COLUMNS} FROM version_parts p \
+             {MEMBER_JOIN} WHERE p.version_id = $1 ORDER BY p.part_number"
+        );
+        // The statement is ours: fixed texts and a numbered placeholder.
+        let parts = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(version.id.to_string())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(part_row)
+            .collect::<MetaResult<_>>()?;
         Ok(Some((version, parts)))
     }
 

@@ -397,6 +397,12 @@ impl MetaStore {
                 insert_seal(&mut tx, seal, SealState::Stored, None, "recover").await?;
             }
         }
+        // A pack's members come back one by one, each with its version.
+        for p in &v.parts {
+            if let Some(m) = &p.member {
+                super::packs::insert_members(&mut tx, p.seal_id, std::slice::from_ref(m)).await?;
+            }
+        }
         super::objects::commit_version(&mut tx, &v.version, &v.parts, v.record.as_ref(), &WriteCondition::Any).await?;
         tx.commit().await?;
         Ok(true)

@@ -13,6 +13,9 @@ use super::{
     SealState, now_ms,
 };
 
+/// How many columns [`seal_columns`] names.
+pub(super) const SEAL_COLUMNS: usize = 11;
+
 /// The columns of a seal, in the order [`seal_row`] reads them.
 macro_rules! seal_columns {
     ($t:literal) => {
@@ -36,7 +39,9 @@ macro_rules! seal_columns {
             $t,
             ".wrapped_key, ",
             $t,
-            ".created_at"
+            ".created_at, ",
+            $t,
+            ".slots"
         )
     };
 }
@@ -65,6 +70,7 @@ pub(super) fn seal_row(r: &AnyRow, at: usize) -> MetaResult<Seal> {
         sealed_lens,
         wrapped_key: WrappedKey::from_bytes(&wrapped).map_err(|e| corrupt(e.to_string()))?,
         created_at: r.try_get(at + 9)?,
+        slots: fit(r.try_get::<i64, _>(at + 10)?, "pack slots")?,
         fragments: Vec::new(),
         id,
     })
@@ -231,7 +237,7 @@ pub(super) async fn insert_seal(
     };
     sqlx::query(
         "INSERT INTO seals (id, state, size, k, n, segment_size, compression, sealed_lens, wrapped_key, created_at, \
-         updated_at, writer, healthy) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         updated_at, writer, healthy, slots) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&id)
     .bind(state.as_str())
@@ -246,6 +252,7 @@ pub(super) async fn insert_seal(
     .bind(now)
     .bind(writer)
     .bind(healthy as i64)
+    .bind(i64::from(seal.slots))
     .execute(&mut *conn)
     .await?;
     // All fragments in one statement (a round trip each would cost more than the

@@ -53,6 +53,7 @@ fn seal(id: SealId) -> Seal {
         sealed_lens: None,
         wrapped_key: WrappedKey::from_bytes(&wrapped).expect("wrapped key"),
         created_at: now_ms(),
+        slots: 0,
         fragments: (0..3)
             .map(|i| Fragment {
                 index: i,
@@ -109,7 +110,7 @@ fn version(id: u8, bucket: &str, key: &[u8], etag: &str) -> VersionRow {
 async fn put(m: &MetaStore, bucket: &str, key: &[u8], n: u8) -> SealId {
     let s = sid(n);
     m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
-    let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+    let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10, member: None };
     m.commit_object(s, &landed(), &version(n, bucket, key, &format!("etag{n}")), &part, None, &WriteCondition::Any)
         .await
         .expect("commit");
@@ -149,7 +150,7 @@ async fn a_version_is_visible_only_after_commit_and_overwrites_retire_the_old() 
         assert!(m.current_version("b", b"k").await.expect("get").is_none(), "pending is invisible");
         assert!(m.manifest("b", b"k").await.expect("get").is_none(), "pending is invisible");
         assert!(m.list_objects("b", b"", false, 10).await.expect("list").is_empty());
-        let part = PartRow { number: 1, seal_id: sid(1), offset: 0, size: 10 };
+        let part = PartRow { number: 1, seal_id: sid(1), offset: 0, size: 10, member: None };
         let replaced = m
             .commit_object(sid(1), &landed(), &version(1, "b", b"k", "e1"), &part, None, &WriteCondition::Any)
             .await
@@ -191,7 +192,7 @@ async fn a_write_whose_seal_was_collected_cannot_commit() {
         bucket(&m, "b").await;
         m.insert_pending_seal(&seal(sid(3)), "node-a").await.expect("pending");
         m.discard_seal(sid(3)).await.expect("collected as dead");
-        let part = PartRow { number: 1, seal_id: sid(3), offset: 0, size: 10 };
+        let part = PartRow { number: 1, seal_id: sid(3), offset: 0, size: 10, member: None };
         let r =
             m.commit_object(sid(3), &landed(), &version(3, "b", b"k", "e"), &part, None, &WriteCondition::Any).await;
         assert!(matches!(r, Err(MetaError::Conflict(_))), "{r:?}");
@@ -249,8 +250,8 @@ async fn multipart_parts_replace_complete_once_and_abort() {
         let mut v = version(9, "b", b"big", "x-2");
         v.part_count = 2;
         let chosen = [
-            PartRow { number: 1, seal_id: sid(12), offset: 0, size: 5 },
-            PartRow { number: 2, seal_id: sid(20), offset: 5, size: 5 },
+            PartRow { number: 1, seal_id: sid(12), offset: 0, size: 5, member: None },
+            PartRow { number: 2, seal_id: sid(20), offset: 5, size: 5, member: None },
         ];
         assert!(m.complete_upload(u1, &v, &chosen, None, &WriteCondition::Any).await.expect("complete").is_some());
         assert!(m.upload(u1).await.expect("upload").is_none());
@@ -412,7 +413,7 @@ async fn a_copy_shares_seals_which_stay_until_no_version_uses_them() {
     for m in stores().await {
         bucket(&m, "b").await;
         let s = put(&m, "b", b"src", 1).await;
-        let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+        let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10, member: None };
         let copy = version(2, "b", b"dst", "etag1");
         let row = manifest_row(2, b"dst");
         let r = m.copy_version(&copy, std::slice::from_ref(&part), &row, &WriteCondition::Any);
@@ -441,7 +442,7 @@ async fn a_copy_shares_seals_which_stay_until_no_version_uses_them() {
 async fn commit_to(m: MetaStore, n: u8, key: Vec<u8>, condition: WriteCondition) -> MetaResult<Replaced> {
     let s = sid(n);
     m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
-    let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+    let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10, member: None };
     m.commit_object(s, &landed(), &version(n, "b", &key, &format!("e{n}")), &part, None, &condition).await
 }
 
@@ -512,7 +513,7 @@ async fn versioned_keys_keep_their_versions_markers_hide_them_and_null_versions_
             async move {
                 let s = sid(n);
                 m.insert_pending_seal(&seal(s), "node-a").await.expect("pending");
-                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10 };
+                let part = PartRow { number: 1, seal_id: s, offset: 0, size: 10, member: None };
                 let v = VersionRow { null_version, ..version(n, "v", b"k", &format!("e{n}")) };
                 m.commit_object(s, &landed(), &v, &part, None, &WriteCondition::Any).await.expect("commit");
                 s

@@ -303,8 +303,26 @@ pub struct Seal {
     pub wrapped_key: WrappedKey,
     /// Creation time.
     pub created_at: i64,
+    /// A pack's number of members (its segments, one each); 0 for a seal of one
+    /// object. A pack's `wrapped_key` seals nothing: each member has its own
+    /// ([`PackMember`]).
+    pub slots: u32,
     /// Its fragments, by index.
     pub fragments: Vec<Fragment>,
+}
+
+/// A member of a pack: one small object sealed under its own data key and id,
+/// coded as segment `slot` of the pack's fragments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackMember {
+    /// Its segment in the pack.
+    pub slot: u32,
+    /// Its own id (the codec's version id of its records).
+    pub id: SealId,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Its data key, wrapped under the master key.
+    pub wrapped_key: WrappedKey,
 }
 
 impl Seal {
@@ -433,6 +451,8 @@ pub struct PartRow {
     pub offset: u64,
     /// Bytes.
     pub size: u64,
+    /// Its member of the pack `seal_id` names, if packed.
+    pub member: Option<PackMember>,
 }
 
 /// Everything a read needs of an object, from one snapshot of the store: the
@@ -458,12 +478,20 @@ pub struct ManifestPart {
     pub size: u64,
     /// Its seal and fragments.
     pub seal: Seal,
+    /// Its member of that seal, if the seal is a pack.
+    pub member: Option<PackMember>,
 }
 
 impl ManifestPart {
     /// Its row.
     pub fn row(&self) -> PartRow {
-        PartRow { number: self.number, seal_id: self.seal.id, offset: self.offset, size: self.size }
+        PartRow {
+            number: self.number,
+            seal_id: self.seal.id,
+            offset: self.offset,
+            size: self.size,
+            member: self.member.clone(),
+        }
     }
 }
 

@@ -89,7 +89,7 @@ pub async fn complete(ctx: &PipelineCtx, req: CompleteRequest) -> Result<Complet
             return Err(PipelineError::InvalidPart(*number));
         }
         part_sums.push((have.checksum_value.clone(), have.size, *number));
-        parts.push(PartRow { number: *number, seal_id: have.seal_id, offset, size: have.size });
+        parts.push(PartRow { number: *number, seal_id: have.seal_id, offset, size: have.size, member: None });
         offset += have.size;
     }
     let etag = multipart_etag(ctx.etag, &digests);

@@ -12,7 +12,7 @@ use tracing::warn;
 
 use super::read::PartReader;
 use super::{PipelineCtx, PipelineError, ReceiverStream};
-use crate::meta::{Manifest, Seal};
+use crate::meta::{Manifest, PackMember, Seal};
 use crate::net::AbortResponse;
 
 /// The reading of one part: its seal, its first and last segment, and the bytes of
@@ -20,6 +20,7 @@ use crate::net::AbortResponse;
 #[derive(Debug)]
 struct Step {
     seal: Seal,
+    member: Option<PackMember>,
     segments: (u64, u64),
     skip: usize,
     take: u64,
@@ -29,7 +30,7 @@ struct Step {
 /// later.
 enum Ready {
     Open(Box<PartReader>, Option<offload::AlignedBuf>, usize, u64),
-    Later(Step),
+    Later(Box<Step>),
 }
 
 /// The parts of `manifest` that `range` (object offsets, end exclusive) covers.
@@ -45,7 +46,13 @@ fn plan(manifest: Manifest, range: &Range<u64>) -> Vec<Step> {
         let (la, lb) = (a - start, b - start);
         let span = segs.segments_for(la, lb - 1);
         let skip = (la - segs.offset(*span.start())) as usize;
-        steps.push(Step { seal: p.seal, segments: (*span.start(), *span.end()), skip, take: lb - la });
+        steps.push(Step {
+            seal: p.seal,
+            member: p.member,
+            segments: (*span.start(), *span.end()),
+            skip,
+            take: lb - la,
+        });
     }
     steps
 }
@@ -92,17 +99,19 @@ pub(super) async fn read_range(
     // every later part's that the metadata already knows to be short of fragments:
     // a failure known now is a 503, not a response cut short.
     let (skip, take) = (first.skip, first.take);
-    let mut reader = PartReader::open(ctx.clone(), first.seal, tenant, first.segments, customer.as_deref())?;
+    let mut reader =
+        PartReader::open(ctx.clone(), (first.seal, first.member), tenant, first.segments, customer.as_deref())?;
     let head = reader.next_segment().await?;
     let mut rest = Vec::new();
     for step in planned {
         if step.seal.healthy() < usize::from(step.seal.params.k()) {
             let (skip, take) = (step.skip, step.take);
-            let mut r = PartReader::open(ctx.clone(), step.seal, tenant, step.segments, customer.as_deref())?;
+            let mut r =
+                PartReader::open(ctx.clone(), (step.seal, step.member), tenant, step.segments, customer.as_deref())?;
             let head = r.next_segment().await?;
             rest.push(Ready::Open(Box::new(r), head, skip, take));
         } else {
-            rest.push(Ready::Later(step));
+            rest.push(Ready::Later(Box::new(step)));
         }
     }
     let mut steps = rest.into_iter();
@@ -141,7 +150,13 @@ pub(super) async fn read_range(
                 Some(Ready::Open(r, head, skip, take)) => current = Some((*r, head, skip, take)),
                 Some(Ready::Later(step)) => {
                     let (skip, take) = (step.skip, step.take);
-                    match PartReader::open(ctx.clone(), step.seal, tenant, step.segments, customer.as_deref()) {
+                    match PartReader::open(
+                        ctx.clone(),
+                        (step.seal, step.member),
+                        tenant,
+                        step.segments,
+                        customer.as_deref(),
+                    ) {
                         Ok(r) => current = Some((r, None, skip, take)),
                         Err(e) => {
                             warn!(error = %e, "read failed mid-stream: the response is aborted");

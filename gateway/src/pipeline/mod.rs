@@ -28,6 +28,9 @@ mod customer;
 pub mod drain;
 mod get;
 pub mod locks;
+mod pack;
+#[cfg(test)]
+mod pack_tests;
 mod put;
 mod read;
 pub mod rebuild;
@@ -48,6 +51,7 @@ pub use complete::{CompleteOutcome, CompleteRequest, MAX_PART_NUMBER, MIN_PART, 
 pub use copy::{CopyOutcome, CopyRequest, CopySource, copy};
 pub use customer::CustomerKey;
 pub use get::get;
+pub use pack::Packer;
 pub use put::{Expected, GivenChecksum, PutOutcome, PutRequest, PutTarget, put};
 pub use read::{fragment_layout, fragment_ref};
 pub use record::{
@@ -105,6 +109,8 @@ pub struct PipelineCtx {
     pub quorum_failures: QuorumFailures,
     /// Seals being read, which the collector leaves until the reads end.
     pub reads: shared::ReadLeases,
+    /// Small objects waiting for a pack.
+    pub packer: pack::Packer,
 }
 
 /// Operations that failed for want of enough fragments.

@@ -10,6 +10,8 @@
 //!    upload's part) visible. Anything short of that — an error, the client going
 //!    away — discards the seal ([`DiscardOnDrop`]).
 
+use std::sync::Arc;
+
 use codec::ObjectEncoder;
 use offload::aead::DataKey;
 use tracing::{debug, warn};
@@ -147,12 +149,80 @@ impl Drop for DiscardOnDrop {
 }
 
 /// Writes `req` end to end; see the module documentation.
-pub async fn put(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, PipelineError> {
-    let r = put_inner(ctx, req).await;
+pub async fn put(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcome, PipelineError> {
+    let r = if packs(&req) { put_packed(ctx, req).await } else { put_inner(ctx, req).await };
     if let Err(PipelineError::WriteQuorum { .. }) = &r {
         ctx.quorum_failures.write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     r
+}
+
+/// Whether `req` goes into a pack: a whole object no larger than its policy's
+/// `pack_threshold`, not compressed, without an object lock (whose retention the
+/// locations enforce per fragment).
+fn packs(req: &PutRequest) -> bool {
+    let PutTarget::Object { lock, .. } = &req.target else { return false };
+    req.len <= req.policy.pack_threshold && req.policy.compression.is_none() && lock.mode.is_none() && !lock.legal_hold
+}
+
+/// Writes a small object through a pack (`pack.rs`): read and checked whole, sealed
+/// under its own key, coded with whatever else is waiting, then recorded and
+/// committed on its own.
+async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcome, PipelineError> {
+    let PutRequest { policy, tenant, len, body, checksum, expect, target, customer, requester } = req;
+    let PutTarget::Object { bucket, key: object_key, attrs, condition, lock } = target else {
+        return Err(PipelineError::Task("only whole objects are packed".into()));
+    };
+    let _permit =
+        ctx.transfers.acquire(tenant, requester.as_ref()).await.map_err(|e| PipelineError::Task(e.to_string()))?;
+    let mut hashes =
+        Hashes::new(ctx.etag, checksum, expect.content_md5.is_some(), ctx.offload.crc32c.clone(), &ctx.hashes);
+    let data = super::pack::read_whole(body, len, |chunk| hashes.update(chunk)).await?;
+    let hashes = hashes.finish();
+    // A body that does not match its digests never enters a pack.
+    check_digests(&hashes, expect)?;
+    let random = ctx.offload.random.as_ref();
+    let id = SealId::generate(random)?;
+    let key = DataKey::generate(random)?;
+    let wrapped_key = match &customer {
+        Some(c) => ctx.master.wrap(&c.mask(&key, id), &id.codec(), random)?,
+        None => ctx.master.wrap(&key, &id.codec(), random)?,
+    };
+    let (done, packed) = tokio::sync::oneshot::channel();
+    let waiting = super::pack::Waiting { id, key, wrapped_key, body: data, policy, done };
+    ctx.packer.submit(ctx, tenant, waiting);
+    let packed = packed.await.map_err(|_| PipelineError::Task("the pack writer stopped".into()))??;
+    let pack = packed.seal.id;
+    let mut version = VersionRow {
+        id: VersionId::generate(random)?,
+        bucket,
+        key: object_key,
+        size: len,
+        etag: hashes.etag.clone(),
+        last_modified: now_ms(),
+        attrs: ObjectAttrs { checksum_algorithm: checksum, ..attrs },
+        checksum_value: hashes.checksum.as_ref().map(|c| c.1.clone()),
+        checksum_type: hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
+        part_count: 1,
+        null_version: true,
+        delete_marker: false,
+        recorded_at: 0,
+        lock,
+    };
+    let part = PartRow { number: 1, seal_id: pack, offset: 0, size: len, member: Some(packed.member) };
+    let recorded = super::record::record_version(ctx, &mut version, &[(part.clone(), &packed.seal)]).await?;
+    let record = &recorded.row;
+    let committed = ctx.meta.commit_packed(pack, &packed.fin, &version, &part, Some(record), &condition).await;
+    super::record::unless_committed(ctx, record, committed).await?;
+    debug!(pack = %pack, bytes = len, "packed object written");
+    Ok(PutOutcome {
+        seal: pack,
+        etag: hashes.etag,
+        checksum: hashes.checksum,
+        version: Some(version.id),
+        version_shown: recorded.shown,
+        stored: packed.fin.stored.len(),
+    })
 }
 
 async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, PipelineError> {
@@ -194,6 +264,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
         sealed_lens: None,
         wrapped_key,
         created_at: now_ms(),
+        slots: 0,
         fragments,
     };
     ctx.meta.insert_pending_seal(&seal, ctx.node.id()).await?;
@@ -246,7 +317,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
                 recorded_at: 0,
                 lock,
             };
-            let part = PartRow { number: 1, seal_id: id, offset: 0, size: len };
+            let part = PartRow { number: 1, seal_id: id, offset: 0, size: len, member: None };
             let landed: Vec<Fragment> = seal
                 .fragments
                 .iter()

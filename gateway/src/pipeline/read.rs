@@ -18,18 +18,20 @@ use tracing::warn;
 
 use super::{PipelineCtx, PipelineError};
 use crate::backend::{FragmentRef, FragmentStream, TransferError};
-use crate::meta::{Compression, Fragment, FragmentState, MetaError, Seal};
+use crate::meta::{Compression, Fragment, FragmentState, MetaError, PackMember, Seal};
 
 /// The byte layout of a seal's fragments.
 pub fn fragment_layout(seal: &Seal) -> Result<FragmentLayout, PipelineError> {
     let segs = SegmentLayout::new(seal.size, seal.params.segment_size());
-    if seal.compression == Compression::None {
+    if seal.compression == Compression::None && seal.slots == 0 {
         return Ok(FragmentLayout::uncompressed(&seal.params, &segs));
     }
+    // A pack's segments are its members, each as long as its sealed length.
+    let count = if seal.slots > 0 { u64::from(seal.slots) } else { segs.count() };
     let lens = seal.sealed_lens.as_ref().ok_or_else(|| {
         PipelineError::Meta(MetaError::Corrupt(format!("seal {} lacks its segment lengths", seal.id)))
     })?;
-    if lens.len() as u64 != segs.count() {
+    if lens.len() as u64 != count {
         return Err(PipelineError::Meta(MetaError::Corrupt(format!("seal {}: segment lengths", seal.id))));
     }
     Ok(FragmentLayout::from_sealed_lens(seal.params.k(), lens.iter().copied()))
@@ -129,11 +131,15 @@ pub(crate) async fn fragment_failed(ctx: &PipelineCtx, seal: &Seal, f: &Fragment
     true
 }
 
+/// Bytes after the header within which a range read starts from the fragment's
+/// first byte instead.
+const NEAR_START: u64 = 64 * 1024;
+
 /// Opens a range read of records `range` of fragment `f` of `seal` (fragments
 /// `whole` bytes long, owned by `tenant`). A read from the first record also
-/// fetches the header before it and checks it. (It also avoids a reopen-and-seek on
-/// stores such as rclone's, which answer an offset range ~20 ms slower than one
-/// from 0.)
+/// fetches the header before it and checks it, and so does one starting within
+/// [`NEAR_START`] of it. (It also avoids a reopen-and-seek on stores such as
+/// rclone's, which answer an offset range ~20 ms slower than one from 0.)
 async fn open_fragment(
     ctx: &PipelineCtx,
     seal: &Seal,
@@ -141,12 +147,18 @@ async fn open_fragment(
     (tenant, whole): (u32, u64),
     range: Range<u64>,
 ) -> Result<FragReader, ReadFault> {
-    let with_header = range.start == HEADER_LEN as u64;
-    let ask = if with_header { 0..range.end } else { range };
+    // Records near the start (a small object's slot in a pack, say) are read from
+    // the start too, the bytes before them dropped: cheaper than a seek.
+    let with_header = range.start < HEADER_LEN as u64 + NEAR_START;
+    let ask = if with_header { 0..range.end } else { range.clone() };
     let at = fragment_ref(f, whole, Some(tenant));
     let mut reader = FragReader::new(f.index, ctx.store.get(&at, ask).await.map_err(ReadFault::Transfer)?);
     if with_header {
         reader.check_header(ctx, seal).await?;
+        let skip = range.start.saturating_sub(HEADER_LEN as u64) as usize;
+        if skip > 0 {
+            reader.next_record(skip).await.map_err(ReadFault::Transfer)?;
+        }
     }
     Ok(reader)
 }
@@ -158,6 +170,9 @@ pub(super) struct PartReader {
     tenant: u32,
     layout: FragmentLayout,
     decoder: Option<ObjectDecoder>,
+    /// The segment of the seal's fragments that is the part's first: its slot,
+    /// when the seal is a pack; 0 otherwise.
+    base: u64,
     k: usize,
     next: u64,
     last: u64,
@@ -170,20 +185,32 @@ pub(super) struct PartReader {
 }
 
 impl PartReader {
-    /// A reader of segments `first..=last` of `seal`, owned by tenant `tenant`,
-    /// whose data key is masked by `customer`'s if it was written with one.
+    /// A reader of segments `first..=last` of a part — `seal`, or its pack
+    /// `member` — owned by tenant `tenant`, whose data key is masked by
+    /// `customer`'s if it was written with one.
     pub(super) fn open(
         ctx: Arc<PipelineCtx>,
-        seal: Seal,
+        (seal, member): (Seal, Option<PackMember>),
         tenant: u32,
         (first, last): (u64, u64),
         customer: Option<&super::CustomerKey>,
     ) -> Result<Self, PipelineError> {
-        let mut key = ctx.master.unwrap_key(&seal.wrapped_key, &seal.id.codec())?;
+        let (id, wrapped, size) = match &member {
+            Some(m) => (m.id, &m.wrapped_key, m.size),
+            None => (seal.id, &seal.wrapped_key, seal.size),
+        };
+        let mut key = ctx.master.unwrap_key(wrapped, &id.codec())?;
         if let Some(c) = customer {
-            key = c.mask(&key, seal.id);
+            key = c.mask(&key, id);
         }
-        let decoder = ObjectDecoder::new(&ctx.offload, seal.params, seal.id.codec(), &key, seal.size)?;
+        let mut decoder = ObjectDecoder::new(&ctx.offload, seal.params, id.codec(), &key, size)?;
+        let base = match &member {
+            Some(m) => {
+                decoder = decoder.in_pack(seal.id.codec(), u64::from(m.slot))?;
+                u64::from(m.slot)
+            }
+            None => 0,
+        };
         let layout = fragment_layout(&seal)?;
         // Stored fragments first — local (cached) first, then healthiest locations,
         // then by index —, and those the metadata has as missing or corrupt last:
@@ -209,6 +236,7 @@ impl PartReader {
             tenant,
             layout,
             decoder: Some(decoder),
+            base,
             next: first,
             last,
             readers: Vec::new(),
@@ -226,7 +254,7 @@ impl PartReader {
             if want == 0 {
                 return Ok(());
             }
-            let range = self.layout.records_range(self.next, self.last);
+            let range = self.layout.records_range(self.base + self.next, self.base + self.last);
             let picked: Vec<usize> = (0..want).filter_map(|_| self.unused.pop()).collect();
             let whole = self.layout.fragment_len();
             let (ctx, seal, tenant) = (&self.ctx, &self.seal, self.tenant);
@@ -264,7 +292,7 @@ impl PartReader {
             return Ok(None);
         }
         let s = self.next;
-        let record = self.layout.record_range(s);
+        let record = self.layout.record_range(self.base + s);
         let len = (record.end - record.start) as usize;
         let mut got: BTreeMap<u8, Bytes> = BTreeMap::new();
         loop {

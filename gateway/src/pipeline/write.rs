@@ -23,7 +23,7 @@ use crate::backend::FragmentRef;
 /// Bodies and segments up to this size are hashed and coded without leaving the
 /// request's task (64 KiB: MD5 and AES-GCM take tens of microseconds, a thread
 /// hand-off and its wake-ups a similar time, on every request).
-const INLINE_MAX: u64 = 64 * 1024;
+pub(super) const INLINE_MAX: u64 = 64 * 1024;
 
 /// What streaming a seal's fragments achieved.
 pub(super) struct Written {

@@ -159,6 +159,7 @@ mod tests {
             min_edge,
             compression: None,
             write_quorum: k + 1,
+            pack_threshold: 0,
         }
     }
 

@@ -1,0 +1,320 @@
+//! Packs: small objects written close in time, coded together.
+//!
+//! Each small object is read whole, hashed and checked against the client's digests
+//! on its own request, then sealed under its own data key and id (so that one can be
+//! dropped, or shown to someone, without the others) and coded as one segment of a
+//! pack: one fragment set, one pending record, `n` uploads for all the objects that
+//! were waiting. Each request then writes its own manifest and commits its own
+//! version under its own condition (`MetaStore::commit_packed`): a failed condition
+//! leaves a dead slot, never a failed neighbour.
+//!
+//! Group commit without a timer: a queue per tenant and policy has at most one pack
+//! in flight; whatever arrives meanwhile rides in the next one. A lone PUT on an
+//! idle gateway is a pack of one and waits for nothing.
+//!
+//! A pack is an ordinary seal to everything that moves fragments: its fragments'
+//! segments are its members' records, bound to the pack and the slot, so repair,
+//! scrub and drains recode them without any key; the collector takes a pack when no
+//! version uses any of its members, or, still pending, when none committed within
+//! `pipeline.pending_grace`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use codec::fragment::{FragmentHeader, FragmentLayout};
+use codec::{ObjectEncoder, WrappedKey};
+use futures::StreamExt;
+use offload::AlignedBuf;
+use offload::aead::DataKey;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::{PipelineCtx, PipelineError, fragment_name};
+use crate::backend::FragmentRef;
+use crate::config::Policy;
+use crate::meta::{Compression, Fragment, FragmentState, PackMember, Seal, SealFinish, SealId, SealState, now_ms};
+use crate::placement::PlacementError;
+
+/// Members of one pack, at most.
+const MAX_MEMBERS: usize = 256;
+
+/// Plaintext bytes of one pack, at most (a pack is built in memory; a member larger
+/// than this still goes, alone).
+const MAX_BYTES: usize = 8 << 20;
+
+/// An object waiting for its pack.
+pub(super) struct Waiting {
+    /// Its own id.
+    pub(super) id: SealId,
+    /// Its data key.
+    pub(super) key: DataKey,
+    /// The key, wrapped (masked by the customer's first, under SSE-C).
+    pub(super) wrapped_key: WrappedKey,
+    /// Its bytes.
+    pub(super) body: Bytes,
+    /// The policy it is written under.
+    pub(super) policy: Policy,
+    /// Where its pack goes.
+    pub(super) done: oneshot::Sender<Result<Packed, PipelineError>>,
+}
+
+/// A member's pack, written: what its commit needs.
+#[derive(Debug, Clone)]
+pub(super) struct Packed {
+    /// The pack, with the fragments that landed.
+    pub(super) seal: Seal,
+    /// What landed, for the first commit to record.
+    pub(super) fin: SealFinish,
+    /// The member.
+    pub(super) member: PackMember,
+}
+
+/// Which objects may share a pack: one tenant (the cache's key, and what a
+/// tenant's removal deletes), one policy as it stands.
+type QueueKey = (u32, String, u8, u8, u32);
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    /// A pack of this queue is being written: the next one waits for it.
+    leading: bool,
+}
+
+/// The packing queues, one per tenant and policy.
+#[derive(Default)]
+pub struct Packer {
+    queues: Mutex<HashMap<QueueKey, Queue>>,
+}
+
+impl std::fmt::Debug for Packer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packer").finish_non_exhaustive()
+    }
+}
+
+impl Packer {
+    /// Queues `w` for a pack of `tenant`'s; starts writing one if none is in flight.
+    pub(super) fn submit(&self, ctx: &Arc<PipelineCtx>, tenant: u32, w: Waiting) {
+        let p = &w.policy.params;
+        let key = (tenant, w.policy.name.clone(), p.k(), p.n(), p.segment_size());
+        let lead = {
+            let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let q = queues.entry(key.clone()).or_default();
+            q.waiting.push(w);
+            !std::mem::replace(&mut q.leading, true)
+        };
+        if lead {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                while let Some(batch) = ctx.packer.next_batch(&key) {
+                    write_pack(&ctx, tenant, batch).await;
+                }
+            });
+        }
+    }
+
+    /// The next pack's members, or `None` (and the queue idle) if none wait.
+    fn next_batch(&self, key: &QueueKey) -> Option<Vec<Waiting>> {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let q = queues.get_mut(key)?;
+        if q.waiting.is_empty() {
+            q.leading = false;
+            return None;
+        }
+        let (mut count, mut bytes) = (0, 0);
+        for w in &q.waiting {
+            if count == MAX_MEMBERS || (count > 0 && bytes + w.body.len() > MAX_BYTES) {
+                break;
+            }
+            count += 1;
+            bytes += w.body.len();
+        }
+        Some(q.waiting.drain(..count).collect())
+    }
+}
+
+/// Writes one pack of `batch` and tells each member how it went.
+async fn write_pack(ctx: &Arc<PipelineCtx>, tenant: u32, batch: Vec<Waiting>) {
+    let (members, senders): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|w| ((w.id, w.key, w.wrapped_key, w.body, w.policy), w.done)).unzip();
+    match pack_and_upload(ctx, tenant, members).await {
+        Ok((seal, fin, members)) => {
+            debug!(pack = %seal.id, members = members.len(), "pack written");
+            for (tx, member) in senders.into_iter().zip(members) {
+                let _ = tx.send(Ok(Packed { seal: seal.clone(), fin: fin.clone(), member }));
+            }
+        }
+        Err(e) => {
+            for tx in senders {
+                let _ = tx.send(Err(again(&e)));
+            }
+        }
+    }
+}
+
+/// The same error for each member of a failed pack.
+fn again(e: &PipelineError) -> PipelineError {
+    match e {
+        PipelineError::WriteQuorum { needed, landed } => {
+            PipelineError::WriteQuorum { needed: *needed, landed: *landed }
+        }
+        PipelineError::Placement(p) => PipelineError::Placement(PlacementError { n: p.n, reason: p.reason.clone() }),
+        other => PipelineError::Task(format!("pack: {other}")),
+    }
+}
+
+type Member = (SealId, DataKey, WrappedKey, Bytes, Policy);
+
+/// Seals and codes `members` into one pack, records it pending, uploads its `n`
+/// fragments; the pack with what landed, once the write quorum did.
+async fn pack_and_upload(
+    ctx: &Arc<PipelineCtx>,
+    tenant: u32,
+    members: Vec<Member>,
+) -> Result<(Seal, SealFinish, Vec<PackMember>), PipelineError> {
+    let policy = members.first().map(|m| m.4.clone()).ok_or_else(|| PipelineError::Task("empty pack".into()))?;
+    let params = policy.params;
+    let random = ctx.offload.random.as_ref();
+    let id = SealId::generate(random)?;
+    // The pack's own key seals nothing (each member has its own); it is kept so
+    // that a pack is a seal like any other.
+    let wrapped_key = ctx.master.wrap(&DataKey::generate(random)?, &id.codec(), random)?;
+    let catalog = ctx.catalog.view();
+    let places = ctx.placement.place(&catalog.writable(&policy), &id.0, &catalog.locations, &ctx.health)?;
+    let matrix = ctx.matrices.get(params.k(), params.n(), &ctx.offload)?;
+    let bytes: usize = members.iter().map(|m| m.3.len()).sum();
+
+    let pack_members: Vec<PackMember> = (0u32..)
+        .zip(&members)
+        .map(|(slot, m)| PackMember { slot, id: m.0, size: m.3.len() as u64, wrapped_key: m.2.clone() })
+        .collect();
+    let offload = ctx.offload.clone();
+    let crc = ctx.offload.crc32c.clone();
+    let code = move || -> Result<(Vec<Bytes>, Vec<u32>), PipelineError> {
+        let n = params.n();
+        let slots = members.len() as u64;
+        let mut fragments: Vec<BytesMut> = (0..n)
+            .map(|index| {
+                let h = FragmentHeader {
+                    k: params.k(),
+                    n,
+                    index,
+                    segment_size: params.segment_size(),
+                    segment_count: slots,
+                    version: id.codec(),
+                };
+                BytesMut::from(&h.to_bytes(crc.as_ref())[..])
+            })
+            .collect();
+        let mut lens = Vec::with_capacity(members.len());
+        for (slot, (member, key, _, body, _)) in (0u64..).zip(&members) {
+            let mut enc =
+                ObjectEncoder::new(&offload, params, None, member.codec(), key, matrix.clone(), body.len() as u64)?
+                    .in_pack(id.codec(), slot)?;
+            let e = enc.encode_segment(AlignedBuf::from_slice(body))?;
+            lens.push(e.sealed_len());
+            for (i, f) in fragments.iter_mut().enumerate() {
+                f.extend_from_slice(e.record(i));
+            }
+        }
+        Ok((fragments.into_iter().map(BytesMut::freeze).collect(), lens))
+    };
+    // A few kilobytes are coded here; more on the blocking pool.
+    let (fragments, lens) =
+        if bytes <= super::write::INLINE_MAX as usize { code()? } else { tokio::task::spawn_blocking(code).await?? };
+    let flen = FragmentLayout::from_sealed_lens(params.k(), lens.iter().copied()).fragment_len();
+    if fragments.iter().any(|f| f.len() as u64 != flen) {
+        return Err(PipelineError::Task("pack fragments do not match their layout".into()));
+    }
+    let planned: Vec<Fragment> = (0u8..)
+        .zip(places)
+        .map(|(index, location)| Fragment {
+            index,
+            location,
+            name: fragment_name(id, index),
+            size: flen,
+            state: FragmentState::Pending,
+            verified_at: 0,
+        })
+        .collect();
+    let mut seal = Seal {
+        id,
+        state: SealState::Pending,
+        size: bytes as u64,
+        params,
+        compression: Compression::None,
+        sealed_lens: Some(lens),
+        wrapped_key,
+        created_at: now_ms(),
+        slots: pack_members.len() as u32,
+        fragments: planned,
+    };
+    ctx.meta.insert_pending_pack(&seal, &pack_members, ctx.node.id()).await?;
+
+    let stall = ctx.config.stall_timeout.0;
+    let uploads = seal.fragments.iter().zip(fragments).map(|(f, bytes)| {
+        let at = FragmentRef { location: f.location.clone(), name: f.name.clone(), len: flen, tenant: Some(tenant) };
+        let store = ctx.store.clone();
+        async move {
+            let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(bytes) }).boxed();
+            // A location that stops taking data is given up on, as a streamed
+            // write's is (`pipeline.stall_timeout`).
+            match tokio::time::timeout(stall, store.put(&at, body)).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    warn!(location = %at.location, error = %e, "pack fragment upload failed");
+                    false
+                }
+                Err(_) => {
+                    warn!(location = %at.location, "pack fragment upload gave up: its location stopped taking data");
+                    false
+                }
+            }
+        }
+    });
+    let landed = futures::future::join_all(uploads).await;
+    let mut fin = SealFinish::default();
+    for (f, ok) in seal.fragments.iter_mut().zip(landed) {
+        if ok {
+            ctx.health.succeeded(&f.location);
+            fin.stored.push((f.index, flen));
+            f.state = FragmentState::Stored;
+        } else {
+            ctx.health.failed(&f.location);
+            fin.missing.push(f.index);
+        }
+    }
+    let quorum = usize::from(policy.write_quorum);
+    if fin.stored.len() < quorum {
+        ctx.quorum_failures.write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = ctx.meta.discard_seal(id).await {
+            warn!(pack = %id, error = %e, "could not mark a failed pack as garbage; the collector will find it");
+        }
+        return Err(PipelineError::WriteQuorum { needed: quorum, landed: fin.stored.len() });
+    }
+    seal.fragments.retain(|f| f.state == FragmentState::Stored);
+    Ok((seal, fin, pack_members))
+}
+
+/// Reads a body of exactly `len` bytes whole, handing each chunk to `hash`.
+pub(super) async fn read_whole(
+    mut body: super::BodyStream,
+    len: u64,
+    mut hash: impl FnMut(&[u8]),
+) -> Result<Bytes, PipelineError> {
+    let mut buf = BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(PipelineError::Body)?;
+        let got = (buf.len() + chunk.len()) as u64;
+        if got > len {
+            return Err(PipelineError::BodyLength { expected: len, got });
+        }
+        hash(&chunk);
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() as u64 != len {
+        return Err(PipelineError::BodyLength { expected: len, got: buf.len() as u64 });
+    }
+    Ok(buf.freeze())
+}

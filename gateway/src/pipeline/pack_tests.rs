@@ -1,0 +1,201 @@
+//! Packs in process (see `tests.rs` for the rig): small objects written together
+//! share one fragment set, and every path treats the pack as a seal and each
+//! member as an object of its own.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::backend::memory::Fault;
+use crate::meta::{DeleteCondition, FragmentAt, SealState, WriteCondition};
+use crate::testing::{Options, Rig, SEG, data, seals_in};
+
+fn packing() -> Options {
+    Options { pack_threshold: u64::from(SEG), spare_locations: 1, ..Options::default() }
+}
+
+/// Puts `count` objects of `len`-ish bytes at once (on the test's one thread, all
+/// queue before the first pack is written: one pack).
+async fn put_many(rig: &Rig, prefix: &str, count: usize) -> Vec<(String, Vec<u8>, PutOutcome)> {
+    let objects: Vec<(String, Vec<u8>)> =
+        (0..count).map(|i| (format!("{prefix}{i}"), data((i * 97) % SEG as usize, i as u64 + 1))).collect();
+    let outs = futures::future::join_all(objects.iter().map(|(k, d)| rig.try_put(k, d))).await;
+    objects.into_iter().zip(outs).map(|((k, d), o)| (k, d, o.expect("put"))).collect()
+}
+
+#[tokio::test]
+async fn objects_written_together_share_one_pack_and_each_reads_alone() {
+    let rig = Rig::new(packing()).await;
+    // Eight at once (the rig's transfer slots: a small write holds its slot until
+    // it commits, so that memory stays bounded): one pack, six fragments.
+    let objects = put_many(&rig, "p", 8).await;
+    let packs: std::collections::BTreeSet<_> = objects.iter().map(|(_, _, o)| o.seal).collect();
+    assert_eq!(packs.len(), 1, "one pack for eight objects");
+    let pack = objects[0].2.seal;
+    let fragments = rig.store.all().into_iter().filter(|(_, n)| n.starts_with(&format!("{pack}/"))).count();
+    assert_eq!(fragments, 6);
+    let mut slots = std::collections::BTreeSet::new();
+    for (k, d, _) in &objects {
+        let m = rig.manifest(k).await.expect("visible");
+        assert_eq!(m.parts[0].seal.slots, 8);
+        slots.insert(m.parts[0].member.as_ref().expect("a member").slot);
+        assert_eq!(&rig.get_all(k).await, d, "{k}");
+        if d.len() > 10 {
+            assert_eq!(rig.get(k, 3..d.len() as u64 - 2).await.expect("range"), d[3..d.len() - 2]);
+        }
+    }
+    assert_eq!(slots.len(), 8);
+    // A lone write is a pack of one: nothing waits for company.
+    let lone = rig.put("lone", &data(100, 99)).await;
+    assert_eq!(rig.manifest("lone").await.expect("visible").parts[0].seal.slots, 1);
+    assert_ne!(lone.seal, pack);
+}
+
+#[tokio::test]
+async fn a_pack_survives_n_minus_k_losses_and_is_repaired_scrubbed_and_drained_without_keys() {
+    let rig = Rig::new(packing()).await;
+    let objects = put_many(&rig, "r", 9).await;
+    let m = rig.manifest("r3").await.expect("visible");
+    let seal = m.parts[0].seal.clone();
+    for f in &seal.fragments {
+        assert!(
+            matches!(verify::verify(&rig.ctx, &seal, f).await, verify::Verdict::Good),
+            "scrub: fragment {}",
+            f.index
+        );
+    }
+    // A drain moves a fragment with the drained location down: recoded from the
+    // others, without keys.
+    let from = seal.fragments[2].location.clone();
+    rig.store.set_fault(&from, Some(Fault::Down));
+    let item = FragmentAt { seal: seal.clone(), index: 2 };
+    let view = rig.ctx.catalog.view();
+    let to = drain::target(&rig.ctx, &view, &from, &item).expect("a target");
+    drain::move_fragment(&rig.ctx, &from, &item, &to).await.expect("moved");
+    rig.store.set_fault(&from, None);
+    // Two more fragments lost: every member still reads.
+    let seal = rig.manifest("r3").await.expect("visible").parts[0].seal.clone();
+    assert_eq!(seal.fragments[2].location, to);
+    for f in &seal.fragments[..2] {
+        rig.store.lose(&f.location, &f.name);
+    }
+    for (k, d, _) in &objects {
+        assert_eq!(&rig.get_all(k).await, d, "{k}");
+    }
+    // A lost fragment rebuilt from the others checks out whole.
+    let rebuilt = rebuild::rebuild(&rig.ctx, &seal, 0, &seal.fragments[0].location).await.expect("rebuilt");
+    assert!(rebuilt.corrupt.is_empty());
+    let mut again = seal.clone();
+    again.fragments[0] = rebuilt.fragment.clone();
+    assert!(matches!(verify::verify(&rig.ctx, &again, &again.fragments[0]).await, verify::Verdict::Good));
+}
+
+#[tokio::test]
+async fn a_pack_stays_until_its_last_member_goes_and_is_then_collected() {
+    let rig = Rig::new(packing()).await;
+    let objects = put_many(&rig, "d", 4).await;
+    let pack = objects[0].2.seal;
+    let collect = || async { cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 100).await.expect("c") };
+    // One deleted, one overwritten (by a write of its own, in a pack of its own),
+    // one copied then deleted: the pack holds live members still.
+    delete(&rig.ctx, "b", b"d0", &DeleteCondition::default()).await.expect("delete");
+    rig.put("d1", &data(50, 77)).await;
+    let src = rig.manifest("d2").await.expect("visible");
+    let copied = copy(
+        &rig.ctx,
+        CopyRequest {
+            source: CopySource { manifest: src, policy: "p".into(), customer: None, range: None },
+            policy: rig.policy.clone(),
+            tenant: 0,
+            checksum: None,
+            target: match rig.request("copy", 0, crate::testing::body(&[]), Expected::default()).target {
+                t @ PutTarget::Object { .. } => t,
+                PutTarget::Part { .. } => unreachable!(),
+            },
+            customer: None,
+            requester: None,
+        },
+    )
+    .await
+    .expect("copy");
+    assert!(copied.shared, "the copy shares the member");
+    delete(&rig.ctx, "b", b"d2", &DeleteCondition::default()).await.expect("delete");
+    collect().await;
+    assert_eq!(rig.seal_state(pack).await, Some(SealState::Stored));
+    assert_eq!(rig.get_all("copy").await, objects[2].1);
+    assert_eq!(rig.get_all("d3").await, objects[3].1);
+    assert_eq!(rig.get_all("d1").await, data(50, 77));
+    // The last members go: the pack is garbage, its fragments are deleted.
+    delete(&rig.ctx, "b", b"d3", &DeleteCondition::default()).await.expect("delete");
+    assert_eq!(rig.seal_state(pack).await, Some(SealState::Stored), "the copy still uses it");
+    delete(&rig.ctx, "b", b"copy", &DeleteCondition::default()).await.expect("delete");
+    assert_eq!(rig.seal_state(pack).await, Some(SealState::Garbage));
+    collect().await;
+    assert_eq!(rig.seal_state(pack).await, None);
+    assert!(!rig.store.all().iter().any(|(_, n)| n.starts_with(&pack.to_string())), "no fragment of the pack left");
+}
+
+#[tokio::test]
+async fn a_member_whose_condition_fails_leaves_its_neighbours_committed() {
+    let rig = Rig::new(packing()).await;
+    rig.put("taken", &data(10, 1)).await;
+    let mut absent = rig.request("taken", 5, crate::testing::body(&data(5, 2)), Expected::default());
+    if let PutTarget::Object { condition, .. } = &mut absent.target {
+        *condition = WriteCondition::Absent;
+    }
+    let d = data(300, 3);
+    let (refused, ok) = tokio::join!(put(&rig.ctx, absent), rig.try_put("free", &d));
+    assert!(matches!(refused, Err(PipelineError::Meta(crate::meta::MetaError::Precondition(_)))), "{refused:?}");
+    let ok = ok.expect("the neighbour commits");
+    assert_eq!(rig.get_all("free").await, d);
+    assert_eq!(rig.get_all("taken").await, data(10, 1));
+    assert_eq!(rig.manifest("free").await.expect("visible").parts[0].seal.id, ok.seal);
+}
+
+#[tokio::test]
+async fn a_pack_short_of_its_quorum_fails_every_member_and_leaves_garbage_only() {
+    let rig = Rig::new(packing()).await;
+    rig.store.set_fault("l1", Some(Fault::Down));
+    rig.store.set_fault("l4", Some(Fault::Down));
+    let (da, db) = (data(100, 1), data(200, 2));
+    let (a, b) = tokio::join!(rig.try_put("qa", &da), rig.try_put("qb", &db));
+    for r in [a, b] {
+        assert!(matches!(r, Err(PipelineError::WriteQuorum { needed: 5, landed: 4 })), "{r:?}");
+    }
+    assert!(rig.manifest("qa").await.is_none() && rig.manifest("qb").await.is_none(), "nothing visible");
+    assert_eq!(seals_in(&rig, SealState::Garbage).await, 1, "one pack, discarded");
+    rig.store.set_fault("l1", None);
+    rig.store.set_fault("l4", None);
+    cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 10).await.expect("collect");
+    assert!(rig.store.all().is_empty(), "nothing left: {:?}", rig.store.all());
+}
+
+#[tokio::test]
+async fn a_packed_member_under_a_customer_key_opens_only_with_it() {
+    let rig = Rig::new(packing()).await;
+    let d = data(1000, 5);
+    let key = Arc::new(CustomerKey::new([7; 32]));
+    let mut req = rig.request("c", d.len() as u64, crate::testing::body(&d), Expected::default());
+    req.customer = Some(key.clone());
+    let other = data(900, 6);
+    let (mine, plain) = tokio::join!(put(&rig.ctx, req), rig.try_put("plain", &other));
+    assert_eq!(mine.expect("put").seal, plain.expect("put").seal, "one pack");
+    assert!(rig.get("c", 0..1000).await.is_err(), "the master key alone opens nothing");
+    let m = rig.manifest("c").await.expect("visible");
+    let mut s = get(&rig.ctx, m, 0..1000, Some(key), None).await.expect("get");
+    let mut out = Vec::new();
+    while let Some(c) = futures::StreamExt::next(&mut s).await {
+        out.extend_from_slice(&c.expect("bytes"));
+    }
+    assert_eq!(out, d);
+    assert_eq!(rig.get_all("plain").await, data(900, 6));
+}
+
+#[tokio::test]
+async fn objects_above_the_threshold_and_parts_are_never_packed() {
+    let rig = Rig::new(packing()).await;
+    let big = rig.put("big", &data(SEG as usize + 1, 1)).await;
+    assert_eq!(rig.manifest("big").await.expect("visible").parts[0].seal.slots, 0);
+    assert!(rig.manifest("big").await.expect("visible").parts[0].member.is_none());
+    assert_eq!(rig.get_all("big").await, data(SEG as usize + 1, 1));
+    let _ = big;
+}
