@@ -273,15 +273,25 @@ async fn capacity_and_collection(
     // Garbage: written, deleted, collected.
     let small = args.garbage_size;
     let clients = args.clients * 2;
+    let packs_before = counter(&rig, "skyshard_packs_written_total").await?;
+    let packed_before = counter(&rig, "skyshard_packed_objects_total").await?;
     let put = each(args.garbage, clients, |i| async move { c.put(&format!("g{i}"), small, pattern).await }).await?;
+    // Small objects written together share a seal (a pack): one seal per pack, and
+    // one per object written alone.
+    let packs = (counter(&rig, "skyshard_packs_written_total").await? - packs_before) as usize;
+    let packed = (counter(&rig, "skyshard_packed_objects_total").await? - packed_before) as usize;
+    let seals = packs + args.garbage.saturating_sub(packed);
     let deleted = each(args.garbage, clients, |i| async move { c.delete(&format!("g{i}")).await }).await?;
     let collected_before = counter(&rig, "skyshard_gc_seals_total").await?;
     let started = rig.admin_cli(&["jobs", "gc"]).await?;
     let id = started["id"].as_str().context("job id")?.to_string();
     let (_, gc_time) = job(&rig, &["jobs", "watch", &id]).await?;
     let collected = (counter(&rig, "skyshard_gc_seals_total").await? - collected_before) as u64;
-    if (collected as usize) < args.garbage {
-        bail!("{collected} seals collected, {} expected", args.garbage);
+    if (collected as usize) < seals {
+        bail!(
+            "{collected} seals collected, {seals} expected ({} objects, {packed} of them in {packs} packs)",
+            args.garbage
+        );
     }
     let collection = Collection {
         put_seals_s: args.garbage as f64 / put.as_secs_f64(),
