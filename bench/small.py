@@ -37,6 +37,11 @@ def location_requests(url, ca):
     for m in re.finditer(r'^skyshard_location_requests_total\{([^}]*)\} (\d+)', text, re.M):
         op = re.search(r'operation="([^"]*)"', m.group(1)).group(1)
         out[op] = out.get(op, 0) + int(m.group(2))
+    # Packs written and the objects in them (not location requests: kept apart below).
+    for name in ("packs_written", "packed_objects"):
+        m = re.search(r"^skyshard_%s_total (\d+)" % name, text, re.M)
+        if m:
+            out["_" + name] = int(m.group(1))
     return out
 
 
@@ -71,9 +76,11 @@ def phase(pid, metrics, ca, count, threads, fn):
     }
     if before is not None:
         after = location_requests(metrics, ca)
-        out["location_requests_per_object"] = {
-            op: (after.get(op, 0) - before.get(op, 0)) / count for op in after if after.get(op, 0) != before.get(op, 0)
-        }
+        delta = {op: after.get(op, 0) - before.get(op, 0) for op in after}
+        packs, packed = delta.pop("_packs_written", 0), delta.pop("_packed_objects", 0)
+        out["location_requests_per_object"] = {op: d / count for op, d in delta.items() if d != 0}
+        if packs:
+            out["objects_per_pack"] = packed / packs
     return out
 
 
@@ -102,7 +109,11 @@ def run(name, endpoint, ak, sk, pid, ca, metrics, bodies):
 def cell(r):
     reqs = r.get("location_requests_per_object")
     req = f" {sum(reqs.values()):5.2f} req" if reqs is not None else ""
-    return f"{r['objects_per_s']:6.0f}/s {r['cpu_ms_per_object']:5.2f} ms p50 {r['p50_ms']:5.1f} p99 {r['p99_ms']:6.1f}{req}"
+    packed = f" {r['objects_per_pack']:5.1f} obj/pack" if "objects_per_pack" in r else ""
+    return (
+        f"{r['objects_per_s']:6.0f}/s {r['cpu_ms_per_object']:5.2f} ms p50 {r['p50_ms']:5.1f} "
+        f"p99 {r['p99_ms']:6.1f}{req}{packed}"
+    )
 
 
 def main():

@@ -283,6 +283,25 @@ impl FragmentLayout {
     }
 }
 
+/// A record checked as bound to `from` (an id and a segment index, or a pack and a
+/// slot) and bound again to `to`: the same coded bytes under a new checksum. What
+/// moving a packed object into another pack takes: no key, no decoding — and a
+/// record that fails its checksum is never given a valid one.
+pub fn rebind_record(
+    bytes: &[u8],
+    k: u8,
+    max_sealed_len: u32,
+    from: (&VersionId, u64),
+    to: (&VersionId, u64),
+    crc: &dyn Crc32c,
+) -> Result<Vec<u8>, RecordError> {
+    parse_record(bytes, k, max_sealed_len, from.0, from.1, crc)?;
+    let body = bytes.len() - CHECKSUM_LEN;
+    let mut out = bytes.to_vec();
+    out[body..].copy_from_slice(&record_checksum(crc, to.0, to.1, &bytes[..body]).to_le_bytes());
+    Ok(out)
+}
+
 /// Splits a fragment's body (the bytes after the header) into its records using
 /// each record's length prefix. Fails on a record that runs past the end, or on
 /// bytes left over.

@@ -178,3 +178,38 @@ fn only_a_one_segment_object_can_be_packed() {
     let dec = ObjectDecoder::new(&o, params, id, &key, 4097).expect("decoder");
     assert!(matches!(dec.in_pack(id, 0), Err(CodecError::InvalidParams { .. })));
 }
+
+#[test]
+fn a_member_moved_to_another_pack_and_slot_decodes_there_without_its_key_being_used() {
+    let o = offload();
+    let p = pack(&o, &[4096, 300, 9000], 7);
+    let recs = records(&p);
+    let rng = SeededRandom::new(70);
+    let new_pack = VersionId::generate(&rng).expect("id");
+    let max = p.params.max_sealed_len();
+    // Member 2 becomes slot 0 of the new pack: its records rebound, fragment by fragment.
+    let moved: Vec<Vec<u8>> = (0..N as usize)
+        .map(|i| {
+            codec::fragment::rebind_record(recs[i][2], K, max, (&p.id, 2), (&new_pack, 0), o.crc32c.as_ref())
+                .expect("rebind")
+        })
+        .collect();
+    let m = &p.members[2];
+    let given: Vec<(u8, &[u8])> = (0..N).skip(1).map(|i| (i, &moved[usize::from(i)][..])).collect();
+    let mut d = ObjectDecoder::new(&o, p.params, m.id, &m.key, m.plain.len() as u64)
+        .expect("decoder")
+        .in_pack(new_pack, 0)
+        .expect("one segment");
+    assert_eq!(&d.decode_segment(0, &given, AlignedBuf::new()).expect("decode").data[..], &m.plain[..]);
+    // Bound to the new place only: the old binding no longer checks.
+    let old = decoder(&o, &p, m, 2).decode_segment(0, &given, AlignedBuf::new());
+    assert!(matches!(old, Err(CodecError::Insufficient { usable: 0, .. })), "{old:?}");
+    // A record that fails its checksum is refused, never laundered into a valid one.
+    let mut bad = recs[0][2].to_vec();
+    bad[20] ^= 1;
+    let err = codec::fragment::rebind_record(&bad, K, max, (&p.id, 2), (&new_pack, 0), o.crc32c.as_ref());
+    assert_eq!(err, Err(RecordError::Checksum));
+    // Nor is one claimed from another slot.
+    let err = codec::fragment::rebind_record(recs[0][1], K, max, (&p.id, 2), (&new_pack, 0), o.crc32c.as_ref());
+    assert_eq!(err, Err(RecordError::Checksum));
+}

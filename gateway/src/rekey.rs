@@ -205,6 +205,29 @@ pub async fn rewrite_records(gw: &Gateway, after: &str, limit: i64) -> Result<(S
     Ok((step, next))
 }
 
+/// A data key of a record (hex, wrapped with `id` bound) wrapped again.
+fn rewrap_hex(gw: &Gateway, id: &str, hex: &str, record: &str) -> Result<String, RekeyError> {
+    let id: crate::meta::SealId = id.parse()?;
+    let wrapped = crate::ledger::records::key_of(hex)
+        .ok_or_else(|| MetaError::Corrupt(format!("record {record}: a wrapped key")))?;
+    let key = gw.master.unwrap_key(&WrappedKey::from_bytes(&wrapped)?, &id.codec())?;
+    let again = gw.master.wrap(&key, &id.codec(), gw.offload.random.as_ref())?;
+    Ok(crate::ledger::records::key_hex(&again.0))
+}
+
+/// Every key a manifest's part holds wrapped again: its seal's, its pack member's,
+/// and those of where a compaction moved it from.
+fn rewrap_part(gw: &Gateway, p: &mut crate::ledger::records::RecordPart, record: &str) -> Result<(), RekeyError> {
+    p.seal.wrapped_key = rewrap_hex(gw, &p.seal.id, &p.seal.wrapped_key, record)?;
+    if let Some(m) = &mut p.member {
+        m.wrapped_key = rewrap_hex(gw, &m.id, &m.wrapped_key, record)?;
+    }
+    if let Some(before) = &mut p.previous {
+        rewrap_part(gw, before, record)?;
+    }
+    Ok(())
+}
+
 /// One record read, sealed again under the current version and written where it
 /// was; `false` if it was retired meanwhile.
 async fn rewrite_one(gw: &Gateway, r: &RecordRow, kind: Kind, id: &str) -> Result<bool, RekeyError> {
@@ -217,20 +240,7 @@ async fn rewrite_one(gw: &Gateway, r: &RecordRow, kind: Kind, id: &str) -> Resul
             let mut m: ManifestRecord = ctx.ledger.open(&r.name, &bytes)?;
             let mut k = 1;
             for p in &mut m.parts {
-                let seal: crate::meta::SealId = p.seal.id.parse()?;
-                let wrapped = crate::ledger::records::key_of(&p.seal.wrapped_key)
-                    .ok_or_else(|| MetaError::Corrupt(format!("record {}: wrapped key", r.name)))?;
-                let key = gw.master.unwrap_key(&WrappedKey::from_bytes(&wrapped)?, &seal.codec())?;
-                let again = gw.master.wrap(&key, &seal.codec(), gw.offload.random.as_ref())?;
-                p.seal.wrapped_key = crate::ledger::records::key_hex(&again.0);
-                if let Some(m) = &mut p.member {
-                    let id: crate::meta::SealId = m.id.parse()?;
-                    let wrapped = crate::ledger::records::key_of(&m.wrapped_key)
-                        .ok_or_else(|| MetaError::Corrupt(format!("record {}: member's wrapped key", r.name)))?;
-                    let key = gw.master.unwrap_key(&WrappedKey::from_bytes(&wrapped)?, &id.codec())?;
-                    let again = gw.master.wrap(&key, &id.codec(), gw.offload.random.as_ref())?;
-                    m.wrapped_key = crate::ledger::records::key_hex(&again.0);
-                }
+                rewrap_part(gw, p, &r.name)?;
                 k = k.max(usize::from(p.seal.k));
             }
             (ctx.ledger.seal(&name, &m)?, k)

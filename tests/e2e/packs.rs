@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use e2e::{Client, Cluster, Db, env, metrics};
+use e2e::{Client, Cluster, Db, env, eventually, metrics};
 
 use crate::on_both_databases;
 
@@ -23,8 +23,15 @@ fn small_objects(cl: &Client, mode: &str, bucket: &str, count: usize) -> serde_j
     cl.script("small_objects.py", &[mode, bucket, "o", &count.to_string(), "16"])
 }
 
+/// Objects `first`, `first + 4`, … below `end`.
+fn every_fourth(cl: &Client, mode: &str, bucket: &str, first: usize, end: usize) -> serde_json::Value {
+    cl.script("small_objects.py", &[mode, bucket, "o", &end.to_string(), "16", &first.to_string(), "4"])
+}
+
 fn packs_under_load_and_a_kill(db: Db) {
-    let mut c = Cluster::standard("packs", db);
+    // Compaction looks every second (and leaves a pack one second to commit).
+    let extra = "[durability]\ncompact_interval = \"1s\"\n";
+    let mut c = Cluster::start("packs", db, "k = 4\nn = 6\nsegment_size = \"1M\"", extra);
     let cl = Client::from(&c.gw);
     cl.aws(&["s3", "mb", "s3://tiny"]).ok();
 
@@ -48,6 +55,25 @@ fn packs_under_load_and_a_kill(db: Db) {
     assert_eq!(check["ok"], 398, "{check}");
     assert_eq!(check["missing"].as_array().map(Vec::len), Some(1), "{check}");
     assert_eq!(check["wrong"].as_array().map(Vec::len), Some(1), "o7 holds its new body: {check}");
+
+    // Three objects in four deleted, spread over every pack: compaction rewrites
+    // the packs with their live members (no key, nothing decrypted), the collector
+    // removes the old ones.
+    let bytes_before = c.fragment_bytes();
+    for first in 1..4 {
+        let deleted = every_fourth(&cl, "delete", "tiny", first, 400);
+        assert!(deleted["errors"].as_array().is_some_and(Vec::is_empty), "{deleted}");
+    }
+    let compacted = || metrics(&c.gw).get("skyshard_packs_compacted_total").copied().unwrap_or(0.0);
+    assert!(
+        eventually(Duration::from_secs(90), || compacted() > 0.0 && c.fragment_bytes() < bytes_before / 2),
+        "{} fragment bytes left of {bytes_before}, {} packs compacted",
+        c.fragment_bytes(),
+        compacted()
+    );
+    let check = every_fourth(&cl, "check", "tiny", 0, 400);
+    assert_eq!(check["ok"], 99, "the live members, whole after compaction: {check}");
+    assert_eq!(check["missing"], serde_json::json!(["o8"]), "{check}");
 
     // Killed mid-pack: sixteen clients writing when the gateway dies.
     cl.aws(&["s3", "mb", "s3://crash"]).ok();

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Many small objects from many clients at once (what packs are for), and their check.
 
-usage: small_objects.py ENDPOINT ACCESS_KEY SECRET_KEY put BUCKET PREFIX COUNT THREADS
-       small_objects.py ENDPOINT ACCESS_KEY SECRET_KEY check BUCKET PREFIX COUNT THREADS
+usage: small_objects.py ENDPOINT ACCESS_KEY SECRET_KEY MODE BUCKET PREFIX COUNT THREADS [FIRST [EVERY]]
+
+MODE is put, check or delete; objects FIRST (default 0) to COUNT - 1, every EVERY-th
+(default each).
 
 Object i is `PREFIX<i>`, 1 + (i * 997) % 9000 bytes of content derived from its key.
 `put` prints {"acked": N, "acked_keys": [...], "errors": [...]}; a PUT counts as
@@ -19,6 +21,9 @@ from botocore.config import Config
 
 endpoint, access_key, secret_key, mode, bucket, prefix, count, threads = sys.argv[1:9]
 count, threads = int(count), int(threads)
+first = int(sys.argv[9]) if len(sys.argv) > 9 else 0
+every = int(sys.argv[10]) if len(sys.argv) > 10 else 1
+which = range(first, count, every)
 
 
 def client():
@@ -69,15 +74,27 @@ def check(i):
     return ("ok", key) if got == data else ("wrong", f"{key}: {len(got)} bytes, not its {len(data)}")
 
 
+def delete(i):
+    key = f"{prefix}{i}"
+    try:
+        s3.delete_object(Bucket=bucket, Key=key)
+        return None
+    except Exception as e:  # noqa: BLE001
+        return f"{key}: {e}"
+
+
 with ThreadPoolExecutor(threads) as pool:
-    if mode == "put":
-        results = list(pool.map(put, range(count)))
+    if mode == "delete":
+        errors = [e for e in pool.map(delete, which) if e]
+        print(json.dumps({"deleted": len(which) - len(errors), "errors": errors[:20]}))
+    elif mode == "put":
+        results = list(pool.map(put, which))
         acked = [k for k, _ in results if k]
         errors = [e for _, e in results if e]
         print(json.dumps({"acked": len(acked), "acked_keys": acked, "errors": errors[:20]}))
     else:
         out = {"ok": 0, "missing": [], "wrong": []}
-        for kind, what in pool.map(check, range(count)):
+        for kind, what in pool.map(check, which):
             if kind == "ok":
                 out["ok"] += 1
             else:

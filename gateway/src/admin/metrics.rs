@@ -167,6 +167,13 @@ impl Collector for HealthCollector {
             [("write", q.write.load(Relaxed)), ("read", q.read.load(Relaxed))]
                 .map(|(op, n)| (vec![("operation", op.to_string())], ConstCounter::new(n))),
         )?;
+        let packer = &self.gw.pipeline.packer;
+        let help = "Packs written: small objects coded together in one fragment set.";
+        single(&mut encoder, "packs_written", help, ConstCounter::new(packer.written.load(Relaxed)))?;
+        let help = "Objects written in packs (over packs_written: objects per pack).";
+        single(&mut encoder, "packed_objects", help, ConstCounter::new(packer.members.load(Relaxed)))?;
+        let help = "Packs rewritten with their live members only (compaction).";
+        single(&mut encoder, "packs_compacted", help, ConstCounter::new(packer.compacted.load(Relaxed)))?;
         family(
             &mut encoder,
             "location_recent_failures",

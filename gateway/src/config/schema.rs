@@ -396,6 +396,11 @@ pub struct DurabilityConfig {
     /// How long a lifecycle "day" is: a day. Shorter only to test lifecycle rules
     /// (`1s` makes a rule's days seconds).
     pub lifecycle_day: HumanDuration,
+    /// How often packs are looked at for compaction (`0s`: never).
+    pub compact_interval: HumanDuration,
+    /// A pack whose dead members (deleted or overwritten objects) weigh at least
+    /// this share of it, in percent, is rewritten with its live members only.
+    pub compact_dead_percent: u8,
 }
 
 impl Default for DurabilityConfig {
@@ -412,6 +417,8 @@ impl Default for DurabilityConfig {
             sweep_interval: HumanDuration(Duration::from_secs(6 * 3600)),
             lifecycle_interval: HumanDuration(Duration::from_secs(3600)),
             lifecycle_day: HumanDuration(Duration::from_secs(86_400)),
+            compact_interval: HumanDuration(Duration::from_secs(600)),
+            compact_dead_percent: 50,
         }
     }
 }

@@ -204,6 +204,34 @@ where
     });
 }
 
+/// Rewrites packs whose dead share passed `compact_dead_percent` (on the replica
+/// holding the `compact` lease), a batch at a time, every `compact_interval`.
+fn spawn_compaction(up: Arc<Upkeep>) {
+    const BATCH: i64 = 32;
+    let ctx = up.ctx.clone();
+    spawn_leased(ctx, "compact", Duration::from_secs(60), move || {
+        let ctx = up.ctx.clone();
+        let (interval, percent) = (up.config.compact_interval.0, up.config.compact_dead_percent);
+        async move {
+            // A pack is left one interval for its members to commit.
+            let before = crate::meta::now_ms() - interval.as_millis() as i64;
+            match crate::pipeline::compact::compact_once(&ctx, percent, before, BATCH).await {
+                Ok(n) if n as i64 == BATCH => Duration::ZERO,
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(packs = n, "packs compacted");
+                    }
+                    interval
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction failed; will try again");
+                    interval.min(Duration::from_secs(60))
+                }
+            }
+        }
+    });
+}
+
 /// Writes manifests for the versions a gateway from before manifests stored (on the
 /// replica holding the `backfill` lease), until none is left.
 fn spawn_backfill(up: Arc<Upkeep>) {
@@ -284,6 +312,9 @@ pub fn spawn(up: Arc<Upkeep>) {
         scrub::spawn(up.clone());
     }
     spawn_lifecycle(up.clone());
+    if !up.config.compact_interval.0.is_zero() {
+        spawn_compaction(up.clone());
+    }
     if !up.config.sweep_interval.0.is_zero() {
         sweep::spawn(up);
     }

@@ -82,6 +82,11 @@ pub struct RecordPart {
     /// Its member of that seal, if the seal is a pack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<RecordMember>,
+    /// Where the part was before a compaction moved it into another pack: what a
+    /// recovery uses if the part's own fragments cannot be found (a compaction cut
+    /// short before it committed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<RecordPart>>,
 }
 
 /// An object version, whole: what recovery needs to serve it again.
@@ -287,6 +292,7 @@ impl ManifestRecord {
                     size: p.size,
                     seal: RecordSeal::of(s),
                     member: p.member.as_ref().map(RecordMember::of),
+                    previous: None,
                 })
                 .collect(),
             null_version: version.null_version,
@@ -296,6 +302,22 @@ impl ManifestRecord {
             legal_hold: version.lock.legal_hold,
             tags: version.attrs.tags.clone(),
         }
+    }
+
+    /// This manifest with each part a compaction moved taken from where its
+    /// fragments are: its own place if `found` (fragments found of a seal id) has
+    /// `k` of them there, else where it was before.
+    pub fn settled(&self, found: impl Fn(&str) -> usize) -> ManifestRecord {
+        let mut m = self.clone();
+        for p in &mut m.parts {
+            if let Some(before) = p.previous.take()
+                && found(&p.seal.id) < usize::from(p.seal.k)
+                && found(&before.seal.id) >= usize::from(before.seal.k)
+            {
+                *p = *before;
+            }
+        }
+        m
     }
 
     /// The key bytes.

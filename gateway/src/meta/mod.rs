@@ -58,6 +58,7 @@ pub use catalog::{BucketUsage, CatalogRow, FragmentAt, LocationState};
 pub use health::{MarginCount, PassRow, RepairItem};
 pub use jobs::{JobKind, JobRow, JobState};
 pub use lock::{LockDefault, LockMode, Retention};
+pub use packs::LiveMember;
 pub use records::{RecordKind, RecordRow};
 pub use restore::{Backup, CatalogSnapshot, RestoredVersion};
 pub use types::{

@@ -8,12 +8,19 @@ use codec::WrappedKey;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::seals::{finish_seal, insert_seal, not_pending, store_pending};
+use super::seals::{finish_seal, insert_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
 use super::types::{big, fit};
 use super::{
     FragmentState, MetaError, MetaResult, MetaStore, PackMember, PartRow, RecordRow, Replaced, Seal, SealFinish,
-    SealId, SealState, VersionRow, WriteCondition, now_ms,
+    SealId, SealState, VersionId, VersionRow, WriteCondition, now_ms,
 };
+
+/// Bytes a member counts for besides its own when a pack's dead share is weighed
+/// (so that empty objects count too).
+const MEMBER_WEIGHT: i64 = 64;
+
+/// A live member of a pack and the versions that use it (a shared copy is one more).
+pub type LiveMember = (PackMember, Vec<VersionId>);
 
 /// The columns of a part's pack member, in the order [`member_row`] reads them,
 /// for a query joining `version_parts p` to `pack_members m`.
@@ -111,7 +118,7 @@ impl MetaStore {
     /// `limit` (what a master key rotation re-wraps).
     pub async fn member_keys(&self, after: &str, limit: i64) -> MetaResult<Vec<(String, Vec<u8>)>> {
         let rows = sqlx::query(
-            "SELECT member_id, wrapped_key FROM pack_members WHERE member_id > $1 ORDER BY member_id LIMIT $2",
+            "SELECT DISTINCT member_id, wrapped_key FROM pack_members WHERE member_id > $1 ORDER BY member_id LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -130,5 +137,111 @@ impl MetaStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    /// Stored packs created before `before` whose dead members (used by no version)
+    /// weigh at least `dead_percent` of the pack, oldest first, with their fragments.
+    pub async fn packs_to_compact(&self, before: i64, dead_percent: u8, limit: i64) -> MetaResult<Vec<Seal>> {
+        let mut conn = self.pool.acquire().await?;
+        let sql = format!(
+            "SELECT {} FROM seals s WHERE s.state = $1 AND s.slots > 0 AND s.created_at < $2 AND \
+             100 * (SELECT COALESCE(SUM(m.size + $3), 0) FROM pack_members m WHERE m.pack_id = s.id AND NOT EXISTS \
+             (SELECT 1 FROM version_parts p WHERE p.seal_id = m.pack_id AND p.slot = m.slot)) \
+             >= $4 * (SELECT COALESCE(SUM(m.size + $3), 0) FROM pack_members m WHERE m.pack_id = s.id) \
+             ORDER BY s.created_at LIMIT $5",
+            seal_columns!("s")
+        );
+        // The statement is ours: fixed texts and numbered placeholders.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(SealState::Stored.as_str())
+            .bind(before)
+            .bind(MEMBER_WEIGHT)
+            .bind(i64::from(dead_percent.max(1)))
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
+        load_fragments(&mut conn, &mut seals).await?;
+        Ok(seals)
+    }
+
+    /// The members of `pack` some version uses, by slot, with those versions.
+    pub async fn live_members(&self, pack: SealId) -> MetaResult<Vec<LiveMember>> {
+        let rows = sqlx::query(
+            "SELECT m.slot, m.member_id, m.size, m.wrapped_key, p.version_id FROM pack_members m \
+             JOIN version_parts p ON p.seal_id = m.pack_id AND p.slot = m.slot WHERE m.pack_id = $1 \
+             ORDER BY m.slot, p.version_id",
+        )
+        .bind(pack.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<LiveMember> = Vec::new();
+        for r in &rows {
+            let member = member_row(r, 0)?.ok_or_else(|| MetaError::Corrupt(format!("pack {pack}: a member")))?;
+            let version: VersionId = r.try_get::<String, _>(4)?.parse()?;
+            match out.last_mut() {
+                Some((m, versions)) if m.slot == member.slot => versions.push(version),
+                _ => out.push((member, vec![version])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends a compaction in one transaction: pack `new` (pending, its fragments as
+    /// `fin` says) becomes stored; each of `moves` — a slot of `old`, its slot in
+    /// `new`, and the versions whose manifests were rewritten to say so — points
+    /// those versions at `new`; `old` becomes garbage if nothing uses it any more (a
+    /// version that used it meanwhile keeps it). Returns the versions moved.
+    pub async fn commit_compaction(
+        &self,
+        old: SealId,
+        new: SealId,
+        fin: &SealFinish,
+        moves: &[(u32, u32, Vec<VersionId>)],
+    ) -> MetaResult<u64> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        if !store_pending(&mut tx, new, now).await? {
+            return Err(not_pending(new));
+        }
+        finish_seal(&mut tx, new, fin).await?;
+        let mut moved = 0;
+        for (from, to, versions) in moves {
+            for v in versions {
+                let r = sqlx::query(
+                    "UPDATE version_parts SET seal_id = $1, slot = $2 WHERE seal_id = $3 AND slot = $4 AND version_id = $5",
+                )
+                .bind(new.to_string())
+                .bind(i64::from(*to))
+                .bind(old.to_string())
+                .bind(i64::from(*from))
+                .bind(v.to_string())
+                .execute(&mut *tx)
+                .await?;
+                moved += r.rows_affected();
+            }
+        }
+        sqlx::query(
+            "UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 \
+             AND NOT EXISTS (SELECT 1 FROM version_parts WHERE seal_id = $3) \
+             AND NOT EXISTS (SELECT 1 FROM upload_parts WHERE seal_id = $3)",
+        )
+        .bind(SealState::Garbage.as_str())
+        .bind(now)
+        .bind(old.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Records that record `name` was written again with `size` bytes.
+    pub async fn set_record_size(&self, name: &str, size: u64) -> MetaResult<()> {
+        sqlx::query("UPDATE records SET size = $1 WHERE name = $2")
+            .bind(big(size))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod checksum;
 pub mod cleanup;
+pub mod compact;
 mod complete;
 mod copy;
 mod customer;

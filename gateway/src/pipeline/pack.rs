@@ -19,6 +19,7 @@
 //! `pipeline.pending_grace`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -85,6 +86,12 @@ struct Queue {
 #[derive(Default)]
 pub struct Packer {
     queues: Mutex<HashMap<QueueKey, Queue>>,
+    /// Packs written (whose write quorum landed).
+    pub written: AtomicU64,
+    /// Objects in those packs (over `written`: the mean members per pack).
+    pub members: AtomicU64,
+    /// Packs rewritten by compaction.
+    pub compacted: AtomicU64,
 }
 
 impl std::fmt::Debug for Packer {
@@ -141,6 +148,8 @@ async fn write_pack(ctx: &Arc<PipelineCtx>, tenant: u32, batch: Vec<Waiting>) {
     match pack_and_upload(ctx, tenant, members).await {
         Ok((seal, fin, members)) => {
             debug!(pack = %seal.id, members = members.len(), "pack written");
+            ctx.packer.written.fetch_add(1, Ordering::Relaxed);
+            ctx.packer.members.fetch_add(members.len() as u64, Ordering::Relaxed);
             for (tx, member) in senders.into_iter().zip(members) {
                 let _ = tx.send(Ok(Packed { seal: seal.clone(), fin: fin.clone(), member }));
             }

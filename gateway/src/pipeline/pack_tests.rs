@@ -199,3 +199,83 @@ async fn objects_above_the_threshold_and_parts_are_never_packed() {
     assert_eq!(rig.get_all("big").await, data(SEG as usize + 1, 1));
     let _ = big;
 }
+
+#[tokio::test]
+async fn a_mostly_dead_pack_is_rewritten_with_its_live_members_and_no_key() {
+    let rig = Rig::new(packing()).await;
+    let objects = put_many(&rig, "c", 8).await;
+    let old = objects[0].2.seal;
+    // A shared copy of c1, then five of the eight deleted (c1 among them).
+    let src = rig.manifest("c1").await.expect("visible");
+    let target = match rig.request("c1copy", 0, crate::testing::body(&[]), Expected::default()).target {
+        t @ PutTarget::Object { .. } => t,
+        PutTarget::Part { .. } => unreachable!(),
+    };
+    let source = CopySource { manifest: src, policy: "p".into(), customer: None, range: None };
+    let req = CopyRequest {
+        source,
+        policy: rig.policy.clone(),
+        tenant: 0,
+        checksum: None,
+        target,
+        customer: None,
+        requester: None,
+    };
+    assert!(copy(&rig.ctx, req).await.expect("copy").shared);
+    for k in ["c0", "c1", "c2", "c3", "c4"] {
+        delete(&rig.ctx, "b", k.as_bytes(), &DeleteCondition::default()).await.expect("delete");
+    }
+    // Not dead enough at 90%: left alone.
+    assert_eq!(compact::compact_once(&rig.ctx, 90, i64::MAX, 10).await.expect("compact"), 0);
+    assert_eq!(compact::compact_once(&rig.ctx, 30, i64::MAX, 10).await.expect("compact"), 1);
+    let m = rig.manifest("c5").await.expect("visible");
+    let new = m.parts[0].seal.id;
+    assert_ne!(new, old);
+    assert_eq!(m.parts[0].seal.slots, 4, "c1 (for its copy), c5, c6, c7");
+    for (k, d) in [("c1copy", &objects[1].1), ("c5", &objects[5].1), ("c6", &objects[6].1), ("c7", &objects[7].1)] {
+        assert_eq!(&rig.get_all(k).await, d, "{k}");
+        assert_eq!(rig.manifest(k).await.expect("visible").parts[0].seal.id, new);
+    }
+    assert_eq!(rig.seal_state(old).await, Some(SealState::Garbage));
+    cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 100).await.expect("collect");
+    assert!(!rig.store.all().iter().any(|(_, n)| n.starts_with(&format!("{old}/"))), "the old pack's fragments went");
+    // The manifests at the locations name the new pack, and the old one for a
+    // recovery that finds the new pack's fragments missing (a compaction cut short).
+    let v = m.version.id.to_string();
+    let (location, name) =
+        rig.store.all().into_iter().find(|(_, n)| n.starts_with("m/") && n.contains(&v)).expect("c5's manifest");
+    let record: crate::ledger::ManifestRecord =
+        rig.ctx.ledger.open(&name, &rig.store.bytes(&location, &name).expect("bytes")).expect("opens");
+    let part = &record.parts[0];
+    assert_eq!(part.seal.id, new.to_string());
+    assert_eq!(part.previous.as_ref().expect("where it was").seal.id, old.to_string());
+    let (new_s, old_s) = (new.to_string(), old.to_string());
+    let settled = record.settled(|id| if id == new_s { 6 } else { 0 });
+    assert_eq!(settled.parts[0].seal.id, new_s);
+    let settled = record.settled(|id| if id == old_s { 6 } else { 0 });
+    assert_eq!(settled.parts[0].seal.id, old_s, "cut short: the old place");
+    assert_eq!(settled.parts[0].member.as_ref().expect("member").slot, 5);
+}
+
+#[tokio::test]
+async fn a_record_that_fails_its_checksum_stops_a_compaction_and_is_left_to_repair() {
+    let rig = Rig::new(packing()).await;
+    let objects = put_many(&rig, "x", 4).await;
+    let old = objects[0].2.seal;
+    for k in ["x0", "x1"] {
+        delete(&rig.ctx, "b", k.as_bytes(), &DeleteCondition::default()).await.expect("delete");
+    }
+    let seal = rig.manifest("x3").await.expect("visible").parts[0].seal.clone();
+    let f = &seal.fragments[0];
+    let len = rig.store.bytes(&f.location, &f.name).expect("fragment").len();
+    // A bit flipped in the last member's record (live).
+    rig.store.flip(&f.location, &f.name, len - 10, 3);
+    assert_eq!(compact::compact_once(&rig.ctx, 10, i64::MAX, 10).await.expect("compact"), 0);
+    let after = rig.manifest("x3").await.expect("visible").parts[0].seal.clone();
+    assert_eq!(after.id, old, "left as it was");
+    assert_eq!(after.fragments[0].state, crate::meta::FragmentState::Corrupt, "and the fragment marked for repair");
+    for (k, d, _) in &objects[2..] {
+        assert_eq!(&rig.get_all(k).await, d, "{k}");
+    }
+    assert_eq!(seals_in(&rig, SealState::Garbage).await, 0, "no new pack half made");
+}

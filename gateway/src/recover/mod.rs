@@ -375,6 +375,8 @@ fn restore_one(
     report: &mut RecoverReport,
 ) -> Result<Option<RestoredVersion>, RecoverError> {
     let corrupt = |why: String| crate::meta::MetaError::Corrupt(format!("manifest {name}: {why}"));
+    let found = |id: &str| id.parse().ok().and_then(|s| scan.fragments.get(&s)).map_or(0, Vec::len);
+    let m = &m.settled(found);
     let version = m.version().map_err(corrupt)?;
     let parts = m.part_rows().map_err(corrupt)?;
     let mut seals = Vec::with_capacity(m.parts.len());

@@ -650,9 +650,18 @@ impl Cluster {
         Self::start(name, db, "k = 4\nn = 6\nsegment_size = \"1M\"", "")
     }
 
+    /// Bytes of the fragment files at the locations (see [`Self::fragment_files`]).
+    pub fn fragment_bytes(&self) -> u64 {
+        self.fragment_paths().iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum()
+    }
+
     /// Fragment files at the locations (not rclone's own, not the gateway's records:
     /// manifests, tombstones and catalog generations live in `m/`, `t/` and `c/`).
     pub fn fragment_files(&self) -> usize {
+        self.fragment_paths().len()
+    }
+
+    fn fragment_paths(&self) -> Vec<PathBuf> {
         let record = |f: &Path| {
             f.parent()
                 .and_then(|d| d.file_name())
@@ -661,8 +670,8 @@ impl Cluster {
         };
         self.locations
             .iter()
-            .map(|l| l.files().into_iter().filter(|f| !f.to_string_lossy().contains(".rclone") && !record(f)).count())
-            .sum()
+            .flat_map(|l| l.files().into_iter().filter(|f| !f.to_string_lossy().contains(".rclone") && !record(f)))
+            .collect()
     }
 }
 
