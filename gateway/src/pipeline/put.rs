@@ -193,22 +193,14 @@ async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcom
     ctx.packer.submit(ctx, tenant, waiting);
     let packed = packed.await.map_err(|_| PipelineError::Task("the pack writer stopped".into()))??;
     let pack = packed.seal.id;
-    let mut version = VersionRow {
-        id: VersionId::generate(random)?,
-        bucket,
-        key: object_key,
-        size: len,
-        etag: hashes.etag.clone(),
-        last_modified: now_ms(),
-        attrs: ObjectAttrs { checksum_algorithm: checksum, ..attrs },
-        checksum_value: hashes.checksum.as_ref().map(|c| c.1.clone()),
-        checksum_type: hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
-        part_count: 1,
-        null_version: true,
-        delete_marker: false,
-        recorded_at: 0,
+    let mut version = single_part_version(
+        ctx,
+        (bucket, object_key),
+        len,
+        &hashes,
+        ObjectAttrs { checksum_algorithm: checksum, ..attrs },
         lock,
-    };
+    )?;
     let part = PartRow { number: 1, seal_id: pack, offset: 0, size: len, member: Some(packed.member) };
     let recorded = super::record::record_version(ctx, &mut version, &[(part.clone(), &packed.seal)]).await?;
     let record = &recorded.row;
@@ -301,22 +293,8 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
 
     let (version, version_shown) = match target {
         PutTarget::Object { bucket, key, attrs, condition, lock } => {
-            let mut version = VersionRow {
-                id: VersionId::generate(random)?,
-                bucket,
-                key,
-                size: len,
-                etag: hashes.etag.clone(),
-                last_modified: now_ms(),
-                attrs: ObjectAttrs { checksum_algorithm: checksum, ..attrs },
-                checksum_value: hashes.checksum.as_ref().map(|c| c.1.clone()),
-                checksum_type: hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
-                part_count: 1,
-                null_version: true,
-                delete_marker: false,
-                recorded_at: 0,
-                lock,
-            };
+            let attrs = ObjectAttrs { checksum_algorithm: checksum, ..attrs };
+            let mut version = single_part_version(ctx, (bucket, key), len, &hashes, attrs, lock)?;
             let part = PartRow { number: 1, seal_id: id, offset: 0, size: len, member: None };
             let landed: Vec<Fragment> = seal
                 .fragments
@@ -359,6 +337,33 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
         version,
         version_shown,
         stored: fin.stored.len(),
+    })
+}
+
+/// The version a single-part write of `len` bytes makes of `key` in `bucket`.
+fn single_part_version(
+    ctx: &PipelineCtx,
+    (bucket, key): (String, Vec<u8>),
+    len: u64,
+    hashes: &HashResult,
+    attrs: ObjectAttrs,
+    lock: Retention,
+) -> Result<VersionRow, PipelineError> {
+    Ok(VersionRow {
+        id: VersionId::generate(ctx.offload.random.as_ref())?,
+        bucket,
+        key,
+        size: len,
+        etag: hashes.etag.clone(),
+        last_modified: now_ms(),
+        attrs,
+        checksum_value: hashes.checksum.as_ref().map(|c| c.1.clone()),
+        checksum_type: hashes.checksum.as_ref().map(|_| "FULL_OBJECT".to_string()),
+        part_count: 1,
+        null_version: true,
+        delete_marker: false,
+        recorded_at: 0,
+        lock,
     })
 }
 
