@@ -71,7 +71,9 @@ pub async fn compact_pack(ctx: &PipelineCtx, pack: &Seal) -> Result<bool, Pipeli
     let flen = FragmentLayout::from_sealed_lens(pack.params.k(), new_lens.iter().copied()).fragment_len();
 
     // 1. The new fragments, each from the old one of its index.
-    let built = futures::future::join_all(pack.fragments.iter().map(|f| rebuilt(ctx, pack, f, &live, id))).await;
+    let layout = fragment_layout(pack)?;
+    let built =
+        futures::future::join_all(pack.fragments.iter().map(|f| rebuilt(ctx, pack, &layout, f, &live, id))).await;
     let mut fragments = Vec::with_capacity(built.len());
     for (f, b) in pack.fragments.iter().zip(built) {
         match b {
@@ -159,16 +161,16 @@ pub async fn compact_pack(ctx: &PipelineCtx, pack: &Seal) -> Result<bool, Pipeli
     Ok(true)
 }
 
-/// Fragment `f` of `pack` read whole and rebuilt as the fragment of the same index
+/// Fragment `f` of `pack` (laid out as `layout`) read whole and rebuilt as the fragment of the same index
 /// of pack `id` holding the `live` members only.
 async fn rebuilt(
     ctx: &PipelineCtx,
     pack: &Seal,
+    layout: &FragmentLayout,
     f: &Fragment,
     live: &[LiveMember],
     id: SealId,
 ) -> Result<Bytes, ReadFault> {
-    let layout = fragment_layout(pack).map_err(|e| ReadFault::Corrupt(e.to_string()))?;
     let whole = layout.fragment_len();
     let stream = ctx.locations.get(&fragment_ref(f, whole, None), 0..whole).await.map_err(ReadFault::Transfer)?;
     let mut reader = FragReader::new(f.index, stream);

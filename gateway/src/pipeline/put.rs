@@ -181,13 +181,7 @@ async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcom
     let hashes = hashes.finish();
     // A body that does not match its digests never enters a pack.
     check_digests(&hashes, expect)?;
-    let random = ctx.offload.random.as_ref();
-    let id = SealId::generate(random)?;
-    let key = DataKey::generate(random)?;
-    let wrapped_key = match &customer {
-        Some(c) => ctx.master.wrap(&c.mask(&key, id), &id.codec(), random)?,
-        None => ctx.master.wrap(&key, &id.codec(), random)?,
-    };
+    let (id, key, wrapped_key) = new_key(ctx, customer.as_deref())?;
     let (done, packed) = tokio::sync::oneshot::channel();
     let waiting = super::pack::Waiting { id, key, wrapped_key, body: data, policy, done };
     ctx.packer.submit(ctx, tenant, waiting);
@@ -221,13 +215,7 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
     let PutRequest { policy, tenant, len, body, checksum, expect, target, customer, requester } = req;
     let _permit =
         ctx.transfers.acquire(tenant, requester.as_ref()).await.map_err(|e| PipelineError::Task(e.to_string()))?;
-    let random = ctx.offload.random.as_ref();
-    let id = SealId::generate(random)?;
-    let key = DataKey::generate(random)?;
-    let wrapped_key = match &customer {
-        Some(c) => ctx.master.wrap(&c.mask(&key, id), &id.codec(), random)?,
-        None => ctx.master.wrap(&key, &id.codec(), random)?,
-    };
+    let (id, key, wrapped_key) = new_key(ctx, customer.as_deref())?;
     let params = policy.params;
     let matrix = ctx.matrices.get(params.k(), params.n(), &ctx.offload)?;
     let compression = policy.compression.filter(|_| len <= ctx.config.compress_max_object.0);
@@ -338,6 +326,22 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
         version_shown,
         stored: fin.stored.len(),
     })
+}
+
+/// A new seal id and data key, the key wrapped under the master key (masked by the
+/// customer's first, under SSE-C).
+fn new_key(
+    ctx: &PipelineCtx,
+    customer: Option<&super::CustomerKey>,
+) -> Result<(SealId, DataKey, codec::WrappedKey), PipelineError> {
+    let random = ctx.offload.random.as_ref();
+    let id = SealId::generate(random)?;
+    let key = DataKey::generate(random)?;
+    let wrapped = match customer {
+        Some(c) => ctx.master.wrap(&c.mask(&key, id), &id.codec(), random)?,
+        None => ctx.master.wrap(&key, &id.codec(), random)?,
+    };
+    Ok((id, key, wrapped))
 }
 
 /// The version a single-part write of `len` bytes makes of `key` in `bucket`.
