@@ -116,7 +116,7 @@ pub async fn sweep_step(up: &Upkeep, name: &str, budget: Duration) -> Result<Swe
             pass.checked += 1;
             let known = if fragment_name(&o.name) {
                 ctx.meta.fragment_known(&location, &o.name).await?
-            } else if matches!(parse_name(&o.name), Some((Kind::Manifest | Kind::Tombstone, ..))) {
+            } else if matches!(parse_name(&o.name), Some((Kind::Manifest | Kind::Pack | Kind::Tombstone, ..))) {
                 // A manifest or tombstone of a write or delete that failed to commit.
                 ctx.meta.record_known(&o.name).await?
             } else {

@@ -6,6 +6,7 @@
 //! | record | name | written | holds |
 //! |---|---|---|---|
 //! | manifest | `m/<version id>.<key version>` | before a version becomes visible | everything a read needs: key, metadata, ETag, checksums, parts, seals, wrapped data keys; whether it is the key's `null` version or a delete marker (no parts) |
+//! | pack | `p/<pack id>.<key version>` | by a pack's writer, once its fragments landed, before its members' versions become visible | the manifests of the pack's members (the pack's seal once) |
 //! | tombstone | `t/<random id>.<key version>` | before a delete becomes visible | the key, and when: every manifest of the key recorded earlier is gone — or, for a delete of one version by id, that version only |
 //! | catalog | `c/<generation>.<key version>` | on every change of the catalog | tenants, buckets, access keys (secrets sealed), admin token hashes, locations and policies added at run time |
 //!
@@ -14,7 +15,8 @@
 //! cannot be moved to another name, and a location learns nothing but sizes. A record
 //! is a few hundred bytes, so it is written whole, not coded (a coded record would be
 //! mostly header, cost as many requests, and need k reads to open): a manifest as
-//! `n - k + 1` copies at locations that took the version's fragments — as many as it
+//! `n - k + 1` copies at locations that took the version's fragments (a pack's
+//! members' manifests as one record, so many small objects cost one record) — as many as it
 //! takes for one to remain whenever `k` fragments do — before the write it records is
 //! acknowledged; the copies follow the fragments when repairs and drains move them.
 
@@ -33,7 +35,7 @@ use serde::de::DeserializeOwned;
 
 use crate::backend::{FragmentRef, FragmentStore, TransferError};
 
-pub use records::{CatalogRecord, ManifestRecord, RecordPart, RecordSeal, TombstoneRecord};
+pub use records::{CatalogRecord, ManifestRecord, PackEntry, PackRecord, RecordPart, RecordSeal, TombstoneRecord};
 
 /// The record format this version writes.
 pub const FORMAT: u32 = 1;
@@ -74,6 +76,8 @@ pub enum LedgerError {
 pub enum Kind {
     /// `m/`
     Manifest,
+    /// `p/`: the manifests of a pack's members.
+    Pack,
     /// `t/`
     Tombstone,
     /// `c/`
@@ -86,6 +90,7 @@ impl Kind {
     fn dir(self) -> &'static str {
         match self {
             Kind::Manifest => "m",
+            Kind::Pack => "p",
             Kind::Tombstone => "t",
             Kind::Catalog => "c",
             Kind::Backup => "b",
@@ -98,6 +103,7 @@ pub fn parse_name(name: &str) -> Option<(Kind, &str, u32)> {
     let (dir, rest) = name.split_once('/')?;
     let kind = match dir {
         "m" => Kind::Manifest,
+        "p" => Kind::Pack,
         "t" => Kind::Tombstone,
         "c" => Kind::Catalog,
         "b" => Kind::Backup,

@@ -149,6 +149,35 @@ pub struct ManifestRecord {
     pub tags: BTreeMap<String, String>,
 }
 
+/// The manifests of a pack's members, written as one record by the pack's writer:
+/// the pack's seal once, and each member's manifest without its one part, which
+/// is its slot of the pack (and, after a compaction, where it was before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackRecord {
+    /// Record format.
+    pub format: u32,
+    /// When written: of two records holding a version's manifest (a compaction's,
+    /// a rotation's), the later one is its manifest.
+    pub written: i64,
+    /// The pack.
+    pub seal: RecordSeal,
+    /// Its members' manifests.
+    pub members: Vec<PackEntry>,
+}
+
+/// A member's manifest in a pack record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackEntry {
+    /// The manifest, without parts.
+    #[serde(flatten)]
+    pub manifest: ManifestRecord,
+    /// Its slot of the pack.
+    pub member: RecordMember,
+    /// Where a compaction moved it from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Box<RecordPart>>,
+}
+
 fn yes() -> bool {
     true
 }
@@ -377,6 +406,45 @@ impl ManifestRecord {
                     size: p.size,
                     member: p.member.as_ref().map(RecordMember::to_member).transpose()?,
                 })
+            })
+            .collect()
+    }
+}
+
+impl PackRecord {
+    /// The record of `manifests`, each a version whose one part is a member of the
+    /// pack `seal`.
+    pub fn of(written: i64, seal: RecordSeal, manifests: Vec<ManifestRecord>) -> Result<Self, String> {
+        let members = manifests
+            .into_iter()
+            .map(|mut manifest| {
+                let part = match manifest.parts.as_slice() {
+                    [p] if p.seal.id == seal.id && p.number == 1 && p.offset == 0 => p.clone(),
+                    _ => return Err(format!("version {}: not one member of pack {}", manifest.version_id, seal.id)),
+                };
+                let member = part.member.ok_or_else(|| format!("version {}: no slot", manifest.version_id))?;
+                manifest.parts.clear();
+                Ok(PackEntry { manifest, member, previous: part.previous })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { format: super::FORMAT, written, seal, members })
+    }
+
+    /// The members' manifests, whole.
+    pub fn manifests(&self) -> Vec<ManifestRecord> {
+        self.members
+            .iter()
+            .map(|e| {
+                let mut m = e.manifest.clone();
+                m.parts = vec![RecordPart {
+                    number: 1,
+                    offset: 0,
+                    size: m.size,
+                    seal: self.seal.clone(),
+                    member: Some(e.member.clone()),
+                    previous: e.previous.clone(),
+                }];
+                m
             })
             .collect()
     }

@@ -191,13 +191,16 @@ impl MetaStore {
     /// `fin` says) becomes stored; each of `moves` — a slot of `old`, its slot in
     /// `new`, and the versions whose manifests were rewritten to say so — points
     /// those versions at `new`; `old` becomes garbage if nothing uses it any more (a
-    /// version that used it meanwhile keeps it). Returns the versions moved.
+    /// version that used it meanwhile keeps it). `records`: the pack records the
+    /// moved manifests were in, each with the one now holding them and which (their
+    /// rows move there as they are). Returns the versions moved.
     pub async fn commit_compaction(
         &self,
         old: SealId,
         new: SealId,
         fin: &SealFinish,
         moves: &[(u32, u32, Vec<VersionId>)],
+        records: &[(String, RecordRow, Vec<String>)],
     ) -> MetaResult<u64> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
@@ -205,6 +208,9 @@ impl MetaStore {
             return Err(not_pending(new));
         }
         finish_seal(&mut tx, new, fin).await?;
+        for (from, to, members) in records {
+            super::records::move_rows(&mut tx, from, to, Some(members)).await?;
+        }
         let mut moved = 0;
         for (from, to, versions) in moves {
             for v in versions {

@@ -2,6 +2,9 @@
 //! which are live and which are garbage for the collector. A manifest is recorded
 //! in the transaction that commits its version and turns to garbage in the one that
 //! retires it; a tombstone stays while a manifest it covers is still to be deleted.
+//! A pack record holds many manifests: it has a row per manifest it holds (each
+//! named as the record, told apart by its version), and goes from the locations
+//! only once every one of them is garbage.
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -45,6 +48,17 @@ pub struct RecordRow {
     pub size: u64,
 }
 
+impl RecordRow {
+    /// What tells this row apart from others of its name: its version in a pack
+    /// record (`p/…`, one row per manifest it holds), nothing in any other.
+    pub fn member(&self) -> String {
+        match (self.name.starts_with("p/"), self.version_id) {
+            (true, Some(v)) => v.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
 /// Selects record rows (a macro so that statements stay string literals).
 macro_rules! record_select {
     ($rest:literal) => {
@@ -76,8 +90,8 @@ fn record_row(r: &AnyRow) -> MetaResult<RecordRow> {
 pub(super) async fn insert_record(conn: &mut AnyConnection, row: &RecordRow) -> MetaResult<()> {
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO records (name, kind, state, version_id, bucket, object_key, at, locations, digest, updated_at, size) \
-         VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO records (name, kind, state, version_id, bucket, object_key, at, locations, digest, updated_at, size, member) \
+         VALUES ($1, $2, 'live', $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name, member) DO NOTHING",
     )
     .bind(&row.name)
     .bind(row.kind.as_str())
@@ -89,9 +103,58 @@ pub(super) async fn insert_record(conn: &mut AnyConnection, row: &RecordRow) -> 
     .bind(&row.digest)
     .bind(now)
     .bind(super::types::big(row.size))
+    .bind(row.member())
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Copies the rows of record `old` — of `members` only, if given — as rows of
+/// record `new` (the same manifests written again under another name: a rotation,
+/// a compaction), each as live or garbage as it was; then those of `old` that were
+/// live are garbage. Returns how many were live.
+pub(super) async fn move_rows(
+    conn: &mut AnyConnection,
+    old: &str,
+    new: &RecordRow,
+    members: Option<&[String]>,
+) -> MetaResult<u64> {
+    let now = now_ms();
+    let locations = serde_json::to_string(&new.locations).unwrap_or_else(|_| "[]".into());
+    let all = [String::new()];
+    let (filter, members) = match members {
+        Some(m) => (true, m),
+        None => (false, &all[..]),
+    };
+    let mut live = 0;
+    for member in members {
+        sqlx::query(
+            "INSERT INTO records (name, member, kind, state, version_id, bucket, object_key, at, locations, digest, updated_at, size) \
+             SELECT $1, member, kind, state, version_id, bucket, object_key, at, $2, digest, $3, $4 FROM records \
+             WHERE name = $5 AND ($6 = 0 OR member = $7) ON CONFLICT (name, member) DO NOTHING",
+        )
+        .bind(&new.name)
+        .bind(&locations)
+        .bind(now)
+        .bind(super::types::big(new.size))
+        .bind(old)
+        .bind(i64::from(filter))
+        .bind(member)
+        .execute(&mut *conn)
+        .await?;
+        let r = sqlx::query(
+            "UPDATE records SET state = 'garbage', updated_at = $1 WHERE name = $2 AND state = 'live' \
+             AND ($3 = 0 OR member = $4)",
+        )
+        .bind(now)
+        .bind(old)
+        .bind(i64::from(filter))
+        .bind(member)
+        .execute(&mut *conn)
+        .await?;
+        live += r.rows_affected();
+    }
+    Ok(live)
 }
 
 /// Turns the manifest of `version_id` to garbage, inside a transaction.
@@ -131,14 +194,19 @@ impl MetaStore {
     /// Records for the collector, at most `limit`: garbage ones, and tombstones that
     /// no longer cover a manifest still to be deleted.
     pub async fn collectable_records(&self, limit: i64) -> MetaResult<Vec<RecordRow>> {
+        // A pack record's garbage rows wait for its last live one.
         let sql = record_select!(
-            "WHERE r.state = 'garbage' \
+            "WHERE (r.state = 'garbage' AND NOT EXISTS (SELECT 1 FROM records o WHERE o.name = r.name \
+                 AND o.state = 'live')) \
              OR (r.kind = 'tombstone' AND NOT EXISTS (SELECT 1 FROM records m WHERE m.kind = 'manifest' \
                  AND m.bucket = r.bucket AND m.object_key = r.object_key AND m.at <= r.at)) \
              ORDER BY r.updated_at LIMIT $1"
         );
         let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
-        rows.iter().map(record_row).collect()
+        let mut records = rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?;
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|r| seen.insert(r.name.clone()));
+        Ok(records)
     }
 
     /// Forgets records deleted at their locations.
@@ -173,8 +241,9 @@ impl MetaStore {
         for (row, garbage) in rows {
             insert_record(&mut tx, row).await?;
             if *garbage {
-                sqlx::query("UPDATE records SET state = 'garbage' WHERE name = $1")
+                sqlx::query("UPDATE records SET state = 'garbage' WHERE name = $1 AND member = $2")
                     .bind(&row.name)
+                    .bind(row.member())
                     .execute(&mut *tx)
                     .await?;
             }
@@ -192,20 +261,43 @@ impl MetaStore {
     }
 
     /// Replaces the record `old` by `new` (the same record rewritten under another
-    /// name), leaving `old` as garbage; `false` if `old` is no longer live.
+    /// name: every row of `old` becomes one of `new`), leaving `old` as garbage;
+    /// `false` if no row of `old` is live any more.
     pub async fn replace_record(&self, old: &str, new: &RecordRow) -> MetaResult<bool> {
         let mut tx = self.begin_write().await?;
-        let r = sqlx::query("UPDATE records SET state = 'garbage', updated_at = $1 WHERE name = $2 AND state = 'live'")
-            .bind(now_ms())
-            .bind(old)
-            .execute(&mut *tx)
-            .await?;
+        if move_rows(&mut tx, old, new, None).await? == 0 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Makes the manifest of version `v` in pack record `old` one of its own,
+    /// `new` (a change of tags or lock, which a pack record is never rewritten
+    /// for); `false` if that row is no longer live (the version went, or moved).
+    pub async fn split_record(&self, old: &str, v: VersionId, new: &RecordRow) -> MetaResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE records SET state = 'garbage', updated_at = $1 WHERE name = $2 AND member = $3 AND state = 'live'",
+        )
+        .bind(now_ms())
+        .bind(old)
+        .bind(v.to_string())
+        .execute(&mut *tx)
+        .await?;
         if r.rows_affected() != 1 {
             return Ok(false);
         }
         insert_record(&mut tx, new).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// A row of the record `name` (all of a pack record's agree on where it is).
+    pub async fn record_named(&self, name: &str) -> MetaResult<Option<RecordRow>> {
+        let row =
+            sqlx::query(record_select!("WHERE r.name = $1 LIMIT 1")).bind(name).fetch_optional(&self.pool).await?;
+        row.map(|r| record_row(&r)).transpose()
     }
 
     /// Whether the record `name` is known (the sweep leaves unknown ones only once
@@ -250,7 +342,10 @@ impl MetaStore {
         .bind(seal.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(record_row).collect()
+        let mut records = rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?;
+        let mut seen = std::collections::HashSet::new();
+        records.retain(|r| seen.insert(r.name.clone()));
+        Ok(records)
     }
 
     /// Live records with a copy at `location`, after `after` in name order, at most
@@ -270,7 +365,13 @@ impl MetaStore {
             .collect::<MetaResult<Vec<_>>>()?
             .into_iter()
             .filter(|r| r.locations.iter().any(|l| l == location))
-            .collect())
+            .fold(Vec::new(), |mut out: Vec<RecordRow>, r| {
+                // A pack record once, however many rows it has.
+                if out.last().is_none_or(|l| l.name != r.name) {
+                    out.push(r);
+                }
+                out
+            }))
     }
 
     /// Sets where the record `name` is.

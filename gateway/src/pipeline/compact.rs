@@ -10,11 +10,16 @@
 //! loses nothing, even with the database lost afterwards:
 //!
 //! 1. the new pack is recorded pending, and its `n` fragments are written;
-//! 2. each moved version's manifest is rewritten in place to name the new pack,
-//!    and where it was before (a recovery uses the old place if the new pack's
-//!    fragments are not there: a compaction cut short);
+//! 2. the moved versions' manifests name the new pack, and where each was before (a
+//!    recovery uses the old place if the new pack's fragments are not there: a
+//!    compaction cut short): those in the old pack's record go into a record of the
+//!    new pack's (written later, so a recovery prefers it), those of their own are
+//!    rewritten in place;
 //! 3. one transaction makes the new pack stored, points exactly those versions at
-//!    it and makes the old pack garbage if nothing else uses it.
+//!    it, moves their rows to the new record and makes the old pack garbage if
+//!    nothing else uses it.
+
+use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use codec::fragment::{FragmentHeader, FragmentLayout, rebind_record};
@@ -24,10 +29,10 @@ use tracing::{debug, warn};
 use super::read::{FragReader, ReadFault, fragment_failed, fragment_layout, fragment_ref};
 use super::{PipelineCtx, PipelineError, fragment_name};
 use crate::backend::FragmentRef;
-use crate::ledger::{self, ManifestRecord};
+use crate::ledger::{self, ManifestRecord, PackRecord};
 use crate::meta::{
-    Compression, Fragment, FragmentState, LiveMember, MetaError, PackMember, Seal, SealFinish, SealId, SealState,
-    VersionId, now_ms,
+    Compression, Fragment, FragmentState, LiveMember, MetaError, PackMember, RecordRow, Seal, SealFinish, SealId,
+    SealState, VersionId, now_ms,
 };
 
 /// Compacts up to `limit` packs created before `before` whose dead share is at
@@ -131,23 +136,43 @@ pub async fn compact_pack(ctx: &PipelineCtx, pack: &Seal) -> Result<bool, Pipeli
 
     // 2. The manifests, each naming the new place and the old one.
     let mut moves: Vec<(u32, u32, Vec<VersionId>)> = Vec::new();
-    for ((old, versions), new) in live.iter().zip(&members) {
+    let mut in_records: BTreeMap<String, Vec<(VersionId, usize)>> = BTreeMap::new();
+    for (i, ((old, versions), new)) in live.iter().zip(&members).enumerate() {
         let mut moved = Vec::new();
         for v in versions {
-            match restate_manifest(ctx, *v, pack, old, &seal, new).await {
-                Ok(true) => moved.push(*v),
-                Ok(false) => {}
-                Err(e) => warn!(version = %v, error = %e, "manifest not rewritten: the version stays in its pack"),
+            match ctx.meta.manifest_record(*v).await? {
+                Some(r) if r.name.starts_with("p/") => in_records.entry(r.name).or_default().push((*v, i)),
+                _ => match restate_manifest(ctx, *v, pack, old, &seal, new).await {
+                    Ok(true) => moved.push(*v),
+                    Ok(false) => {}
+                    Err(e) => warn!(version = %v, error = %e, "manifest not rewritten: the version stays in its pack"),
+                },
             }
         }
         moves.push((old.slot, new.slot, moved));
     }
+    let records = match move_records(ctx, pack, &seal, &live, &members, &in_records).await {
+        Ok(r) => r,
+        Err(e) => {
+            ctx.meta.discard_seal(id).await?;
+            return Err(e);
+        }
+    };
+    let records: Vec<(String, RecordRow, Vec<String>)> = records
+        .into_iter()
+        .map(|(name, row, held)| {
+            for (v, i) in &held {
+                moves[*i].2.push(*v);
+            }
+            (name, row, held.iter().map(|(v, _)| v.to_string()).collect())
+        })
+        .collect();
     if moves.iter().all(|(_, _, v)| v.is_empty()) {
         ctx.meta.discard_seal(id).await?;
         return Ok(false);
     }
     // 3. One transaction.
-    let moved = ctx.meta.commit_compaction(pack.id, id, &fin, &moves).await?;
+    let moved = ctx.meta.commit_compaction(pack.id, id, &fin, &moves, &records).await?;
     // A change of lock or tags that read the old place before the switch may have
     // rewritten a manifest since: looked at once more (a no-op when none did).
     for ((old, _), new) in live.iter().zip(&members) {
@@ -200,9 +225,62 @@ async fn rebuilt(
     Ok(out.freeze())
 }
 
-/// Rewrites version `v`'s manifest, every copy, so that its part in `old` (slot
-/// `from`) names `new` (slot `to`), and where it was before. `false` if the version
-/// has no manifest (one from before manifests) or no such part.
+/// The manifests of `versions` (each with its index in `live` and `members`) read
+/// from their pack records (`in_records`, by name), moved to `new` and written as
+/// the new pack's record; for the commit, each old record with the new one's row
+/// and the versions it now holds (with their indexes).
+async fn move_records(
+    ctx: &PipelineCtx,
+    old: &Seal,
+    new: &Seal,
+    live: &[LiveMember],
+    members: &[PackMember],
+    in_records: &BTreeMap<String, Vec<(VersionId, usize)>>,
+) -> Result<Vec<(String, RecordRow, Vec<(VersionId, usize)>)>, PipelineError> {
+    let mut manifests = Vec::new();
+    let mut names = Vec::new();
+    for (name, versions) in in_records {
+        let Some(row) = ctx.meta.record_named(name).await? else { continue };
+        let bytes = ledger::read(ctx.locations.as_ref(), name, row.size, &row.locations).await?;
+        let record: PackRecord = ctx.ledger.open(name, &bytes)?;
+        let mut held = Vec::new();
+        for mut m in record.manifests() {
+            let Some((v, i)) = versions.iter().find(|(v, _)| v.to_string() == m.version_id) else { continue };
+            if move_part(&mut m, old, &live[*i].0, new, &members[*i]) {
+                manifests.push(m);
+                held.push((*v, *i));
+            }
+        }
+        names.push((name.clone(), held));
+    }
+    if manifests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let row = super::record::write_pack_record(ctx, new, now_ms(), manifests).await?;
+    Ok(names.into_iter().map(|(name, held)| (name, row.clone(), held)).collect())
+}
+
+/// Makes `m`'s part in `old` (slot `from`) name `new` (slot `to`), and where it was
+/// before; `false` if it has no such part.
+fn move_part(m: &mut ManifestRecord, old: &Seal, from: &PackMember, new: &Seal, to: &PackMember) -> bool {
+    let old_id = old.id.to_string();
+    let Some(part) =
+        m.parts.iter_mut().find(|p| p.seal.id == old_id && p.member.as_ref().is_some_and(|x| x.slot == from.slot))
+    else {
+        return false;
+    };
+    let mut before = part.clone();
+    before.previous = None;
+    part.seal = ledger::records::RecordSeal::of(new);
+    part.member = Some(ledger::records::RecordMember::of(to));
+    part.previous = Some(Box::new(before));
+    true
+}
+
+/// Rewrites version `v`'s manifest of its own, every copy, so that its part in
+/// `old` (slot `from`) names `new` (slot `to`), and where it was before. `false` if
+/// the version has no manifest of its own (one from before manifests, or one in a
+/// pack record) or no such part.
 async fn restate_manifest(
     ctx: &PipelineCtx,
     v: VersionId,
@@ -211,20 +289,14 @@ async fn restate_manifest(
     new: &Seal,
     to: &PackMember,
 ) -> Result<bool, PipelineError> {
-    let Some(row) = ctx.meta.manifest_record(v).await? else { return Ok(false) };
-    let bytes = ledger::read(ctx.locations.as_ref(), &row.name, row.size, &row.locations).await?;
-    let mut m: ManifestRecord = ctx.ledger.open(&row.name, &bytes)?;
-    let old_id = old.id.to_string();
-    let Some(part) =
-        m.parts.iter_mut().find(|p| p.seal.id == old_id && p.member.as_ref().is_some_and(|x| x.slot == from.slot))
-    else {
+    let Some(row) = ctx.meta.manifest_record(v).await?.filter(|r| !r.name.starts_with("p/")) else {
         return Ok(false);
     };
-    let mut before = part.clone();
-    before.previous = None;
-    part.seal = ledger::records::RecordSeal::of(new);
-    part.member = Some(ledger::records::RecordMember::of(to));
-    part.previous = Some(Box::new(before));
+    let bytes = ledger::read(ctx.locations.as_ref(), &row.name, row.size, &row.locations).await?;
+    let mut m: ManifestRecord = ctx.ledger.open(&row.name, &bytes)?;
+    if !move_part(&mut m, old, from, new, to) {
+        return Ok(false);
+    }
     let sealed = ctx.ledger.seal(&row.name, &m)?;
     let size = sealed.len() as u64;
     ledger::write(ctx.locations.as_ref(), &row.name, sealed, &row.locations, row.locations.len()).await?;

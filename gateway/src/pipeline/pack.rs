@@ -4,9 +4,11 @@
 //! on its own request, then sealed under its own data key and id (so that one can be
 //! dropped, or shown to someone, without the others) and coded as one segment of a
 //! pack: one fragment set, one pending record, `n` uploads for all the objects that
-//! were waiting. Each request then writes its own manifest and commits its own
-//! version under its own condition (`MetaStore::commit_packed`): a failed condition
-//! leaves a dead slot, never a failed neighbour.
+//! were waiting. The pack's writer then writes its members' manifests as one pack
+//! record (`p/<pack>`, `n - k + 1` copies) and commits each member's version in
+//! turn under its own condition (`MetaStore::commit_packed`): a failed condition
+//! leaves a dead slot, never a failed neighbour, and its manifest is taken out of
+//! the record again before its client hears of it.
 //!
 //! Group commit without a timer: a queue per tenant and policy has at most one pack
 //! in flight; whatever arrives meanwhile rides in the next one. A lone PUT on an
@@ -34,7 +36,11 @@ use tracing::{debug, warn};
 use super::{PipelineCtx, PipelineError, fragment_name};
 use crate::backend::FragmentRef;
 use crate::config::Policy;
-use crate::meta::{Compression, Fragment, FragmentState, PackMember, Seal, SealFinish, SealId, SealState, now_ms};
+use crate::ledger::ManifestRecord;
+use crate::meta::{
+    BucketRow, Compression, Fragment, FragmentState, PackMember, PartRow, RecordRow, Seal, SealFinish, SealId,
+    SealState, VersionId, VersionRow, Versioning, WriteCondition, now_ms,
+};
 use crate::placement::PlacementError;
 
 /// Members of one pack, at most.
@@ -56,19 +62,32 @@ pub(super) struct Waiting {
     pub(super) body: Bytes,
     /// The policy it is written under.
     pub(super) policy: Policy,
-    /// Where its pack goes.
-    pub(super) done: oneshot::Sender<Result<Packed, PipelineError>>,
+    /// Its version, to record and commit.
+    pub(super) commit: Commit,
+    /// How that went.
+    pub(super) done: oneshot::Sender<Result<Committed, PipelineError>>,
 }
 
-/// A member's pack, written: what its commit needs.
+/// The version a member becomes.
+pub(super) struct Commit {
+    /// The version (whether it is its key's `null` one, and when it was recorded,
+    /// are set when it is).
+    pub(super) version: VersionRow,
+    /// What its key must hold when it commits.
+    pub(super) condition: WriteCondition,
+}
+
+/// A member committed.
 #[derive(Debug, Clone)]
-pub(super) struct Packed {
-    /// The pack, with the fragments that landed.
-    pub(super) seal: Seal,
-    /// What landed, for the first commit to record.
-    pub(super) fin: SealFinish,
-    /// The member.
-    pub(super) member: PackMember,
+pub(super) struct Committed {
+    /// Its pack.
+    pub(super) pack: SealId,
+    /// Fragments of the pack stored.
+    pub(super) stored: usize,
+    /// Its version.
+    pub(super) version: VersionId,
+    /// `x-amz-version-id`.
+    pub(super) shown: Option<String>,
 }
 
 /// Which objects may share a pack: one tenant (the cache's key, and what a
@@ -141,24 +160,107 @@ impl Packer {
     }
 }
 
-/// Writes one pack of `batch` and tells each member how it went.
+/// Writes one pack of `batch`, records and commits its members, and tells each
+/// how it went.
 async fn write_pack(ctx: &Arc<PipelineCtx>, tenant: u32, batch: Vec<Waiting>) {
-    let (members, senders): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|w| ((w.id, w.key, w.wrapped_key, w.body, w.policy), w.done)).unzip();
+    let (members, commits): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|w| ((w.id, w.key, w.wrapped_key, w.body, w.policy), (w.commit, w.done))).unzip();
     match pack_and_upload(ctx, tenant, members).await {
         Ok((seal, fin, members)) => {
             debug!(pack = %seal.id, members = members.len(), "pack written");
             ctx.packer.written.fetch_add(1, Ordering::Relaxed);
             ctx.packer.members.fetch_add(members.len() as u64, Ordering::Relaxed);
-            for (tx, member) in senders.into_iter().zip(members) {
-                let _ = tx.send(Ok(Packed { seal: seal.clone(), fin: fin.clone(), member }));
-            }
+            commit_members(ctx, &seal, &fin, &members, commits).await;
         }
         Err(e) => {
-            for tx in senders {
+            for (_, tx) in commits {
                 let _ = tx.send(Err(again(&e)));
             }
         }
+    }
+}
+
+/// Writes the pack record of `members` where the pack's fragments landed, then
+/// commits each one's version in turn, under its own condition. A member whose
+/// commit failed is taken out of the record again (the record goes if none
+/// committed) before its client hears of it, so that a recovery never brings back
+/// a write its client was told failed (best effort, as for a manifest of its own).
+async fn commit_members(
+    ctx: &PipelineCtx,
+    seal: &Seal,
+    fin: &SealFinish,
+    members: &[PackMember],
+    commits: Vec<(Commit, oneshot::Sender<Result<Committed, PipelineError>>)>,
+) {
+    // Each member's bucket, once per pack (one deleted meanwhile fails its members).
+    let mut buckets: HashMap<String, Option<BucketRow>> = HashMap::new();
+    let mut members: Vec<_> = members.iter().zip(commits).collect();
+    for (_, (c, _)) in &members {
+        if !buckets.contains_key(&c.version.bucket) {
+            let b = match ctx.meta.bucket(&c.version.bucket).await {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "buckets of a pack's members not read");
+                    None
+                }
+            };
+            buckets.insert(c.version.bucket.clone(), b);
+        }
+    }
+    let mut commits = Vec::with_capacity(members.len());
+    for (m, (c, tx)) in members.drain(..) {
+        match buckets.get(&c.version.bucket).cloned().flatten() {
+            Some(b) => commits.push((m, c, b, tx)),
+            None => drop(tx.send(Err(PipelineError::Meta(crate::meta::MetaError::NoSuchBucket)))),
+        }
+    }
+    let at = now_ms();
+    let mut manifests = Vec::with_capacity(commits.len());
+    let mut parts = Vec::with_capacity(commits.len());
+    for (m, c, b, _) in &mut commits {
+        c.version.null_version = Versioning::writes_null(b.versioning);
+        c.version.recorded_at = at;
+        let part = PartRow { number: 1, seal_id: seal.id, offset: 0, size: m.size, member: Some((*m).clone()) };
+        manifests.push(ManifestRecord::of(at, &b.tenant, &b.policy, &c.version, &[(part.clone(), seal)]));
+        parts.push(part);
+    }
+    if commits.is_empty() {
+        return;
+    }
+    let row = match super::record::write_pack_record(ctx, seal, at, manifests.clone()).await {
+        Ok(row) => row,
+        Err(e) => {
+            for (.., tx) in commits {
+                let _ = tx.send(Err(again(&e)));
+            }
+            return;
+        }
+    };
+    let mut results = Vec::with_capacity(commits.len());
+    for ((_, c, b, tx), part) in commits.into_iter().zip(&parts) {
+        let v = &c.version;
+        let mine = RecordRow {
+            version_id: Some(v.id),
+            bucket: Some(v.bucket.clone()),
+            key: Some(v.key.clone()),
+            ..row.clone()
+        };
+        let r = ctx.meta.commit_packed(seal.id, fin, v, part, Some(&mine), &c.condition).await;
+        results.push((c, b, tx, r));
+    }
+    let kept: Vec<ManifestRecord> =
+        manifests.into_iter().zip(&results).filter(|(_, (.., r))| r.is_ok()).map(|(m, _)| m).collect();
+    if kept.len() < results.len() {
+        super::record::rewrite_pack_record(ctx, seal, at, kept, &row).await;
+    }
+    for (c, b, tx, r) in results {
+        let r = r.map_err(PipelineError::from).map(|_| Committed {
+            pack: seal.id,
+            stored: fin.stored.len(),
+            version: c.version.id,
+            shown: b.versioning.map(|_| c.version.shown_id()),
+        });
+        let _ = tx.send(r);
     }
 }
 

@@ -22,6 +22,21 @@ async fn put_many(rig: &Rig, prefix: &str, count: usize) -> Vec<(String, Vec<u8>
     objects.into_iter().zip(outs).map(|((k, d), o)| (k, d, o.expect("put"))).collect()
 }
 
+/// The pack record of `pack`: its copies, and what it holds (from the first copy).
+fn pack_record(rig: &Rig, pack: crate::meta::SealId) -> (usize, Option<crate::ledger::PackRecord>) {
+    let copies: Vec<(String, String)> =
+        rig.store.all().into_iter().filter(|(_, n)| n.starts_with(&format!("p/{pack}."))).collect();
+    let record = copies.first().map(|(location, name)| {
+        rig.ctx.ledger.open(name, &rig.store.bytes(location, name).expect("bytes")).expect("opens")
+    });
+    (copies.len(), record)
+}
+
+/// The versions a pack record holds.
+fn held(record: &crate::ledger::PackRecord) -> std::collections::BTreeSet<String> {
+    record.members.iter().map(|e| e.manifest.version_id.clone()).collect()
+}
+
 #[tokio::test]
 async fn objects_written_together_share_one_pack_and_each_reads_alone() {
     let rig = Rig::new(packing()).await;
@@ -44,6 +59,18 @@ async fn objects_written_together_share_one_pack_and_each_reads_alone() {
         }
     }
     assert_eq!(slots.len(), 8);
+    // Their manifests: one pack record, n - k + 1 copies, none of their own.
+    let (copies, record) = pack_record(&rig, pack);
+    let record = record.expect("a pack record");
+    assert_eq!(copies, 3);
+    assert_eq!(record.members.len(), 8);
+    for (k, d, o) in &objects {
+        let m = record.manifests().into_iter().find(|m| Some(m.version_id.clone()) == o.version.map(|v| v.to_string()));
+        let m = m.expect("its manifest");
+        assert_eq!((m.key_bytes(), m.size), (Some(k.as_bytes().to_vec()), d.len() as u64));
+        assert_eq!(m.parts[0].seal.id, pack.to_string());
+    }
+    assert!(!rig.store.all().iter().any(|(_, n)| n.starts_with("m/")), "no manifest of their own");
     // A lone write is a pack of one: nothing waits for company.
     let lone = rig.put("lone", &data(100, 99)).await;
     assert_eq!(rig.manifest("lone").await.expect("visible").parts[0].seal.slots, 1);
@@ -129,9 +156,12 @@ async fn a_pack_stays_until_its_last_member_goes_and_is_then_collected() {
     assert_eq!(rig.seal_state(pack).await, Some(SealState::Stored), "the copy still uses it");
     delete(&rig.ctx, "b", b"copy", &DeleteCondition::default()).await.expect("delete");
     assert_eq!(rig.seal_state(pack).await, Some(SealState::Garbage));
+    assert_eq!(pack_record(&rig, pack).0, 3, "its record stays while a manifest in it may count");
     collect().await;
+    record::collect_records(&rig.ctx, 100).await.expect("records");
     assert_eq!(rig.seal_state(pack).await, None);
     assert!(!rig.store.all().iter().any(|(_, n)| n.starts_with(&pack.to_string())), "no fragment of the pack left");
+    assert_eq!(pack_record(&rig, pack).0, 0, "nor its record");
 }
 
 #[tokio::test]
@@ -149,6 +179,12 @@ async fn a_member_whose_condition_fails_leaves_its_neighbours_committed() {
     assert_eq!(rig.get_all("free").await, d);
     assert_eq!(rig.get_all("taken").await, data(10, 1));
     assert_eq!(rig.manifest("free").await.expect("visible").parts[0].seal.id, ok.seal);
+    // The refused write's manifest was taken out of the pack record: a recovery
+    // never brings it back.
+    let (copies, record) = pack_record(&rig, ok.seal);
+    assert_eq!(copies, 3);
+    let held = held(&record.expect("a pack record"));
+    assert_eq!(held, [ok.version.expect("a version").to_string()].into_iter().collect());
 }
 
 #[tokio::test]
@@ -240,12 +276,28 @@ async fn a_mostly_dead_pack_is_rewritten_with_its_live_members_and_no_key() {
     cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 100).await.expect("collect");
     assert!(!rig.store.all().iter().any(|(_, n)| n.starts_with(&format!("{old}/"))), "the old pack's fragments went");
     // The manifests at the locations name the new pack, and the old one for a
-    // recovery that finds the new pack's fragments missing (a compaction cut short).
-    let v = m.version.id.to_string();
+    // recovery that finds the new pack's fragments missing (a compaction cut short):
+    // the members' in a record of the new pack's, the copy's (one of its own)
+    // rewritten in place; the old pack's record goes.
+    record::collect_records(&rig.ctx, 100).await.expect("records");
+    assert_eq!(pack_record(&rig, old).0, 0, "the old pack's record went");
+    let (copies, moved) = pack_record(&rig, new);
+    let moved = moved.expect("the new pack's record");
+    assert_eq!(copies, 3);
+    let mut expect = std::collections::BTreeSet::new();
+    for k in ["c5", "c6", "c7"] {
+        expect.insert(rig.manifest(k).await.expect("visible").version.id.to_string());
+    }
+    assert_eq!(held(&moved), expect);
+    let copy_v = rig.manifest("c1copy").await.expect("visible").version.id.to_string();
     let (location, name) =
-        rig.store.all().into_iter().find(|(_, n)| n.starts_with("m/") && n.contains(&v)).expect("c5's manifest");
-    let record: crate::ledger::ManifestRecord =
+        rig.store.all().into_iter().find(|(_, n)| n.starts_with("m/") && n.contains(&copy_v)).expect("its own");
+    let own: crate::ledger::ManifestRecord =
         rig.ctx.ledger.open(&name, &rig.store.bytes(&location, &name).expect("bytes")).expect("opens");
+    assert_eq!(own.parts[0].seal.id, new.to_string());
+    assert_eq!(own.parts[0].previous.as_ref().expect("where it was").seal.id, old.to_string());
+    let v = m.version.id.to_string();
+    let record = moved.manifests().into_iter().find(|r| r.version_id == v).expect("c5's manifest");
     let part = &record.parts[0];
     assert_eq!(part.seal.id, new.to_string());
     assert_eq!(part.previous.as_ref().expect("where it was").seal.id, old.to_string());
@@ -278,4 +330,43 @@ async fn a_record_that_fails_its_checksum_stops_a_compaction_and_is_left_to_repa
         assert_eq!(&rig.get_all(k).await, d, "{k}");
     }
     assert_eq!(seals_in(&rig, SealState::Garbage).await, 0, "no new pack half made");
+}
+
+#[tokio::test]
+async fn a_tag_change_gives_a_packed_member_a_manifest_of_its_own() {
+    let rig = Rig::new(packing()).await;
+    let objects = put_many(&rig, "t", 3).await;
+    let pack = objects[0].2.seal;
+    let v = objects[1].2.version.expect("a version");
+    let tags: std::collections::BTreeMap<String, String> = [("team".to_string(), "blue".to_string())].into();
+    let changed = restate(&rig.ctx, "b", b"t1", v, |old| {
+        let mut new = old.clone();
+        new.attrs.tags = tags.clone();
+        Ok(new)
+    })
+    .await
+    .expect("restate")
+    .expect("the version");
+    assert_eq!(changed.attrs.tags, tags);
+    // Its manifest is its own now (the pack record is never rewritten for it; a
+    // recovery prefers the manifest of its own).
+    let row = rig.ctx.meta.manifest_record(v).await.expect("row").expect("a manifest");
+    assert!(row.name.starts_with(&format!("m/{v}.")), "{}", row.name);
+    assert_eq!(row.locations.len(), 3);
+    let (location, name) = rig.store.all().into_iter().find(|(_, n)| *n == row.name).expect("written");
+    let own: crate::ledger::ManifestRecord =
+        rig.ctx.ledger.open(&name, &rig.store.bytes(&location, &name).expect("bytes")).expect("opens");
+    assert_eq!(own.tags, tags);
+    assert_eq!(own.parts[0].seal.id, pack.to_string());
+    assert_eq!(pack_record(&rig, pack).1.expect("the pack record").members.len(), 3);
+    // Deleted, then the others: the pack record goes with the pack, the manifest
+    // of its own with its version.
+    for k in ["t0", "t1", "t2"] {
+        delete(&rig.ctx, "b", k.as_bytes(), &DeleteCondition::default()).await.expect("delete");
+    }
+    cleanup::collect_once(&rig.ctx, &cleanup::dead_writes(&rig.ctx), 100).await.expect("collect");
+    record::collect_records(&rig.ctx, 100).await.expect("records");
+    record::collect_records(&rig.ctx, 100).await.expect("records");
+    let left: Vec<String> = rig.store.all().into_iter().map(|(_, n)| n).filter(|n| !n.starts_with("t/")).collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -166,8 +166,8 @@ fn packs(req: &PutRequest) -> bool {
 }
 
 /// Writes a small object through a pack (`pack.rs`): read and checked whole, sealed
-/// under its own key, coded with whatever else is waiting, then recorded and
-/// committed on its own.
+/// under its own key, coded with whatever else is waiting; the pack's writer
+/// records and commits it with the others (each under its own condition).
 async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcome, PipelineError> {
     let PutRequest { policy, tenant, len, body, checksum, expect, target, customer, requester } = req;
     let PutTarget::Object { bucket, key: object_key, attrs, condition, lock } = target else {
@@ -182,12 +182,7 @@ async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcom
     // A body that does not match its digests never enters a pack.
     check_digests(&hashes, expect)?;
     let (id, key, wrapped_key) = new_key(ctx, customer.as_deref())?;
-    let (done, packed) = tokio::sync::oneshot::channel();
-    let waiting = super::pack::Waiting { id, key, wrapped_key, body: data, policy, done };
-    ctx.packer.submit(ctx, tenant, waiting);
-    let packed = packed.await.map_err(|_| PipelineError::Task("the pack writer stopped".into()))??;
-    let pack = packed.seal.id;
-    let mut version = single_part_version(
+    let version = single_part_version(
         ctx,
         (bucket, object_key),
         len,
@@ -195,19 +190,19 @@ async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcom
         ObjectAttrs { checksum_algorithm: checksum, ..attrs },
         lock,
     )?;
-    let part = PartRow { number: 1, seal_id: pack, offset: 0, size: len, member: Some(packed.member) };
-    let recorded = super::record::record_version(ctx, &mut version, &[(part.clone(), &packed.seal)]).await?;
-    let record = &recorded.row;
-    let committed = ctx.meta.commit_packed(pack, &packed.fin, &version, &part, Some(record), &condition).await;
-    super::record::unless_committed(ctx, record, committed).await?;
-    debug!(pack = %pack, bytes = len, "packed object written");
+    let (done, committed) = tokio::sync::oneshot::channel();
+    let commit = super::pack::Commit { version, condition };
+    let waiting = super::pack::Waiting { id, key, wrapped_key, body: data, policy, commit, done };
+    ctx.packer.submit(ctx, tenant, waiting);
+    let c = committed.await.map_err(|_| PipelineError::Task("the pack writer stopped".into()))??;
+    debug!(pack = %c.pack, bytes = len, "packed object written");
     Ok(PutOutcome {
-        seal: pack,
+        seal: c.pack,
         etag: hashes.etag,
         checksum: hashes.checksum,
-        version: Some(version.id),
-        version_shown: recorded.shown,
-        stored: packed.fin.stored.len(),
+        version: Some(c.version),
+        version_shown: c.shown,
+        stored: c.stored,
     })
 }
 

@@ -6,7 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::{PipelineCtx, PipelineError};
 use crate::backend::FragmentRef;
-use crate::ledger::{self, Kind, LedgerError, ManifestRecord, TombstoneRecord};
+use tracing::warn;
+
+use crate::ledger::{self, Kind, LedgerError, ManifestRecord, PackRecord, RecordSeal, TombstoneRecord};
 use crate::meta::{
     DeleteCondition, FragmentState, MetaError, PartRow, RecordKind, RecordRow, Seal, VersionId, VersionRef, VersionRow,
     Versioning, WriteCondition, now_ms,
@@ -121,6 +123,69 @@ async fn write_manifest(
         locations: landed,
         digest: String::new(),
     })
+}
+
+/// Writes the pack record of `manifests` (of members of `seal`, recorded `at`)
+/// where the pack's fragments landed, as many copies as a manifest of its own
+/// gets; its row, which each member's version makes its own.
+pub(super) async fn write_pack_record(
+    ctx: &PipelineCtx,
+    seal: &Seal,
+    at: i64,
+    manifests: Vec<ManifestRecord>,
+) -> Result<RecordRow, PipelineError> {
+    let name = ctx.ledger.name(Kind::Pack, &seal.id.to_string());
+    let record = PackRecord::of(now_ms(), RecordSeal::of(seal), manifests).map_err(PipelineError::Task)?;
+    let sealed = ctx.ledger.seal(&name, &record)?;
+    let size = sealed.len() as u64;
+    let locations: Vec<String> = seal
+        .fragments
+        .iter()
+        .filter(|f| f.state == FragmentState::Stored)
+        .map(|f| f.location.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let copies = ledger::quorum(locations.len(), usize::from(seal.params.k()));
+    let landed = ledger::write_copies(ctx.locations.as_ref(), &name, sealed, &locations, copies).await?;
+    Ok(RecordRow {
+        size,
+        name,
+        kind: RecordKind::Manifest,
+        version_id: None,
+        bucket: None,
+        key: None,
+        at,
+        locations: landed,
+        digest: String::new(),
+    })
+}
+
+/// Writes the pack record `row` again with `kept` only (members whose commit
+/// failed taken out), or deletes it if none is kept. Best effort: it is logged.
+pub(super) async fn rewrite_pack_record(
+    ctx: &PipelineCtx,
+    seal: &Seal,
+    at: i64,
+    kept: Vec<ManifestRecord>,
+    row: &RecordRow,
+) {
+    let store = ctx.locations.as_ref();
+    if kept.is_empty() {
+        ledger::delete(store, &row.name, &row.locations).await;
+        return;
+    }
+    let done = async {
+        let record = PackRecord::of(at, RecordSeal::of(seal), kept).map_err(PipelineError::Task)?;
+        let sealed = ctx.ledger.seal(&row.name, &record)?;
+        let size = sealed.len() as u64;
+        ledger::write(store, &row.name, sealed, &row.locations, row.locations.len()).await?;
+        ctx.meta.set_record_size(&row.name, size).await?;
+        Ok::<_, PipelineError>(())
+    };
+    if let Err(e) = done.await {
+        warn!(record = %row.name, error = %e, "pack record not rewritten without a member that failed to commit");
+    }
 }
 
 /// Passes on the result of committing the version of manifest `record`; if the
@@ -315,8 +380,23 @@ pub async fn restate(
             let b = ctx.meta.bucket(bucket).await?.ok_or(MetaError::NoSuchBucket)?;
             let parts: Vec<(PartRow, &Seal)> = m.parts.iter().map(|p| (p.row(), &p.seal)).collect();
             let record = ManifestRecord::of(row.at, &b.tenant, &b.policy, &new, &parts);
-            let sealed = ctx.ledger.seal(&row.name, &record)?;
-            ledger::write(ctx.locations.as_ref(), &row.name, sealed, &row.locations, row.locations.len()).await?;
+            // A manifest in a pack record becomes one of its own (a pack record
+            // is written once, by one writer).
+            let name = match row.name.starts_with("p/") {
+                true => ctx.ledger.name(Kind::Manifest, &id.to_string()),
+                false => row.name.clone(),
+            };
+            let sealed = ctx.ledger.seal(&name, &record)?;
+            let size = sealed.len() as u64;
+            ledger::write(ctx.locations.as_ref(), &name, sealed, &row.locations, row.locations.len()).await?;
+            if name != row.name {
+                let own = RecordRow { name: name.clone(), size, ..row.clone() };
+                if !ctx.meta.split_record(&row.name, id, &own).await? {
+                    // Moved meanwhile (a compaction) or gone: from the start.
+                    ledger::delete(ctx.locations.as_ref(), &name, &row.locations).await;
+                    continue;
+                }
+            }
         }
         let lock_set = new.lock == old.lock || ctx.meta.set_lock(id, &old.lock, &new.lock).await?;
         let tags_set =

@@ -35,7 +35,7 @@ use self::scan::Scan;
 use crate::backend::http::PresignedStore;
 use crate::backend::{LocationSigner, Presigner};
 use crate::config::{Config, Settings};
-use crate::ledger::{CatalogRecord, Kind, Ledger, ManifestRecord, TombstoneRecord};
+use crate::ledger::{CatalogRecord, Kind, Ledger, ManifestRecord, PackRecord, TombstoneRecord};
 use crate::meta::{Fragment, FragmentState, MetaStore, RecordKind, RecordRow, RestoredVersion};
 use crate::server::ServeError;
 
@@ -217,18 +217,21 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
 
     // Manifests and tombstones (a backup's versions are its own, each named as its
     // manifest at the locations, if there is one).
-    let (manifests, tombstones) = match &backup {
-        Some(_) => (Vec::new(), Vec::new()),
-        None => (scan.names(Kind::Manifest), scan.names(Kind::Tombstone)),
+    let (manifests, packs, tombstones) = match &backup {
+        Some(_) => (Vec::new(), Vec::new(), Vec::new()),
+        None => (scan.names(Kind::Manifest), scan.names(Kind::Pack), scan.names(Kind::Tombstone)),
     };
-    let total = (manifests.len() + tombstones.len()) as u64;
+    let total = (manifests.len() + packs.len() + tombstones.len()) as u64;
     let read = std::sync::atomic::AtomicU64::new(0);
     let tick = |n: u64| {
         let done = read.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         progress("reading records", done, total);
     };
-    let (mut manifests, bad) = scan::read_all::<ManifestRecord>(&store, &ledger, &scan, manifests, &tick).await;
+    let (manifests, bad) = scan::read_all::<ManifestRecord>(&store, &ledger, &scan, manifests, &tick).await;
     report.unreadable.extend(bad);
+    let (packs, bad) = scan::read_all::<PackRecord>(&store, &ledger, &scan, packs, &tick).await;
+    report.unreadable.extend(bad);
+    let (mut manifests, stale) = preferred(manifests, packs);
     if let Some(versions) = backup {
         let named: HashMap<String, String> = scan
             .names(Kind::Manifest)
@@ -266,7 +269,7 @@ pub async fn recover(opts: &RecoverOptions, progress: Progress<'_>) -> Result<Re
     // What the collector deletes in time: superseded manifests, and tombstones
     // (kept while a manifest they cover may still be at a location).
     let mut leftovers = Vec::new();
-    for (name, m) in &resolved.losers {
+    for (name, m) in resolved.losers.iter().chain(&stale) {
         leftovers.push((record_row(&scan, name, RecordKind::Manifest, Some(m), m.at), true));
     }
     for (name, t) in &tombstones {
@@ -295,6 +298,36 @@ fn tempdir() -> Result<PathBuf, ServeError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| ServeError::Io { what: format!("creating {}", dir.display()), source: e })?;
     Ok(dir)
+}
+
+/// Each version's manifest, from records of its own and pack records: one of its
+/// own wins (a pack record is never rewritten: a change of tags or lock moves the
+/// manifest to one of its own), then the pack record written last (a compaction's,
+/// a rotation's). Also returns the copies that lost, for the collector.
+type Named = Vec<(String, ManifestRecord)>;
+fn preferred(own: Named, packs: Vec<(String, PackRecord)>) -> (Named, Named) {
+    let mut best: BTreeMap<String, (i64, String, ManifestRecord)> = BTreeMap::new();
+    let mut stale = Vec::new();
+    let all = own.into_iter().map(|(name, m)| (i64::MAX, name, m)).chain(
+        packs.into_iter().flat_map(|(name, p)| p.manifests().into_iter().map(move |m| (p.written, name.clone(), m))),
+    );
+    for (rank, name, m) in all {
+        match best.get(&m.version_id) {
+            Some((r, ..)) if *r >= rank => {
+                // The same record under two names (a rotation) is not stale twice.
+                stale.push((name, m));
+            }
+            _ => {
+                if let Some((_, n, old)) = best.insert(m.version_id.clone(), (rank, name, m)) {
+                    stale.push((n, old));
+                }
+            }
+        }
+    }
+    // Copies of a manifest of its own under two names (a rotation cut short) are
+    // resolved as before: either one serves.
+    stale.retain(|(name, _)| name.starts_with("p/"));
+    (best.into_values().map(|(_, name, m)| (name, m)).collect(), stale)
 }
 
 /// Manifests sorted out per key.
@@ -475,6 +508,59 @@ mod tests {
             tags: BTreeMap::new(),
         };
         (format!("m/{version}.1"), m)
+    }
+
+    /// A pack record written at `written`, holding `versions` (with `tags` set to
+    /// tell copies apart).
+    fn pack(id: &str, written: i64, versions: &[&str], tag: &str) -> (String, PackRecord) {
+        let seal = crate::ledger::RecordSeal {
+            id: id.into(),
+            size: 1,
+            k: 1,
+            n: 1,
+            segment_size: 4096,
+            compression: None,
+            sealed_lens: None,
+            wrapped_key: String::new(),
+            created_at: 0,
+            fragments: Vec::new(),
+            fragment_size: 0,
+            slots: versions.len() as u32,
+        };
+        let members = (0u32..)
+            .zip(versions)
+            .map(|(slot, v)| {
+                let (_, mut manifest) = manifest("k", v, 5);
+                manifest.tags.insert("from".into(), tag.into());
+                let member = crate::ledger::records::RecordMember {
+                    slot,
+                    id: String::new(),
+                    size: 1,
+                    wrapped_key: String::new(),
+                };
+                crate::ledger::PackEntry { manifest, member, previous: None }
+            })
+            .collect();
+        (format!("p/{id}.1"), PackRecord { format: 1, written, seal, members })
+    }
+
+    #[test]
+    fn a_manifest_of_its_own_beats_a_pack_record_and_the_later_pack_record_the_earlier() {
+        let (own_name, mut own) = manifest("k", "v1", 5);
+        own.tags.insert("from".into(), "own".into());
+        let packs = vec![pack("old", 10, &["v1", "v2", "v3"], "old"), pack("new", 20, &["v1", "v2"], "new")];
+        let (winners, stale) = preferred(vec![(own_name.clone(), own)], packs);
+        let from: BTreeMap<String, (String, String)> =
+            winners.into_iter().map(|(n, m)| (m.version_id.clone(), (n, m.tags["from"].clone()))).collect();
+        assert_eq!(from["v1"], (own_name, "own".to_string()), "a tag change moved it to one of its own");
+        assert_eq!(from["v2"], ("p/new.1".to_string(), "new".to_string()), "a compaction's record is later");
+        assert_eq!(from["v3"], ("p/old.1".to_string(), "old".to_string()), "held by the old record only");
+        assert_eq!(from["v3"].1, "old");
+        // Every copy that lost is left for the collector, as a row of its record.
+        let mut lost: Vec<(String, String)> = stale.into_iter().map(|(n, m)| (n, m.version_id)).collect();
+        lost.sort();
+        let expect = [("p/new.1", "v1"), ("p/old.1", "v1"), ("p/old.1", "v2")];
+        assert_eq!(lost, expect.map(|(n, v)| (n.to_string(), v.to_string())));
     }
 
     /// A version written while its bucket's versioning was enabled.
