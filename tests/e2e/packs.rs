@@ -40,9 +40,11 @@ fn packs_under_load_and_a_kill(db: Db) {
     let put = small_objects(&cl, "put", "tiny", 400);
     assert_eq!(put["acked"], 400, "{put}");
     let per_object = (location_puts(&c) - before) / 400.0;
+    eprintln!("packs: {per_object:.2} location PUTs per object");
     // Alone, each object costs six fragment uploads and three manifest copies
-    // (n - k + 1); packed, the six are shared.
-    assert!(per_object < 7.5, "{per_object} location PUTs per object: nothing was packed");
+    // (n - k + 1); packed, the nine are shared by a pack's members (two or more
+    // on average, with sixteen writers at once).
+    assert!(per_object < 4.5, "{per_object} location PUTs per object: the manifests were not shared");
     let check = small_objects(&cl, "check", "tiny", 400);
     assert_eq!(check["ok"], 400, "{check}");
     // Overwrites and deletes of packed objects, with their neighbours untouched.

@@ -81,19 +81,20 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Commits `version`, whose one part is a member of pack `pack`, in one
-    /// transaction: the first member to commit records what landed of the pack and
-    /// makes it stored; later ones find it stored. A pack collected meanwhile (no
-    /// member committed within `pipeline.pending_grace`) cannot be committed to.
+    /// Commits the versions of members of pack `pack` — each with its one part and
+    /// its row of the pack record — in one transaction (group commit), each under
+    /// its own condition in a savepoint of its own: one whose condition fails (or
+    /// whose bucket went) leaves the others committed. The first commit to a pack
+    /// records what landed of it and makes it stored; a pack collected meanwhile
+    /// (none committed within `pipeline.pending_grace`) cannot be committed to.
+    /// Returns each member's outcome, in order.
     pub async fn commit_packed(
         &self,
         pack: SealId,
         fin: &SealFinish,
-        version: &VersionRow,
-        part: &PartRow,
-        record: Option<&RecordRow>,
-        condition: &WriteCondition,
-    ) -> MetaResult<Replaced> {
+        members: &[(&VersionRow, &PartRow, &RecordRow, &WriteCondition)],
+    ) -> MetaResult<Vec<MetaResult<Replaced>>> {
+        use sqlx::Acquire as _;
         let mut tx = self.begin_write().await?;
         if store_pending(&mut tx, pack, now_ms()).await? {
             finish_seal(&mut tx, pack, fin).await?;
@@ -108,10 +109,25 @@ impl MetaStore {
                 return Err(not_pending(pack));
             }
         }
-        let replaced =
-            super::objects::commit_version(&mut tx, version, std::slice::from_ref(part), record, condition).await?;
+        let mut out = Vec::with_capacity(members.len());
+        for (version, part, record, condition) in members {
+            let mut one = (&mut *tx).begin().await?;
+            let r = super::objects::commit_version(
+                &mut one,
+                version,
+                std::slice::from_ref(*part),
+                Some(*record),
+                condition,
+            )
+            .await;
+            match r {
+                Ok(_) => one.commit().await?,
+                Err(_) => one.rollback().await?,
+            }
+            out.push(r);
+        }
         tx.commit().await?;
-        Ok(replaced)
+        Ok(out)
     }
 
     /// Pack members after `after` in id order with their wrapped data keys, at most

@@ -236,25 +236,39 @@ async fn commit_members(
             return;
         }
     };
-    let mut results = Vec::with_capacity(commits.len());
-    for ((_, c, b, tx), part) in commits.into_iter().zip(&parts) {
-        let v = &c.version;
-        let mine = RecordRow {
-            version_id: Some(v.id),
-            bucket: Some(v.bucket.clone()),
-            key: Some(v.key.clone()),
-            ..row.clone()
-        };
-        let r = ctx.meta.commit_packed(seal.id, fin, v, part, Some(&mine), &c.condition).await;
-        results.push((c, b, tx, r));
-    }
+    let rows: Vec<RecordRow> = commits
+        .iter()
+        .map(|(_, c, ..)| {
+            let v = &c.version;
+            RecordRow {
+                version_id: Some(v.id),
+                bucket: Some(v.bucket.clone()),
+                key: Some(v.key.clone()),
+                ..row.clone()
+            }
+        })
+        .collect();
+    let batch: Vec<_> = commits
+        .iter()
+        .zip(&parts)
+        .zip(&rows)
+        .map(|(((_, c, ..), part), r)| (&c.version, part, r, &c.condition))
+        .collect();
+    let outcomes = match ctx.meta.commit_packed(seal.id, fin, &batch).await {
+        Ok(o) => o.into_iter().map(|r| r.map_err(PipelineError::from)).collect(),
+        Err(e) => {
+            let e = PipelineError::from(e);
+            commits.iter().map(|_| Err(again(&e))).collect::<Vec<_>>()
+        }
+    };
+    let results: Vec<_> = commits.into_iter().zip(outcomes).map(|((_, c, b, tx), r)| (c, b, tx, r)).collect();
     let kept: Vec<ManifestRecord> =
         manifests.into_iter().zip(&results).filter(|(_, (.., r))| r.is_ok()).map(|(m, _)| m).collect();
     if kept.len() < results.len() {
         super::record::rewrite_pack_record(ctx, seal, at, kept, &row).await;
     }
     for (c, b, tx, r) in results {
-        let r = r.map_err(PipelineError::from).map(|_| Committed {
+        let r = r.map(|_| Committed {
             pack: seal.id,
             stored: fin.stored.len(),
             version: c.version.id,

@@ -190,24 +190,25 @@ fn locked_fragments_resist_signed_deletes_at_the_edge() {
     drain_keeps_locked_versions(&gw, &cl, &edges, &[("ledger", &compliance, &body), ("archive", "", &big)]);
 }
 
-/// Drains `edge-0`: every locked version stays readable and locked at k or more
-/// stores, and deleting it is still refused.
+/// Drains the edge store holding the most of their locked fragments: every locked
+/// version stays readable and locked at k or more stores, and deleting it is still
+/// refused.
 fn drain_keeps_locked_versions(gw: &Gateway, cl: &Client, edges: &[Edge], versions: &[(&str, &str, &Path)]) {
     let view = |key: &str, version: &str| match version {
         "" => gw.admin_json(&["object", "vault", key]),
         v => inspect(gw, key, v),
     };
-    // The locked fragments edge-0 holds (of the first part of each version).
-    let held: Vec<PathBuf> = versions
-        .iter()
-        .flat_map(|(key, version, _)| fragment_files(edges, &view(key, version)))
-        .filter(|(i, _, _)| *i == 0)
-        .map(|(_, _, f)| f)
-        .collect();
-    assert!(!held.is_empty(), "edge-0 holds some locked fragment (six of seven stores hold each seal)");
-    let out = gw.admin_cli(&["locations", "drain", "edge-0"]).ok();
+    // The locked fragments each store holds (of the first part of each version):
+    // six of seven stores hold each seal, so some store holds one of each.
+    let files: Vec<(usize, String, PathBuf)> =
+        versions.iter().flat_map(|(key, version, _)| fragment_files(edges, &view(key, version))).collect();
+    let drained = (0..edges.len()).max_by_key(|e| files.iter().filter(|(i, ..)| i == e).count()).expect("stores");
+    let held: Vec<PathBuf> = files.into_iter().filter(|(i, _, _)| *i == drained).map(|(_, _, f)| f).collect();
+    assert!(!held.is_empty(), "edge-{drained} holds some locked fragment");
+    let name = format!("edge-{drained}");
+    let out = gw.admin_cli(&["locations", "drain", &name]).ok();
     assert!(out.stdout.contains("is drained"), "{}\n{}", out.stdout, out.stderr);
-    let loc = gw.admin_json(&["locations", "show", "edge-0"]);
+    let loc = gw.admin_json(&["locations", "show", &name]);
     assert_eq!(loc["fragments"], 0, "{loc}");
     for (key, version, body) in versions {
         let obj = view(key, version);
@@ -215,7 +216,7 @@ fn drain_keeps_locked_versions(gw: &Gateway, cl: &Client, edges: &[Edge], versio
         let version = obj["version"].as_str().expect("version");
         for p in obj["parts"].as_array().expect("parts") {
             for f in p["fragments"].as_array().expect("fragments") {
-                assert_ne!(f["location"], "edge-0", "{obj}");
+                assert_ne!(f["location"], name.as_str(), "{obj}");
             }
         }
         let back = edges[1].dir.with_file_name(format!("{key}.back"));
@@ -224,7 +225,8 @@ fn drain_keeps_locked_versions(gw: &Gateway, cl: &Client, edges: &[Edge], versio
         assert!(same_file(body, &back), "{key} reads back whole after the drain");
         assert_eq!(cl.boto_error("DeleteObject", args), ("AccessDenied".into(), 403), "{key}");
     }
-    // The old copies the drain could not delete at edge-0 stay there, locked.
+    // The old copies the drain could not delete at the drained store stay there,
+    // locked.
     for f in &held {
         assert!(f.exists(), "{} went before its date", f.display());
     }
