@@ -666,7 +666,7 @@ impl Cluster {
             f.parent()
                 .and_then(|d| d.file_name())
                 .and_then(|d| d.to_str())
-                .is_some_and(|d| ["m", "t", "c"].contains(&d))
+                .is_some_and(|d| ["m", "p", "t", "c"].contains(&d))
         };
         self.locations
             .iter()
