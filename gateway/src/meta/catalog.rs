@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::seals::{SEAL_COLUMNS, load_fragments, seal_columns, seal_row};
+use super::seals::{SEAL_COLUMNS, seal_columns, seals_of};
 use super::types::{big, db_enum, fit};
 use super::{Fragment, FragmentState, MetaResult, MetaStore, Seal, SealId, SealState, now_ms};
 
@@ -173,8 +173,7 @@ impl MetaStore {
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
-        load_fragments(&mut conn, &mut seals).await?;
+        let seals = seals_of(&mut conn, &rows).await?;
         rows.iter()
             .zip(seals)
             .map(|(r, seal)| Ok(FragmentAt { seal, index: fit(r.try_get::<i64, _>(SEAL_COLUMNS)?, "fragment index")? }))

@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::seals::{SEAL_COLUMNS, load_fragments, recount, seal_columns, seal_row};
+use super::seals::{SEAL_COLUMNS, recount, seal_columns, seals_of};
 use super::types::big;
 use super::{Fragment, FragmentState, MetaResult, MetaStore, Seal, SealId, SealState, now_ms};
 
@@ -93,8 +93,7 @@ impl MetaStore {
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
-        load_fragments(&mut conn, &mut seals).await?;
+        let seals = seals_of(&mut conn, &rows).await?;
         rows.iter()
             .zip(seals)
             .map(|(r, seal)| {
@@ -222,9 +221,7 @@ impl MetaStore {
         .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
-        load_fragments(&mut conn, &mut seals).await?;
-        Ok(seals)
+        seals_of(&mut conn, &rows).await
     }
 
     /// Whether any fragment row names `name` at `location` (the sweep's question).

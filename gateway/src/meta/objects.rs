@@ -343,16 +343,7 @@ pub(super) async fn retire_version(
     .await?;
     sqlx::query("DELETE FROM versions WHERE id = $1").bind(version_id).execute(&mut *conn).await?;
     for seal in &seals {
-        sqlx::query(
-            "UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 \
-             AND NOT EXISTS (SELECT 1 FROM version_parts WHERE seal_id = $3) \
-             AND NOT EXISTS (SELECT 1 FROM upload_parts WHERE seal_id = $3)",
-        )
-        .bind(SealState::Garbage.as_str())
-        .bind(now)
-        .bind(seal)
-        .execute(&mut *conn)
-        .await?;
+        super::seals::garbage_if_unused(conn, seal, now).await?;
     }
     retire_manifest(conn, version_id, now).await
 }

@@ -8,7 +8,7 @@ use codec::WrappedKey;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::seals::{finish_seal, insert_seal, load_fragments, not_pending, seal_columns, seal_row, store_pending};
+use super::seals::{finish_seal, insert_seal, not_pending, seal_columns, seals_of, store_pending};
 use super::types::{big, fit};
 use super::{
     FragmentState, MetaError, MetaResult, MetaStore, PackMember, PartRow, RecordRow, Replaced, Seal, SealFinish,
@@ -176,9 +176,7 @@ impl MetaStore {
             .bind(limit)
             .fetch_all(&mut *conn)
             .await?;
-        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
-        load_fragments(&mut conn, &mut seals).await?;
-        Ok(seals)
+        seals_of(&mut conn, &rows).await
     }
 
     /// The members of `pack` some version uses, by slot, with those versions.
@@ -243,16 +241,7 @@ impl MetaStore {
                 moved += r.rows_affected();
             }
         }
-        sqlx::query(
-            "UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 \
-             AND NOT EXISTS (SELECT 1 FROM version_parts WHERE seal_id = $3) \
-             AND NOT EXISTS (SELECT 1 FROM upload_parts WHERE seal_id = $3)",
-        )
-        .bind(SealState::Garbage.as_str())
-        .bind(now)
-        .bind(old.to_string())
-        .execute(&mut *tx)
-        .await?;
+        super::seals::garbage_if_unused(&mut tx, &old.to_string(), now).await?;
         tx.commit().await?;
         Ok(moved)
     }

@@ -95,6 +95,29 @@ fn fragment_row(r: &AnyRow) -> MetaResult<(SealId, Fragment)> {
 
 /// Ids per statement when fragments are loaded for a list of seals.
 const IDS_PER_QUERY: usize = 500;
+/// The seals of `rows` (their columns first, as `seal_columns!` selects them),
+/// with their fragments.
+pub(super) async fn seals_of(conn: &mut AnyConnection, rows: &[AnyRow]) -> MetaResult<Vec<Seal>> {
+    let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
+    load_fragments(conn, &mut seals).await?;
+    Ok(seals)
+}
+
+/// Makes `seal` garbage if no version and no upload part uses it any more, inside
+/// a transaction.
+pub(super) async fn garbage_if_unused(conn: &mut AnyConnection, seal: &str, now: i64) -> MetaResult<()> {
+    sqlx::query(
+        "UPDATE seals SET state = $1, updated_at = $2 WHERE id = $3 \
+         AND NOT EXISTS (SELECT 1 FROM version_parts WHERE seal_id = $3) \
+         AND NOT EXISTS (SELECT 1 FROM upload_parts WHERE seal_id = $3)",
+    )
+    .bind(SealState::Garbage.as_str())
+    .bind(now)
+    .bind(seal)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
 
 /// Fills in the fragments of `seals` (by index), a few statements for the lot.
 pub(super) async fn load_fragments(conn: &mut AnyConnection, seals: &mut [Seal]) -> MetaResult<()> {
@@ -367,9 +390,7 @@ impl MetaStore {
         .bind(dead.retired_before)
         .fetch_all(&mut *conn)
         .await?;
-        let mut seals = rows.iter().map(|r| seal_row(r, 0)).collect::<MetaResult<Vec<_>>>()?;
-        load_fragments(&mut conn, &mut seals).await?;
-        Ok(seals)
+        seals_of(&mut conn, &rows).await
     }
 
     /// Forgets collected seals (their fragments were deleted), in one transaction.
