@@ -85,6 +85,14 @@ fn record_row(r: &AnyRow) -> MetaResult<RecordRow> {
     })
 }
 
+/// `rows` with each record once (a pack record has a row per manifest it holds;
+/// all of them agree on where it is), in their order.
+fn one_per_name(mut rows: Vec<RecordRow>) -> Vec<RecordRow> {
+    let mut seen = std::collections::HashSet::new();
+    rows.retain(|r| seen.insert(r.name.clone()));
+    rows
+}
+
 /// Records `row` as live, inside a transaction (a name already known is left as it
 /// is: a recovery run again over its own records).
 pub(super) async fn insert_record(conn: &mut AnyConnection, row: &RecordRow) -> MetaResult<()> {
@@ -203,10 +211,7 @@ impl MetaStore {
              ORDER BY r.updated_at LIMIT $1"
         );
         let rows = sqlx::query(sql).bind(limit).fetch_all(&self.pool).await?;
-        let mut records = rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?;
-        let mut seen = std::collections::HashSet::new();
-        records.retain(|r| seen.insert(r.name.clone()));
-        Ok(records)
+        Ok(one_per_name(rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?))
     }
 
     /// Forgets records deleted at their locations.
@@ -342,10 +347,7 @@ impl MetaStore {
         .bind(seal.to_string())
         .fetch_all(&self.pool)
         .await?;
-        let mut records = rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?;
-        let mut seen = std::collections::HashSet::new();
-        records.retain(|r| seen.insert(r.name.clone()));
-        Ok(records)
+        Ok(one_per_name(rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?))
     }
 
     /// Live records with a copy at `location`, after `after` in name order, at most
@@ -359,19 +361,9 @@ impl MetaStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(record_row)
-            .collect::<MetaResult<Vec<_>>>()?
-            .into_iter()
-            .filter(|r| r.locations.iter().any(|l| l == location))
-            .fold(Vec::new(), |mut out: Vec<RecordRow>, r| {
-                // A pack record once, however many rows it has.
-                if out.last().is_none_or(|l| l.name != r.name) {
-                    out.push(r);
-                }
-                out
-            }))
+        let mut records = one_per_name(rows.iter().map(record_row).collect::<MetaResult<Vec<_>>>()?);
+        records.retain(|r| r.locations.iter().any(|l| l == location));
+        Ok(records)
     }
 
     /// Sets where the record `name` is.

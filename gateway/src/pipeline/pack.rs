@@ -5,8 +5,9 @@
 //! dropped, or shown to someone, without the others) and coded as one segment of a
 //! pack: one fragment set, one pending record, `n` uploads for all the objects that
 //! were waiting. The pack's writer then writes its members' manifests as one pack
-//! record (`p/<pack>`, `n - k + 1` copies) and commits each member's version in
-//! turn under its own condition (`MetaStore::commit_packed`): a failed condition
+//! record (`p/<pack>`, `n - k + 1` copies) and commits the members' versions in
+//! one transaction, each under its own condition (`MetaStore::commit_packed`): a
+//! failed condition
 //! leaves a dead slot, never a failed neighbour, and its manifest is taken out of
 //! the record again before its client hears of it.
 //!
@@ -181,7 +182,8 @@ async fn write_pack(ctx: &Arc<PipelineCtx>, tenant: u32, batch: Vec<Waiting>) {
 }
 
 /// Writes the pack record of `members` where the pack's fragments landed, then
-/// commits each one's version in turn, under its own condition. A member whose
+/// commits their versions in one transaction, each under its own condition. A
+/// member whose
 /// commit failed is taken out of the record again (the record goes if none
 /// committed) before its client hears of it, so that a recovery never brings back
 /// a write its client was told failed (best effort, as for a manifest of its own).
@@ -192,28 +194,24 @@ async fn commit_members(
     members: &[PackMember],
     commits: Vec<(Commit, oneshot::Sender<Result<Committed, PipelineError>>)>,
 ) {
-    // Each member's bucket, once per pack (one deleted meanwhile fails its members).
+    // Each member's bucket, read once per pack (one deleted meanwhile fails its
+    // members).
     let mut buckets: HashMap<String, Option<BucketRow>> = HashMap::new();
-    let mut members: Vec<_> = members.iter().zip(commits).collect();
-    for (_, (c, _)) in &members {
+    let mut ready = Vec::with_capacity(commits.len());
+    for (m, (c, tx)) in members.iter().zip(commits) {
         if !buckets.contains_key(&c.version.bucket) {
-            let b = match ctx.meta.bucket(&c.version.bucket).await {
-                Ok(b) => b,
-                Err(e) => {
-                    warn!(error = %e, "buckets of a pack's members not read");
-                    None
-                }
-            };
+            let b = ctx.meta.bucket(&c.version.bucket).await.unwrap_or_else(|e| {
+                warn!(error = %e, "the bucket of a pack's member not read");
+                None
+            });
             buckets.insert(c.version.bucket.clone(), b);
         }
-    }
-    let mut commits = Vec::with_capacity(members.len());
-    for (m, (c, tx)) in members.drain(..) {
-        match buckets.get(&c.version.bucket).cloned().flatten() {
-            Some(b) => commits.push((m, c, b, tx)),
+        match buckets[&c.version.bucket].clone() {
+            Some(b) => ready.push((m, c, b, tx)),
             None => drop(tx.send(Err(PipelineError::Meta(crate::meta::MetaError::NoSuchBucket)))),
         }
     }
+    let mut commits = ready;
     let at = now_ms();
     let mut manifests = Vec::with_capacity(commits.len());
     let mut parts = Vec::with_capacity(commits.len());

@@ -135,8 +135,7 @@ pub(super) async fn write_pack_record(
     manifests: Vec<ManifestRecord>,
 ) -> Result<RecordRow, PipelineError> {
     let name = ctx.ledger.name(Kind::Pack, &seal.id.to_string());
-    let record = PackRecord::of(now_ms(), RecordSeal::of(seal), manifests).map_err(PipelineError::Task)?;
-    let sealed = ctx.ledger.seal(&name, &record)?;
+    let sealed = seal_pack_record(ctx, &name, seal, at, manifests)?;
     let size = sealed.len() as u64;
     let locations: Vec<String> = seal
         .fragments
@@ -161,6 +160,19 @@ pub(super) async fn write_pack_record(
     })
 }
 
+/// The pack record `name` of `manifests` (members of `seal`), written at `at`,
+/// sealed.
+fn seal_pack_record(
+    ctx: &PipelineCtx,
+    name: &str,
+    seal: &Seal,
+    at: i64,
+    manifests: Vec<ManifestRecord>,
+) -> Result<bytes::Bytes, PipelineError> {
+    let record = PackRecord::of(at, RecordSeal::of(seal), manifests).map_err(PipelineError::Task)?;
+    Ok(ctx.ledger.seal(name, &record)?)
+}
+
 /// Writes the pack record `row` again with `kept` only (members whose commit
 /// failed taken out), or deletes it if none is kept. Best effort: it is logged.
 pub(super) async fn rewrite_pack_record(
@@ -176,8 +188,7 @@ pub(super) async fn rewrite_pack_record(
         return;
     }
     let done = async {
-        let record = PackRecord::of(at, RecordSeal::of(seal), kept).map_err(PipelineError::Task)?;
-        let sealed = ctx.ledger.seal(&row.name, &record)?;
+        let sealed = seal_pack_record(ctx, &row.name, seal, at, kept)?;
         let size = sealed.len() as u64;
         ledger::write(store, &row.name, sealed, &row.locations, row.locations.len()).await?;
         ctx.meta.set_record_size(&row.name, size).await?;

@@ -313,10 +313,8 @@ fn preferred(own: Named, packs: Vec<(String, PackRecord)>) -> (Named, Named) {
     );
     for (rank, name, m) in all {
         match best.get(&m.version_id) {
-            Some((r, ..)) if *r >= rank => {
-                // The same record under two names (a rotation) is not stale twice.
-                stale.push((name, m));
-            }
+            // A copy that loses to the one kept.
+            Some((r, ..)) if *r >= rank => stale.push((name, m)),
             _ => {
                 if let Some((_, n, old)) = best.insert(m.version_id.clone(), (rank, name, m)) {
                     stale.push((n, old));
