@@ -177,8 +177,44 @@ pub fn parse_record<'a>(
     index: u64,
     crc: &dyn Crc32c,
 ) -> Result<RecordView<'a>, RecordError> {
+    let (body, stored) = record_extent(bytes, k)?;
+    if record_checksum(crc, version, index, &bytes[..body]) != stored {
+        return Err(RecordError::Checksum);
+    }
+    record_view(bytes, k, max_sealed_len, body)
+}
+
+/// A record's checksum, still to be compared: `sum` covers everything before the
+/// symbol; continued over the symbol it must equal `stored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingChecksum {
+    /// The checksum so far.
+    pub sum: u32,
+    /// The checksum the record carries.
+    pub stored: u32,
+}
+
+/// [`parse_record`] without summing the symbol: the caller continues
+/// [`PendingChecksum::sum`] over it while it decodes (see
+/// [`crate::rlnc::dot_prod_summed`]), and must refuse the record if the sums differ.
+/// The length, flags and coefficients are checked here, before any of them is used.
+pub fn parse_record_pending<'a>(
+    bytes: &'a [u8],
+    k: u8,
+    max_sealed_len: u32,
+    version: &VersionId,
+    index: u64,
+    crc: &dyn Crc32c,
+) -> Result<(RecordView<'a>, PendingChecksum), RecordError> {
+    let (body, stored) = record_extent(bytes, k)?;
+    let view = record_view(bytes, k, max_sealed_len, body)?;
+    let sum = record_checksum(crc, version, index, &bytes[..RECORD_PREFIX_LEN + usize::from(k)]);
+    Ok((view, PendingChecksum { sum, stored }))
+}
+
+/// Where a record's checksummed body ends, and the checksum it carries.
+fn record_extent(bytes: &[u8], k: u8) -> Result<(usize, u32), RecordError> {
     let len = claimed_record_len(k, bytes).ok_or(RecordError::Truncated)?;
-    let sealed_len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if bytes.len() < len {
         return Err(RecordError::Truncated);
     }
@@ -186,10 +222,12 @@ pub fn parse_record<'a>(
         return Err(RecordError::TrailingBytes);
     }
     let body = len - CHECKSUM_LEN;
-    let stored = u32::from_le_bytes([bytes[body], bytes[body + 1], bytes[body + 2], bytes[body + 3]]);
-    if record_checksum(crc, version, index, &bytes[..body]) != stored {
-        return Err(RecordError::Checksum);
-    }
+    Ok((body, u32::from_le_bytes([bytes[body], bytes[body + 1], bytes[body + 2], bytes[body + 3]])))
+}
+
+/// The parts of a record whose body ends at `body`, once its prefix checks out.
+fn record_view(bytes: &[u8], k: u8, max_sealed_len: u32, body: usize) -> Result<RecordView<'_>, RecordError> {
+    let sealed_len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if !(TAG_LEN as u32..=max_sealed_len).contains(&sealed_len) {
         return Err(RecordError::Length);
     }

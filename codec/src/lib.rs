@@ -34,6 +34,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod decode;
 pub mod error;
 pub mod fragment;
 pub mod object;
@@ -41,11 +42,10 @@ pub mod params;
 pub mod rlnc;
 pub mod seal;
 
+pub use decode::{DecodedSegment, ObjectDecoder};
 pub use error::{CodecError, RecordError};
 pub use fragment::{FragmentHeader, FragmentLayout};
-pub use object::{
-    DecodedSegment, EncodedSegment, ObjectDecoder, ObjectEncoder, RecodedSegment, Recoder, RecordBinding, SealJob,
-};
+pub use object::{EncodedSegment, ObjectEncoder, RecodedSegment, Recoder, RecordBinding, SealJob};
 pub use params::{CodingParams, SegmentLayout};
 pub use rlnc::CodingMatrix;
 pub use seal::{MasterKey, VersionId, WrappedKey};

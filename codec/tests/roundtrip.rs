@@ -262,6 +262,25 @@ fn forged_records_fail_authentication_and_are_named() {
 }
 
 #[test]
+fn a_damaged_symbol_is_named_whether_it_was_to_be_decoded_or_not() {
+    let o = offload();
+    let plain = data(SEG as usize, 33);
+    let mut e = encode(&o, 4, 6, &plain, None, 34);
+    let range = FragmentLayout::from_sealed_lens(4, e.sealed_lens.iter().copied()).record_range(0);
+    // One byte deep inside the coded symbol: the checksum is summed while decoding.
+    e.fragments[1][HEADER_LEN + (range.start + range.end) as usize / 2] ^= 0x01;
+    let split: Vec<Vec<&[u8]>> =
+        e.fragments.iter().map(|f| split_records(4, &f[HEADER_LEN..], 1).expect("split")).collect();
+    for order in [[1usize, 0, 2, 3, 4], [0, 2, 3, 4, 1]] {
+        let mut dec = ObjectDecoder::new(&o, e.params, e.version, &e.key, e.len).expect("decoder");
+        let recs: Vec<(u8, &[u8])> = order.iter().map(|&i| (i as u8, split[i][0])).collect();
+        let seg = dec.decode_segment(0, &recs, AlignedBuf::new()).expect("decode around the damage");
+        assert_eq!(&seg.data[..], &plain[..], "order {order:?}");
+        assert_eq!(seg.rejected, vec![(1, RecordError::Checksum)], "order {order:?}");
+    }
+}
+
+#[test]
 fn reordered_and_truncated_objects_are_refused() {
     let o = offload();
     let plain = data(3 * SEG as usize, 41);

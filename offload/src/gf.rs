@@ -11,6 +11,8 @@
 use std::fmt;
 use std::sync::LazyLock;
 
+use crate::crc::Crc32c;
+
 /// The reducing polynomial, `x^8 + x^4 + x^3 + x^2 + 1`.
 ///
 /// DO NOT CHANGE THIS VALUE: coded fragments already stored were computed in this field.
@@ -121,6 +123,89 @@ pub trait GfKernel: fmt::Debug + Send + Sync {
     /// If `coeffs.len() != outputs.len() · inputs.len()`, if there are no inputs, or
     /// if the rows are not all the same length: those are bugs in the caller.
     fn dot_prod(&self, coeffs: &[u8], inputs: &[&[u8]], outputs: &mut [&mut [u8]]);
+
+    /// [`GfKernel::dot_prod`], continuing a CRC32C of every input or every output row
+    /// (`sums`, one per row) in the same pass over memory: column block by column
+    /// block ([`dot_prod_blocks`]), each block summed while it is still in cache. A
+    /// decoder checks the records it decodes, and an encoder closes the records it
+    /// writes, without reading the rows from memory a second time.
+    ///
+    /// # Panics
+    /// As [`GfKernel::dot_prod`], and if `sums` does not hold one sum per summed row.
+    fn dot_prod_summed(
+        &self,
+        crc: &dyn Crc32c,
+        coeffs: &[u8],
+        inputs: &[&[u8]],
+        outputs: &mut [&mut [u8]],
+        sums: Summed<'_>,
+    ) {
+        dot_prod_blocks(self, crc, coeffs, inputs, outputs, sums);
+    }
+}
+
+/// The rows whose CRC32Cs a [`GfKernel::dot_prod_summed`] continues.
+#[derive(Debug)]
+pub enum Summed<'a> {
+    /// Each input row's.
+    Inputs(&'a mut [u32]),
+    /// Each output row's, over what the kernel wrote.
+    Outputs(&'a mut [u32]),
+}
+
+impl Summed<'_> {
+    /// How many rows are summed.
+    pub fn rows(&self) -> usize {
+        match self {
+            Summed::Inputs(s) | Summed::Outputs(s) => s.len(),
+        }
+    }
+}
+
+/// Bytes of one column block of [`dot_prod_blocks`], all rows together: small enough
+/// that a block the kernel just touched is still in a core's L2 (1–2 MiB on the
+/// machines we measured) when it is summed, large enough that each block's calls
+/// cost little. Measured on a 4-of-6 segment of 4 MiB, 1 MiB blocks beat 256 KiB
+/// and 2 MiB ones.
+pub const SUMMED_BLOCK_BUDGET: usize = 1024 * 1024;
+
+/// What [`GfKernel::dot_prod_summed`] does unless a kernel knows better: the product
+/// and the sums, one column block at a time.
+pub fn dot_prod_blocks<K: GfKernel + ?Sized>(
+    kernel: &K,
+    crc: &dyn Crc32c,
+    coeffs: &[u8],
+    inputs: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+    sums: Summed<'_>,
+) {
+    let len = check_shape(coeffs, inputs, outputs);
+    let block = (SUMMED_BLOCK_BUDGET / (inputs.len() + outputs.len())).clamp(16 * 1024, 256 * 1024) & !63;
+    let (sums, of_inputs) = match sums {
+        Summed::Inputs(s) => (s, true),
+        Summed::Outputs(s) => (s, false),
+    };
+    assert_eq!(sums.len(), if of_inputs { inputs.len() } else { outputs.len() }, "one sum per summed row");
+    let mut start = 0;
+    while start < len {
+        let end = (start + block).min(len);
+        let ins: Vec<&[u8]> = inputs.iter().map(|r| &r[start..end]).collect();
+        let mut outs: Vec<&mut [u8]> = outputs.iter_mut().map(|r| &mut r[start..end]).collect();
+        kernel.dot_prod(coeffs, &ins, &mut outs);
+        // After the kernel, not before: the block is in cache either way, and the
+        // kernel's streaming reads are what the prefetchers follow best (a decoder
+        // opens nothing it decoded before the sums are compared).
+        if of_inputs {
+            for (sum, row) in sums.iter_mut().zip(&ins) {
+                *sum = crc.append(*sum, row);
+            }
+        } else {
+            for (sum, row) in sums.iter_mut().zip(&outs) {
+                *sum = crc.append(*sum, row);
+            }
+        }
+        start = end;
+    }
 }
 
 /// Checks a [`GfKernel::dot_prod`] call's shape and returns the row length.
@@ -185,6 +270,45 @@ mod tests {
                 assert_eq!(t[16 + (x & 15) as usize], lo);
                 assert_eq!(t[48 + (x >> 4) as usize], hi);
             }
+        }
+    }
+
+    /// Every kernel on this machine, bare and behind its meter, against a plain
+    /// product and a separate pass of the CRC; rows below, at and across block bounds.
+    #[test]
+    fn summed_dot_product_matches_a_pass_of_each() {
+        let caps = crate::probe();
+        let crc = crate::crc32c_engine("portable", &caps).expect("portable CRC32C");
+        let names = crate::engine_names("gf");
+        assert!(names.contains(&"portable"), "the portable kernel runs everywhere");
+        for name in names {
+            if let Ok(gf) = crate::gf_kernel(name, &caps) {
+                check_summed(name, gf.as_ref(), crc.as_ref());
+            }
+        }
+        let (metered, _) = crate::Offload::select(&crate::OffloadConfig::default(), &caps).expect("engines");
+        check_summed("metered", metered.gf.as_ref(), metered.crc32c.as_ref());
+    }
+
+    fn check_summed(name: &str, gf: &dyn GfKernel, crc: &dyn Crc32c) {
+        for (k, n, len) in [(4usize, 6usize, 32usize), (4, 6, 4096 + 96), (4, 6, 3 * 65536 + 32), (16, 24, 300_000)] {
+            let coeffs: Vec<u8> = (0..k * n).map(|i| (i * 37 + 11) as u8).collect();
+            let src: Vec<Vec<u8>> = (0..k).map(|j| (0..len).map(|x| (x * 31 + j * 7) as u8).collect()).collect();
+            let srcs: Vec<&[u8]> = src.iter().map(Vec::as_slice).collect();
+            let mut plain = vec![vec![0u8; len]; n];
+            gf.dot_prod(&coeffs, &srcs, &mut plain.iter_mut().map(Vec::as_mut_slice).collect::<Vec<_>>());
+            let mut summed = vec![vec![0xAAu8; len]; n];
+            let mut out_sums = vec![7u32; n];
+            let mut outs: Vec<&mut [u8]> = summed.iter_mut().map(Vec::as_mut_slice).collect();
+            gf.dot_prod_summed(crc, &coeffs, &srcs, &mut outs, Summed::Outputs(&mut out_sums));
+            assert_eq!(summed, plain, "{name} {k}-of-{n} × {len}");
+            let want: Vec<u32> = plain.iter().map(|r| crc.append(7, r)).collect();
+            assert_eq!(out_sums, want, "{name}: output sums");
+            let mut in_sums = vec![0u32; k];
+            let mut outs: Vec<&mut [u8]> = summed.iter_mut().map(Vec::as_mut_slice).collect();
+            gf.dot_prod_summed(crc, &coeffs, &srcs, &mut outs, Summed::Inputs(&mut in_sums));
+            let want: Vec<u32> = src.iter().map(|r| crc.checksum(r)).collect();
+            assert_eq!(in_sums, want, "{name}: input sums");
         }
     }
 }

@@ -7,8 +7,8 @@
 //! | encode | the selected GF kernel via `codec::rlnc::encode` | ISA-L `ec_encode_data` (tables prepared once); reed-solomon-erasure's `galois_8` |
 //! | decode | Gaussian elimination + kernel, per segment | ISA-L `gf_invert_matrix` + `ec_init_tables` + `ec_encode_data`, per segment |
 //! | recode | one new fragment from `k`: combine coefficients + kernel | ISA-L one-row `ec_encode_data` |
-//! | seal+encode | `ObjectEncoder::encode_segment`: seal, code, records, CRC32C | ring seal + ISA-L encode |
-//! | open+decode | `ObjectDecoder::decode_segment`: CRC32C, plan, decode, open | ISA-L decode + ring open |
+//! | seal+encode | `ObjectEncoder::encode_segment`: seal, code, records, CRC32C | ring seal + ISA-L encode; the same + ISA-L `crc32_iscsi` of each record |
+//! | open+decode | `ObjectDecoder::decode_segment`: CRC32C, plan, decode, open | ISA-L decode + ring open; the same + ISA-L `crc32_iscsi` of each record |
 //!
 //! Throughput counts object (plaintext) bytes over the calling thread's CPU time.
 //! ISA-L is loaded at run time when installed (Debian's `libisal2`); without it the
@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use codec::fragment::symbol_len;
+use codec::fragment::{record_checksum, symbol_len};
 use codec::object::segment_buffer_capacity;
 use codec::rlnc::{combine, encode, plan_decode};
 use codec::seal::{SegmentCipher, SegmentFlags, segment_aad, segment_nonce};
@@ -621,65 +621,80 @@ fn full_codec_rows(
     let mut spare: Vec<AlignedBuf> = (0..IN_FLIGHT).map(|_| AlignedBuf::new()).collect();
     let mut records: Vec<Vec<AlignedBuf>> = Vec::new();
     let mut failed = false;
-    let t = compare(b.args.rounds, |side| {
-        refill(&mut work);
-        match side {
-            Side::Ours => {
-                let Ok(mut enc) = ObjectEncoder::new(&b.offload, *params, None, version, key, matrix.clone(), bytes)
-                else {
-                    failed = true;
-                    return Duration::ZERO;
-                };
-                let mut sealed_back = Vec::with_capacity(count);
-                let (_, t) = thread_cpu(|| {
-                    for (i, p) in work.drain(..).enumerate() {
-                        let out = std::mem::take(&mut spare[i % IN_FLIGHT]);
-                        let seg = enc.prepare(p).and_then(|mut job| {
-                            let tag = enc.seal(&mut job)?;
-                            enc.finish(job, tag, out)
-                        });
-                        match seg {
-                            Ok(seg) => {
-                                if records.len() < count {
-                                    records.push((0..n).map(|f| AlignedBuf::from_slice(seg.record(f))).collect());
-                                }
-                                let (recs, _, sealed) = seg.into_records();
-                                spare[i % IN_FLIGHT] = recs;
-                                sealed_back.push(sealed);
-                            }
-                            Err(_) => failed = true,
-                        }
-                    }
-                });
-                work = sealed_back;
-                t
-            }
-            Side::Base => {
-                let tables = b.isal.map(|i| i.tables(k, n, matrix.coefficients()));
-                thread_cpu(|| {
-                    for (i, p) in work.iter_mut().enumerate() {
-                        let tag = ring_seal(&rk, &version, layout, i as u64, p);
-                        p.extend_from_slice(&tag.0);
-                        let sym = symbol_len(params.k(), p.len() as u32);
-                        p.resize(k * sym);
-                        let o = &mut spare[i % IN_FLIGHT];
-                        o.set_len_stale(n * sym);
-                        let (ins, mut outs) = (rows_of(p, k), rows_of_mut(o, n));
-                        match (base_gf, &tables) {
-                            (Gf::Isal(isal), Some(t)) => isal.encode_with_tables(t, &ins, &mut outs),
-                            (g, _) => g.apply(matrix.coefficients(), &ins, &mut outs),
-                        }
-                    }
-                })
-                .1
-            }
-        }
-    });
-    if failed || records.len() != count {
-        return Err(BenchError::Mismatch(format!("{kn}: the encoder failed during the benchmark")));
+    // Two baselines: sealing and coding only, as ring and ISA-L would; and the same
+    // work as ours, whose records carry a CRC32C each (ISA-L's `crc32_iscsi`).
+    let isal_crc = IsalCrc::new().ok();
+    let mut baselines = vec![(base_label.to_string(), None)];
+    if let (Some(c), Some(_)) = (&isal_crc, b.isal) {
+        baselines.push((format!("{base_label} + CRC32C"), Some(c)));
     }
-    let label = format!("ObjectEncoder ({} + {gf_name})", b.offload.aead.name());
-    b.row("seal+encode", code, label, base_label, bytes, t);
+    for (base_label, base_crc) in &baselines {
+        let t = compare(b.args.rounds, |side| {
+            refill(&mut work);
+            match side {
+                Side::Ours => {
+                    let Ok(mut enc) =
+                        ObjectEncoder::new(&b.offload, *params, None, version, key, matrix.clone(), bytes)
+                    else {
+                        failed = true;
+                        return Duration::ZERO;
+                    };
+                    let mut sealed_back = Vec::with_capacity(count);
+                    let (_, t) = thread_cpu(|| {
+                        for (i, p) in work.drain(..).enumerate() {
+                            let out = std::mem::take(&mut spare[i % IN_FLIGHT]);
+                            let seg = enc.prepare(p).and_then(|mut job| {
+                                let tag = enc.seal(&mut job)?;
+                                enc.finish(job, tag, out)
+                            });
+                            match seg {
+                                Ok(seg) => {
+                                    if records.len() < count {
+                                        records.push((0..n).map(|f| AlignedBuf::from_slice(seg.record(f))).collect());
+                                    }
+                                    let (recs, _, sealed) = seg.into_records();
+                                    spare[i % IN_FLIGHT] = recs;
+                                    sealed_back.push(sealed);
+                                }
+                                Err(_) => failed = true,
+                            }
+                        }
+                    });
+                    work = sealed_back;
+                    t
+                }
+                Side::Base => {
+                    let tables = b.isal.map(|i| i.tables(k, n, matrix.coefficients()));
+                    thread_cpu(|| {
+                        for (i, p) in work.iter_mut().enumerate() {
+                            let tag = ring_seal(&rk, &version, layout, i as u64, p);
+                            p.extend_from_slice(&tag.0);
+                            let sym = symbol_len(params.k(), p.len() as u32);
+                            p.resize(k * sym);
+                            let o = &mut spare[i % IN_FLIGHT];
+                            o.set_len_stale(n * sym);
+                            let (ins, mut outs) = (rows_of(p, k), rows_of_mut(o, n));
+                            match (base_gf, &tables) {
+                                (Gf::Isal(isal), Some(t)) => isal.encode_with_tables(t, &ins, &mut outs),
+                                (g, _) => g.apply(matrix.coefficients(), &ins, &mut outs),
+                            }
+                            if let Some(c) = base_crc {
+                                for row in &outs {
+                                    std::hint::black_box(c.checksum(row));
+                                }
+                            }
+                        }
+                    })
+                    .1
+                }
+            }
+        });
+        if failed || records.len() != count {
+            return Err(BenchError::Mismatch(format!("{kn}: the encoder failed during the benchmark")));
+        }
+        let label = format!("ObjectEncoder ({} + {gf_name})", b.offload.aead.name());
+        b.row("seal+encode", code, label, base_label, bytes, t);
+    }
 
     // open+decode from the last k fragments' records.
     let mut dec = ObjectDecoder::new(&b.offload, *params, version, key, bytes)?;
@@ -697,57 +712,67 @@ fn full_codec_rows(
     if !ok || round_trip != plain {
         return Err(BenchError::Mismatch(format!("{kn}: open+decode did not return the object")));
     }
-    let t = compare(b.args.rounds, |side| match side {
-        Side::Ours => {
-            thread_cpu(|| {
-                for (i, recs) in records.iter().enumerate() {
-                    let given: Vec<(u8, &[u8])> = pick.iter().map(|&f| (f as u8, &recs[f][..])).collect();
-                    let slot = &mut opened[i % IN_FLIGHT];
-                    match dec.decode_segment(i as u64, &given, std::mem::take(slot)) {
-                        Ok(seg) => *slot = seg.data,
-                        Err(_) => ok = false,
+    for (base_label, base_crc) in &baselines {
+        let t = compare(b.args.rounds, |side| match side {
+            Side::Ours => {
+                thread_cpu(|| {
+                    for (i, recs) in records.iter().enumerate() {
+                        let given: Vec<(u8, &[u8])> = pick.iter().map(|&f| (f as u8, &recs[f][..])).collect();
+                        let slot = &mut opened[i % IN_FLIGHT];
+                        match dec.decode_segment(i as u64, &given, std::mem::take(slot)) {
+                            Ok(seg) => *slot = seg.data,
+                            Err(_) => ok = false,
+                        }
                     }
-                }
-            })
-            .1
+                })
+                .1
+            }
+            Side::Base => {
+                let sub: Vec<u8> = pick.iter().flat_map(|&f| matrix.row(f).iter().copied()).collect();
+                thread_cpu(|| {
+                    for (i, recs) in records.iter().enumerate() {
+                        // The same coded symbols, read straight out of the records.
+                        let sealed_len = layout.plain_len(i as u64) as usize + TAG_LEN;
+                        let sym = symbol_len(params.k(), sealed_len as u32);
+                        let start = 8 + k;
+                        if let Some(c) = base_crc {
+                            // Each record checked before decoding, as ours checks it.
+                            for &f in pick {
+                                let body = recs[f].len() - 4;
+                                let sum = record_checksum(*c, &version, i as u64, &recs[f][..body]);
+                                ok &= recs[f][body..] == sum.to_le_bytes();
+                            }
+                        }
+                        let ins: Vec<&[u8]> = pick.iter().map(|&f| &recs[f][start..start + sym]).collect();
+                        let d = &mut opened[i % IN_FLIGHT];
+                        d.set_len_stale(k * sym);
+                        let inverse = match base_gf {
+                            Gf::Isal(isal) => isal.invert(&sub, k),
+                            _ => plan_decode(k, &pick.iter().map(|&f| matrix.row(f)).collect::<Vec<_>>())
+                                .ok()
+                                .map(|p| p.inverse),
+                        };
+                        let Some(inverse) = inverse else {
+                            ok = false;
+                            continue;
+                        };
+                        base_gf.apply(&inverse, &ins, &mut rows_of_mut(d, k));
+                        let body = sealed_len - TAG_LEN;
+                        let mut tag = [0u8; TAG_LEN];
+                        tag.copy_from_slice(&d[body..sealed_len]);
+                        ok &= ring_open(&rk, &version, layout, i as u64, &mut d[..body], &Tag(tag));
+                    }
+                })
+                .1
+            }
+        });
+        if !ok {
+            return Err(BenchError::Mismatch(format!("{kn}: open+decode failed during the benchmark")));
         }
-        Side::Base => {
-            let sub: Vec<u8> = pick.iter().flat_map(|&f| matrix.row(f).iter().copied()).collect();
-            thread_cpu(|| {
-                for (i, recs) in records.iter().enumerate() {
-                    // The same coded symbols, read straight out of the records.
-                    let sealed_len = layout.plain_len(i as u64) as usize + TAG_LEN;
-                    let sym = symbol_len(params.k(), sealed_len as u32);
-                    let start = 8 + k;
-                    let ins: Vec<&[u8]> = pick.iter().map(|&f| &recs[f][start..start + sym]).collect();
-                    let d = &mut opened[i % IN_FLIGHT];
-                    d.set_len_stale(k * sym);
-                    let inverse = match base_gf {
-                        Gf::Isal(isal) => isal.invert(&sub, k),
-                        _ => plan_decode(k, &pick.iter().map(|&f| matrix.row(f)).collect::<Vec<_>>())
-                            .ok()
-                            .map(|p| p.inverse),
-                    };
-                    let Some(inverse) = inverse else {
-                        ok = false;
-                        continue;
-                    };
-                    base_gf.apply(&inverse, &ins, &mut rows_of_mut(d, k));
-                    let body = sealed_len - TAG_LEN;
-                    let mut tag = [0u8; TAG_LEN];
-                    tag.copy_from_slice(&d[body..sealed_len]);
-                    ok &= ring_open(&rk, &version, layout, i as u64, &mut d[..body], &Tag(tag));
-                }
-            })
-            .1
-        }
-    });
-    if !ok {
-        return Err(BenchError::Mismatch(format!("{kn}: open+decode failed during the benchmark")));
+        let label = format!("ObjectDecoder ({} + {gf_name})", b.offload.aead.name());
+        b.row("open+decode", code, label, base_label, bytes, t);
     }
     b.checks.push(format!("{kn}: ObjectDecoder returned every byte of the object"));
-    let label = format!("ObjectDecoder ({} + {gf_name})", b.offload.aead.name());
-    b.row("open+decode", code, label, base_label, bytes, t);
     Ok(())
 }
 
