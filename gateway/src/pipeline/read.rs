@@ -66,13 +66,16 @@ impl std::fmt::Display for ReadFault {
 pub(crate) struct FragReader {
     index: u8,
     stream: FragmentStream,
+    /// The record being put together from pieces.
     buf: BytesMut,
+    /// What the stream delivered beyond the records taken so far.
+    rest: Bytes,
 }
 
 impl FragReader {
     /// A reader of fragment `index` over `stream`.
     pub(crate) fn new(index: u8, stream: FragmentStream) -> Self {
-        Self { index, stream, buf: BytesMut::new() }
+        Self { index, stream, buf: BytesMut::new(), rest: Bytes::new() }
     }
 
     /// The fragment's index.
@@ -80,16 +83,27 @@ impl FragReader {
         self.index
     }
 
-    /// The next `len` bytes.
+    /// The next `len` bytes. A record inside one piece of the stream is a slice of
+    /// it; one spread over several is copied once into a buffer of its size (never
+    /// grown, so never copied again), and only up to its end: the bytes after it
+    /// stay in the piece they came in for the next record.
     pub(crate) async fn next_record(&mut self, len: usize) -> Result<Bytes, TransferError> {
-        while self.buf.len() < len {
-            match self.stream.next().await {
-                Some(Ok(b)) => self.buf.extend_from_slice(&b),
+        if self.rest.len() >= len {
+            return Ok(self.rest.split_to(len));
+        }
+        self.buf.reserve(len);
+        loop {
+            let take = (len - self.buf.len()).min(self.rest.len());
+            self.buf.extend_from_slice(&self.rest.split_to(take));
+            if self.buf.len() == len {
+                return Ok(self.buf.split().freeze());
+            }
+            self.rest = match self.stream.next().await {
+                Some(Ok(b)) => b,
                 Some(Err(e)) => return Err(e),
                 None => return Err(TransferError::Unavailable("fragment ended early".into())),
-            }
+            };
         }
-        Ok(self.buf.split_to(len).freeze())
     }
 
     /// Reads and checks the fragment's header: it must name `seal`'s version and
@@ -388,5 +402,38 @@ impl PartReader {
             self.seal.fragments[pos].state = FragmentState::Corrupt;
             self.damaged.insert(index);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(pieces: &[&[u8]]) -> FragReader {
+        let pieces: Vec<Result<Bytes, TransferError>> = pieces.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+        FragReader::new(0, futures::stream::iter(pieces).boxed())
+    }
+
+    #[tokio::test]
+    async fn records_come_whole_whatever_the_pieces() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        // Records inside a piece, across two and across many; the last one ends
+        // exactly with the stream.
+        let mut r = reader(&[&data[..300], &data[300..310], &data[310..311], &data[311..1000]]);
+        let mut at = 0;
+        for len in [100, 150, 50, 11, 600, 89] {
+            let got = r.next_record(len).await.expect("record");
+            assert_eq!(&got[..], &data[at..at + len], "record at {at}");
+            at += len;
+        }
+        assert_eq!(at, data.len());
+        assert!(r.next_record(0).await.expect("nothing").is_empty());
+        assert!(matches!(r.next_record(1).await, Err(TransferError::Unavailable(_))), "the stream ended");
+    }
+
+    #[tokio::test]
+    async fn a_record_cut_short_is_an_error() {
+        let mut r = reader(&[b"abc", b"de"]);
+        assert!(matches!(r.next_record(6).await, Err(TransferError::Unavailable(_))));
     }
 }
