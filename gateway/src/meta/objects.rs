@@ -121,6 +121,18 @@ pub(super) async fn commit_version(
     condition: &WriteCondition,
 ) -> MetaResult<Replaced> {
     hold_bucket(conn, &version.bucket).await?;
+    commit_held(conn, version, parts, record, condition).await
+}
+
+/// [`commit_version`] into a bucket this transaction already holds
+/// ([`hold_bucket`]): the members of a pack in one bucket hold it once.
+pub(super) async fn commit_held(
+    conn: &mut AnyConnection,
+    version: &VersionRow,
+    parts: &[PartRow],
+    record: Option<&RecordRow>,
+    condition: &WriteCondition,
+) -> MetaResult<Replaced> {
     check_condition(conn, version, condition).await?;
     let id = version.id.to_string();
     let recorded_at = record.map_or(version.recorded_at, |r| r.at);
@@ -227,6 +239,7 @@ pub(super) async fn commit_version(
     // its version is seen here, so that concurrent overwrites never leak a version.
     let ours = (recorded_at, id.as_str());
     let now = now_ms();
+    let mut retired_self = false;
     if version.null_version {
         let nulls = sqlx::query(
             "SELECT id, recorded_at FROM versions WHERE bucket = $1 AND object_key = $2 AND null_version = 1 AND id <> $3",
@@ -245,13 +258,20 @@ pub(super) async fn commit_version(
                 return Err(MetaError::Precondition("a write recorded later holds the key"));
             }
             retire_version(conn, &id, now, false).await?;
+            retired_self = true;
         } else {
             for (old, _) in &nulls {
                 retire_version(conn, old, now, false).await?;
             }
         }
     }
-    let latest = point_at_latest(conn, &version.bucket, &version.key).await?;
+    // The key's row has pointed at this version since the upsert above (retiring
+    // other versions leaves it), unless this one was retired: it moves only if
+    // another version is the latest after all.
+    let latest = latest_version(conn, &version.bucket, &version.key).await?;
+    if retired_self || latest.as_deref() != Some(id.as_str()) {
+        point_at(conn, &version.bucket, &version.key, latest.as_deref()).await?;
+    }
     if latest.as_deref() != Some(id.as_str()) {
         if *condition != WriteCondition::Any {
             return Err(MetaError::Precondition("a write recorded later holds the key"));
@@ -264,7 +284,14 @@ pub(super) async fn commit_version(
 /// Points the key's row at its latest version (by when recorded, then id), or
 /// removes it if the key has no version left; returns the latest version's id.
 pub(super) async fn point_at_latest(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> MetaResult<Option<String>> {
-    let latest: Option<String> = sqlx::query(
+    let latest = latest_version(conn, bucket, key).await?;
+    point_at(conn, bucket, key, latest.as_deref()).await?;
+    Ok(latest)
+}
+
+/// The key's latest version (by when recorded, then id).
+async fn latest_version(conn: &mut AnyConnection, bucket: &str, key: &[u8]) -> MetaResult<Option<String>> {
+    Ok(sqlx::query(
         "SELECT id FROM versions WHERE bucket = $1 AND object_key = $2 ORDER BY recorded_at DESC, id DESC LIMIT 1",
     )
     .bind(bucket)
@@ -272,8 +299,12 @@ pub(super) async fn point_at_latest(conn: &mut AnyConnection, bucket: &str, key:
     .fetch_optional(&mut *conn)
     .await?
     .map(|r| r.try_get(0))
-    .transpose()?;
-    match &latest {
+    .transpose()?)
+}
+
+/// Points the key's row at `version`, or removes it if there is none.
+async fn point_at(conn: &mut AnyConnection, bucket: &str, key: &[u8], version: Option<&str>) -> MetaResult<()> {
+    match version {
         Some(v) => {
             sqlx::query(
                 "INSERT INTO objects (bucket, object_key, version_id) VALUES ($1, $2, $3) \
@@ -293,7 +324,7 @@ pub(super) async fn point_at_latest(conn: &mut AnyConnection, bucket: &str, key:
                 .await?;
         }
     }
-    Ok(latest)
+    Ok(())
 }
 
 /// Retires a version inside a transaction: its rows go (the key's row too, if it

@@ -8,6 +8,7 @@ use codec::WrappedKey;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::objects::{commit_held, hold_bucket};
 use super::seals::{finish_seal, insert_seal, not_pending, seal_columns, seals_of, store_pending};
 use super::types::{big, fit};
 use super::{
@@ -110,16 +111,28 @@ impl MetaStore {
             }
         }
         let mut out = Vec::with_capacity(members.len());
+        // Each bucket is held once for all its members (they are usually of one).
+        let mut held: Vec<(&str, bool)> = Vec::new();
         for (version, part, record, condition) in members {
+            let bucket = version.bucket.as_str();
+            let there = match held.iter().find(|(b, _)| *b == bucket) {
+                Some(&(_, there)) => there,
+                None => {
+                    let there = match hold_bucket(&mut tx, bucket).await {
+                        Ok(()) => true,
+                        Err(MetaError::NoSuchBucket) => false,
+                        Err(e) => return Err(e),
+                    };
+                    held.push((bucket, there));
+                    there
+                }
+            };
+            if !there {
+                out.push(Err(MetaError::NoSuchBucket));
+                continue;
+            }
             let mut one = (&mut *tx).begin().await?;
-            let r = super::objects::commit_version(
-                &mut one,
-                version,
-                std::slice::from_ref(*part),
-                Some(*record),
-                condition,
-            )
-            .await;
+            let r = commit_held(&mut one, version, std::slice::from_ref(*part), Some(*record), condition).await;
             match r {
                 Ok(_) => one.commit().await?,
                 Err(_) => one.rollback().await?,
