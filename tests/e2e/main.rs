@@ -14,6 +14,7 @@ mod packs;
 mod s3;
 mod scaleout;
 mod tls;
+mod wan;
 
 /// Runs a scenario `fn(Db)` as two tests, on SQLite and on PostgreSQL.
 macro_rules! on_both_databases {

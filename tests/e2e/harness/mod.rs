@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod wan;
+
 /// Access key every test gateway starts with.
 pub const ACCESS_KEY: &str = "SKYTESTACCESSKEY0001";
 /// Its secret.
@@ -593,10 +595,15 @@ impl Drop for Gateway {
 /// TOML for one S3 location served by an rclone instance (HTTPS; the gateway
 /// trusts the locations' test CA for it).
 pub fn rclone_location(name: &str, r: &Rclone) -> String {
+    rclone_location_at(name, r, r.port)
+}
+
+/// [`rclone_location`] reached through `port` (a [`wan::Link`] in front of it).
+pub fn rclone_location_at(name: &str, r: &Rclone, port: u16) -> String {
     format!(
         "[[locations]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"https://127.0.0.1:{}\"\nbucket = \"{}\"\n\
          access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nca_file = \"{}\"\n",
-        r.port,
+        port,
         r.bucket,
         r.access_key,
         r.secret_key,
