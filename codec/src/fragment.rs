@@ -28,7 +28,8 @@
 //! everything needed to decode those segments, streaming writes need nothing but
 //! the fixed header up front, and a recoded fragment may use different coefficients
 //! in every segment. The checksum covers the version id and the segment index, so a
-//! record moved to another place or object is caught as corrupt before decoding.
+//! record moved to another place or object is caught as corrupt before anything
+//! decoded from it is used.
 
 use std::ops::Range;
 

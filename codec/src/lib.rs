@@ -22,7 +22,8 @@
 //! A fragment ([`fragment`]) is a header followed by one record per segment; each
 //! record carries its coefficient vector next to its coded symbol and a CRC32C over
 //! both. Any `k` fragments with independent coefficients decode without the metadata
-//! database, a corrupt record is identified before decoding, and a record that
+//! database, a corrupt record is identified by its checksum (summed as it is
+//! decoded, before any decoded byte is used), and a record that
 //! decodes to something else (a forged checksum) fails GCM authentication: wrong
 //! bytes are never returned.
 //!

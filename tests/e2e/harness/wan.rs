@@ -112,11 +112,6 @@ impl Link {
         *self.shared.conditions.lock().expect("conditions") = conditions;
     }
 
-    /// Changes some of the conditions.
-    pub fn update(&self, f: impl FnOnce(&mut Conditions)) {
-        f(&mut self.shared.conditions.lock().expect("conditions"));
-    }
-
     /// Bytes moved so far.
     pub fn moved(&self) -> Moved {
         Moved { up: self.shared.up.load(Ordering::Relaxed), down: self.shared.down.load(Ordering::Relaxed) }
@@ -131,9 +126,9 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.shared.closing.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wakes the accept loop
-        // Open connections end with their peers, or at the next piece.
-        self.set(Conditions { reset_after: Some(0), ..Conditions::default() });
+        // Wakes the accept loop; open connections are cut at their next piece
+        // (the writers check `closing`), or end with their peers.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
