@@ -79,7 +79,7 @@ impl ObjectDecoder {
     }
 
     /// The decoder of an object stored as slot `slot` of pack `pack` (see
-    /// [`ObjectEncoder::in_pack`]).
+    /// [`crate::ObjectEncoder::in_pack`]).
     pub fn in_pack(mut self, pack: VersionId, slot: u64) -> Result<Self, CodecError> {
         self.binding = Some(pack_binding(&self.layout, pack, slot)?);
         Ok(self)

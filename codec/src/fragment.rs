@@ -197,7 +197,7 @@ pub struct PendingChecksum {
 
 /// [`parse_record`] without summing the symbol: the caller continues
 /// [`PendingChecksum::sum`] over it while it decodes (see
-/// [`crate::rlnc::dot_prod_summed`]), and must refuse the record if the sums differ.
+/// [`offload::gf::GfKernel::dot_prod_summed`]), and must refuse the record if the sums differ.
 /// The length, flags and coefficients are checked here, before any of them is used.
 pub fn parse_record_pending<'a>(
     bytes: &'a [u8],
