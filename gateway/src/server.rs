@@ -504,6 +504,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
             settings.limits.transfers_per_tenant.min(settings.pipeline.max_transfers),
             settings.limits.transfers_per_key.min(settings.pipeline.max_transfers),
         )),
+        lagging: Arc::new(tokio::sync::Semaphore::new(settings.pipeline.lag_buffer.0 as usize)),
         quorum_failures: Default::default(),
         reads: Default::default(),
         packer: Default::default(),

@@ -166,6 +166,7 @@ impl Rig {
             matrices: shared::MatrixCache::default(),
             buffers: shared::BufferPool::new(4),
             transfers: Arc::new(shared::Transfers::new(8, 8, 8)),
+            lagging: Arc::new(tokio::sync::Semaphore::new(64 << 20)),
             quorum_failures: QuorumFailures::default(),
             reads: Default::default(),
             packer: Default::default(),

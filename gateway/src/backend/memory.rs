@@ -22,6 +22,13 @@ pub(crate) enum Fault {
     /// A write takes this many bytes, then stops reading without failing (as a
     /// location that hangs); reads and deletes work.
     StallPutAfter(u64),
+    /// A write takes each piece of its body this many milliseconds late (a slow
+    /// link); reads and deletes work.
+    SlowPut(u64),
+    /// A read answers this many milliseconds late.
+    SlowGet(u64),
+    /// A read delivers this many bytes, then nothing more, without failing.
+    StallGetAfter(u64),
 }
 
 /// Requests a location received.
@@ -165,6 +172,7 @@ impl FragmentStore for MemoryStore {
                     // Stops reading: the writer's stall timeout must give up on us.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
+                Some(Fault::SlowPut(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
                 _ => {}
             }
         }
@@ -177,8 +185,11 @@ impl FragmentStore for MemoryStore {
 
     async fn get(&self, at: &FragmentRef, range: Range<u64>) -> Result<FragmentStream, TransferError> {
         self.count(&at.location, |c| c.gets += 1);
-        if self.fault(&at.location) == Some(Fault::Down) {
-            return Err(down());
+        let fault = self.fault(&at.location);
+        match fault {
+            Some(Fault::Down) => return Err(down()),
+            Some(Fault::SlowGet(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            _ => {}
         }
         let bytes = self.bytes(&at.location, &at.name).ok_or(TransferError::NotFound)?;
         let (start, end) = (range.start as usize, (range.end as usize).min(bytes.len()));
@@ -189,6 +200,11 @@ impl FragmentStore for MemoryStore {
         let slice = bytes.slice(start..end);
         let pieces: Vec<Result<Bytes, TransferError>> =
             (0..slice.len()).step_by(64 << 10).map(|o| Ok(slice.slice(o..(o + (64 << 10)).min(slice.len())))).collect();
+        if let Some(Fault::StallGetAfter(n)) = fault {
+            // What fits in `n` bytes, then a stream that never ends.
+            let first = slice.slice(..(n as usize).min(slice.len()));
+            return Ok(futures::stream::once(async move { Ok(first) }).chain(futures::stream::pending()).boxed());
+        }
         Ok(futures::stream::iter(pieces).boxed())
     }
 

@@ -24,6 +24,19 @@ pub enum EtagAlgorithm {
     Blake3,
 }
 
+/// Which fragments a read asks for first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadOrder {
+    /// Those expected to arrive soonest, by each location's recent latency and
+    /// rate.
+    #[default]
+    Fastest,
+    /// Any, at random (what a gateway blind to its locations' speed does; kept to
+    /// compare against).
+    Random,
+}
+
 /// Kind of storage location.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -315,6 +328,27 @@ pub struct PipelineConfig {
     /// built in memory; larger objects are stored uncompressed.
     #[serde(default = "default_compress_max")]
     pub compress_max_object: Size,
+    /// Bytes the gateway holds, across all writes, for locations slower than their
+    /// write's quorum: a write runs at the pace of its quorum, a slower location's
+    /// fragment goes on landing in the background from this buffer, and a location
+    /// that would need more than what is left is given up on (repair writes its
+    /// fragment later).
+    #[serde(default = "default_lag_buffer")]
+    pub lag_buffer: Size,
+    /// Spare fragments asked for at once, beyond the `k` needed, when an object of
+    /// one segment is read: the first `k` to arrive are decoded, so one slow
+    /// location does not hold the read up. 0 asks for exactly `k`.
+    #[serde(default = "default_read_spares")]
+    pub read_spares: u8,
+    /// Extra bytes a large read may fetch to hedge a straggling location (another
+    /// location's fragment is read in its place, from where it fell behind), as a
+    /// share of the bytes the read needs.
+    #[serde(default = "default_hedge_share")]
+    pub hedge_share: f64,
+    /// Which fragments a read asks for first (after locally cached ones, and
+    /// before any at a location that just failed).
+    #[serde(default)]
+    pub read_order: ReadOrder,
 }
 
 fn default_depth() -> usize {
@@ -344,6 +378,15 @@ fn default_retired_grace() -> HumanDuration {
 fn default_compress_max() -> Size {
     Size(64 << 20)
 }
+fn default_lag_buffer() -> Size {
+    Size(256 << 20)
+}
+fn default_read_spares() -> u8 {
+    1
+}
+fn default_hedge_share() -> f64 {
+    0.5
+}
 
 impl Default for PipelineConfig {
     fn default() -> Self {
@@ -357,6 +400,10 @@ impl Default for PipelineConfig {
             pending_grace: default_pending_grace(),
             retired_grace: default_retired_grace(),
             compress_max_object: default_compress_max(),
+            lag_buffer: default_lag_buffer(),
+            read_spares: default_read_spares(),
+            hedge_share: default_hedge_share(),
+            read_order: ReadOrder::default(),
         }
     }
 }

@@ -253,6 +253,9 @@ impl Settings {
         if p.depth == 0 || p.max_transfers == 0 {
             return Err(invalid("pipeline.depth and pipeline.max_transfers must be at least 1"));
         }
+        if !(p.hedge_share.is_finite() && p.hedge_share >= 0.0) {
+            return Err(invalid("pipeline.hedge_share must be a share of at least 0 (0.5: half as many bytes again)"));
+        }
         if p.presign_ttl.0 < Duration::from_secs(10) || p.presign_ttl.0 > Duration::from_secs(7 * 24 * 3600) {
             return Err(invalid("pipeline.presign_ttl must be between 10s and 7 days"));
         }

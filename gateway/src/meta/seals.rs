@@ -178,6 +178,13 @@ pub(super) async fn finish_seal(conn: &mut AnyConnection, seal: SealId, fin: &Se
         .execute(&mut *conn)
         .await?;
     }
+    if fin.repair_after > 0 {
+        sqlx::query("UPDATE seals SET repair_after = $1 WHERE id = $2")
+            .bind(fin.repair_after)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await?;
+    }
     if let Some(lens) = &fin.sealed_lens {
         let bytes: Vec<u8> = lens.iter().flat_map(|l| l.to_le_bytes()).collect();
         sqlx::query("UPDATE seals SET sealed_lens = $1 WHERE id = $2")
@@ -354,6 +361,34 @@ impl MetaStore {
         .execute(&mut *tx)
         .await?;
         recount(&mut tx, seal).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records fragment `index` of `seal` stored at `location` with `size` bytes,
+    /// once its upload, still going when its write committed, has landed. Nothing
+    /// changes if the fragment is no longer missing there (repair got to it first,
+    /// or moved it) or its seal is gone.
+    pub async fn complete_fragment(&self, seal: SealId, index: u8, location: &str, size: u64) -> MetaResult<()> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE fragments SET state = $1, size = $2, verified_at = $3 \
+             WHERE seal_id = $4 AND idx = $5 AND location = $6 AND state = $7 \
+             AND EXISTS (SELECT 1 FROM seals WHERE id = $4 AND state = $8)",
+        )
+        .bind(FragmentState::Stored.as_str())
+        .bind(big(size))
+        .bind(now_ms())
+        .bind(seal.to_string())
+        .bind(i64::from(index))
+        .bind(location)
+        .bind(FragmentState::Missing.as_str())
+        .bind(SealState::Stored.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            recount(&mut tx, seal).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -68,7 +68,7 @@ fn seal(id: SealId) -> Seal {
 }
 
 fn landed() -> SealFinish {
-    SealFinish { stored: vec![(0, 5), (1, 5)], missing: vec![2], sealed_lens: None }
+    SealFinish { stored: vec![(0, 5), (1, 5)], missing: vec![2], sealed_lens: None, repair_after: 0 }
 }
 
 /// Increasing "recorded at" times, one per version made (as each write records

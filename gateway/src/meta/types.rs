@@ -358,6 +358,9 @@ pub struct SealFinish {
     pub missing: Vec<u8>,
     /// Sealed length of each segment, when compressed.
     pub sealed_lens: Option<Vec<u32>>,
+    /// When some of `missing` are still being uploaded: repair leaves the seal
+    /// alone until then (Unix ms; 0: repair when it likes).
+    pub repair_after: i64,
 }
 
 /// Descriptive fields of an object version or multipart upload.

@@ -39,7 +39,10 @@ mod record;
 pub mod shared;
 #[cfg(test)]
 mod tests;
+mod uploads;
 pub mod verify;
+#[cfg(test)]
+mod wan_tests;
 mod write;
 
 use std::sync::Arc;
@@ -106,6 +109,9 @@ pub struct PipelineCtx {
     /// Requests moving object data at once (`pipeline.max_transfers`), shared
     /// between tenants.
     pub transfers: Arc<shared::Transfers>,
+    /// Bytes queued for locations slower than their write's quorum
+    /// (`pipeline.lag_buffer`), shared by all writes.
+    pub lagging: Arc<tokio::sync::Semaphore>,
     /// Operations that failed for want of enough fragments.
     pub quorum_failures: QuorumFailures,
     /// Seals being read, which the collector leaves until the reads end.

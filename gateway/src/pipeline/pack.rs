@@ -34,6 +34,7 @@ use offload::aead::DataKey;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use super::uploads::{Behind, Uploads};
 use super::{PipelineCtx, PipelineError, fragment_name};
 use crate::backend::FragmentRef;
 use crate::config::Policy;
@@ -167,11 +168,14 @@ async fn write_pack(ctx: &Arc<PipelineCtx>, tenant: u32, batch: Vec<Waiting>) {
     let (members, commits): (Vec<_>, Vec<_>) =
         batch.into_iter().map(|w| ((w.id, w.key, w.wrapped_key, w.body, w.policy), (w.commit, w.done))).unzip();
     match pack_and_upload(ctx, tenant, members).await {
-        Ok((seal, fin, members)) => {
+        Ok(Packed { seal, fin, members, behind }) => {
             debug!(pack = %seal.id, members = members.len(), "pack written");
             ctx.packer.written.fetch_add(1, Ordering::Relaxed);
             ctx.packer.members.fetch_add(members.len() as u64, Ordering::Relaxed);
             commit_members(ctx, &seal, &fin, &members, commits).await;
+            if let Some((b, planned)) = behind {
+                b.finish_in_background(ctx.clone(), seal.id, planned);
+            }
         }
         Err(e) => {
             for (_, tx) in commits {
@@ -289,13 +293,19 @@ fn again(e: &PipelineError) -> PipelineError {
 
 type Member = (SealId, DataKey, WrappedKey, Bytes, Policy);
 
+/// A pack whose write quorum landed.
+struct Packed {
+    /// The pack, with the fragments that landed.
+    seal: Seal,
+    fin: SealFinish,
+    members: Vec<PackMember>,
+    /// Uploads still going, and every fragment planned.
+    behind: Option<(Behind, Vec<Fragment>)>,
+}
+
 /// Seals and codes `members` into one pack, records it pending, uploads its `n`
 /// fragments; the pack with what landed, once the write quorum did.
-async fn pack_and_upload(
-    ctx: &Arc<PipelineCtx>,
-    tenant: u32,
-    members: Vec<Member>,
-) -> Result<(Seal, SealFinish, Vec<PackMember>), PipelineError> {
+async fn pack_and_upload(ctx: &Arc<PipelineCtx>, tenant: u32, members: Vec<Member>) -> Result<Packed, PipelineError> {
     let policy = members.first().map(|m| m.4.clone()).ok_or_else(|| PipelineError::Task("empty pack".into()))?;
     let params = policy.params;
     let random = ctx.offload.random.as_ref();
@@ -376,39 +386,48 @@ async fn pack_and_upload(
     ctx.meta.insert_pending_pack(&seal, &pack_members, ctx.node.id()).await?;
 
     let stall = ctx.config.stall_timeout.0;
+    let started = std::time::Instant::now();
     let uploads = seal.fragments.iter().zip(fragments).map(|(f, bytes)| {
         let at = FragmentRef { location: f.location.clone(), name: f.name.clone(), len: flen, tenant: Some(tenant) };
-        let store = ctx.store.clone();
+        let (store, health) = (ctx.store.clone(), ctx.health.clone());
         async move {
             let body = futures::stream::once(async move { Ok::<Bytes, std::io::Error>(bytes) }).boxed();
+            let started = std::time::Instant::now();
             // A location that stops taking data is given up on, as a streamed
             // write's is (`pipeline.stall_timeout`).
             match tokio::time::timeout(stall, store.put(&at, body)).await {
-                Ok(Ok(())) => true,
+                Ok(Ok(())) => {
+                    // A small write takes about a round trip: its location's latency.
+                    health.observe_latency(&at.location, started.elapsed());
+                    Some(flen)
+                }
                 Ok(Err(e)) => {
                     warn!(location = %at.location, error = %e, "pack fragment upload failed");
-                    false
+                    None
                 }
                 Err(_) => {
                     warn!(location = %at.location, "pack fragment upload gave up: its location stopped taking data");
-                    false
+                    None
                 }
             }
         }
     });
-    let landed = futures::future::join_all(uploads).await;
+    let quorum = usize::from(policy.write_quorum);
+    let (landed, behind) = Uploads::spawn(uploads).settle(quorum, started).await;
+    let late = |i: usize| behind.as_ref().is_some_and(|b| b.indexes().contains(&i));
     let mut fin = SealFinish::default();
-    for (f, ok) in seal.fragments.iter_mut().zip(landed) {
-        if ok {
+    for (i, (f, bytes)) in seal.fragments.iter_mut().zip(landed).enumerate() {
+        if bytes.is_some() {
             ctx.health.succeeded(&f.location);
             fin.stored.push((f.index, flen));
             f.state = FragmentState::Stored;
         } else {
-            ctx.health.failed(&f.location);
+            if !late(i) {
+                ctx.health.failed(&f.location);
+            }
             fin.missing.push(f.index);
         }
     }
-    let quorum = usize::from(policy.write_quorum);
     if fin.stored.len() < quorum {
         ctx.quorum_failures.write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = ctx.meta.discard_seal(id).await {
@@ -416,8 +435,13 @@ async fn pack_and_upload(
         }
         return Err(PipelineError::WriteQuorum { needed: quorum, landed: fin.stored.len() });
     }
+    let behind = behind.map(|b| {
+        // Recorded missing until they land; repair waits for them meanwhile.
+        fin.repair_after = now_ms().saturating_add(ctx.config.pending_grace.0.as_millis() as i64);
+        (b, seal.fragments.clone())
+    });
     seal.fragments.retain(|f| f.state == FragmentState::Stored);
-    Ok((seal, fin, pack_members))
+    Ok(Packed { seal, fin, members: pack_members, behind })
 }
 
 /// Reads a body of exactly `len` bytes whole, handing each chunk to `hash`.

@@ -206,7 +206,7 @@ async fn put_packed(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcom
     })
 }
 
-async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, PipelineError> {
+async fn put_inner(ctx: &Arc<PipelineCtx>, req: PutRequest) -> Result<PutOutcome, PipelineError> {
     let PutRequest { policy, tenant, len, body, checksum, expect, target, customer, requester } = req;
     let _permit =
         ctx.transfers.acquire(tenant, requester.as_ref()).await.map_err(|e| PipelineError::Task(e.to_string()))?;
@@ -256,17 +256,25 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
     let written = write_fragments(ctx, plan, body, hashes).await?;
 
     let mut fin = SealFinish { sealed_lens: written.sealed_lens, ..SealFinish::default() };
-    for (f, landed) in seal.fragments.iter().zip(&written.landed) {
+    let behind = written.behind;
+    let late = |i: usize| behind.as_ref().is_some_and(|b| b.indexes().contains(&i));
+    for (i, (f, landed)) in seal.fragments.iter().zip(&written.landed).enumerate() {
         match landed {
             Some(bytes) => {
                 ctx.health.succeeded(&f.location);
                 fin.stored.push((f.index, *bytes));
             }
             None => {
-                ctx.health.failed(&f.location);
+                if !late(i) {
+                    ctx.health.failed(&f.location);
+                }
                 fin.missing.push(f.index);
             }
         }
+    }
+    if behind.is_some() {
+        // Recorded missing until they land; repair waits for them meanwhile.
+        fin.repair_after = now_ms().saturating_add(ctx.config.pending_grace.0.as_millis() as i64);
     }
     if fin.stored.len() < quorum {
         return Err(PipelineError::WriteQuorum { needed: quorum, landed: fin.stored.len() });
@@ -312,6 +320,9 @@ async fn put_inner(ctx: &PipelineCtx, req: PutRequest) -> Result<PutOutcome, Pip
         }
     };
     guard.disarm();
+    if let Some(b) = behind {
+        b.finish_in_background(ctx.clone(), id, seal.fragments.clone());
+    }
     debug!(seal = %id, bytes = len, stored = fin.stored.len(), "seal written");
     Ok(PutOutcome {
         seal: id,

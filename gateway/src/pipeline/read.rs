@@ -8,17 +8,23 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use codec::fragment::{FragmentHeader, FragmentLayout, HEADER_LEN};
 use codec::{CodecError, ObjectDecoder, SegmentLayout};
 use futures::StreamExt;
 use offload::AlignedBuf;
-use tracing::warn;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{debug, warn};
 
 use super::{PipelineCtx, PipelineError};
 use crate::backend::{FragmentRef, FragmentStream, TransferError};
+use crate::config::ReadOrder;
 use crate::meta::{Compression, Fragment, FragmentState, MetaError, PackMember, Seal};
+use crate::placement::Health;
 
 /// The byte layout of a seal's fragments.
 pub fn fragment_layout(seal: &Seal) -> Result<FragmentLayout, PipelineError> {
@@ -166,7 +172,10 @@ async fn open_fragment(
     let with_header = range.start < HEADER_LEN as u64 + NEAR_START;
     let ask = if with_header { 0..range.end } else { range.clone() };
     let at = fragment_ref(f, whole, Some(tenant));
-    let mut reader = FragReader::new(f.index, ctx.store.get(&at, ask).await.map_err(ReadFault::Transfer)?);
+    let asked = Instant::now();
+    let stream = ctx.store.get(&at, ask).await.map_err(ReadFault::Transfer)?;
+    ctx.health.observe_latency(&f.location, asked.elapsed());
+    let mut reader = FragReader::new(f.index, stream);
     if with_header {
         reader.check_header(ctx, seal).await?;
         let skip = range.start.saturating_sub(HEADER_LEN as u64) as usize;
@@ -177,12 +186,65 @@ async fn open_fragment(
     Ok(reader)
 }
 
-/// Reads segments `first..=last` of one seal.
+/// What a fragment's read task hands its part reader.
+enum Delivery {
+    /// The record of segment `.0` (numbered within the part's seal).
+    Record(u64, Bytes),
+    /// The fragment could not be read (further).
+    Failed(ReadFault),
+}
+
+/// One fragment being read by a task of its own, which reads its records in order
+/// a little ahead of the decoder. Dropping it stops the task (and the request).
+struct Active {
+    /// Position in the seal's fragments.
+    pos: usize,
+    index: u8,
+    rx: mpsc::Receiver<Delivery>,
+    task: AbortHandle,
+    /// The next segment it will deliver.
+    next: u64,
+    /// When it last delivered a record.
+    delivered: Instant,
+    /// Whether its location has answered (set by the task).
+    answered: Arc<AtomicBool>,
+    /// When it was asked, and how to tell its location's record.
+    asked: Instant,
+    health: Arc<Health>,
+    location: String,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.task.abort();
+        // A location dropped before it even answered took at least this long: its
+        // record learns that much (otherwise a location too slow ever to answer
+        // before the others would keep its last good figure, and be asked first).
+        if !self.answered.load(Ordering::Acquire) {
+            self.health.observe_latency(&self.location, self.asked.elapsed());
+        }
+    }
+}
+
+/// Records of a fragment's read task waiting for its part reader.
+const AHEAD: usize = 2;
+
+/// A straggler is hedged no sooner than this after the other fragments of its
+/// segment arrived.
+const HEDGE_FLOOR: Duration = Duration::from_millis(100);
+
+/// Reads segments `first..=last` of one seal from the `k` fragments expected to
+/// come fastest (by [`crate::placement::Health`]), plus `pipeline.read_spares`
+/// more for a part of one segment. A fragment that fails is replaced from the
+/// segment where it failed; one that falls behind the others is hedged — another
+/// fragment is read from that segment on, within `pipeline.hedge_share` of extra
+/// bytes, and whichever is behind afterwards is dropped. A segment that does not
+/// authenticate is retried with a spare fragment so that a forged one is outvoted.
 pub(super) struct PartReader {
     ctx: Arc<PipelineCtx>,
-    seal: Seal,
+    seal: Arc<Seal>,
     tenant: u32,
-    layout: FragmentLayout,
+    layout: Arc<FragmentLayout>,
     decoder: Option<ObjectDecoder>,
     /// The segment of the seal's fragments that is the part's first: its slot,
     /// when the seal is a pack; 0 otherwise.
@@ -190,10 +252,16 @@ pub(super) struct PartReader {
     k: usize,
     next: u64,
     last: u64,
-    readers: Vec<FragReader>,
+    active: Vec<Active>,
     /// Fragments (positions in `seal.fragments`) not tried yet, best last.
     unused: Vec<usize>,
+    /// Fragments read beyond `k`: spares asked for up front (a part of one
+    /// segment) and after a segment failed to authenticate.
     spares: usize,
+    /// Fragments being read to hedge a straggler of the current segment.
+    hedges: usize,
+    /// Extra bytes hedging may still cost.
+    budget: u64,
     /// Fragments known missing or corrupt, by the metadata or by this read.
     damaged: std::collections::BTreeSet<u8>,
 }
@@ -226,69 +294,129 @@ impl PartReader {
             None => 0,
         };
         let layout = fragment_layout(&seal)?;
-        // Stored fragments first — local (cached) first, then healthiest locations,
-        // then by index —, and those the metadata has as missing or corrupt last:
-        // before giving up, a read tries them too (one may be back).
+        let range = layout.records_range(base + first, base + last);
+        let per_fragment = range.end - range.start;
+        // Stored fragments first — local (cached) first, then healthy locations,
+        // then those expected to deliver soonest (by band: equals by index) —, and
+        // those the metadata has as missing or corrupt last: before giving up, a
+        // read tries them too (one may be back).
         let whole = layout.fragment_len();
         let frags = &seal.fragments;
         let mut order: Vec<usize> = (0..frags.len()).filter(|&i| frags[i].state != FragmentState::Pending).collect();
         let local = |i: usize| ctx.store.is_local(&fragment_ref(&frags[i], whole, Some(tenant)));
+        let random = ctx.config.read_order == ReadOrder::Random;
+        let draw = || {
+            let mut b = [0u8; 4];
+            let _ = ctx.offload.random.fill(&mut b);
+            u32::from_le_bytes(b)
+        };
         order.sort_by_cached_key(|&i| {
+            let speed = if random { draw() } else { ctx.health.rank(&frags[i].location, per_fragment) };
             (
                 frags[i].state != FragmentState::Stored,
                 !local(i),
                 ctx.health.failures(&frags[i].location),
+                speed,
                 frags[i].index,
             )
         });
         order.reverse(); // popped from the back
         let damaged = frags.iter().filter(|f| f.state != FragmentState::Stored).map(|f| f.index).collect();
+        let k = usize::from(seal.params.k());
+        let spares = if first == last { usize::from(ctx.config.read_spares) } else { 0 };
+        let budget = (ctx.config.hedge_share * (k as u64 * per_fragment) as f64) as u64;
         Ok(Self {
-            k: usize::from(seal.params.k()),
+            k,
             ctx,
-            seal,
+            seal: Arc::new(seal),
             tenant,
-            layout,
+            layout: Arc::new(layout),
             decoder: Some(decoder),
             base,
             next: first,
             last,
-            readers: Vec::new(),
+            active: Vec::new(),
             unused: order,
-            spares: 0,
+            spares,
+            hedges: 0,
+            budget,
             damaged,
         })
     }
 
-    /// Starts readers until `k + spares` are active (from segment `self.next`),
-    /// opening them concurrently.
-    async fn fill(&mut self) -> Result<(), PipelineError> {
-        loop {
-            let want = (self.k + self.spares).saturating_sub(self.readers.len()).min(self.unused.len());
-            if want == 0 {
-                return Ok(());
-            }
-            let range = self.layout.records_range(self.base + self.next, self.base + self.last);
-            let picked: Vec<usize> = (0..want).filter_map(|_| self.unused.pop()).collect();
-            let whole = self.layout.fragment_len();
-            let (ctx, seal, tenant) = (&self.ctx, &self.seal, self.tenant);
-            let opens = picked
-                .iter()
-                .map(|&pos| open_fragment(ctx, seal, &seal.fragments[pos], (tenant, whole), range.clone()));
-            for (pos, r) in picked.iter().zip(futures::future::join_all(opens).await) {
-                let f = &self.seal.fragments[*pos];
-                match r {
-                    Ok(reader) => {
-                        self.damaged.remove(&f.index);
-                        self.readers.push(reader);
+    /// Starts reading fragments until `k + spares + hedges` are being read, from
+    /// segment `self.next` on.
+    fn fill(&mut self) {
+        while self.active.len() < self.k + self.spares + self.hedges {
+            let Some(pos) = self.unused.pop() else { return };
+            self.active.push(self.start(pos));
+        }
+    }
+
+    /// Starts the task reading fragment `pos` from segment `self.next` on.
+    fn start(&self, pos: usize) -> Active {
+        let (tx, rx) = mpsc::channel(AHEAD);
+        let (ctx, seal, layout) = (self.ctx.clone(), self.seal.clone(), self.layout.clone());
+        let (tenant, base, from, last) = (self.tenant, self.base, self.next, self.last);
+        let (index, location) = (seal.fragments[pos].index, seal.fragments[pos].location.clone());
+        let answered = Arc::new(AtomicBool::new(false));
+        let answer = answered.clone();
+        let task = tokio::spawn(async move {
+            let f = &seal.fragments[pos];
+            let whole = layout.fragment_len();
+            let range = layout.records_range(base + from, base + last);
+            let opened = open_fragment(&ctx, &seal, f, (tenant, whole), range).await;
+            answer.store(true, Ordering::Release);
+            let mut reader = match opened {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Delivery::Failed(e)).await;
+                    return;
+                }
+            };
+            for s in from..=last {
+                let record = layout.record_range(base + s);
+                let len = (record.end - record.start) as usize;
+                let started = Instant::now();
+                let d = match reader.next_record(len).await {
+                    Ok(b) => {
+                        ctx.health.observe_rate(&f.location, len as u64, started.elapsed());
+                        Delivery::Record(s, b)
                     }
-                    Err(e) => {
-                        if fragment_failed(&self.ctx, &self.seal, f, &e).await {
-                            self.damaged.insert(f.index);
-                        }
-                    }
+                    Err(e) => Delivery::Failed(ReadFault::Transfer(e)),
+                };
+                let failed = matches!(d, Delivery::Failed(_));
+                if tx.send(d).await.is_err() || failed {
+                    return;
                 }
             }
+        })
+        .abort_handle();
+        let now = Instant::now();
+        let health = self.ctx.health.clone();
+        Active { pos, index, rx, task, next: self.next, delivered: now, answered, asked: now, health, location }
+    }
+
+    /// The next delivery of a fragment that has yet to deliver segment `s`, or
+    /// `None` at `deadline`. A fragment whose task ended without a word failed.
+    async fn delivery(&mut self, s: u64, deadline: Option<Instant>) -> Option<(usize, Delivery)> {
+        let wait = futures::future::poll_fn(|cx| {
+            for (i, a) in self.active.iter_mut().enumerate() {
+                if a.next > s {
+                    continue;
+                }
+                if let std::task::Poll::Ready(d) = a.rx.poll_recv(cx) {
+                    let d = d.unwrap_or_else(|| {
+                        Delivery::Failed(ReadFault::Transfer(TransferError::Unavailable("read stopped".into())))
+                    });
+                    return std::task::Poll::Ready((i, d));
+                }
+            }
+            std::task::Poll::Pending
+        });
+        match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), wait).await.ok(),
+            None => Some(wait.await),
         }
     }
 
@@ -308,41 +436,65 @@ impl PartReader {
         let s = self.next;
         let record = self.layout.record_range(self.base + s);
         let len = (record.end - record.start) as usize;
+        let started = Instant::now();
+        let mut hedge_at: Option<Instant> = None;
         let mut got: BTreeMap<u8, Bytes> = BTreeMap::new();
+        // Records to decode from: `k`, one more each time the segment failed to
+        // authenticate.
+        let mut want = self.k;
         loop {
-            self.fill().await?;
-            let reads = futures::future::join_all(self.readers.iter_mut().filter(|r| !got.contains_key(&r.index)).map(
-                |r| async move {
-                    let index = r.index;
-                    (index, r.next_record(len).await)
-                },
-            ))
-            .await;
-            let mut dead = Vec::new();
-            for (index, r) in reads {
-                match r {
-                    Ok(rec) => {
-                        got.insert(index, rec);
-                    }
-                    Err(e) => {
-                        if let Some(f) = self.seal.fragment(index)
-                            && fragment_failed(&self.ctx, &self.seal, f, &ReadFault::Transfer(e)).await
-                        {
-                            self.damaged.insert(index);
+            self.fill();
+            if got.len() < want {
+                let waiting = self.active.iter().filter(|a| a.next <= s).count();
+                if waiting == 0 {
+                    if self.unused.is_empty() {
+                        if want > self.k {
+                            return Err(PipelineError::Corrupt { segment: s });
                         }
-                        dead.push(index);
+                        return Err(PipelineError::ReadQuorum {
+                            segment: s,
+                            usable: got.len(),
+                            needed: self.k,
+                            damaged: self.damaged.len(),
+                        });
                     }
+                    self.hedges += 1;
+                    continue;
                 }
-            }
-            self.readers.retain(|r| !dead.contains(&r.index));
-            if got.len() < self.k {
-                if self.unused.is_empty() {
-                    return Err(PipelineError::ReadQuorum {
-                        segment: s,
-                        usable: got.len(),
-                        needed: self.k,
-                        damaged: self.damaged.len(),
-                    });
+                match self.delivery(s, hedge_at).await {
+                    Some((i, Delivery::Record(seg, b))) => {
+                        let a = &mut self.active[i];
+                        a.next = seg + 1;
+                        a.delivered = Instant::now();
+                        self.damaged.remove(&a.index);
+                        if seg == s {
+                            got.insert(a.index, b);
+                        } else {
+                            // A record of a segment already decoded: the cost of
+                            // having hedged.
+                            self.budget = self.budget.saturating_sub(b.len() as u64);
+                        }
+                        if got.len() + 1 == want && hedge_at.is_none() && !self.unused.is_empty() {
+                            hedge_at = Some(Instant::now() + started.elapsed().max(HEDGE_FLOOR));
+                        }
+                    }
+                    Some((i, Delivery::Failed(fault))) => {
+                        let a = self.active.remove(i);
+                        if fragment_failed(&self.ctx, &self.seal, &self.seal.fragments[a.pos], &fault).await {
+                            self.damaged.insert(a.index);
+                        }
+                    }
+                    None => {
+                        // The last fragment needed is late: read another from here,
+                        // if the budget allows (a hedge costs about a record of each).
+                        hedge_at = None;
+                        let cost = 2 * len as u64;
+                        if self.budget >= cost && !self.unused.is_empty() {
+                            self.budget -= cost;
+                            self.hedges += 1;
+                            debug!(seal = %self.seal.id, segment = s, "hedging a straggling fragment");
+                        }
+                    }
                 }
                 continue;
             }
@@ -363,6 +515,7 @@ impl PartReader {
                         self.reject(*index, why).await;
                     }
                     self.next += 1;
+                    self.trim(len);
                     return Ok(Some(seg.data));
                 }
                 Err(CodecError::Insufficient { rejected, .. }) => {
@@ -371,20 +524,10 @@ impl PartReader {
                         self.reject(index, &why).await;
                         got.remove(&index);
                     }
-                    if self.unused.is_empty() && self.readers.len() < self.k {
-                        return Err(PipelineError::ReadQuorum {
-                            segment: s,
-                            usable: self.readers.len(),
-                            needed: self.k,
-                            damaged: self.damaged.len(),
-                        });
-                    }
                 }
                 Err(CodecError::Authentication { .. }) => {
                     // A forged record outvotes nothing once there is a spare.
-                    if self.unused.is_empty() {
-                        return Err(PipelineError::Corrupt { segment: s });
-                    }
+                    want = got.len() + 1;
                     self.spares += 1;
                 }
                 Err(e) => return Err(e.into()),
@@ -392,15 +535,40 @@ impl PartReader {
         }
     }
 
+    /// After a segment (of records `len` bytes long): hedging is over, and the
+    /// fragments furthest behind (the latest to deliver among equals) are dropped
+    /// until `k + spares` are read.
+    fn trim(&mut self, len: usize) {
+        self.hedges = 0;
+        while self.active.len() > self.k + self.spares {
+            let Some(worst) = (0..self.active.len()).max_by_key(|&i| {
+                let a = &self.active[i];
+                (std::cmp::Reverse(a.next), a.delivered)
+            }) else {
+                return;
+            };
+            let a = self.active.remove(worst);
+            if a.next < self.next {
+                // It did not deliver a record in all that time: its location moves
+                // at most that fast, and keeps a request waiting at least that long.
+                let waited = a.delivered.elapsed();
+                self.ctx.health.observe_rate(&a.location, len as u64, waited);
+                self.ctx.health.observe_latency(&a.location, waited);
+            }
+            debug!(seal = %self.seal.id, fragment = a.index, "dropped a fragment read that fell behind");
+        }
+    }
+
     /// Drops the reader of a fragment whose record was rejected, and marks it
     /// corrupt (once).
     async fn reject(&mut self, index: u8, why: &impl std::fmt::Display) {
-        self.readers.retain(|r| r.index != index);
-        if let Some(pos) = self.seal.fragments.iter().position(|f| f.index == index) {
+        self.active.retain(|a| a.index != index);
+        if !self.damaged.insert(index) {
+            return;
+        }
+        if let Some(f) = self.seal.fragment(index) {
             let fault = ReadFault::Corrupt(why.to_string());
-            fragment_failed(&self.ctx, &self.seal, &self.seal.fragments[pos], &fault).await;
-            self.seal.fragments[pos].state = FragmentState::Corrupt;
-            self.damaged.insert(index);
+            fragment_failed(&self.ctx, &self.seal, f, &fault).await;
         }
     }
 }

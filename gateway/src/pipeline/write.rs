@@ -1,11 +1,14 @@
 //! The streaming half of a write: the client's body cut into segments, each sealed
 //! and coded on the blocking pool, its records streamed to the `n` fragment
 //! uploads, while a thread of its own hashes the body. Memory stays within a few
-//! segments: bounded channels join the stages. A small body (up to [`INLINE_MAX`])
+//! segments — bounded channels join the stages — plus, for a location slower than
+//! the write quorum, what it has yet to take, within the gateway-wide lag buffer. A small body (up to [`INLINE_MAX`])
 //! is hashed and coded on the request's own task instead: for a few kilobytes, the
 //! hand-offs to other threads cost more CPU than the work.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use codec::fragment::FragmentLayout;
@@ -13,11 +16,12 @@ use codec::object::{EncodedSegment, Segmenter, segment_buffer_capacity};
 use codec::{CodingParams, ObjectEncoder};
 use futures::StreamExt;
 use offload::AlignedBuf;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, warn};
 
 use super::checksum::{HashResult, Hashes, spawn_hasher};
-use super::{BodyStream, PipelineCtx, PipelineError, ReceiverStream};
+use super::uploads::{Behind, Uploads};
+use super::{BodyStream, PipelineCtx, PipelineError};
 use crate::backend::FragmentRef;
 
 /// Bodies and segments up to this size are hashed and coded without leaving the
@@ -27,8 +31,10 @@ pub(super) const INLINE_MAX: u64 = 64 * 1024;
 
 /// What streaming a seal's fragments achieved.
 pub(super) struct Written {
-    /// Bytes stored per fragment (`None`: it did not land).
+    /// Bytes stored per fragment (`None`: it did not land, or is still landing).
     pub(super) landed: Vec<Option<u64>>,
+    /// Uploads still going once the write quorum landed.
+    pub(super) behind: Option<Behind>,
     /// Sealed length of each segment, when compressed.
     pub(super) sealed_lens: Option<Vec<u32>>,
     /// ETag and checksum of the body.
@@ -66,16 +72,16 @@ pub(super) async fn write_fragments(
     let headers: Vec<Bytes> = (0..n).map(|i| Bytes::copy_from_slice(&encoder.header(i as u8))).collect();
     let cap = segment_buffer_capacity(&params);
     let depth = ctx.config.depth;
-    let stall = ctx.config.stall_timeout.0;
+    let started = Instant::now();
     let layout = *encoder.layout();
     let (seg_tx, seg_rx) = mpsc::channel::<AlignedBuf>(depth);
     let (back_tx, back_rx) = std::sync::mpsc::channel::<AlignedBuf>();
     let reader = read_body(body, layout, cap, len, hasher, seg_tx, back_rx);
 
-    let (landed, sealed_lens, hasher) = if !compressed {
+    let ((landed, behind), sealed_lens, hasher) = if !compressed {
         let flen = FragmentLayout::uncompressed(&params, &layout).fragment_len();
         refs.iter_mut().for_each(|r| r.len = flen);
-        let mut sinks = Sinks::start(ctx, &refs, headers, depth);
+        let mut sinks = Sinks::start(ctx, &refs, headers, depth, quorum);
         let coder = async {
             // Owned here, so that the reader sees the channel close if coding stops.
             let (mut encoder, mut seg_rx, back_tx) = (encoder, seg_rx, back_tx);
@@ -84,7 +90,7 @@ pub(super) async fn write_fragments(
                 encoder = enc;
                 let (records, ranges, sealed) = encoded?.into_records();
                 let _ = back_tx.send(sealed);
-                sinks.send_all(ctx.buffers.share(records, &ranges), stall).await;
+                sinks.send_all(ctx.buffers.share(records, &ranges)).await;
                 if sinks.alive() < quorum {
                     return Err(PipelineError::WriteQuorum { needed: quorum, landed: sinks.alive() });
                 }
@@ -94,7 +100,7 @@ pub(super) async fn write_fragments(
         let (read, coded) = tokio::join!(reader, coder);
         let hasher = read?;
         coded?;
-        (sinks.finish().await, None, hasher)
+        (sinks.finish(started).await, None, hasher)
     } else {
         // Compressed fragments' sizes are known only at the end: build them in memory
         // (bounded by `compress_max_object`), then upload.
@@ -120,16 +126,16 @@ pub(super) async fn write_fragments(
         let flen = FragmentLayout::from_sealed_lens(params.k(), lens.iter().copied()).fragment_len();
         refs.iter_mut().for_each(|r| r.len = flen);
         let segments = per_fragment.first().map_or(0, Vec::len);
-        let mut sinks = Sinks::start(ctx, &refs, headers, segments + 1);
+        let mut sinks = Sinks::start(ctx, &refs, headers, segments + 1, quorum);
         let mut per_fragment: Vec<std::vec::IntoIter<Bytes>> = per_fragment.into_iter().map(Vec::into_iter).collect();
         for _ in 0..segments {
             let slices: Vec<Bytes> = per_fragment.iter_mut().map(|it| it.next().unwrap_or_default()).collect();
-            sinks.send_all(slices, stall).await;
+            sinks.send_all(slices).await;
         }
-        (sinks.finish().await, Some(lens), hasher)
+        (sinks.finish(started).await, Some(lens), hasher)
     };
     let hashes = hasher.finish().await?;
-    Ok(Written { landed, sealed_lens, hashes })
+    Ok(Written { landed, behind, sealed_lens, hashes })
 }
 
 /// Seals and codes one segment: on the blocking pool, or here if it is small.
@@ -238,25 +244,54 @@ async fn read_body(
     Ok(hasher)
 }
 
-/// The `n` fragment uploads of one seal: a channel feeding each.
+/// One slice queued for an upload; it holds its share of the lag buffer when its
+/// location was behind as it was queued.
+struct Queued {
+    bytes: Bytes,
+    _lag: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The `n` fragment uploads of one seal, each fed through a queue. Coding runs at
+/// the pace of the write quorum's slowest location, not of every location's: a
+/// location more than `depth` slices behind holds the slices it has yet to take in
+/// the gateway's lag buffer (`pipeline.lag_buffer`, shared by all writes); once
+/// that is spent it is given up on, and repair writes its fragment later.
 struct Sinks {
-    senders: Vec<Option<mpsc::Sender<Bytes>>>,
-    uploads: Vec<tokio::task::JoinHandle<Option<u64>>>,
+    senders: Vec<Option<mpsc::UnboundedSender<Queued>>>,
+    /// Slices queued for each upload and not yet taken by it.
+    queued: Vec<Arc<AtomicUsize>>,
+    uploads: Uploads,
+    /// Ticks whenever an upload takes a slice or ends.
+    progress: watch::Receiver<u64>,
+    window: usize,
+    quorum: usize,
+    lag: Arc<Semaphore>,
 }
 
 impl Sinks {
-    /// Starts one upload per fragment, each fed its header first.
-    fn start(ctx: &PipelineCtx, refs: &[FragmentRef], headers: Vec<Bytes>, depth: usize) -> Self {
+    /// Starts one upload per fragment, each fed its header first; up to `depth`
+    /// slices may wait for each before the lag buffer is used.
+    fn start(ctx: &PipelineCtx, refs: &[FragmentRef], headers: Vec<Bytes>, depth: usize, quorum: usize) -> Self {
+        let (tick, progress) = watch::channel(0u64);
+        let tick = Arc::new(tick);
         let mut senders = Vec::with_capacity(refs.len());
+        let mut queued = Vec::with_capacity(refs.len());
         let mut uploads = Vec::with_capacity(refs.len());
         for (at, header) in refs.iter().zip(headers) {
-            let (tx, rx) = mpsc::channel::<Bytes>(depth.max(1) + 1);
-            // The header always fits: the channel is fresh.
-            let _ = tx.try_send(header);
-            let (store, at) = (ctx.store.clone(), at.clone());
-            uploads.push(tokio::spawn(async move {
-                let body = ReceiverStream::new(rx).map(Ok::<Bytes, std::io::Error>).boxed();
-                match store.put(&at, body).await {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
+            let count = Arc::new(AtomicUsize::new(1));
+            let _ = tx.send(Queued { bytes: header, _lag: None });
+            let (store, at, tick, taken) = (ctx.store.clone(), at.clone(), tick.clone(), count.clone());
+            uploads.push(async move {
+                let feed = tick.clone();
+                let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                    .map(move |q: Queued| {
+                        taken.fetch_sub(1, Ordering::AcqRel);
+                        feed.send_modify(|c| *c = c.wrapping_add(1));
+                        Ok::<Bytes, std::io::Error>(q.bytes)
+                    })
+                    .boxed();
+                let r = match store.put(&at, body).await {
                     Ok(()) => {
                         debug!(location = %at.location, bytes = at.len, "fragment stored");
                         Some(at.len)
@@ -265,57 +300,76 @@ impl Sinks {
                         warn!(location = %at.location, error = %e, "fragment upload failed");
                         None
                     }
-                }
-            }));
+                };
+                tick.send_modify(|c| *c = c.wrapping_add(1));
+                r
+            });
             senders.push(Some(tx));
+            queued.push(count);
         }
-        Self { senders, uploads }
+        let uploads = Uploads::spawn(uploads);
+        Self { senders, queued, uploads, progress, window: depth.max(1) + 1, quorum, lag: ctx.lagging.clone() }
     }
 
-    /// Uploads not given up on. (A channel may be closed because its upload already
-    /// finished with the last record: that is not a failure, so closure is not
-    /// counted here; a failed upload shows when a send to it fails.)
+    /// Uploads not given up on.
     fn alive(&self) -> usize {
         self.senders.iter().filter(|s| s.is_some()).count()
     }
 
-    /// Sends fragment `i` its slice; a location that cannot take it within `stall`
-    /// is given up on (its upload then fails short of its length).
-    async fn send_all(&mut self, slices: Vec<Bytes>, stall: Duration) {
-        let sends = self.senders.iter().zip(slices).map(|(tx, b)| {
-            let tx = tx.clone();
-            async move {
-                match tx {
-                    Some(tx) => tokio::time::timeout(stall, tx.send(b)).await.is_ok_and(|r| r.is_ok()),
-                    None => false,
+    fn give_up(&mut self, i: usize, why: &str) {
+        if self.senders[i].take().is_some() {
+            warn!(fragment = i, "fragment upload given up: {why}");
+            self.uploads.abort(i);
+        }
+    }
+
+    /// Queues fragment `i` its slice, then waits until the write quorum's uploads
+    /// are within `depth` slices (or fewer than the quorum are left).
+    async fn send_all(&mut self, slices: Vec<Bytes>) {
+        for (i, b) in slices.into_iter().enumerate() {
+            let Some(tx) = &self.senders[i] else { continue };
+            let lag = if self.queued[i].load(Ordering::Acquire) >= self.window {
+                match self.lag.clone().try_acquire_many_owned(u32::try_from(b.len()).unwrap_or(u32::MAX)) {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        self.give_up(i, "its location is behind and the lag buffer is spent (repair writes it)");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            self.queued[i].fetch_add(1, Ordering::AcqRel);
+            if tx.send(Queued { bytes: b, _lag: lag }).is_err() {
+                self.give_up(i, "its upload ended early");
+            }
+        }
+        loop {
+            self.progress.borrow_and_update();
+            for i in 0..self.senders.len() {
+                // An upload that ended before its last slice failed.
+                if self.senders[i].is_some() && self.uploads.ended(i) {
+                    self.give_up(i, "its upload ended early");
                 }
             }
-        });
-        let sent = futures::future::join_all(sends).await;
-        for (i, (s, ok)) in self.senders.iter_mut().zip(sent).enumerate() {
-            if !ok && s.is_some() {
-                warn!(fragment = i, "fragment upload gave up: its location stopped taking data");
-                *s = None;
+            let keeping_up = (0..self.senders.len())
+                .filter(|&i| self.senders[i].is_some() && self.queued[i].load(Ordering::Acquire) <= self.window)
+                .count();
+            if keeping_up >= self.quorum.min(self.alive()) {
+                return;
+            }
+            // Uploads tick as they take data and when they end; a stalled location
+            // ends its upload after `pipeline.stall_timeout`.
+            if self.progress.changed().await.is_err() {
+                return;
             }
         }
     }
 
-    /// Closes every channel and waits for the uploads: the bytes each stored, or
-    /// `None` for each that failed or was given up on.
-    async fn finish(self) -> Vec<Option<u64>> {
-        let Sinks { senders, uploads } = self;
-        let alive: Vec<bool> = senders.iter().map(Option::is_some).collect();
+    /// Ends every queue and settles the uploads ([`Uploads::settle`]).
+    async fn finish(self, started: Instant) -> (Vec<Option<u64>>, Option<Behind>) {
+        let Sinks { senders, uploads, quorum, .. } = self;
         drop(senders);
-        let mut out = Vec::with_capacity(uploads.len());
-        for (h, alive) in uploads.into_iter().zip(alive) {
-            if alive {
-                out.push(h.await.ok().flatten());
-            } else {
-                // Given up on: it may still be waiting on its location.
-                h.abort();
-                out.push(None);
-            }
-        }
-        out
+        uploads.settle(quorum, started).await
     }
 }

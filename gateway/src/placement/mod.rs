@@ -53,7 +53,8 @@ fn rotation(seed: &[u8], len: usize) -> usize {
 /// Spreads fragments over a policy's locations: one per location, the required
 /// number on each tier first, the starting point rotated by the seal id so that load
 /// spreads when a policy has more locations than fragments, and locations that just
-/// failed passed over while others remain.
+/// failed, then locations much slower than the others, passed over while others
+/// remain.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Spread;
 
@@ -73,8 +74,10 @@ impl Placement for Spread {
         }
         let len = order.len();
         order.rotate_left(rotation(seed, len));
-        // Healthy first; the sort is stable, so the rotation is kept within each group.
-        order.sort_by_key(|l| health.failures(l) > 0);
+        // Healthy first, then those not slow beside the others; the sort is stable,
+        // so the rotation is kept within each group.
+        let slow = health.slow(order.iter().copied());
+        order.sort_by_key(|l| (health.failures(l) > 0, slow.contains(l)));
         let tier = |l: &str| locations.get(l).map(|x| x.tier);
         let mut chosen: Vec<String> = Vec::with_capacity(n);
         for (t, min) in [(Tier::Cloud, policy.min_cloud), (Tier::Edge, policy.min_edge)] {
@@ -112,7 +115,10 @@ impl Placement for Spread {
         let len = order.len();
         order.rotate_left(rotation(seed, len));
         // Stable: the rotation is kept within each group.
-        order.sort_by_key(|l| (tier.is_some() && locations.get(*l).map(|x| x.tier) != tier, health.failures(l) > 0));
+        let slow = health.slow(order.iter().copied());
+        order.sort_by_key(|l| {
+            (tier.is_some() && locations.get(*l).map(|x| x.tier) != tier, health.failures(l) > 0, slow.contains(l))
+        });
         order.first().map(|l| (*l).clone())
     }
 }
