@@ -10,10 +10,12 @@
 //! so the two may run in different processes (a deployment can put the presigner
 //! behind its own service).
 
+mod error;
 pub mod http;
 #[cfg(test)]
 pub(crate) mod memory;
 pub mod presign;
+mod replay;
 pub mod stats;
 pub mod transfer;
 

@@ -33,94 +33,11 @@ use offload::tls::{TlsEngine, TlsStream};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tracing::debug;
 
-/// A transfer failed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransferError {
-    /// The location has no such object.
-    #[error("not found at the location")]
-    NotFound,
-    /// The location refused the request (signature, expiry, permissions, size).
-    #[error("refused by the location: HTTP {status}: {detail}")]
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// First bytes of the body.
-        detail: String,
-    },
-    /// The location is unreachable, failing (5xx) or too slow.
-    #[error("location unavailable: {0}")]
-    Unavailable(String),
-    /// The location's TLS certificate did not verify (or the handshake failed):
-    /// nothing was sent to it.
-    #[error("TLS with the location failed: {0}")]
-    Tls(String),
-    /// The location answered something that does not fit the request.
-    #[error("unexpected answer from the location: {0}")]
-    Protocol(String),
-    /// No URL could be signed for it (the location is not configured, or its
-    /// credentials cannot sign): nothing was sent.
-    #[error("cannot sign for the location: {0}")]
-    Unsigned(String),
-    /// The location cannot do this through a signed URL (a Swift TempURL cannot
-    /// list or delete in bulk): nothing was sent.
-    #[error("not supported by the location: {0}")]
-    Unsupported(String),
-}
-
-impl TransferError {
-    /// A short class name for metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            TransferError::NotFound => "not_found",
-            TransferError::Refused { .. } => "refused",
-            TransferError::Unavailable(_) => "unavailable",
-            TransferError::Tls(_) => "tls",
-            TransferError::Protocol(_) => "protocol",
-            TransferError::Unsigned(_) => "unsigned",
-            TransferError::Unsupported(_) => "unsupported",
-        }
-    }
-
-    fn from_client(e: &hyper_util::client::legacy::Error) -> Self {
-        let mut chain = Vec::new();
-        let mut tls = false;
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(s) = source {
-            tls |= s.downcast_ref::<rustls::Error>().is_some();
-            if let Some(io) = s.downcast_ref::<io::Error>() {
-                tls |= io.get_ref().is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
-            }
-            chain.push(s.to_string());
-            source = s.source();
-        }
-        chain.dedup();
-        let msg = redact(&chain.join(": "));
-        if tls { TransferError::Tls(msg) } else { TransferError::Unavailable(msg) }
-    }
-}
-
-/// Drops query strings from a message so that presigned signatures never reach logs.
-pub fn redact(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    let mut skip = false;
-    for c in msg.chars() {
-        match c {
-            '?' => {
-                skip = true;
-                out.push_str("?…");
-            }
-            ' ' | ')' | '"' | '\'' => {
-                skip = false;
-                out.push(c);
-            }
-            _ if skip => {}
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use super::error::Attempt::{self, Failed, Lost};
+pub use super::error::{TransferError, redact};
+use super::replay::Replay;
 
 type Body = UnsyncBoxBody<Bytes, io::Error>;
 /// A location's connector (for start-up probes) and client.
@@ -256,9 +173,15 @@ impl std::fmt::Debug for Transfer {
     }
 }
 
+/// How long a connection to a location may idle in the pool: under the 30 s
+/// `limits.header_timeout` after which a `skyshard edge` closes an idle one (and
+/// under the idle timeouts of the usual S3 servers), so that the pool seldom hands
+/// out a connection its server is closing.
+const POOL_IDLE: Duration = Duration::from_secs(20);
+
 fn client(connector: Connector) -> LocationClient {
     let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(16)
         .build(connector.clone());
     (connector, client)
@@ -362,9 +285,31 @@ impl Transfer {
         client: &Client<Connector, Body>,
         req: Request<Body>,
     ) -> Result<http::Response<hyper::body::Incoming>, TransferError> {
+        // GET, HEAD and DELETE (bodiless here) change nothing when sent twice: one
+        // whose connection went away before the answer is sent again.
+        let again = matches!(*req.method(), Method::GET | Method::HEAD | Method::DELETE).then(|| {
+            let mut r = Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+            *r.method_mut() = req.method().clone();
+            *r.uri_mut() = req.uri().clone();
+            *r.headers_mut() = req.headers().clone();
+            r
+        });
+        let mut r = self.head_once(client, req).await;
+        if let (Err(Lost(e)), Some(again)) = (&r, again) {
+            debug!(error = %e, "connection lost before the answer: asking again");
+            r = self.head_once(client, again).await;
+        }
+        r.map_err(Attempt::into_error)
+    }
+
+    async fn head_once(
+        &self,
+        client: &Client<Connector, Body>,
+        req: Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Attempt> {
         match tokio::time::timeout(self.stall, client.request(req)).await {
-            Ok(r) => r.map_err(|e| TransferError::from_client(&e)),
-            Err(_) => Err(TransferError::Unavailable(format!("no answer within {} s", self.stall.as_secs()))),
+            Ok(r) => r.map_err(|e| Attempt::of(&e)),
+            Err(_) => Err(Failed(TransferError::Unavailable(format!("no answer within {} s", self.stall.as_secs())))),
         }
     }
 
@@ -391,6 +336,24 @@ impl Transfer {
     where
         S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
     {
+        let body = Replay::new(body);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.put_once(location, &url, len, body.attempt()).await {
+                Err(Lost(e)) if tries < 2 && body.can_replay() => {
+                    debug!(location, error = %e, "connection lost before the answer: sending the fragment again");
+                }
+                Err(Lost(e) | Failed(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    async fn put_once<S>(&self, location: &str, url: &url::Url, len: u64, body: S) -> Result<(), Attempt>
+    where
+        S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
+    {
         // Progress is hyper asking for more of the body (it could write the last
         // piece): a location that stops reading stalls it. After the body, the
         // answer must come within the stall timeout.
@@ -405,12 +368,11 @@ impl Transfer {
             }
         })
         .map_ok(Frame::data);
-        let mut req = Self::request(Method::PUT, &url, BodyExt::boxed_unsync(StreamBody::new(body)))?;
+        let mut req = Self::request(Method::PUT, url, BodyExt::boxed_unsync(StreamBody::new(body))).map_err(Failed)?;
         req.headers_mut().insert(CONTENT_LENGTH, len.into());
-        let resp = watched(self.client(location).request(req), epoch, &progress, self.stall)
-            .await?
-            .map_err(|e| TransferError::from_client(&e))?;
-        check(resp).await.map(|_| ())
+        let resp = watched(self.client(location).request(req), epoch, &progress, self.stall).await.map_err(Failed)?;
+        let resp = resp.map_err(|e| Attempt::of(&e))?;
+        check(resp).await.map(|_| ()).map_err(Failed)
     }
 
     /// Reads the object at `location`, or `range` of it, as a stream of bytes; each

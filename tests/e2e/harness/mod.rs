@@ -589,6 +589,29 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill9();
+        // A failing test shows what the gateway warned about (the whole log stays
+        // with SKYSHARD_KEEP_TEST_DIRS).
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let notable: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .map(|l| {
+                    l.split('\x1b')
+                        .enumerate()
+                        .map(|(i, p)| if i == 0 { p } else { p.split_once('m').map_or("", |x| x.1) })
+                        .collect()
+                })
+                .collect();
+            let tail = &notable[notable.len().saturating_sub(40)..];
+            eprintln!(
+                "gateway {} warned ({} lines, last {}):\n{}",
+                self.log.display(),
+                notable.len(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
