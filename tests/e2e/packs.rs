@@ -87,7 +87,13 @@ fn packs_under_load_and_a_kill(db: Db) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn small_objects.py");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Killed once some of this run's writes were acknowledged (a fixed delay is
+    // too short on a loaded machine).
+    let puts = || {
+        metrics(&c.gw).get(r#"skyshard_s3_requests_total{operation="PutObject",status="200"}"#).copied().unwrap_or(0.0)
+    };
+    let before = puts();
+    assert!(eventually(Duration::from_secs(60), || puts() >= before + 100.0), "no writes acknowledged in 60 s");
     c.gw.kill9();
     let out = child.wait_with_output().expect("the writer ends");
     let put: serde_json::Value = serde_json::from_slice(&out.stdout).expect("its report");
