@@ -51,6 +51,15 @@ pub struct LocationSpec {
     /// A region tag.
     #[serde(default)]
     pub region: Option<String>,
+    /// Who runs it (policies may limit the fragments of an object per provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
+    pub provider: Option<String>,
+    /// Whose law it is under (policies may limit or require fragments per
+    /// jurisdiction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, pattern = "^[A-Za-z0-9_.-]+$")]
+    pub jurisdiction: Option<String>,
     /// Prefix of fragment names at the location (default `skyshard`).
     #[serde(default)]
     pub prefix: Option<String>,
@@ -91,6 +100,8 @@ impl LocationSpec {
             endpoint: self.endpoint.clone(),
             tier: self.tier,
             region: self.region.clone(),
+            provider: self.provider.clone(),
+            jurisdiction: self.jurisdiction.clone(),
             weight: 1,
             prefix: self.prefix.clone().unwrap_or_else(|| "skyshard".into()),
             bucket: self.bucket.clone(),
@@ -116,6 +127,8 @@ impl LocationSpec {
             endpoint: l.endpoint.to_string(),
             tier: Some(l.tier),
             region: l.region.clone(),
+            provider: l.provider.clone(),
+            jurisdiction: l.jurisdiction.clone(),
             prefix: Some(l.prefix.clone()),
             bucket: s3.then(|| l.container.clone()),
             container: (l.kind == LocationKind::Swift).then(|| l.container.clone()),
@@ -162,6 +175,17 @@ pub struct PolicySpec {
     #[serde(default)]
     #[schema(maximum = 1048576)]
     pub pack_threshold: Option<u64>,
+    /// At most this many fragments of an object with any one provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_per_provider: Option<u8>,
+    /// At most this many fragments of an object in any one jurisdiction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_per_jurisdiction: Option<u8>,
+    /// At least so many fragments of each object in each jurisdiction named.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub min_per_jurisdiction: BTreeMap<String, u8>,
 }
 
 impl PolicySpec {
@@ -177,6 +201,9 @@ impl PolicySpec {
             compression: self.compression.unwrap_or_default(),
             write_quorum: self.write_quorum,
             pack_threshold: self.pack_threshold.map(Size),
+            max_per_provider: self.max_per_provider,
+            max_per_jurisdiction: self.max_per_jurisdiction,
+            min_per_jurisdiction: self.min_per_jurisdiction.clone(),
         };
         crate::config::check_policy(name, config, locations)
     }
@@ -197,6 +224,9 @@ impl PolicySpec {
             }),
             write_quorum: Some(p.write_quorum),
             pack_threshold: Some(p.pack_threshold),
+            max_per_provider: p.constraints.max_per_provider,
+            max_per_jurisdiction: p.constraints.max_per_jurisdiction,
+            min_per_jurisdiction: p.constraints.min_per_jurisdiction.clone(),
         }
     }
 }
@@ -377,6 +407,8 @@ mod tests {
             endpoint: "https://127.0.0.1:7000".into(),
             tier: None,
             region: None,
+            provider: None,
+            jurisdiction: None,
             prefix: None,
             bucket: None,
             container: None,
@@ -415,6 +447,9 @@ mod tests {
             compression: None,
             write_quorum: None,
             pack_threshold: None,
+            max_per_provider: None,
+            max_per_jurisdiction: None,
+            min_per_jurisdiction: BTreeMap::new(),
         };
         let policy = spec.check("p", &locations).expect("valid");
         let mut view = CatalogView { locations, ..CatalogView::default() };

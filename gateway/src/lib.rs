@@ -16,6 +16,7 @@ pub mod config;
 pub mod durability;
 pub mod edge;
 pub mod escrow;
+pub mod evidence;
 pub mod jobs;
 pub mod keys;
 pub mod ledger;

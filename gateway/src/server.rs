@@ -60,6 +60,9 @@ pub enum ServeError {
     /// The master key could not be used.
     #[error("master key: {0}")]
     Codec(#[from] codec::CodecError),
+    /// The master key ring holds no key.
+    #[error("master key: the key ring is empty")]
+    EmptyRing,
     /// The records key could not be made.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
@@ -142,6 +145,8 @@ pub fn embedded_config(
             endpoint: format!("https://{addr}"),
             tier: Some(Tier::Edge),
             region: Some("local".into()),
+            provider: None,
+            jurisdiction: None,
             weight: 1,
             prefix: "skyshard".into(),
             bucket: None,
@@ -452,6 +457,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     }
     let master = Arc::new(crate::rekey::master_ring(offload.aead.as_ref(), &ring)?);
     let ledger = Arc::new(crate::ledger::Ledger::new(offload.aead.as_ref(), &ring, offload.random.clone())?);
+    let evidence = Arc::new(crate::evidence::Signer::from_ring(&ring).ok_or(ServeError::EmptyRing)?);
     drop(ring);
     let credentials = CredentialStore::new(meta.clone(), master.clone(), offload.random.clone());
     credentials.check_master().await?;
@@ -528,6 +534,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServeError> {
         node,
         pipeline,
         upkeep,
+        evidence,
     });
     let view = gw.refresh_catalog().await?;
     for why in &view.invalid {

@@ -44,6 +44,8 @@ pub struct Gateway {
     pub pipeline: Arc<PipelineCtx>,
     /// Repair, scrub, sweep, collection: their settings and figures.
     pub upkeep: Arc<Upkeep>,
+    /// Signs evidence of where objects' fragments are.
+    pub evidence: Arc<crate::evidence::Signer>,
 }
 
 impl std::fmt::Debug for Gateway {

@@ -83,6 +83,8 @@ fn location(name: &str) -> Location {
         endpoint: url::Url::parse("https://127.0.0.1:1").expect("url"),
         tier: Tier::Edge,
         region: None,
+        provider: None,
+        jurisdiction: None,
         prefix: "p".into(),
         container: String::new(),
         access_key_id: String::new(),
@@ -114,6 +116,7 @@ impl Rig {
             compression: o.compression,
             write_quorum: (o.k + 1).min(o.n),
             pack_threshold: o.pack_threshold,
+            constraints: Default::default(),
         };
         let policies = BTreeMap::from([("p".to_string(), policy.clone())]);
         let store = Arc::new(MemoryStore::default());

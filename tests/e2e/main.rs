@@ -13,6 +13,7 @@ mod operate;
 mod packs;
 mod s3;
 mod scaleout;
+mod sovereignty;
 mod tls;
 mod wan;
 

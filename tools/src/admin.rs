@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use gateway::backend::transfer::Transfer;
 
+mod evidence;
+
 /// Options shared by every `skyshard admin` command.
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -84,6 +86,22 @@ pub enum AdminCommand {
         /// A version of it (`null` for the null version); the current one if absent.
         #[arg(long)]
         version_id: Option<String>,
+        /// A report signed by the gateway (checked here before it is shown).
+        #[arg(long)]
+        evidence: bool,
+        /// With `--evidence`: the public key it must be signed with (base64), as
+        /// `GET /v1/evidence/key` gave it.
+        #[arg(long, requires = "evidence")]
+        public_key: Option<String>,
+    },
+    /// Check a signed report saved from `object --evidence --json` (needs no
+    /// gateway): its signature, and its key when `--public-key` is given.
+    VerifyEvidence {
+        /// The saved report (JSON).
+        file: PathBuf,
+        /// The public key it must be signed with (base64).
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Background jobs.
     Jobs {
@@ -181,6 +199,12 @@ pub struct LocationFlags {
     /// Region tag.
     #[arg(long)]
     pub region: Option<String>,
+    /// Who runs it (`aws`, `ovh`, `own`, …), for policies' `--max-per-provider`.
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Whose law it is under (`EU`, `CH`, …), for policies' jurisdiction limits.
+    #[arg(long)]
+    pub jurisdiction: Option<String>,
     /// Fragment name prefix.
     #[arg(long)]
     pub prefix: Option<String>,
@@ -236,6 +260,15 @@ pub enum PoliciesCommand {
         /// Fragments that must land before a write is acknowledged.
         #[arg(long)]
         write_quorum: Option<u8>,
+        /// At most this many fragments of an object with one provider.
+        #[arg(long)]
+        max_per_provider: Option<u8>,
+        /// At most this many fragments of an object in one jurisdiction.
+        #[arg(long)]
+        max_per_jurisdiction: Option<u8>,
+        /// At least COUNT fragments of each object in JURISDICTION (repeatable).
+        #[arg(long, value_name = "JURISDICTION=COUNT", value_parser = jurisdiction_count)]
+        min_per_jurisdiction: Vec<(String, u8)>,
     },
     /// Delete a policy no bucket uses.
     Delete {
@@ -323,6 +356,12 @@ pub enum BucketsCommand {
     },
     /// Show one bucket.
     Show {
+        /// Name.
+        name: String,
+    },
+    /// Check every object's placement against the sovereignty constraints of the
+    /// bucket's policy; fails when one is not kept.
+    Audit {
         /// Name.
         name: String,
     },
@@ -614,6 +653,13 @@ fn policy_rows(items: &[Value]) -> String {
     table(&["NAME", "CODE", "LOCATIONS", "MIN_CLOUD", "MIN_EDGE", "COMPRESSION", "QUORUM", "ORIGIN", "BUCKETS"], rows)
 }
 
+/// `EU=2` → (`EU`, 2).
+fn jurisdiction_count(s: &str) -> Result<(String, u8), String> {
+    let (j, c) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected JURISDICTION=COUNT"))?;
+    let c = c.parse().map_err(|_| format!("{s:?}: COUNT must be 0-255"))?;
+    Ok((j.to_string(), c))
+}
+
 fn location_body(f: &LocationFlags, secret_required: bool) -> anyhow::Result<Value> {
     let secret = match &f.secret_file {
         Some(p) => Some(gateway::keys::read_private_file(p)?.trim().to_string()),
@@ -624,6 +670,8 @@ fn location_body(f: &LocationFlags, secret_required: bool) -> anyhow::Result<Val
     let optional = [
         ("tier", &f.tier),
         ("region", &f.region),
+        ("provider", &f.provider),
+        ("jurisdiction", &f.jurisdiction),
         ("prefix", &f.prefix),
         ("bucket", &f.bucket),
         ("container", &f.container),
@@ -866,10 +914,26 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                 print(j, &Value::Array(items.clone()), |_| policy_rows(&items))?
             }
             PoliciesCommand::Show { name } => print(j, &c.get(&format!("/v1/policies/{}", seg(name))).await?, pretty)?,
-            PoliciesCommand::Put { name, k, n, locations, min_cloud, min_edge, compression, write_quorum } => {
+            PoliciesCommand::Put {
+                name,
+                k,
+                n,
+                locations,
+                min_cloud,
+                min_edge,
+                compression,
+                write_quorum,
+                max_per_provider,
+                max_per_jurisdiction,
+                min_per_jurisdiction,
+            } => {
+                let at_least: serde_json::Map<String, Value> =
+                    min_per_jurisdiction.iter().map(|(j, c)| (j.clone(), json!(c))).collect();
                 let body = json!({
                     "k": k, "n": n, "locations": locations, "min_cloud": min_cloud, "min_edge": min_edge,
                     "compression": compression, "write_quorum": write_quorum,
+                    "max_per_provider": max_per_provider, "max_per_jurisdiction": max_per_jurisdiction,
+                    "min_per_jurisdiction": at_least,
                 });
                 let v = c.call(Method::PUT, &format!("/v1/policies/{}", seg(name)), Some(body)).await?;
                 print(j, &v, |v| policy_rows(std::slice::from_ref(v)))?
@@ -947,51 +1011,21 @@ async fn run_async(args: &AdminArgs) -> anyhow::Result<()> {
                 let v = c.get(&format!("/v1/buckets/{}", seg(name))).await?;
                 print(j, &v, |v| bucket_rows(std::slice::from_ref(v)))?
             }
+            BucketsCommand::Audit { name } => evidence::audit(&c, j, name).await?,
         },
-        AdminCommand::Object { bucket, key, version_id } => {
-            let mut path = format!("/v1/objects?bucket={}&key={}", seg(bucket), seg(key));
+        AdminCommand::Object { bucket, key, version_id, evidence, public_key } => {
+            let mut query = format!("bucket={}&key={}", seg(bucket), seg(key));
             if let Some(v) = version_id {
-                path.push_str(&format!("&version={}", seg(v)));
+                query.push_str(&format!("&version={}", seg(v)));
             }
-            let v = c.get(&path).await?;
-            print(j, &v, |v| {
-                let mut rows = Vec::new();
-                for p in v.get("parts").and_then(Value::as_array).cloned().unwrap_or_default() {
-                    for f in p.get("fragments").and_then(Value::as_array).cloned().unwrap_or_default() {
-                        rows.push(vec![
-                            text(&p, "part_number"),
-                            format!("{}-of-{}", text(&p, "k"), text(&p, "n")),
-                            text(&f, "index"),
-                            text(&f, "location"),
-                            text(&f, "location_state"),
-                            text(&f, "state"),
-                            bytes_h(&f, "size"),
-                            when(&f, "verified_at"),
-                            f.get("location_lock")
-                                .filter(|l| !l.is_null())
-                                .map_or("-".into(), |l| format!("{} until {}", text(l, "mode"), text(l, "until"))),
-                        ]);
-                    }
-                }
-                let mut head =
-                    format!("{}/{}: {} bytes, version {}\n", bucket, key, text(v, "size"), text(v, "version"));
-                if v.get("lock_mode").is_some_and(|m| !m.is_null()) {
-                    head.push_str(&format!(
-                        "retention: {} until {}; locked at k or more locations in every part: {}\n",
-                        text(v, "lock_mode"),
-                        when(v, "retain_until"),
-                        if v.get("locked_at_k").and_then(Value::as_bool) == Some(true) { "yes" } else { "no" },
-                    ));
-                }
-                if v.get("legal_hold").and_then(Value::as_bool) == Some(true) {
-                    head.push_str("legal hold: on\n");
-                }
-                head + &table(
-                    &["PART", "CODE", "FRAGMENT", "LOCATION", "LOCATION_STATE", "STATE", "SIZE", "VERIFIED", "LOCK"],
-                    rows,
-                )
-            })?
+            if *evidence {
+                evidence::object(&c, j, &query, public_key.as_deref()).await?
+            } else {
+                let v = c.get(&format!("/v1/objects?{query}")).await?;
+                print(j, &v, evidence::object_text)?
+            }
         }
+        AdminCommand::VerifyEvidence { file, public_key } => evidence::verify_file(file, public_key.as_deref(), j)?,
         AdminCommand::Jobs { what } => match what {
             JobsCommand::List => {
                 let items = c.all("/v1/jobs").await?;

@@ -533,6 +533,8 @@ mod tests {
             endpoint: url::Url::parse(endpoint).expect("url"),
             tier: Tier::Cloud,
             region: None,
+            provider: None,
+            jurisdiction: None,
             prefix: "sky".into(),
             container: "frags".into(),
             access_key_id: "AKIDEXAMPLE".into(),

@@ -11,6 +11,7 @@
 //! | `settings.rs` | [`Settings`], [`Location`], [`Policy`]: checked, with secrets resolved |
 //! | `units.rs` | human units: sizes (`4M`) and durations (`15m`) |
 
+mod constraints;
 mod limits;
 mod schema;
 mod settings;
@@ -18,6 +19,7 @@ pub mod units;
 
 use std::path::PathBuf;
 
+pub use constraints::{Check, Constraints};
 pub use limits::LimitsConfig;
 pub use schema::*;
 pub use settings::*;

@@ -96,6 +96,12 @@ pub struct LocationConfig {
     pub tier: Option<Tier>,
     /// A region tag, for operators and placement reports.
     pub region: Option<String>,
+    /// Who runs it (`aws`, `ovh`, `own`, …): policies may limit the fragments of an
+    /// object with one provider.
+    pub provider: Option<String>,
+    /// Whose law it is under (`EU`, `CH`, `US`, …): policies may limit the fragments
+    /// of an object in one jurisdiction, or require some in a named one.
+    pub jurisdiction: Option<String>,
     /// Relative share of fragments (reserved for weighted placement; default 1).
     #[serde(default = "one")]
     pub weight: u32,
@@ -257,6 +263,16 @@ pub struct PolicyConfig {
     /// pack (default 64 KiB, or the segment size if smaller; at most 1 MiB and the
     /// segment size; 0: never).
     pub pack_threshold: Option<Size>,
+    /// At most this many fragments of an object with any one provider (`k - 1`:
+    /// no provider can read it alone). Locations stating no provider are not used.
+    pub max_per_provider: Option<u8>,
+    /// At most this many fragments of an object in any one jurisdiction.
+    /// Locations stating no jurisdiction are not used.
+    pub max_per_jurisdiction: Option<u8>,
+    /// At least so many fragments of each object in each jurisdiction named
+    /// (`{ EU = 4 }`).
+    #[serde(default)]
+    pub min_per_jurisdiction: BTreeMap<String, u8>,
 }
 
 fn default_k() -> u8 {
@@ -283,6 +299,9 @@ impl Default for PolicyConfig {
             compression: CompressionChoice::None,
             write_quorum: None,
             pack_threshold: None,
+            max_per_provider: None,
+            max_per_jurisdiction: None,
+            min_per_jurisdiction: BTreeMap::new(),
         }
     }
 }

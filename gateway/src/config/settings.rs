@@ -56,6 +56,10 @@ pub struct Location {
     pub tier: Tier,
     /// Region tag.
     pub region: Option<String>,
+    /// Who runs it.
+    pub provider: Option<String>,
+    /// Whose law it is under.
+    pub jurisdiction: Option<String>,
     /// Fragment name prefix.
     pub prefix: String,
     /// Bucket (S3) or container (Swift); unused for edge.
@@ -109,6 +113,8 @@ pub struct Policy {
     pub write_quorum: u8,
     /// Objects up to this many bytes are packed (0: none).
     pub pack_threshold: u64,
+    /// Where its fragments may be, by the locations' provider and jurisdiction.
+    pub constraints: super::Constraints,
 }
 
 /// Validated settings the gateway runs with.
@@ -387,12 +393,16 @@ pub(crate) fn check_location(l: LocationConfig) -> Result<Location, ConfigError>
         return Err(invalid(format!("location {name}: the secret is too short")));
     }
     let tier = l.tier.unwrap_or(if l.kind == LocationKind::Edge { Tier::Edge } else { Tier::Cloud });
+    let provider = attribute(&name, "provider", l.provider)?;
+    let jurisdiction = attribute(&name, "jurisdiction", l.jurisdiction)?;
     Ok(Location {
         name,
         kind: l.kind,
         endpoint,
         tier,
         region: l.region,
+        provider,
+        jurisdiction,
         prefix: l.prefix.trim_end_matches('/').to_string(),
         container,
         access_key_id,
@@ -400,6 +410,64 @@ pub(crate) fn check_location(l: LocationConfig) -> Result<Location, ConfigError>
         signing_region,
         ca_file: l.ca_file,
     })
+}
+
+/// A location's provider or jurisdiction: 1-64 letters, digits, `-`, `_`, `.`.
+fn attribute(location: &str, what: &str, v: Option<String>) -> Result<Option<String>, ConfigError> {
+    match v {
+        Some(v)
+            if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+        {
+            Err(invalid(format!("location {location}: {what} {v:?}: use 1-64 letters, digits, -, _ and .")))
+        }
+        v => Ok(v),
+    }
+}
+
+/// A policy's sovereignty constraints: sound, stated by every location it names,
+/// and satisfiable by its locations.
+fn check_constraints(
+    name: &str,
+    p: &PolicyConfig,
+    names: &[String],
+    locations: &BTreeMap<String, Location>,
+) -> Result<super::Constraints, ConfigError> {
+    let c = super::Constraints {
+        max_per_provider: p.max_per_provider,
+        max_per_jurisdiction: p.max_per_jurisdiction,
+        min_per_jurisdiction: p.min_per_jurisdiction.clone(),
+    };
+    if c.max_per_provider == Some(0)
+        || c.max_per_jurisdiction == Some(0)
+        || c.min_per_jurisdiction.values().any(|&m| m == 0)
+    {
+        return Err(invalid(format!("policy {name}: constraints count at least one fragment")));
+    }
+    for j in c.min_per_jurisdiction.keys() {
+        attribute(name, "jurisdiction", Some(j.clone()))?;
+    }
+    if c.min_per_jurisdiction.values().map(|&m| u16::from(m)).sum::<u16>() > u16::from(p.n) {
+        return Err(invalid(format!("policy {name}: min_per_jurisdiction asks for more than n fragments")));
+    }
+    if c.is_empty() {
+        return Ok(c);
+    }
+    let all = p.locations.is_empty();
+    for l in names.iter().filter_map(|l| locations.get(l)) {
+        if !all && !c.countable(l) {
+            return Err(invalid(format!(
+                "policy {name}: its constraints ({c}) count locations by provider and jurisdiction, and location {} \
+                 states no {}",
+                l.name,
+                if c.max_per_provider.is_some() && l.provider.is_none() { "provider" } else { "jurisdiction" }
+            )));
+        }
+    }
+    let usable: Vec<&Location> = names.iter().filter_map(|l| locations.get(l)).collect();
+    if !usable.is_empty() && c.choose(&usable, usize::from(p.n), &|_, _| true).is_none() {
+        return Err(invalid(format!("policy {name}: no {} of its locations satisfy its constraints ({c})", p.n)));
+    }
+    Ok(c)
 }
 
 pub(crate) fn check_policy(
@@ -411,7 +479,7 @@ pub(crate) fn check_policy(
         u32::try_from(p.segment_size.0).map_err(|_| invalid(format!("policy {name}: segment_size too large")))?;
     let params = CodingParams::new(p.k, p.n, segment_size).map_err(|e| invalid(format!("policy {name}: {e}")))?;
     let all_locations = p.locations.is_empty();
-    let names: Vec<String> = if all_locations { locations.keys().cloned().collect() } else { p.locations };
+    let names: Vec<String> = if all_locations { locations.keys().cloned().collect() } else { p.locations.clone() };
     for l in &names {
         if !locations.contains_key(l) {
             return Err(invalid(format!("policy {name}: unknown location {l:?}")));
@@ -451,6 +519,7 @@ pub(crate) fn check_policy(
         CompressionChoice::Zstd => Some(Algorithm::Zstd),
         CompressionChoice::Lz4 => Some(Algorithm::Lz4),
     };
+    let constraints = check_constraints(name, &p, &names, locations)?;
     Ok(Policy {
         name: name.to_string(),
         params,
@@ -461,5 +530,6 @@ pub(crate) fn check_policy(
         compression,
         write_quorum: quorum,
         pack_threshold,
+        constraints,
     })
 }

@@ -28,6 +28,7 @@ use crate::catalog::CatalogView;
 use crate::meta::{Fragment, FragmentState, LocationState, MetaError, RepairItem, Seal, now_ms};
 use crate::pipeline::rebuild::rebuild;
 use crate::pipeline::verify::{Verdict, verify};
+use crate::placement::{Constraints, Replacing};
 
 /// Seals taken from the queue per batch.
 const BATCH: i64 = 16;
@@ -93,8 +94,13 @@ fn target(up: &Upkeep, view: &CatalogView, item: &RepairItem, f: &Fragment) -> O
     let writable = policy.map(|p| view.writable(p).locations).unwrap_or_default();
     let taken: BTreeSet<&str> = item.seal.fragments.iter().map(|g| g.location.as_str()).collect();
     let candidates: Vec<String> = writable.into_iter().filter(|l| !taken.contains(l.as_str())).collect();
-    let tier = view.locations.get(&f.location).map(|l| l.tier);
-    up.ctx.placement.replacement(&candidates, &item.seal.id.0, tier, &view.locations, &up.ctx.health)
+    let none = Constraints::default();
+    let replacing = Replacing {
+        from: &f.location,
+        others: item.seal.fragments.iter().filter(|g| g.index != f.index).map(|g| g.location.as_str()).collect(),
+        constraints: policy.map_or(&none, |p| &p.constraints),
+    };
+    up.ctx.placement.replacement(&candidates, &item.seal.id.0, &replacing, &view.locations, &up.ctx.health)
 }
 
 /// Repairs what it can of one seal, then defers it if it is still degraded.

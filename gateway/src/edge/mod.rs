@@ -408,6 +408,8 @@ mod uploads {
             endpoint: url::Url::parse("http://127.0.0.1:1").expect("url"),
             tier: Tier::Edge,
             region: None,
+            provider: None,
+            jurisdiction: None,
             prefix: "sky".into(),
             container: String::new(),
             access_key_id: String::new(),

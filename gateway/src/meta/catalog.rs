@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::seals::{SEAL_COLUMNS, seal_columns, seals_of};
+use super::seals::{SEAL_COLUMNS, seal_columns, seal_policy, seal_policy_columns, seals_of};
 use super::types::{big, db_enum, fit};
 use super::{Fragment, FragmentState, MetaResult, MetaStore, Seal, SealId, SealState, now_ms};
 
@@ -44,6 +44,8 @@ pub struct FragmentAt {
     pub seal: Seal,
     /// Index of the fragment at the location.
     pub index: u8,
+    /// The placement policy of the bucket its seal belongs to (`None`: none).
+    pub policy: Option<String>,
 }
 
 impl FragmentAt {
@@ -164,7 +166,9 @@ impl MetaStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             seal_columns!("s"),
-            ", f.idx FROM fragments f JOIN seals s ON s.id = f.seal_id \
+            ", f.idx, ",
+            seal_policy_columns!(),
+            " FROM fragments f JOIN seals s ON s.id = f.seal_id \
              WHERE f.location = $1 AND s.state = $2 AND s.id > $3 ORDER BY s.id LIMIT $4"
         ))
         .bind(location)
@@ -176,7 +180,10 @@ impl MetaStore {
         let seals = seals_of(&mut conn, &rows).await?;
         rows.iter()
             .zip(seals)
-            .map(|(r, seal)| Ok(FragmentAt { seal, index: fit(r.try_get::<i64, _>(SEAL_COLUMNS)?, "fragment index")? }))
+            .map(|(r, seal)| {
+                let index = fit(r.try_get::<i64, _>(SEAL_COLUMNS)?, "fragment index")?;
+                Ok(FragmentAt { seal, index, policy: seal_policy(r, SEAL_COLUMNS + 1)? })
+            })
             .collect()
     }
 

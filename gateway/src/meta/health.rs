@@ -4,7 +4,7 @@
 
 use sqlx::Row;
 
-use super::seals::{SEAL_COLUMNS, recount, seal_columns, seals_of};
+use super::seals::{SEAL_COLUMNS, recount, seal_columns, seal_policy, seal_policy_columns, seals_of};
 use super::types::big;
 use super::{Fragment, FragmentState, MetaResult, MetaStore, Seal, SealId, SealState, now_ms};
 
@@ -80,11 +80,9 @@ impl MetaStore {
         let rows = sqlx::query(concat!(
             "SELECT ",
             seal_columns!("s"),
-            ", (SELECT b.policy FROM version_parts p JOIN versions v ON v.id = p.version_id \
-             JOIN buckets b ON b.name = v.bucket WHERE p.seal_id = s.id LIMIT 1), \
-             (SELECT b.policy FROM upload_parts p JOIN uploads u ON u.id = p.upload_id \
-             JOIN buckets b ON b.name = u.bucket WHERE p.seal_id = s.id LIMIT 1) \
-             FROM seals s WHERE s.state = $1 AND s.healthy < s.n AND (s.repair_after <= $2 OR $3 = 1) \
+            ", ",
+            seal_policy_columns!(),
+            " FROM seals s WHERE s.state = $1 AND s.healthy < s.n AND (s.repair_after <= $2 OR $3 = 1) \
              ORDER BY s.healthy - s.k, s.created_at LIMIT $4"
         ))
         .bind(SealState::Stored.as_str())
@@ -94,14 +92,7 @@ impl MetaStore {
         .fetch_all(&mut *conn)
         .await?;
         let seals = seals_of(&mut conn, &rows).await?;
-        rows.iter()
-            .zip(seals)
-            .map(|(r, seal)| {
-                let policy: Option<String> =
-                    r.try_get::<Option<String>, _>(SEAL_COLUMNS)?.or(r.try_get(SEAL_COLUMNS + 1)?);
-                Ok(RepairItem { seal, policy })
-            })
-            .collect()
+        rows.iter().zip(seals).map(|(r, seal)| Ok(RepairItem { seal, policy: seal_policy(r, SEAL_COLUMNS)? })).collect()
     }
 
     /// Leaves a seal out of the repair queue until `until` (Unix ms).

@@ -47,6 +47,23 @@ macro_rules! seal_columns {
 }
 pub(super) use seal_columns;
 
+/// Two columns: the policy of the bucket a seal `s` belongs to through a version,
+/// and through a multipart upload (read with [`seal_policy`]).
+macro_rules! seal_policy_columns {
+    () => {
+        "(SELECT b.policy FROM version_parts p JOIN versions v ON v.id = p.version_id \
+         JOIN buckets b ON b.name = v.bucket WHERE p.seal_id = s.id LIMIT 1), \
+         (SELECT b.policy FROM upload_parts p JOIN uploads u ON u.id = p.upload_id \
+         JOIN buckets b ON b.name = u.bucket WHERE p.seal_id = s.id LIMIT 1)"
+    };
+}
+pub(super) use seal_policy_columns;
+
+/// The policy read from the columns of [`seal_policy_columns`] at `at`.
+pub(super) fn seal_policy(r: &AnyRow, at: usize) -> MetaResult<Option<String>> {
+    Ok(r.try_get::<Option<String>, _>(at)?.or(r.try_get(at + 1)?))
+}
+
 /// Reads a seal (without its fragments) from the columns of [`seal_columns`],
 /// starting at column `at`.
 pub(super) fn seal_row(r: &AnyRow, at: usize) -> MetaResult<Seal> {

@@ -11,6 +11,7 @@ use super::{PipelineCtx, PipelineError};
 use crate::backend::FragmentRef;
 use crate::catalog::CatalogView;
 use crate::meta::{FragmentAt, FragmentState, LocationState};
+use crate::placement::{Constraints, Replacing};
 
 /// Where a fragment went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +24,9 @@ pub struct Moved {
 }
 
 /// The location to move a fragment of a seal to, as placement chooses a
-/// replacement: active, holding no other fragment of the seal, of the drained
-/// location's tier if one is left, healthy first.
+/// replacement: active, holding no other fragment of the seal, keeping the
+/// constraints of the seal's policy, of the drained location's tier if one is
+/// left, healthy first.
 pub fn target(ctx: &PipelineCtx, view: &CatalogView, from: &str, item: &FragmentAt) -> Option<String> {
     let taken: BTreeSet<&str> = item.seal.fragments.iter().map(|f| f.location.as_str()).collect();
     let candidates: Vec<String> = view
@@ -33,8 +35,13 @@ pub fn target(ctx: &PipelineCtx, view: &CatalogView, from: &str, item: &Fragment
         .filter(|l| view.state(l) == LocationState::Active && !taken.contains(l.as_str()))
         .cloned()
         .collect();
-    let tier = view.locations.get(from).map(|l| l.tier);
-    ctx.placement.replacement(&candidates, &item.seal.id.0, tier, &view.locations, &ctx.health)
+    let none = Constraints::default();
+    let replacing = Replacing {
+        from,
+        others: item.seal.fragments.iter().filter(|f| f.index != item.index).map(|f| f.location.as_str()).collect(),
+        constraints: item.policy.as_deref().and_then(|p| view.policies.get(p)).map_or(&none, |p| &p.constraints),
+    };
+    ctx.placement.replacement(&candidates, &item.seal.id.0, &replacing, &view.locations, &ctx.health)
 }
 
 /// Recodes fragment `item.index` of its seal from the others and writes it to `to`;

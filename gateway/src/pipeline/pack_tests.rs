@@ -94,7 +94,7 @@ async fn a_pack_survives_n_minus_k_losses_and_is_repaired_scrubbed_and_drained_w
     // others, without keys.
     let from = seal.fragments[2].location.clone();
     rig.store.set_fault(&from, Some(Fault::Down));
-    let item = FragmentAt { seal: seal.clone(), index: 2 };
+    let item = FragmentAt { seal: seal.clone(), index: 2, policy: None };
     let view = rig.ctx.catalog.view();
     let to = drain::target(&rig.ctx, &view, &from, &item).expect("a target");
     drain::move_fragment(&rig.ctx, &from, &item, &to).await.expect("moved");

@@ -290,7 +290,7 @@ async fn a_drain_recodes_a_fragment_elsewhere_without_reading_the_drained_locati
     // The drained location is gone: it must not be needed.
     rig.store.set_fault(&from, Some(Fault::Down));
     let before = rig.store.counts(&from);
-    let item = FragmentAt { seal: m.parts[0].seal.clone(), index: 0 };
+    let item = FragmentAt { seal: m.parts[0].seal.clone(), index: 0, policy: None };
     let view = rig.ctx.catalog.view();
     let to = drain::target(&rig.ctx, &view, &from, &item).expect("a target");
     assert_eq!(to, "l6", "the only location holding none of the seal");

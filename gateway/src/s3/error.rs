@@ -91,6 +91,14 @@ pub fn pipeline(e: PipelineError) -> S3Error {
             s3_error!(InternalError, "The object's stored data failed its integrity check; no data was returned.")
         }
         PipelineError::Meta(e) => meta(e),
+        PipelineError::Placement(p) => {
+            warn!(reason = %p.reason, n = p.n, "write refused: its policy cannot place its fragments");
+            unavailable(
+                "The bucket's storage policy cannot place the object's fragments on the locations in service; \
+                 nothing was stored."
+                    .into(),
+            )
+        }
         other => internal(other),
     }
 }
@@ -124,6 +132,7 @@ pub fn internal(e: impl std::fmt::Display) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::PlacementError;
 
     #[test]
     fn data_path_errors_map_to_s3_codes() {
@@ -143,6 +152,10 @@ mod tests {
         assert_eq!(e.code(), &S3ErrorCode::BadDigest);
         assert!(e.message().is_some_and(|m| m.contains("x-amz-checksum-crc32")), "{e:?}");
         assert_eq!(pipeline(PipelineError::PartOrder).code(), &S3ErrorCode::InvalidPartOrder);
+        let refused = PlacementError { n: 4, reason: "no 4 of policy p's locations satisfy its constraints".into() };
+        let e = pipeline(PipelineError::Placement(refused));
+        assert_eq!(e.code(), &S3ErrorCode::ServiceUnavailable);
+        assert!(e.message().is_some_and(|m| m.contains("nothing was stored") && !m.contains("policy p")), "{e:?}");
         assert_eq!(pipeline(PipelineError::PartTooSmall(1)).code(), &S3ErrorCode::EntityTooSmall);
         let e = meta(MetaError::Conflict("x".into()));
         assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));

@@ -660,6 +660,12 @@ impl Cluster {
     /// Starts six rclone locations and a gateway on `db` with `policy` TOML
     /// (`[policies.default]` body) and `extra` top-level TOML.
     pub fn start(name: &str, db: Db, policy: &str, extra: &str) -> Self {
+        Self::start_described(name, db, policy, extra, &[])
+    }
+
+    /// [`Self::start`] with more TOML for each location (`described[i]` for `rc{i}`:
+    /// its provider and jurisdiction, say).
+    pub fn start_described(name: &str, db: Db, policy: &str, extra: &str, described: &[&str]) -> Self {
         let dir = TempDir::new(name);
         let locations: Vec<Rclone> =
             (0..6).map(|i| Rclone::start(dir.join(&format!("loc{i}")), &format!("frags-{i}"), i)).collect();
@@ -667,6 +673,10 @@ impl Cluster {
         config.push('\n');
         for (i, r) in locations.iter().enumerate() {
             config.push_str(&rclone_location(&format!("rc{i}"), r));
+            if let Some(more) = described.get(i) {
+                config.push_str(more);
+                config.push('\n');
+            }
         }
         config.push_str("[policies.default]\n");
         config.push_str(policy);

@@ -101,6 +101,8 @@ fn client_location(endpoint: &str, access: &str, secret: &str) -> anyhow::Result
         endpoint: url::Url::parse(endpoint).with_context(|| format!("endpoint {endpoint:?}"))?,
         tier: Tier::Cloud,
         region: None,
+        provider: None,
+        jurisdiction: None,
         // Objects live in the bucket `bench`: the bucket is the location's prefix.
         prefix: "bench".into(),
         container: String::new(),

@@ -12,6 +12,8 @@ use super::*;
 use crate::admin::Admin;
 use crate::admin::problem::Problem;
 use crate::catalog::LocationState;
+use crate::config::{Check, Location};
+use crate::evidence::{ALGORITHM, Signed};
 use crate::meta::VersionRef;
 use crate::pipeline::fragment_ref;
 use crate::pipeline::locks::fragment_lock;
@@ -38,6 +40,10 @@ pub struct FragmentInfo {
     pub location: String,
     /// The location's state.
     pub location_state: LocationState,
+    /// Who runs the location, as it states.
+    pub provider: Option<String>,
+    /// Whose law the location is under, as it states.
+    pub jurisdiction: Option<String>,
     /// Bytes.
     pub size: i64,
     /// `pending`, `stored`, `missing`, `corrupt` or `repairing`.
@@ -78,6 +84,9 @@ pub struct PartInfo {
     pub compression: Option<String>,
     /// Healthy fragments minus k: how many more it can lose.
     pub margin: i64,
+    /// The bucket's policy's sovereignty constraints, each checked against where
+    /// the fragments are now (empty: the policy has none).
+    pub constraints: Vec<Check>,
     /// Fragments their locations hold locked at least as long as the version's
     /// retention (0 for a version without one).
     pub locked_fragments: i64,
@@ -94,6 +103,8 @@ pub struct ObjectInfo {
     pub key: String,
     /// Version id.
     pub version: String,
+    /// The bucket's placement policy, which repair and drains keep its fragments to.
+    pub policy: Option<String>,
     /// Bytes.
     pub size: i64,
     /// ETag.
@@ -122,6 +133,63 @@ pub async fn inspect_object(
     q: Result<Query<ObjectQuery>, QueryRejection>,
 ) -> ApiResult<Json<ObjectInfo>> {
     let Query(q) = q?;
+    Ok(Json(object_info(&admin, q).await?))
+}
+
+/// What a signed report says.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceReport {
+    /// When it was made, Unix milliseconds.
+    pub issued_at: i64,
+    /// The object's placement, each fragment's location with who runs it and whose
+    /// law it is under, and each constraint of its policy checked.
+    pub object: ObjectInfo,
+}
+
+/// An object's placement, signed by the gateway.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Evidence {
+    /// The report, to read (what `signed.payload` holds: check the signature, then
+    /// trust the payload, not this copy).
+    pub report: EvidenceReport,
+    /// The signed report.
+    pub signed: Signed,
+}
+
+/// The key evidence is signed with.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EvidenceKey {
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// The master key version it is derived from.
+    pub key_version: u32,
+    /// The public key (32 bytes, base64).
+    pub public_key: String,
+}
+
+/// Signed evidence of where each fragment of an object is and which constraint of
+/// its policy the placement keeps.
+#[utoipa::path(get, path = "/v1/objects/evidence", tag = "buckets", params(ObjectQuery),
+    responses((status = 200, description = "The object's placement, signed", body = Evidence)))]
+pub async fn object_evidence(
+    State(admin): State<Arc<Admin>>,
+    q: Result<Query<ObjectQuery>, QueryRejection>,
+) -> ApiResult<Json<Evidence>> {
+    let Query(q) = q?;
+    let report = EvidenceReport { issued_at: crate::meta::now_ms(), object: object_info(&admin, q).await? };
+    let signed = admin.gw.evidence.sign(&report).map_err(|e| Problem::internal(format!("evidence: {e}")))?;
+    Ok(Json(Evidence { report, signed }))
+}
+
+/// The public key evidence is signed with, to pin apart from the reports.
+#[utoipa::path(get, path = "/v1/evidence/key", tag = "buckets",
+    responses((status = 200, description = "The evidence signing key", body = EvidenceKey)))]
+pub async fn evidence_key(State(admin): State<Arc<Admin>>) -> Json<EvidenceKey> {
+    let s = &admin.gw.evidence;
+    Json(EvidenceKey { algorithm: ALGORITHM.into(), key_version: s.version(), public_key: s.public_key() })
+}
+
+async fn object_info(admin: &Admin, q: ObjectQuery) -> ApiResult<ObjectInfo> {
     let which = match q.version.as_deref() {
         Some(v) => Some(v.parse::<VersionRef>().map_err(|_| Problem::bad_request(format!("no version id {v:?}")))?),
         None => None,
@@ -133,6 +201,8 @@ pub async fn inspect_object(
     let manifest =
         manifest.ok_or_else(|| Problem::not_found(format!("no object {:?} in bucket {:?}", q.key, q.bucket)))?;
     let view = admin.gw.catalog.view();
+    let policy = admin.gw.meta.bucket(&q.bucket).await?.map(|b| b.policy);
+    let constraints = policy.as_ref().and_then(|p| view.policies.get(p)).map(|p| &p.constraints);
     let version = manifest.version;
     let wanted = fragment_lock(&version.lock);
     let mut parts = Vec::with_capacity(manifest.parts.len());
@@ -147,6 +217,8 @@ pub async fn inspect_object(
             Some(w) => asked.iter().flatten().filter(|l| l.until >= w.until && (l.compliance || !w.compliance)).count(),
             None => 0,
         };
+        let held: Vec<&Location> = p.seal.fragments.iter().filter_map(|f| view.locations.get(&f.location)).collect();
+        let checks = constraints.map(|c| c.report(&held)).unwrap_or_default();
         parts.push(PartInfo {
             part_number: i64::from(p.number),
             offset: p.offset as i64,
@@ -156,6 +228,7 @@ pub async fn inspect_object(
             n: i64::from(p.seal.params.n()),
             compression: p.seal.compression.column().map(String::from),
             margin: p.seal.margin(),
+            constraints: checks,
             locked_fragments: locked_fragments as i64,
             fragments: p
                 .seal
@@ -165,6 +238,8 @@ pub async fn inspect_object(
                 .map(|(f, lock)| FragmentInfo {
                     index: i64::from(f.index),
                     location_state: view.state(&f.location),
+                    provider: view.locations.get(&f.location).and_then(|l| l.provider.clone()),
+                    jurisdiction: view.locations.get(&f.location).and_then(|l| l.jurisdiction.clone()),
                     location: f.location,
                     size: f.size as i64,
                     state: f.state.to_string(),
@@ -177,10 +252,11 @@ pub async fn inspect_object(
                 .collect(),
         });
     }
-    Ok(Json(ObjectInfo {
+    Ok(ObjectInfo {
         bucket: q.bucket,
         key: q.key,
         version: version.id.to_string(),
+        policy,
         size: version.size as i64,
         etag: version.etag,
         last_modified: version.last_modified,
@@ -189,5 +265,5 @@ pub async fn inspect_object(
         legal_hold: version.lock.legal_hold,
         locked_at_k: wanted.is_some() && parts.iter().all(|p| p.locked_fragments >= p.k),
         parts,
-    }))
+    })
 }
