@@ -70,7 +70,7 @@ impl Signer {
     /// versions). `None` for an empty ring.
     pub fn from_ring(ring: &[(DataKey, u32)]) -> Option<Self> {
         let (material, version) = ring.iter().max_by_key(|(_, v)| *v)?;
-        let seed = derive(material);
+        let seed = crate::keys::derive(material, b"skyshard evidence", b"ed25519 v1");
         let pair = Ed25519KeyPair::from_seed_unchecked(&seed[..]).ok()?;
         Some(Self { pair, version: *version })
     }
@@ -118,24 +118,6 @@ impl Signed {
         UnparsedPublicKey::new(&ED25519, &key).verify(&payload, &signature).map_err(|_| Invalid::Signature)?;
         Ok(payload)
     }
-}
-
-/// The signing key's seed from master key material.
-fn derive(material: &DataKey) -> zeroize::Zeroizing<[u8; 32]> {
-    struct Len;
-    impl ring::hkdf::KeyType for Len {
-        fn len(&self) -> usize {
-            32
-        }
-    }
-    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"skyshard evidence");
-    let prk = salt.extract(material.expose_secret());
-    let mut out = zeroize::Zeroizing::new([0u8; 32]);
-    // Expanding 32 bytes from SHA-256 cannot fail (the limit is 255 blocks).
-    if let Ok(okm) = prk.expand(&[b"ed25519 v1"], Len) {
-        let _ = okm.fill(&mut out[..]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -186,7 +168,8 @@ mod tests {
         assert_ne!(rotated.public_key(), one.public_key());
         assert!(Signer::from_ring(&[]).is_none());
         // The seed is not the master key itself.
-        assert_ne!(&derive(&DataKey::from_bytes([1; 32]))[..], &[1u8; 32][..]);
+        let seed = crate::keys::derive(&DataKey::from_bytes([1; 32]), b"skyshard evidence", b"ed25519 v1");
+        assert_ne!(&seed[..], &[1u8; 32][..]);
         assert!(!format!("{one:?}").contains("seed"));
     }
 }

@@ -122,6 +122,25 @@ pub fn make_private(path: &Path, mode: u32) -> Result<(), KeyError> {
     }
 }
 
+/// A 32-byte key of master key material for one use: HKDF-SHA256 with that use's
+/// own `salt` and `info`, so that each derived key serves nothing else and the
+/// master key itself serves none of those uses.
+pub fn derive(material: &DataKey, salt: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    struct Len;
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            32
+        }
+    }
+    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt).extract(material.expose_secret());
+    let mut out = Zeroizing::new([0u8; 32]);
+    // Expanding 32 bytes from SHA-256 cannot fail (the limit is 255 blocks).
+    if let Ok(okm) = prk.expand(&[info], Len) {
+        let _ = okm.fill(&mut out[..]);
+    }
+    out
+}
+
 /// A master key ring: each version's material, lowest version first.
 pub type Ring = Vec<(DataKey, u32)>;
 

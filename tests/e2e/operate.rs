@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use e2e::{Client, Cluster, Db, MARKER, Rclone, assert_no_leak, data_file, env, locations_pki, same_file};
+use e2e::{Client, Cluster, Db, MARKER, Rclone, assert_no_leak, data_file, env, location_add_args, same_file};
 use serde_json::json;
 
 fn fragments_at(obj: &serde_json::Value, location: &str) -> usize {
@@ -45,43 +45,14 @@ fn drain_and_remove(db: Db) {
     ])
     .fails_with("chmod 600");
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
-    let ca = locations_pki().ca.display().to_string();
-    let endpoint = format!("https://127.0.0.1:{}", extra.port);
-    let added = gw.admin_json(&[
-        "locations",
-        "add",
-        "rc6",
-        "--kind",
-        "s3",
-        "--endpoint",
-        &endpoint,
-        "--bucket",
-        &extra.bucket,
-        "--access-key-id",
-        &extra.access_key,
-        "--secret-file",
-        &secret.display().to_string(),
-        "--location-ca-file",
-        &ca,
-    ]);
+    let mut add = vec!["locations", "add"];
+    let args = location_add_args("rc6", &extra, &secret);
+    add.extend(args.iter().map(String::as_str));
+    let added = gw.admin_json(&add);
     assert_eq!((added["state"].as_str(), added["origin"].as_str()), (Some("active"), Some("api")), "{added}");
     assert!(added["definition"].get("secret").is_none(), "the secret is never shown: {added}");
-    gw.admin_cli(&[
-        "locations",
-        "add",
-        "rc6",
-        "--kind",
-        "s3",
-        "--endpoint",
-        &endpoint,
-        "--bucket",
-        "b",
-        "--access-key-id",
-        "x",
-        "--secret-file",
-        &secret.display().to_string(),
-    ])
-    .fails_with("409");
+    // The name is taken now.
+    gw.admin_cli(&add).fails_with("409");
 
     // Objects: single-segment, multi-segment, and a multipart upload (aws-cli
     // splits files over 8 MiB).

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use e2e::{Client, Cluster, Db, Rclone, data_file, locations_pki, same_file};
+use e2e::{Client, Cluster, Db, Rclone, data_file, location_add_args, same_file};
 use serde_json::Value;
 
 /// Provider and jurisdiction of `rc0`..`rc5`.
@@ -67,30 +67,12 @@ fn sovereignty(db: Db) {
     let secret = c.dir.join("rc6.secret");
     std::fs::write(&secret, &extra.secret_key).expect("secret file");
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
-    let (endpoint, ca) = (format!("https://127.0.0.1:{}", extra.port), locations_pki().ca.display().to_string());
+    let args = location_add_args("rc6", &extra, &secret);
     let add = |jurisdiction: &str| {
-        gw.admin_cli(&[
-            "--json",
-            "locations",
-            "add",
-            "rc6",
-            "--kind",
-            "s3",
-            "--endpoint",
-            &endpoint,
-            "--bucket",
-            &extra.bucket,
-            "--access-key-id",
-            &extra.access_key,
-            "--secret-file",
-            &secret.display().to_string(),
-            "--location-ca-file",
-            &ca,
-            "--provider",
-            "infomaniak",
-            "--jurisdiction",
-            jurisdiction,
-        ])
+        let mut a = vec!["--json", "locations", "add"];
+        a.extend(args.iter().map(String::as_str));
+        a.extend(["--provider", "infomaniak", "--jurisdiction", jurisdiction]);
+        gw.admin_cli(&a)
     };
     add("C/H").fails_with("jurisdiction");
     let added: Value = serde_json::from_str(&add("CH").ok().stdout).expect("location JSON");

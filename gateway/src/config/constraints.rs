@@ -8,6 +8,9 @@ use std::fmt;
 
 use super::Location;
 
+/// Steps a placement search may take before it gives up.
+const BUDGET: usize = 200_000;
+
 /// Limits on where a seal's fragments may be, by the locations' stated attributes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Constraints {
@@ -105,20 +108,18 @@ impl Constraints {
     /// Chooses `n` of `order` (most preferred first) that satisfy these
     /// constraints and `feasible(chosen, left)` (other minimums: `true` while they
     /// can still be met with `left` places to fill), preferring earlier locations.
-    /// `None` when no choice does (or the search gives up, after `BUDGET` steps).
+    /// `None` when no choice does (or the search gives up, after [`BUDGET`] steps).
     pub fn choose<'a>(
         &self,
         order: &[&'a Location],
         n: usize,
         feasible: &dyn Fn(&[&Location], usize) -> bool,
     ) -> Option<Vec<&'a Location>> {
-        const BUDGET: usize = 200_000;
         let mut chosen: Vec<&'a Location> = Vec::with_capacity(n);
         let mut steps = 0;
-        self.search(order, n, 0, &mut chosen, feasible, &mut steps, BUDGET).then_some(chosen)
+        self.search(order, n, 0, &mut chosen, feasible, &mut steps).then_some(chosen)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn search<'a>(
         &self,
         order: &[&'a Location],
@@ -127,7 +128,6 @@ impl Constraints {
         chosen: &mut Vec<&'a Location>,
         feasible: &dyn Fn(&[&Location], usize) -> bool,
         steps: &mut usize,
-        budget: usize,
     ) -> bool {
         let left = n - chosen.len();
         if left == 0 {
@@ -149,14 +149,14 @@ impl Constraints {
                 return false;
             }
             *steps += 1;
-            if *steps > budget {
+            if *steps > BUDGET {
                 return false;
             }
             if !self.admits(chosen, order[i]) {
                 continue;
             }
             chosen.push(order[i]);
-            if self.search(order, n, i + 1, chosen, feasible, steps, budget) {
+            if self.search(order, n, i + 1, chosen, feasible, steps) {
                 return true;
             }
             chosen.pop();

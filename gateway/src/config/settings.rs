@@ -453,7 +453,8 @@ fn check_constraints(
         return Ok(c);
     }
     let all = p.locations.is_empty();
-    for l in names.iter().filter_map(|l| locations.get(l)) {
+    let usable: Vec<&Location> = names.iter().filter_map(|l| locations.get(l)).collect();
+    for l in &usable {
         if !all && !c.countable(l) {
             return Err(invalid(format!(
                 "policy {name}: its constraints ({c}) count locations by provider and jurisdiction, and location {} \
@@ -463,7 +464,6 @@ fn check_constraints(
             )));
         }
     }
-    let usable: Vec<&Location> = names.iter().filter_map(|l| locations.get(l)).collect();
     if !usable.is_empty() && c.choose(&usable, usize::from(p.n), &|_, _| true).is_none() {
         return Err(invalid(format!("policy {name}: no {} of its locations satisfy its constraints ({c})", p.n)));
     }

@@ -132,20 +132,7 @@ impl std::fmt::Debug for Ledger {
 /// The records key of master key material: HKDF-SHA256 with its own label, so that
 /// it seals nothing else and the master key seals no record.
 fn derive(material: &DataKey) -> DataKey {
-    struct Len;
-    impl ring::hkdf::KeyType for Len {
-        fn len(&self) -> usize {
-            32
-        }
-    }
-    let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"skyshard ledger");
-    let prk = salt.extract(material.expose_secret());
-    let mut out = zeroize::Zeroizing::new([0u8; 32]);
-    // Expanding 32 bytes from SHA-256 cannot fail (the limit is 255 blocks).
-    if let Ok(okm) = prk.expand(&[b"records v1"], Len) {
-        let _ = okm.fill(&mut out[..]);
-    }
-    DataKey::from_bytes(*out)
+    DataKey::from_bytes(*crate::keys::derive(material, b"skyshard ledger", b"records v1"))
 }
 
 impl Ledger {

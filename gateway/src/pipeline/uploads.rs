@@ -6,6 +6,8 @@
 //! `pipeline.pending_grace` has passed or an upload fails.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -22,6 +24,9 @@ const MIN_GRACE: Duration = Duration::from_millis(50);
 pub(super) struct Uploads {
     results: mpsc::UnboundedReceiver<(usize, Option<u64>)>,
     handles: Vec<Option<AbortHandle>>,
+    /// Uploads that stored their fragment: one can end before the write's others
+    /// keep up (a fast location answers once its last slice is in).
+    stored: Vec<Arc<AtomicBool>>,
 }
 
 impl Uploads {
@@ -31,20 +36,26 @@ impl Uploads {
         F: Future<Output = Option<u64>> + Send + 'static,
     {
         let (tx, results) = mpsc::unbounded_channel();
-        let handles = uploads
-            .into_iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let tx = tx.clone();
-                Some(tokio::spawn(async move { tx.send((i, f.await)) }).abort_handle())
-            })
-            .collect();
-        Self { results, handles }
+        let (mut handles, mut stored) = (Vec::new(), Vec::new());
+        for (i, f) in uploads.into_iter().enumerate() {
+            let (tx, done) = (tx.clone(), Arc::new(AtomicBool::new(false)));
+            stored.push(done.clone());
+            handles.push(Some(
+                tokio::spawn(async move {
+                    let r = f.await;
+                    done.store(r.is_some(), Ordering::Release);
+                    tx.send((i, r))
+                })
+                .abort_handle(),
+            ));
+        }
+        Self { results, handles, stored }
     }
 
-    /// Whether upload `i` has ended (or was given up on).
-    pub(super) fn ended(&self, i: usize) -> bool {
-        self.handles[i].as_ref().is_none_or(AbortHandle::is_finished)
+    /// Whether upload `i` has ended without storing its fragment (or was given up
+    /// on).
+    pub(super) fn failed(&self, i: usize) -> bool {
+        self.handles[i].as_ref().is_none_or(AbortHandle::is_finished) && !self.stored[i].load(Ordering::Acquire)
     }
 
     /// Gives up on upload `i`.
@@ -164,5 +175,29 @@ impl Behind {
                 warn!(%seal, error = %e, "could not queue a seal for repair; the next pass finds it");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upload_that_stored_its_fragment_and_ended_has_not_failed() {
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        let uploads: Vec<std::pin::Pin<Box<dyn Future<Output = Option<u64>> + Send>>> = vec![
+            Box::pin(async { Some(7) }),
+            Box::pin(async { None }),
+            Box::pin(async move { wait.await.ok().map(|()| 7) }),
+        ];
+        let u = Uploads::spawn(uploads);
+        let ended = || u.handles.iter().take(2).flatten().all(AbortHandle::is_finished);
+        while !ended() {
+            tokio::task::yield_now().await;
+        }
+        assert!(!u.failed(0), "stored before the others: not failed");
+        assert!(u.failed(1), "ended without storing");
+        assert!(!u.failed(2), "still going");
+        drop(release);
     }
 }

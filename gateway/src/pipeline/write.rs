@@ -7,7 +7,7 @@
 //! hand-offs to other threads cost more CPU than the work.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -260,9 +260,6 @@ struct Sinks {
     senders: Vec<Option<mpsc::UnboundedSender<Queued>>>,
     /// Slices queued for each upload and not yet taken by it.
     queued: Vec<Arc<AtomicUsize>>,
-    /// Uploads whose location has stored the whole fragment: one sent its last
-    /// slice can end before the write's other uploads keep up.
-    stored: Vec<Arc<AtomicBool>>,
     uploads: Uploads,
     /// Ticks whenever an upload takes a slice or ends.
     progress: watch::Receiver<u64>,
@@ -279,15 +276,12 @@ impl Sinks {
         let tick = Arc::new(tick);
         let mut senders = Vec::with_capacity(refs.len());
         let mut queued = Vec::with_capacity(refs.len());
-        let mut stored = Vec::with_capacity(refs.len());
         let mut uploads = Vec::with_capacity(refs.len());
         for (at, header) in refs.iter().zip(headers) {
             let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
             let count = Arc::new(AtomicUsize::new(1));
             let _ = tx.send(Queued { bytes: header, _lag: None });
-            let done = Arc::new(AtomicBool::new(false));
-            let (store, at, tick, taken, landed) =
-                (ctx.store.clone(), at.clone(), tick.clone(), count.clone(), done.clone());
+            let (store, at, tick, taken) = (ctx.store.clone(), at.clone(), tick.clone(), count.clone());
             uploads.push(async move {
                 let feed = tick.clone();
                 let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
@@ -300,7 +294,6 @@ impl Sinks {
                 let r = match store.put(&at, body).await {
                     Ok(()) => {
                         debug!(location = %at.location, bytes = at.len, "fragment stored");
-                        landed.store(true, Ordering::Release);
                         Some(at.len)
                     }
                     Err(e) => {
@@ -313,10 +306,9 @@ impl Sinks {
             });
             senders.push(Some(tx));
             queued.push(count);
-            stored.push(done);
         }
         let uploads = Uploads::spawn(uploads);
-        Self { senders, queued, stored, uploads, progress, window: depth.max(1) + 1, quorum, lag: ctx.lagging.clone() }
+        Self { senders, queued, uploads, progress, window: depth.max(1) + 1, quorum, lag: ctx.lagging.clone() }
     }
 
     /// Uploads not given up on.
@@ -356,7 +348,7 @@ impl Sinks {
             self.progress.borrow_and_update();
             for i in 0..self.senders.len() {
                 // An upload that ended without storing its fragment failed.
-                if self.senders[i].is_some() && self.uploads.ended(i) && !self.stored[i].load(Ordering::Acquire) {
+                if self.senders[i].is_some() && self.uploads.failed(i) {
                     self.give_up(i, "its upload ended early");
                 }
             }

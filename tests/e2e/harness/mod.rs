@@ -634,6 +634,28 @@ pub fn rclone_location_at(name: &str, r: &Rclone, port: u16) -> String {
     )
 }
 
+/// `skyshard admin locations add` arguments (after `add`) for `r` as location
+/// `name`, its secret in the private file `secret`.
+pub fn location_add_args(name: &str, r: &Rclone, secret: &Path) -> Vec<String> {
+    [
+        name,
+        "--kind",
+        "s3",
+        "--endpoint",
+        &format!("https://127.0.0.1:{}", r.port),
+        "--bucket",
+        &r.bucket,
+        "--access-key-id",
+        &r.access_key,
+        "--secret-file",
+        &secret.display().to_string(),
+        "--location-ca-file",
+        &locations_pki().ca.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// TOML for a standalone edge store (HTTPS).
 pub fn edge_location(name: &str, e: &Edge) -> String {
     format!(
@@ -842,7 +864,7 @@ impl Client {
         self.ca_env(&mut cmd);
         cmd.arg(env().root.join("tests/py").join(script)).args([&self.endpoint, &self.access_key, &self.secret_key]);
         let out = run(cmd.args(args));
-        assert!(out.status.success(), "{script} failed:\n{}\n{}", out.stdout, out.stderr);
+        assert!(out.status.success(), "{script} failed ({}):\n{}\n{}", out.status, out.stdout, out.stderr);
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{script} printed {:?}: {e}", out.stdout))
     }
 

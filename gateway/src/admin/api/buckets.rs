@@ -185,9 +185,7 @@ pub async fn audit_bucket(
         let Some(m) = admin.gw.meta.manifest(&name, &o.key).await? else { continue };
         let mut broken = Vec::new();
         for p in &m.parts {
-            let held: Vec<&crate::config::Location> =
-                p.seal.fragments.iter().filter_map(|f| view.locations.get(&f.location)).collect();
-            for c in constraints.report(&held).into_iter().filter(|c| !c.satisfied) {
+            for c in placement_checks(&view, constraints, &p.seal).into_iter().filter(|c| !c.satisfied) {
                 broken.push(format!("part {}: {} ({})", p.number, c.rule, c.found));
             }
         }

@@ -11,10 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::*;
 use crate::admin::Admin;
 use crate::admin::problem::Problem;
-use crate::catalog::LocationState;
-use crate::config::{Check, Location};
+use crate::catalog::{CatalogView, LocationState};
+use crate::config::{Check, Constraints, Location};
 use crate::evidence::{ALGORITHM, Signed};
-use crate::meta::VersionRef;
+use crate::meta::{Seal, VersionRef};
 use crate::pipeline::fragment_ref;
 use crate::pipeline::locks::fragment_lock;
 
@@ -189,6 +189,12 @@ pub async fn evidence_key(State(admin): State<Arc<Admin>>) -> Json<EvidenceKey> 
     Json(EvidenceKey { algorithm: ALGORITHM.into(), key_version: s.version(), public_key: s.public_key() })
 }
 
+/// Each of `constraints` checked against where `seal`'s fragments are now.
+pub(super) fn placement_checks(view: &CatalogView, constraints: &Constraints, seal: &Seal) -> Vec<Check> {
+    let held: Vec<&Location> = seal.fragments.iter().filter_map(|f| view.locations.get(&f.location)).collect();
+    constraints.report(&held)
+}
+
 async fn object_info(admin: &Admin, q: ObjectQuery) -> ApiResult<ObjectInfo> {
     let which = match q.version.as_deref() {
         Some(v) => Some(v.parse::<VersionRef>().map_err(|_| Problem::bad_request(format!("no version id {v:?}")))?),
@@ -217,8 +223,7 @@ async fn object_info(admin: &Admin, q: ObjectQuery) -> ApiResult<ObjectInfo> {
             Some(w) => asked.iter().flatten().filter(|l| l.until >= w.until && (l.compliance || !w.compliance)).count(),
             None => 0,
         };
-        let held: Vec<&Location> = p.seal.fragments.iter().filter_map(|f| view.locations.get(&f.location)).collect();
-        let checks = constraints.map(|c| c.report(&held)).unwrap_or_default();
+        let checks = constraints.map(|c| placement_checks(&view, c, &p.seal)).unwrap_or_default();
         parts.push(PartInfo {
             part_number: i64::from(p.number),
             offset: p.offset as i64,
@@ -235,19 +240,22 @@ async fn object_info(admin: &Admin, q: ObjectQuery) -> ApiResult<ObjectInfo> {
                 .fragments
                 .into_iter()
                 .zip(asked)
-                .map(|(f, lock)| FragmentInfo {
-                    index: i64::from(f.index),
-                    location_state: view.state(&f.location),
-                    provider: view.locations.get(&f.location).and_then(|l| l.provider.clone()),
-                    jurisdiction: view.locations.get(&f.location).and_then(|l| l.jurisdiction.clone()),
-                    location: f.location,
-                    size: f.size as i64,
-                    state: f.state.to_string(),
-                    verified_at: f.verified_at,
-                    location_lock: lock.map(|l| FragmentLockInfo {
-                        mode: if l.compliance { "COMPLIANCE" } else { "GOVERNANCE" }.into(),
-                        until: l.until,
-                    }),
+                .map(|(f, lock)| {
+                    let described = view.locations.get(&f.location);
+                    FragmentInfo {
+                        index: i64::from(f.index),
+                        location_state: view.state(&f.location),
+                        provider: described.and_then(|l| l.provider.clone()),
+                        jurisdiction: described.and_then(|l| l.jurisdiction.clone()),
+                        location: f.location,
+                        size: f.size as i64,
+                        state: f.state.to_string(),
+                        verified_at: f.verified_at,
+                        location_lock: lock.map(|l| FragmentLockInfo {
+                            mode: if l.compliance { "COMPLIANCE" } else { "GOVERNANCE" }.into(),
+                            until: l.until,
+                        }),
+                    }
                 })
                 .collect(),
         });
